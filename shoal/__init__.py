@@ -1,0 +1,50 @@
+"""shoal: Dask's distributed scheduler API, rebuilt to be fast, safe and resilient.
+
+Switch by changing one import: ``from shoal import Client``.
+"""
+
+from __future__ import annotations
+
+from shoal import config as _config  # noqa: F401  registers the shoal.* defaults
+from shoal.client.client import Client, default_client
+from shoal.client.futures import Future
+from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
+from shoal.deploy.local import LocalCluster
+from shoal.exceptions import (
+    CancelledError,
+    ClosedClientError,
+    FutureCancelledError,
+    FuturesCancelledError,
+    KilledWorker,
+    Reschedule,
+    TimeoutError,
+    WorkerStartTimeoutError,
+)
+from shoal.scheduler.server import Scheduler
+from shoal.security import Security
+from shoal.worker.server import Worker, get_worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CancelledError",
+    "Client",
+    "ClosedClientError",
+    "Future",
+    "FutureCancelledError",
+    "FuturesCancelledError",
+    "KilledWorker",
+    "LocalCluster",
+    "Reschedule",
+    "Scheduler",
+    "Security",
+    "TimeoutError",
+    "Worker",
+    "WorkerStartTimeoutError",
+    "as_completed",
+    "default_client",
+    "fire_and_forget",
+    "futures_of",
+    "get_worker",
+    "wait",
+]

@@ -1,0 +1,73 @@
+"""The bridge between blocking user code and shoal's event loop.
+
+Blocking `Client`s and `LocalCluster`s share one event loop running in a daemon thread
+("shoal-loop"), started on first use (uvloop where available). `sync` runs a coroutine
+function on a loop and blocks the calling thread for its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.new_event_loop()
+
+
+def shared_loop() -> asyncio.AbstractEventLoop:
+    """The process-wide loop thread used by blocking clients and clusters."""
+    global _loop, _thread
+    with _lock:
+        if _loop is None or not _thread or not _thread.is_alive():
+            loop = new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _thread = threading.Thread(target=run, name="shoal-loop", daemon=True)
+            _thread.start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def sync(
+    loop: asyncio.AbstractEventLoop,
+    func: Callable[..., Any],
+    *args: Any,
+    callback_timeout: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run `func(*args, **kwargs)` (a coroutine function) on `loop`; block for the result."""
+    if in_loop_thread(loop):
+        raise RuntimeError("sync() called from thread of running loop")
+    if loop.is_closed():
+        raise RuntimeError("the event loop is closed")
+    fut = asyncio.run_coroutine_threadsafe(func(*args, **kwargs), loop)
+    try:
+        return fut.result(callback_timeout)
+    except BaseException:
+        fut.cancel()
+        raise

@@ -1,0 +1,1 @@
+"""The user-facing client: `Client`, `Future`, and the helpers over futures."""

@@ -1,0 +1,1196 @@
+"""`Client`: the user's connection to a shoal cluster.
+
+Every method has an async core that runs on the client's event loop. A blocking client
+shares the process-wide loop thread (`shoal._loop`) and its methods block; an
+asynchronous client (or any client called from its own loop) returns awaitables.
+
+Messages to the scheduler go through one ordered outbox, whichever thread produces them
+(submit from user code, releases from garbage collection), and are flushed on the loop
+at the end of its current tick, so a burst of submits becomes one packet. Results are
+fetched straight from the workers that hold them; small results arrive inline with the
+completion message and need no fetch at all. The scheduler sees task specs only as
+opaque bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import contextvars
+import itertools
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import dask.config
+from dask.base import tokenize
+from dask.typing import no_default
+from dask.utils import funcname
+
+from shoal import _loop, config
+from shoal.client.futures import Future, FutureState
+from shoal.comm import connect
+from shoal.comm.errors import CommClosedError
+from shoal.exceptions import ClosedClientError, FutureCancelledError, WorkerStartTimeoutError
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Pickled, dumps, loads
+from shoal.rpc import ConnectionPool, Peer
+from shoal.utils import parse_timeout, typename
+from shoal.versions import get_versions
+
+logger = logging.getLogger("shoal.client")
+
+_global_clients: weakref.WeakValueDictionary[int, Client] = weakref.WeakValueDictionary()
+_global_client_index = itertools.count()
+_current_client: contextvars.ContextVar[Client | None] = contextvars.ContextVar("shoal_client", default=None)
+
+_NO_CLIENT_MSG = (
+    "No clients found\n"
+    "Start a client and point it to the scheduler address\n"
+    "  from distributed import Client\n"
+    "  client = Client('ip-addr-of-scheduler:8786')\n"
+)
+
+
+def default_client(c: Client | None = None) -> Client:
+    """`c` if given, else the most recently created client that is still open."""
+    if c is not None:
+        return c
+    for i in sorted(_global_clients, reverse=True):
+        client = _global_clients.get(i)
+        if client is not None and client.status not in ("closing", "closed"):
+            return client
+    raise ValueError(_NO_CLIENT_MSG)
+
+
+def _walk_futures(obj: Any, out: list) -> Any:
+    """Replace `Future`s inside builtin containers by plain `TaskRef`s; collect them."""
+    t = type(obj)
+    if t is Future:
+        out.append(obj)
+        from dask._task_spec import TaskRef
+
+        return TaskRef(obj.key)
+    if t in (list, tuple, set, frozenset):
+        items = [_walk_futures(x, out) for x in obj]
+        return t(items)
+    if t is dict:
+        return {k: _walk_futures(v, out) for k, v in obj.items()}
+    return obj
+
+
+_SIMPLE = (int, float, str, bytes, bool, type(None))
+
+
+def _has_future(obj: Any) -> bool:
+    t = type(obj)
+    if t in _SIMPLE:
+        return False
+    if t is Future:
+        return True
+    if t in (list, tuple, set, frozenset):
+        return any(_has_future(x) for x in obj)
+    if t is dict:
+        return any(_has_future(v) for v in obj.values())
+    return False
+
+
+def _map_structure(obj: Any, leaf: Any) -> Any:
+    """Rebuild nested list/tuple/set/dict/namedtuple `obj` with Futures replaced by `leaf(f)`."""
+    t = type(obj)
+    if isinstance(obj, Future):
+        return leaf(obj)
+    if t in (list, set, frozenset):
+        return t(_map_structure(x, leaf) for x in obj)
+    if t is tuple:
+        return tuple(_map_structure(x, leaf) for x in obj)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return t(*(_map_structure(x, leaf) for x in obj))
+    if t is dict:
+        return {k: _map_structure(v, leaf) for k, v in obj.items()}
+    return obj
+
+
+def _collect(obj: Any, out: list) -> None:
+    if isinstance(obj, Future):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for x in obj:
+            _collect(x, out)
+    elif type(obj) is dict:
+        for v in obj.values():
+            _collect(v, out)
+
+
+class Client:
+    """Connect to a shoal scheduler, or start a `LocalCluster` when given no address."""
+
+    def __init__(
+        self,
+        address: Any = None,
+        loop: Any = None,
+        timeout: Any = no_default,
+        set_as_default: bool = True,
+        scheduler_file: str | None = None,
+        security: Any = None,
+        asynchronous: bool = False,
+        name: str | None = None,
+        heartbeat_interval: Any = None,
+        serializers: Any = None,
+        deserializers: Any = None,
+        extensions: Any = None,
+        direct_to_workers: Any = None,
+        connection_limit: int = 512,
+        **kwargs: Any,
+    ):
+        if timeout is no_default:
+            timeout = config.get("comm.timeouts.connect")
+        if timeout is None:
+            raise ValueError("None is an invalid value for global client timeout")
+        self._timeout = parse_timeout(timeout)
+        if address is None:
+            address = dask.config.get("scheduler-address", None)
+            if address is None and scheduler_file is not None:
+                address = _read_scheduler_file(scheduler_file, self._timeout)
+        if address is not None and kwargs:
+            raise ValueError(f"Unexpected keyword arguments: {sorted(kwargs)}")
+        self.cluster: Any = None
+        self._owns_cluster = False
+        self._cluster_kwargs = kwargs
+        if address is not None and not isinstance(address, str):
+            if isinstance(getattr(address, "scheduler_address", None), str):
+                if getattr(address, "status", "running") in ("closing", "closed"):
+                    raise RuntimeError(f"Trying to connect to an already closed or closing Cluster {address}.")
+                self.cluster = address
+                security = security if security is not None else getattr(address, "security", None)
+                address = address.scheduler_address
+            else:
+                raise TypeError(f"Scheduler address must be a string or a Cluster instance, got {type(address)}")
+        self._address = address
+        self.security = security
+        name = name if name is not None else dask.config.get("client-name", None)
+        self.id = f"Client-{name}-{uuid.uuid1()}" if name else f"Client-{uuid.uuid1()}"
+        self.status = "newly-created"
+        self.futures: dict[Any, FutureState] = {}
+        self.refcount: collections.defaultdict[Any, int] = collections.defaultdict(int)
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._outbox: collections.deque = collections.deque()
+        self._flush_pending = False
+        self._func_cache: dict[int, tuple[Any, Pickled]] = {}
+        self._priority_counter = itertools.count()
+        self._asynchronous = asynchronous
+        self._set_as_default = set_as_default
+        self._config_ctx: Any = None
+        self._identity: dict = {}
+        self.scheduler_comm: Peer | None = None
+        self._pool: ConnectionPool | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.direct_to_workers = direct_to_workers
+        self.datasets: dict = {}
+        if asynchronous:
+            self.loop = loop if loop is not None else _running_loop_or_none()
+            self._started: Any = None
+            if self.loop is not None:
+                self._started = asyncio.ensure_future(self._start())
+        else:
+            self.loop = loop if loop is not None else (getattr(self.cluster, "loop", None) or _loop.shared_loop())
+            self._started = None
+            self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, **kwargs: Any) -> None:
+        if self.status == "running":
+            return
+        if self._asynchronous:
+            if self._started is None:
+                self.loop = asyncio.get_running_loop()
+                self._started = asyncio.ensure_future(self._start())
+            return
+        _loop.sync(self.loop, self._start)
+
+    def __await__(self):
+        async def wait_started() -> Client:
+            if self._started is None:
+                self.loop = asyncio.get_running_loop()
+                self._started = asyncio.ensure_future(self._start())
+            await self._started
+            return self
+
+        return wait_started().__await__()
+
+    async def _start(self) -> None:
+        if self.status == "running":
+            return
+        self.status = "connecting"
+        address = self._address
+        if address is None:
+            from shoal.deploy.local import LocalCluster
+
+            cluster = await LocalCluster(asynchronous=True, **self._cluster_kwargs)
+            self.cluster = cluster
+            self._owns_cluster = True
+            self.security = cluster.security
+            address = self._address = cluster.scheduler_address
+        secret = _secret_of(self.security)
+        info = {"role": "client", "id": self.id, "versions": get_versions()}
+        try:
+            comm = await connect(address, secret=secret, timeout=self._timeout, info=info)
+        except BaseException:
+            self.status = "closed"
+            if self._owns_cluster and self.cluster is not None:
+                await self.cluster.close()
+            raise
+        self.scheduler_comm = Peer(comm, None, self._on_messages)
+        self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
+        self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info)
+        self._own(self._watch_scheduler(self.scheduler_comm))
+        self.status = "running"
+        try:
+            self._identity = await self.scheduler_comm.request("identity")
+        except Exception:  # pragma: no cover
+            self._identity = {}
+        if self._set_as_default:
+            self._register_default()
+
+    def _register_default(self) -> None:
+        _global_clients[next(_global_client_index)] = self
+        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"})
+
+    async def _watch_scheduler(self, peer: Peer) -> None:
+        await peer.run()
+        if self.status == "running":
+            logger.warning("lost the connection to the scheduler at %s", self._address)
+            for st in list(self.futures.values()):
+                if not st.done():
+                    st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
+            self.status = "closed"
+
+    def _own(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _close(self, fast: bool = False) -> None:
+        if self.status == "closed":
+            return
+        self.status = "closing"
+        self._flush()
+        for st in self.futures.values():
+            if not st.done():
+                st.cancel("client-closed", "the client was closed")
+        if self.scheduler_comm is not None:
+            await self.scheduler_comm.close()
+        if self._pool is not None:
+            await self._pool.close()
+        current = asyncio.current_task()
+        for t in list(self._tasks):
+            if t is not current:
+                t.cancel()
+        if self._owns_cluster and self.cluster is not None:
+            await self.cluster.close()
+        self.status = "closed"
+        self._unregister_default()
+
+    def _unregister_default(self) -> None:
+        for i, c in list(_global_clients.items()):
+            if c is self:
+                del _global_clients[i]
+        if self._config_ctx is not None:
+            ctx, self._config_ctx = self._config_ctx, None
+            if dask.config.get("scheduler", None) == self.get:
+                ctx.__exit__(None, None, None)
+
+    def close(self, timeout: Any = no_default) -> Any:
+        if self.status == "closed":
+            if self.asynchronous:
+                return _noop()
+            return None
+        if self.asynchronous:
+            return self._close()
+        if self.loop.is_closed():
+            self.status = "closed"
+            return None
+        try:
+            _loop.sync(self.loop, self._close, callback_timeout=2 * self._timeout)
+        finally:
+            self.status = "closed"
+            self._unregister_default()
+        return None
+
+    def __enter__(self) -> Client:
+        self._ctx_token = _current_client.set(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        token = getattr(self, "_ctx_token", None)
+        if token is not None:
+            try:
+                _current_client.reset(token)
+            except ValueError:
+                raise ValueError(f"{self} was created in a different Context") from None
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        await self
+        self._ctx_token = _current_client.set(self)
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        token = getattr(self, "_ctx_token", None)
+        if token is not None:
+            try:
+                _current_client.reset(token)
+            except ValueError:
+                pass
+        await self._close(fast=exc_type is not None)
+
+    def __del__(self) -> None:
+        try:
+            if self.status == "running" and not self._asynchronous and not self.loop.is_closed():
+                self.close()
+        except Exception:
+            pass
+
+    @classmethod
+    def current(cls, allow_global: bool = True) -> Client:
+        c = _current_client.get()
+        if c is not None:
+            return c
+        if allow_global:
+            return default_client()
+        raise ValueError("Not running inside the `as_current` context manager")
+
+    def as_current(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm() -> Iterator[None]:
+            token = _current_client.set(self)
+            try:
+                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"}):
+                    yield
+            finally:
+                _current_client.reset(token)
+
+        return cm()
+
+    @property
+    def asynchronous(self) -> bool:
+        return _loop.in_loop_thread(self.loop) or self._asynchronous
+
+    def sync(self, func: Any, *args: Any, asynchronous: bool | None = None, callback_timeout: Any = None, **kwargs: Any) -> Any:
+        if asynchronous or (asynchronous is None and self.asynchronous):
+            return func(*args, **kwargs)
+        if self.status == "closed":
+            raise ClosedClientError(f"{self} is closed")
+        return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+
+    @property
+    def scheduler(self) -> Any:
+        return self.scheduler_comm
+
+    @property
+    def dashboard_link(self) -> str:
+        link = getattr(self.cluster, "dashboard_link", "") if self.cluster is not None else ""
+        return link or ""
+
+    def __repr__(self) -> str:
+        if self.status in ("newly-created", "connecting") and not self._address:
+            return "<Client: No scheduler connected>"
+        info = self._identity or {}
+        addr = self._address
+        workers = info.get("workers")
+        if workers is not None and self.cluster is not None:
+            n = info.get("n_workers", len(workers))
+            threads = info.get("total_threads", 0)
+            from shoal.utils import format_bytes
+
+            mem = format_bytes(info.get("total_memory", 0))
+            return f"<Client: {addr!r} processes={n} threads={threads}, memory={mem}>"
+        return f"<Client: scheduler={addr!r}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<div><b>Client</b> {html.escape(self.id)}<br>scheduler: {html.escape(str(self._address))}</div>"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call_in_loop(self, fn: Any, *args: Any) -> None:
+        if _loop.in_loop_thread(self.loop):
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _send(self, msg: m.Message) -> None:
+        """Queue `msg` for the scheduler, from any thread, preserving order."""
+        if self.status in ("closing", "closed"):
+            if type(msg) is m.ReleaseKeys:
+                return
+            raise ClosedClientError(f"{self} is closed")
+        self._outbox.append(msg)
+        if not self._flush_pending:
+            self._flush_pending = True
+            if _loop.in_loop_thread(self.loop):
+                self.loop.call_soon(self._flush)
+            else:
+                try:
+                    self.loop.call_soon_threadsafe(self._flush)
+                except RuntimeError:  # loop closed
+                    self._flush_pending = False
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        outbox = self._outbox
+        peer = self.scheduler_comm
+        if peer is None or peer.closed:
+            if self._started is not None or self.status == "running":
+                outbox.clear()
+            return
+        while outbox:
+            msg = outbox.popleft()
+            try:
+                peer.send(msg)
+            except CommClosedError:
+                outbox.clear()
+                return
+
+    def _inc_ref(self, key: Any) -> FutureState:
+        with self._lock:
+            st = self.futures.get(key)
+            if st is None:
+                st = self.futures[key] = FutureState(key)
+            self.refcount[key] += 1
+            return st
+
+    def _dec_ref(self, key: Any, state: FutureState) -> None:
+        with self._lock:
+            if self.futures.get(key) is not state:
+                return  # cancelled or restarted meanwhile: this reference no longer counts
+            n = self.refcount[key] - 1
+            if n > 0:
+                self.refcount[key] = n
+                return
+            del self.refcount[key]
+            del self.futures[key]
+        if self.status == "running":
+            self._send(m.ReleaseKeys((key,)))
+
+    def _on_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
+        futures = self.futures
+        for msg in msgs:
+            t = type(msg)
+            if t is m.KeyInMemory:
+                st = futures.get(msg.key)
+                if st is not None:
+                    st.finish(msg.type_name, msg.workers, msg.inline)
+            elif t is m.TaskErred:
+                st = futures.get(msg.key)
+                if st is not None:
+                    st.set_error(msg.exception, msg.traceback, msg.text)
+            elif t is m.CancelledKeys:
+                for key in msg.keys:
+                    st = futures.get(key)
+                    if st is not None:
+                        st.cancel(msg.reason, msg.msg)
+            elif t is m.LostData:
+                st = futures.get(msg.key)
+                if st is not None:
+                    st.lost()
+            elif t is m.TaskRetried:
+                st = futures.get(msg.key)
+                if st is not None:
+                    st.retry()
+            else:
+                logger.warning("unexpected message from the scheduler: %s", msg.op)
+
+    def _pickle_func(self, func: Any) -> Pickled:
+        hit = self._func_cache.get(id(func))
+        if hit is not None and hit[0] is func:
+            return hit[1]
+        try:
+            p = dumps(func)
+        except Exception as e:
+            raise TypeError(f"Could not serialize the function {funcname(func)!r}: {e}") from e
+        if len(self._func_cache) > 1000:
+            self._func_cache.clear()
+        self._func_cache[id(func)] = (func, p)
+        return p
+
+    def _pickle_args(self, key: Any, args: tuple, kwargs: dict) -> Pickled:
+        try:
+            return dumps((args, kwargs))
+        except Exception as e:
+            for i, a in enumerate(args):
+                try:
+                    dumps(a)
+                except Exception:
+                    raise TypeError(
+                        f"Could not serialize argument {i} ({typename(type(a))}) of task {key!r}: {e}"
+                    ) from e
+            for k, v in kwargs.items():
+                try:
+                    dumps(v)
+                except Exception:
+                    raise TypeError(
+                        f"Could not serialize keyword argument {k!r} ({typename(type(v))}) of task {key!r}: {e}"
+                    ) from e
+            raise TypeError(f"Could not serialize the arguments of task {key!r}: {e}") from e
+
+    @staticmethod
+    def _annotations(workers: Any, allow_other_workers: Any, resources: Any, retries: Any) -> dict | None:
+        ann: dict = {}
+        if workers is not None:
+            if isinstance(workers, (str, int, float)):
+                workers = [workers]
+            ann["workers"] = list(workers)
+            if allow_other_workers:
+                ann["allow_other_workers"] = True
+        if resources:
+            ann["resources"] = dict(resources)
+        if retries:
+            ann["retries"] = int(retries)
+        global_ann = dask.get_annotations()
+        for k in ("workers", "allow_other_workers", "resources", "retries"):
+            if k in global_ann and k not in ann:
+                ann[k] = global_ann[k]
+        return ann or None
+
+    def _check_running(self) -> None:
+        if self.status in ("closing", "closed"):
+            raise ClosedClientError(f"{self} is closed")
+
+    # ------------------------------------------------------------------ submit / map
+
+    def submit(
+        self,
+        func: Any,
+        *args: Any,
+        key: Any = None,
+        workers: Any = None,
+        resources: Any = None,
+        retries: Any = None,
+        priority: int = 0,
+        fifo_timeout: Any = "100 ms",
+        allow_other_workers: bool = False,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        **kwargs: Any,
+    ) -> Future:
+        """Run `func(*args, **kwargs)` on the cluster; return a `Future` for its result."""
+        if not callable(func):
+            raise TypeError("First input to submit must be a callable function")
+        if allow_other_workers not in (True, False, None):
+            raise TypeError("allow_other_workers= must be True, False, or None")
+        if allow_other_workers and workers is None:
+            raise ValueError("Only use allow_other_workers= if using workers=")
+        self._check_running()
+        if key is None:
+            if pure and not actor:
+                key = f"{funcname(func)}-{tokenize(func, kwargs, *args)}"
+            else:
+                key = f"{funcname(func)}-{uuid.uuid4()}"
+        else:
+            from dask.core import validate_key
+
+            validate_key(key)
+        if key in self.futures:
+            return Future(key, self)
+        deps: list[Future] = []
+        if _has_future(args) or _has_future(kwargs):
+            args = _walk_futures(args, deps)
+            kwargs = _walk_futures(kwargs, deps)
+            self._check_own(deps)
+        fp = self._pickle_func(func)
+        spec = self._pickle_args(key, args, kwargs)
+        ann = self._annotations(workers, allow_other_workers, resources, retries)
+        prio = (-priority, next(self._priority_counter))
+        dep_keys = tuple({f.key: None for f in deps})
+        future = Future(key, self)
+        self._send(m.UpdateGraph(((key, 0, spec, dep_keys, prio, ann),), (fp,), (key,)))
+        return future
+
+    def _check_own(self, futures: list[Future]) -> None:
+        for f in futures:
+            if f.client is not self:
+                raise ValueError(
+                    f"Inputs contain futures that were created by another client: {f.key!r}"
+                )
+
+    def map(
+        self,
+        func: Any,
+        *iterables: Any,
+        key: Any = None,
+        workers: Any = None,
+        retries: Any = None,
+        resources: Any = None,
+        priority: int = 0,
+        allow_other_workers: bool = False,
+        fifo_timeout: Any = "100 ms",
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> list[Future]:
+        """`submit(func, *args)` for each tuple of arguments drawn from `iterables`."""
+        if not callable(func):
+            raise TypeError("First input to map must be a callable function")
+        import queue as queue_mod
+
+        if any(isinstance(it, (Iterator, queue_mod.Queue)) for it in iterables):
+            raise TypeError(
+                "Dask no longer supports mapping over Iterators or Queues.Consider using a normal for loop and Client.submit"
+            )
+        if workers is not None and not isinstance(workers, (list, set, str, int, float)):
+            raise TypeError("Workers must be a list or set of workers or None")
+        if allow_other_workers and workers is None:
+            raise ValueError("Only use allow_other_workers= if using workers=")
+        self._check_running()
+        arg_tuples = list(zip(*iterables))
+        if not arg_tuples:
+            return []
+        if batch_size and batch_size < len(arg_tuples):
+            out: list[Future] = []
+            keys_list = key if isinstance(key, list) else None
+            for start in range(0, len(arg_tuples), batch_size):
+                chunk = arg_tuples[start : start + batch_size]
+                sub_key = keys_list[start : start + batch_size] if keys_list else key
+                out.extend(
+                    self.map(func, *zip(*chunk), key=sub_key, workers=workers, retries=retries,
+                             resources=resources, priority=priority, allow_other_workers=allow_other_workers,
+                             pure=pure, **kwargs)
+                )  # fmt: skip
+            return out
+        if isinstance(key, list):
+            keys = key
+        else:
+            prefix = key or funcname(func)
+            if pure:
+                token = tokenize(func, kwargs)
+                keys = [f"{prefix}-{tokenize(token, args)}" for args in arg_tuples]
+            else:
+                uid = uuid.uuid4()
+                keys = [f"{prefix}-{uid}-{i}" for i in range(len(arg_tuples))]
+        fp = self._pickle_func(func)
+        ann = self._annotations(workers, allow_other_workers, resources, retries)
+        kw_has_futures = _has_future(kwargs)
+        tasks = []
+        futures = []
+        base = next(self._priority_counter)
+        for i, (k, args) in enumerate(zip(keys, arg_tuples)):
+            if k in self.futures:
+                futures.append(Future(k, self))
+                continue
+            kw = kwargs
+            deps: list[Future] = []
+            if kw_has_futures or _has_future(args):
+                args = _walk_futures(args, deps)
+                kw = _walk_futures(kwargs, deps)
+                self._check_own(deps)
+            spec = self._pickle_args(k, args, kw)
+            tasks.append((k, 0, spec, tuple({f.key: None for f in deps}), (-priority, base, i), ann))
+            futures.append(Future(k, self))
+        for _ in range(len(arg_tuples)):
+            next(self._priority_counter)
+        if tasks:
+            self._send(m.UpdateGraph(tuple(tasks), (fp,), tuple(t[0] for t in tasks)))
+        return futures
+
+    # ------------------------------------------------------------------ results
+
+    async def _result(self, future: Future, timeout: Any = None) -> Any:
+        st = future._state
+        assert st is not None
+        t = parse_timeout(timeout)
+        if not st.done():
+            try:
+                await asyncio.wait_for(st.wait(), t)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"timed out after {timeout} s.") from None
+        st.raise_if_failed()
+        return (await self._gather_states([st]))[0]
+
+    async def _future_exception(self, future: Future, timeout: Any = None) -> Any:
+        st = future._state
+        assert st is not None
+        try:
+            await asyncio.wait_for(st.wait(), parse_timeout(timeout))
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"timed out after {timeout} s.") from None
+        return st.exception() if st.status == "error" else None
+
+    async def _future_traceback(self, future: Future, timeout: Any = None) -> Any:
+        st = future._state
+        assert st is not None
+        try:
+            await asyncio.wait_for(st.wait(), parse_timeout(timeout))
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"timed out after {timeout} s.") from None
+        return st.traceback()
+
+    async def _gather_states(self, states: list[FutureState]) -> list:
+        """Values of finished keys: inline ones directly, the rest from their workers."""
+        out: list = [None] * len(states)
+        todo: dict[Any, list[int]] = {}
+        for i, st in enumerate(states):
+            if st.inline is not None:
+                out[i] = loads(st.inline)
+            else:
+                todo.setdefault(st.key, []).append(i)
+        attempts = 0
+        while todo:
+            by_worker: dict[str, list] = {}
+            for key, idxs in todo.items():
+                st = states[idxs[0]]
+                if st.status != "finished":
+                    await st.wait()
+                    st.raise_if_failed()
+                    if st.inline is not None:
+                        continue
+                if st.workers:
+                    by_worker.setdefault(st.workers[attempts % len(st.workers)], []).append(key)
+            for key in [k for k in todo if states[todo[k][0]].inline is not None]:
+                for i in todo.pop(key):
+                    out[i] = loads(states[i].inline)
+            if not by_worker and todo:
+                await self._refresh_who_has(list(todo), states, todo)
+                attempts += 1
+                continue
+            results = await asyncio.gather(*(self._fetch(w, keys) for w, keys in by_worker.items()))
+            for data in results:
+                for key, value in data.items():
+                    for i in todo.pop(key, ()):
+                        out[i] = loads(value)
+            if todo:
+                attempts += 1
+                await self._refresh_who_has(list(todo), states, todo)
+        return out
+
+    async def _refresh_who_has(self, keys: list, states: list[FutureState], todo: dict) -> None:
+        assert self.scheduler_comm is not None
+        who_has = await self.scheduler_comm.request("who_has", keys=keys)
+        for key in keys:
+            st = states[todo[key][0]]
+            holders = tuple(who_has.get(key) or ())
+            if holders:
+                st.workers = holders
+            elif st.status == "finished":
+                # nobody holds it: the scheduler is recomputing it (lost-data follows)
+                st.workers = ()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + self._timeout
+                while st.status == "finished" and not st.workers and loop.time() < deadline:
+                    await asyncio.sleep(0.01)  # poll for the lost-data message
+                    who = await self.scheduler_comm.request("who_has", keys=[key])
+                    st.workers = tuple(who.get(key) or ())
+
+    async def _fetch(self, worker: str, keys: list) -> dict:
+        assert self._pool is not None
+        try:
+            peer = await self._pool.get(worker)
+            reply = await peer.request("get_data", keys=keys)
+            return dict(reply["data"])
+        except (OSError, CommClosedError) as e:
+            logger.info("could not fetch from %s: %s", worker, e)
+            self._pool.forget(worker)
+            return {}
+
+    def gather(self, futures: Any, errors: str = "raise", direct: Any = None, asynchronous: Any = None) -> Any:
+        """The results of `futures` (a Future or nested containers of them), same structure."""
+        import queue as queue_mod
+
+        if isinstance(futures, queue_mod.Queue):
+            raise TypeError("Dask no longer supports gathering over Iterators and Queues.")
+        if isinstance(futures, Iterator):
+            return (self.gather(f, errors=errors, direct=direct) for f in futures)
+        return self.sync(self._gather, futures, errors=errors, asynchronous=asynchronous)
+
+    async def _gather(self, futures: Any, errors: str = "raise") -> Any:
+        leaves: list[Future] = []
+        _collect(futures, leaves)
+        for f in leaves:
+            if f.client is not self:
+                raise ValueError(
+                    "Cannot gather Futures created by another client. "
+                    f"These are the futures of another client: {f.key!r}"
+                )
+        states = {f.key: f._state for f in leaves}
+        for st in states.values():
+            assert st is not None
+            await st.wait()
+        bad: set = set()
+        for key, st in states.items():
+            assert st is not None
+            if st.status in ("error", "cancelled"):
+                if errors == "raise":
+                    st.raise_if_failed()
+                bad.add(key)
+        good = [st for k, st in states.items() if k not in bad]
+        values = dict(zip([st.key for st in good], await self._gather_states(good)))  # type: ignore[union-attr]
+        if errors == "skip" and bad:
+            if isinstance(futures, list):
+                futures = [f for f in futures if not (isinstance(f, Future) and f.key in bad)]
+            return _map_structure(futures, lambda f: values.get(f.key))
+        return _map_structure(futures, lambda f: values[f.key])
+
+    # ------------------------------------------------------------------ scatter
+
+    def scatter(
+        self,
+        data: Any,
+        workers: Any = None,
+        broadcast: bool = False,
+        direct: Any = None,
+        hash: bool = True,
+        timeout: Any = no_default,
+        asynchronous: Any = None,
+    ) -> Any:
+        """Put local data on the workers; return Futures pointing at it."""
+        import queue as queue_mod
+
+        if isinstance(data, (Iterator, queue_mod.Queue)):
+            raise TypeError("Dask no longer supports mapping over Iterators or Queues.Consider using a normal for loop and Client.submit")
+        if timeout is no_default:
+            timeout = self._timeout
+        return self.sync(self._scatter, data, workers=workers, broadcast=broadcast, hash=hash, timeout=timeout, asynchronous=asynchronous)
+
+    async def _scatter(self, data: Any, workers: Any = None, broadcast: Any = False, hash: bool = True, timeout: Any = None) -> Any:
+        assert self.scheduler_comm is not None
+        t = type(data)
+        if t is dict:
+            items = dict(data)
+        elif t in (list, tuple, set, frozenset, range) or (isinstance(data, tuple) and hasattr(data, "_fields")):
+            seq = list(data)
+            items = {self._scatter_key(x, hash): x for x in seq}
+        else:
+            seq = [data]
+            items = {self._scatter_key(data, hash): data}
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (parse_timeout(timeout) or 0)
+        while True:
+            nthreads = await self.scheduler_comm.request("nthreads", workers=workers)
+            if nthreads or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)  # poll until a worker joins
+        if not nthreads:
+            raise TimeoutError("No valid workers found")
+        addrs = sorted(nthreads)
+        slots = [a for a in addrs for _ in range(max(1, nthreads[a]))]
+        targets: dict[str, dict] = {}
+        who_has: dict = {}
+        for i, (key, value) in enumerate(items.items()):
+            if broadcast:
+                n = len(addrs) if broadcast is True else int(broadcast)
+                chosen = addrs[:n]
+            else:
+                chosen = [slots[i % len(slots)]]
+            p = dumps(value)
+            for a in chosen:
+                targets.setdefault(a, {})[key] = p
+            who_has[key] = tuple(chosen)
+
+        async def put(addr: str, payload: dict) -> dict:
+            assert self._pool is not None
+            peer = await self._pool.get(addr)
+            return await peer.request("update_data", data=payload)
+
+        replies = await asyncio.gather(*(put(a, d) for a, d in targets.items()))
+        nbytes: dict = {}
+        for r in replies:
+            nbytes.update(r["nbytes"])
+        types = {k: typename(type(v)) for k, v in items.items()}
+        self._send(m.UpdateData(who_has, nbytes, types))
+        futures = {}
+        for key in items:
+            f = Future(key, self)
+            assert f._state is not None
+            if not f._state.done():
+                f._state.finish(types[key], who_has[key], None)
+            futures[key] = f
+        if t is dict:
+            return futures
+        keys = list(items)
+        if t in (list, tuple, set, frozenset, range) or (isinstance(data, tuple) and hasattr(data, "_fields")):
+            out = [futures[self._scatter_key(x, hash, cached=True)] for x in seq] if hash else [futures[k] for k in keys]
+            if t is range or t is list:
+                return out
+            if isinstance(data, tuple) and hasattr(data, "_fields"):
+                return t(*out)
+            return t(out)
+        return futures[keys[0]]
+
+    def _scatter_key(self, x: Any, hash: bool, cached: bool = False) -> Any:
+        if hash:
+            return f"{type(x).__name__}-{tokenize(x)}"
+        if cached:  # pragma: no cover
+            raise AssertionError
+        return f"{type(x).__name__}-{uuid.uuid4().hex}"
+
+    # ------------------------------------------------------------------ cancel / retry / release
+
+    def cancel(self, futures: Any, asynchronous: Any = None, force: bool = False, reason: str | None = None, msg: str | None = None) -> Any:
+        """Cancel these futures and everything that depends on them."""
+        return self.sync(self._cancel, futures, force=force, reason=reason, msg=msg, asynchronous=asynchronous)
+
+    async def _cancel(self, futures: Any, force: bool = False, reason: str | None = None, msg: str | None = None) -> None:
+        from shoal.client.helpers import futures_of
+
+        keys = [f.key for f in futures_of(futures)]
+        with self._lock:
+            for k in keys:
+                st = self.futures.pop(k, None)
+                self.refcount.pop(k, None)
+                if st is not None:
+                    st.cancel(reason, msg)
+        self._send(m.CancelKeys(tuple(keys), force, reason, msg))
+
+    def retry(self, futures: Any, asynchronous: Any = None) -> Any:
+        return self.sync(self._retry, futures, asynchronous=asynchronous)
+
+    async def _retry(self, futures: Any) -> None:
+        from shoal.client.helpers import futures_of
+
+        self._send(m.RetryKeys(tuple(f.key for f in futures_of(futures))))
+
+    # ------------------------------------------------------------------ introspection
+
+    def _request(self, name: str, **kwargs: Any) -> Any:
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            return await self.scheduler_comm.request(name, **kwargs)
+
+        return self.sync(call)
+
+    def scheduler_info(self, n_workers: int = -1, **kwargs: Any) -> Any:
+        from shoal.objects import SchedulerInfo
+
+        if self.asynchronous:
+            info = dict(self._identity)
+            info["workers"] = {}
+            return SchedulerInfo(info)
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            self._identity = await self.scheduler_comm.request("identity", n_workers=n_workers)
+            return SchedulerInfo(self._identity)
+
+        return self.sync(call)
+
+    def nthreads(self, workers: Any = None, **kwargs: Any) -> Any:
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+        return self._request("nthreads", workers=workers)
+
+    ncores = nthreads
+
+    def who_has(self, futures: Any = None, **kwargs: Any) -> Any:
+        from shoal.client.helpers import futures_of
+        from shoal.objects import WhoHas
+
+        keys = None if futures is None else [f.key for f in futures_of(futures)]
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            return WhoHas(await self.scheduler_comm.request("who_has", keys=keys))
+
+        return self.sync(call)
+
+    def has_what(self, workers: Any = None, **kwargs: Any) -> Any:
+        from shoal.objects import HasWhat
+
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            return HasWhat(await self.scheduler_comm.request("has_what", workers=workers))
+
+        return self.sync(call)
+
+    def processing(self, workers: Any = None) -> Any:
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+        return self._request("processing", workers=workers)
+
+    def run_on_scheduler(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `function(*args, **kwargs)` on the scheduler (it may take `dask_scheduler=`)."""
+        wait = kwargs.pop("wait", True)
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            value = await self.scheduler_comm.request(
+                "run_on_scheduler", function=dumps(function), args=dumps((args, kwargs)), wait=wait
+            )
+            return loads(value)
+
+        return self.sync(call)
+
+    def run(
+        self,
+        function: Any,
+        *args: Any,
+        workers: Any = None,
+        wait: bool = True,
+        nanny: bool = False,
+        on_error: str = "raise",
+        **kwargs: Any,
+    ) -> Any:
+        """Run `function` on every worker (outside task scheduling): `{address: result}`."""
+        if on_error not in ("raise", "return", "ignore"):
+            raise ValueError(f"on_error must be 'raise', 'return' or 'ignore'; got {on_error!r}")
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            replies = await self.scheduler_comm.request(
+                "broadcast",
+                name="run",
+                kwargs={"function": dumps(function), "args": dumps((args, kwargs)), "wait": wait},
+                workers=workers,
+            )
+            if not wait:
+                return None
+            out = {}
+            for addr, (ok, value) in replies.items():
+                obj = loads(value) if isinstance(value, Pickled) else value
+                if ok:
+                    out[addr] = obj
+                elif on_error == "raise":
+                    raise obj if isinstance(obj, BaseException) else RuntimeError(str(obj))
+                elif on_error == "return":
+                    out[addr] = obj
+            return out
+
+        return self.sync(call)
+
+    def wait_for_workers(self, n_workers: int, timeout: Any = None) -> Any:
+        if not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"`n_workers` must be a positive integer. Instead got {n_workers}.")
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            t = parse_timeout(timeout)
+            loop = asyncio.get_running_loop()
+            deadline = None if t is None else loop.time() + t
+            while True:
+                info = await self.scheduler_comm.request("identity", n_workers=0)
+                self._identity = info
+                if info["n_workers"] >= n_workers:
+                    return
+                if deadline is not None and loop.time() >= deadline:
+                    raise WorkerStartTimeoutError(info["n_workers"], n_workers, t)
+                await asyncio.sleep(0.05)  # poll the scheduler until enough workers joined
+
+        return self.sync(call)
+
+    # ------------------------------------------------------------------ dask integration
+
+    def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,
+            sync: bool = True, asynchronous: Any = None, direct: Any = None, retries: Any = None, priority: int = 0,
+            fifo_timeout: Any = "60s", actors: Any = None, **kwargs: Any) -> Any:  # fmt: skip
+        """The scheduler function dask calls: compute `keys` of graph `dsk` on the cluster."""
+        from shoal.client.graphs import graph_to_futures
+
+        futures = graph_to_futures(self, dsk, keys, workers=workers, allow_other_workers=allow_other_workers,
+                                   resources=resources, retries=retries, priority=priority)  # fmt: skip
+        if not sync:
+            return futures
+        if self.asynchronous and asynchronous is not False:
+
+            async def collect() -> Any:
+                try:
+                    return await self._gather(futures)
+                finally:
+                    del_futures(futures)
+
+            return collect()
+        try:
+            return self.gather(futures)
+        finally:
+            del_futures(futures)
+
+    def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True, workers: Any = None,
+                allow_other_workers: bool = False, resources: Any = None, retries: int = 0, priority: int = 0,
+                fifo_timeout: Any = "60s", actors: Any = None, traverse: bool = True, **kwargs: Any) -> Any:  # fmt: skip
+        from shoal.client.graphs import compute
+
+        return compute(self, collections, sync=sync, optimize_graph=optimize_graph, workers=workers,
+                       allow_other_workers=allow_other_workers, resources=resources, retries=retries,
+                       priority=priority, traverse=traverse, **kwargs)  # fmt: skip
+
+    def persist(self, collections: Any, optimize_graph: bool = True, workers: Any = None, allow_other_workers: Any = None,
+                resources: Any = None, retries: Any = None, priority: int = 0, fifo_timeout: Any = "60s",
+                actors: Any = None, **kwargs: Any) -> Any:  # fmt: skip
+        from shoal.client.graphs import persist
+
+        return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
+                       allow_other_workers=allow_other_workers, resources=resources, retries=retries,
+                       priority=priority, **kwargs)  # fmt: skip
+
+
+def del_futures(futures: Any) -> None:
+    leaves: list[Future] = []
+    _collect(futures, leaves)
+    for f in leaves:
+        f.release()
+
+
+async def _noop() -> None:
+    return None
+
+
+def _running_loop_or_none() -> Any:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _secret_of(security: Any) -> bytes | None:
+    if security is None or security is False:
+        secret = config.get("security.secret", None)
+        return secret.encode() if isinstance(secret, str) else secret
+    if isinstance(security, (bytes, str)):
+        return security.encode() if isinstance(security, str) else security
+    return getattr(security, "secret", None)
+
+
+def _read_scheduler_file(path: str, timeout: float | None) -> str:
+    import json
+    import os
+    import time
+
+    deadline = time.monotonic() + (timeout or 30)
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"scheduler file {path} did not appear within {timeout} s")
+        time.sleep(0.05)  # poll the filesystem
+    with open(path) as f:
+        return json.load(f)["address"]
+
+
+@atexit.register
+def _close_global_clients() -> None:
+    for c in list(_global_clients.values()):
+        try:
+            if not c._asynchronous:
+                c.close()
+        except Exception:
+            pass
+
+
+__all__ = ["Client", "FutureCancelledError", "default_client"]

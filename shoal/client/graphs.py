@@ -1,0 +1,150 @@
+"""Turning dask graphs and collections into tasks for the scheduler (`get`, `compute`,
+`persist`). Each graph node is pickled on its own into an opaque spec the scheduler
+forwards untouched; dask's `order` gives the per-task priority so reductions finish
+before new branches start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.client.futures import Future
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps
+
+_ANNOTATIONS = ("workers", "allow_other_workers", "resources", "retries", "priority")
+
+
+def _flatten(keys: Any) -> list:
+    from dask.core import flatten
+
+    if isinstance(keys, list):
+        return list(flatten(keys))
+    return [keys]
+
+
+def _pack(keys: Any, futures: dict) -> Any:
+    if isinstance(keys, list):
+        return [_pack(k, futures) for k in keys]
+    return futures[keys]
+
+
+def graph_to_futures(
+    client: Any, dsk: Any, keys: Any, *, workers: Any = None, allow_other_workers: Any = None,
+    resources: Any = None, retries: Any = None, priority: int = 0,
+) -> Any:  # fmt: skip
+    from dask._task_spec import Alias, convert_legacy_graph
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.order import order
+
+    layer_ann: dict = {}
+    if isinstance(dsk, HighLevelGraph):
+        graph = dict(dsk)
+    elif isinstance(dsk, dict):
+        graph = dsk
+    else:  # a dask expression
+        graph = dsk.__dask_graph__()
+        layer_ann = dsk.__dask_annotations__() or {}
+    flat = _flatten(keys)
+    clean: dict = {}
+    for k, v in graph.items():
+        if isinstance(v, Future):
+            if v.key != k:
+                clean[k] = Alias(k, v.key)
+            continue  # the key of a held future: the scheduler already has it
+        clean[k] = v
+    nodes = convert_legacy_graph(clean)
+    # cull to what the requested keys need
+    needed: dict = {}
+    stack = [k for k in flat if k in nodes]
+    while stack:
+        k = stack.pop()
+        if k in needed:
+            continue
+        node = nodes[k]
+        needed[k] = node
+        for d in node.dependencies:
+            if d in nodes:
+                stack.append(d)
+            elif d not in client.futures:
+                raise ValueError(f"Task {k!r} depends on {d!r}, which is neither in the graph nor held by this client")
+    for k in flat:
+        if k not in needed and k not in client.futures:
+            raise KeyError(f"key {k!r} is not in the graph")
+    try:
+        ordering = order(needed) if needed else {}
+    except Exception:  # graphs with external dependencies: keep insertion order
+        ordering = {k: i for i, k in enumerate(needed)}
+    base = next(client._priority_counter)
+    global_ann = client._annotations(workers, allow_other_workers, resources, retries) or {}
+    tasks = []
+    for k, node in needed.items():
+        ann = dict(global_ann)
+        user_priority = priority
+        for name in _ANNOTATIONS:
+            per_key = layer_ann.get(name)
+            if per_key and k in per_key:
+                value = per_key[k]
+                value = value(k) if callable(value) else value
+                if name == "priority":
+                    user_priority = value
+                elif name == "workers":
+                    ann["workers"] = [value] if isinstance(value, (str, int, float)) else list(value)
+                else:
+                    ann[name] = value
+        try:
+            spec = dumps(node)
+        except Exception as e:
+            raise TypeError(f"Could not serialize task {k!r}: {e}") from e
+        order_k = ordering[k] if isinstance(ordering, dict) and k in ordering else 0
+        tasks.append((k, -1, spec, tuple(node.dependencies), (-user_priority, base, order_k), ann or None))
+    futures = {k: Future(k, client) for k in flat}
+    if tasks or flat:
+        client._send(m.UpdateGraph(tuple(tasks), (), tuple(flat)))
+    return _pack(keys, futures)
+
+
+def _to_expr(collections: list, optimize_graph: bool) -> Any:
+    from dask.base import collections_to_expr
+
+    return collections_to_expr(collections, optimize_graph)
+
+
+def compute(client: Any, collections: Any, *, sync: bool = False, optimize_graph: bool = True, traverse: bool = True, **kwargs: Any) -> Any:
+    from dask._expr import FinalizeCompute
+    from dask.base import is_dask_collection
+    from dask.delayed import delayed
+
+    singleton = not isinstance(collections, (list, tuple, set))
+    seq = [collections] if singleton else list(collections)
+    if traverse:
+        seq = [
+            delayed(c) if isinstance(c, (list, tuple, set, dict)) and not is_dask_collection(c) else c for c in seq
+        ]
+    positions = [i for i, c in enumerate(seq) if is_dask_collection(c)]
+    results: list = list(seq)
+    opts = {k: kwargs.pop(k) for k in ("workers", "allow_other_workers", "resources", "retries", "priority") if k in kwargs}
+    for i in positions:
+        expr = FinalizeCompute(_to_expr([seq[i]], optimize_graph)).optimize()
+        keys = _flatten(expr.__dask_keys__())
+        (fut,) = [graph_to_futures(client, expr, keys[0], **opts)]
+        results[i] = fut
+    if sync:
+        results = client.gather(results)
+    return results[0] if singleton else results
+
+
+def persist(client: Any, collections: Any, *, optimize_graph: bool = True, **kwargs: Any) -> Any:
+    from dask.base import is_dask_collection
+
+    singleton = not isinstance(collections, (list, tuple, set))
+    seq = [collections] if singleton else list(collections)
+    assert all(is_dask_collection(c) for c in seq), "persist expects dask collections"
+    opts = {k: kwargs.pop(k) for k in ("workers", "allow_other_workers", "resources", "retries", "priority") if k in kwargs}
+    out = []
+    for c in seq:
+        expr = _to_expr([c], optimize_graph).optimize()
+        keys = _flatten(c.__dask_keys__())
+        futures = graph_to_futures(client, expr, keys, **opts)
+        func, args = c.__dask_postpersist__()
+        out.append(func(dict(zip(keys, futures)), *args))
+    return out[0] if singleton else out

@@ -1,0 +1,59 @@
+"""shoal's configuration: defaults registered under the `shoal.` namespace of `dask.config`.
+
+Key names follow `distributed.` where the concept is the same, so YAML files and
+`DASK_SHOAL__...` environment variables work the way Dask users expect. Values are read
+once where a server or client starts and passed down as plain values; the pure state
+machines never read configuration themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import dask.config
+from dask.utils import parse_bytes, parse_timedelta
+
+DEFAULTS: dict[str, Any] = {
+    "shoal": {
+        "comm": {
+            "timeouts": {"connect": "30s"},
+            # Largest packet a peer may announce; checked before anything is allocated.
+            "max-packet-size": "8 GiB",
+        },
+        "client": {
+            # Results at most this large travel inline with the completion message,
+            # saving the client a round trip to the worker.
+            "inline-result-size": "2 KiB",
+        },
+        "scheduler": {
+            "allowed-failures": 3,
+            # Tasks kept queued on a worker per thread beyond the running ones, as a budget
+            # of expected work: enough to hide a round trip, never more than the cap.
+            "worker-queue-seconds": 0.01,
+            "worker-queue-max-per-thread": 64,
+            "unknown-task-duration": "500ms",
+        },
+        "worker": {
+            "memory": {"target": 0.60, "spill": 0.70, "pause": 0.80, "terminate": 0.95},
+            "resources": {},
+        },
+        "deploy": {"worker-start-timeout": "60s"},
+    }
+}
+
+dask.config.update_defaults(DEFAULTS)
+
+
+def get(key: str, default: Any = None) -> Any:
+    """Read `shoal.<key>` from dask's configuration."""
+    return dask.config.get(f"shoal.{key}", default=default)
+
+
+def get_timedelta(key: str) -> float:
+    return float(parse_timedelta(get(key), default="s"))
+
+
+def get_bytes(key: str) -> int:
+    value = get(key)
+    return int(parse_bytes(value) if isinstance(value, str) else value)

@@ -1,0 +1,4 @@
+"""Starting and stopping clusters."""
+from shoal.deploy.local import LocalCluster
+
+__all__ = ["LocalCluster"]

@@ -1,0 +1,1 @@
+"""Pure protocol layer: typed wire messages, serialization and framing. No I/O."""

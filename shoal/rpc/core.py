@@ -1,0 +1,237 @@
+"""One connection as a `Peer`: typed messages both ways plus request/reply; and a pool.
+
+A `Peer` reads packets from its `Comm`, turns wire tuples into `Message` records, answers
+`Request`s with the matching handler (each call a task the peer owns), resolves the
+futures of its own requests from `Reply`s, and hands every other message of a packet to
+`on_messages` in one call, so a whole batch becomes one stimulus. A malformed message is
+logged and dropped; the connection keeps working. Errors in handlers travel back pickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shoal.comm import connect
+from shoal.comm.errors import CommClosedError
+from shoal.protocol.messages import Message, ProtocolError, Reply, Request, from_wire
+from shoal.protocol.serialize import Pickled, dumps, loads
+
+logger = logging.getLogger("shoal.rpc")
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class RemoteError(Exception):
+    """A remote handler failed with an exception that could not be rebuilt here."""
+
+
+def _raise_remote(value: Any) -> None:
+    if isinstance(value, Pickled):
+        try:
+            exc = loads(value)
+        except Exception as e:  # the exception type is not importable here
+            raise RemoteError(f"remote call failed and its error could not be loaded: {e}") from None
+        if isinstance(exc, BaseException):
+            raise exc
+    raise RemoteError(str(value))
+
+
+class Peer:
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        comm: Any,
+        handlers: dict[str, Handler] | None = None,
+        on_messages: Callable[[Peer, list[Message]], None] | None = None,
+    ):
+        self.comm = comm
+        self.handlers = handlers or {}
+        self.on_messages = on_messages
+        self.role: str | None = None  # set by the owner once the peer says who it is
+        self.ident: Any = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._reader: asyncio.Task | None = None
+
+    @property
+    def address(self) -> str:
+        return self.comm.peer_address
+
+    @property
+    def closed(self) -> bool:
+        return self.comm.closed
+
+    def send(self, msg: Message) -> None:
+        self.comm.send(msg.to_wire())
+
+    def start(self) -> asyncio.Task:
+        """Run the read loop as a task (owned by this peer; `close` cancels it)."""
+        self._reader = asyncio.ensure_future(self.run())
+        return self._reader
+
+    async def run(self) -> None:
+        """Read until the connection closes."""
+        comm = self.comm
+        try:
+            while True:
+                batch = await comm.read()
+                self._dispatch(batch)
+        except (CommClosedError, OSError, EOFError):
+            pass
+        finally:
+            self._fail_pending()
+
+    def _dispatch(self, batch: Any) -> None:
+        msgs: list[Message] = []
+        for wire in batch:
+            try:
+                msg = from_wire(wire)
+            except ProtocolError as e:
+                logger.warning("dropping bad message from %s: %s", self.address, e)
+                continue
+            if type(msg) is Request:
+                self._spawn(self._answer(msg))
+            elif type(msg) is Reply:
+                fut = self._pending.pop(msg.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            else:
+                msgs.append(msg)
+        if msgs:
+            if self.on_messages is None:
+                logger.warning("unexpected messages from %s: %s", self.address, msgs[:3])
+            else:
+                try:
+                    self.on_messages(self, msgs)
+                except Exception:
+                    logger.exception("error handling messages from %s", self.address)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, req: Request) -> None:
+        handler = self.handlers.get(req.name)
+        try:
+            if handler is None:
+                raise ValueError(f"unknown operation {req.name!r}")
+            kwargs = req.kwargs if isinstance(req.kwargs, dict) else {}
+            value = await handler(self, **kwargs)
+            reply = Reply(req.id, True, value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            try:
+                err = dumps(e)
+            except Exception:
+                err = dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+            reply = Reply(req.id, False, err)
+        if not self.comm.closed:
+            try:
+                self.send(reply)
+            except CommClosedError:
+                pass
+
+    async def request_raw(self, name: str, /, **kwargs: Any) -> Reply:
+        """Call `name` on the other side; return the `Reply` without interpreting it."""
+        if self.comm.closed:
+            raise CommClosedError(f"connection to {self.address} is closed")
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.send(Request(rid, name, kwargs))
+        try:
+            return await fut
+        finally:
+            self._pending.pop(rid, None)
+
+    async def request(self, name: str, /, **kwargs: Any) -> Any:
+        """Call `name` on the other side and return its value, or raise its error."""
+        reply = await self.request_raw(name, **kwargs)
+        if not reply.ok:
+            _raise_remote(reply.value)
+        return reply.value
+
+    def _fail_pending(self) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(CommClosedError(f"connection to {self.address} closed"))
+        self._pending.clear()
+
+    async def close(self) -> None:
+        try:
+            await self.comm.close()
+        except Exception:
+            self.comm.abort()
+        tasks = [t for t in (self._reader, *self._tasks) if t is not None and not t.done()]
+        for t in tasks:
+            if t is not asyncio.current_task():
+                t.cancel()
+        for t in tasks:
+            if t is not asyncio.current_task():
+                try:
+                    await t
+                except BaseException:
+                    pass
+        self._fail_pending()
+
+
+class ConnectionPool:
+    """One `Peer` per remote address, connected on first use, closed together."""
+
+    def __init__(
+        self,
+        *,
+        secret: bytes | None,
+        timeout: float,
+        info: dict | None = None,
+        handlers: dict[str, Handler] | None = None,
+    ):
+        self.secret = secret
+        self.timeout = timeout
+        self.info = info
+        self.handlers = handlers
+        self.peers: dict[str, Peer] = {}
+        self._connecting: dict[str, asyncio.Future] = {}
+        self.closed = False
+
+    async def get(self, address: str) -> Peer:
+        peer = self.peers.get(address)
+        if peer is not None and not peer.closed:
+            return peer
+        if self.closed:
+            raise CommClosedError("connection pool is closed")
+        pending = self._connecting.get(address)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut = asyncio.get_running_loop().create_future()
+        self._connecting[address] = fut
+        try:
+            comm = await connect(address, secret=self.secret, timeout=self.timeout, info=self.info)
+            peer = Peer(comm, self.handlers)
+            peer.start()
+            self.peers[address] = peer
+            fut.set_result(peer)
+            return peer
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # mark retrieved
+            raise
+        finally:
+            self._connecting.pop(address, None)
+
+    def forget(self, address: str) -> None:
+        peer = self.peers.pop(address, None)
+        if peer is not None:
+            peer.comm.abort()
+
+    async def close(self) -> None:
+        self.closed = True
+        peers, self.peers = list(self.peers.values()), {}
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)

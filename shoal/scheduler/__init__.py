@@ -1,0 +1,1 @@
+"""The scheduler: a pure state machine (`state`) behind a thin I/O shell (`server`)."""

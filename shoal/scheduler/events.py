@@ -1,0 +1,50 @@
+"""Stimuli of the scheduler state machine: everything that can change its state.
+
+A message from a peer becomes `ClientMsg` or `WorkerMsg` (the typed wire record plus who
+sent it); connections coming and going become the other events. Every event carries a
+`stimulus_id` so any transition can be traced back to its cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoal.protocol.messages import Message, RegisterWorker
+
+
+@dataclass(slots=True)
+class SchedulerEvent:
+    stimulus_id: str
+
+
+@dataclass(slots=True)
+class AddClient(SchedulerEvent):
+    client_id: str
+
+
+@dataclass(slots=True)
+class RemoveClient(SchedulerEvent):
+    client_id: str
+
+
+@dataclass(slots=True)
+class ClientMsg(SchedulerEvent):
+    client_id: str
+    msg: Message
+
+
+@dataclass(slots=True)
+class AddWorker(SchedulerEvent):
+    msg: RegisterWorker
+
+
+@dataclass(slots=True)
+class RemoveWorker(SchedulerEvent):
+    address: str
+    reason: str
+
+
+@dataclass(slots=True)
+class WorkerMsg(SchedulerEvent):
+    address: str
+    msg: Message

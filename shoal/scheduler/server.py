@@ -1,0 +1,325 @@
+"""The scheduler's I/O shell: connections in, events to the state machine, messages out.
+
+It decides nothing. A packet from a client or worker becomes one batch of events for
+`SchedulerState.handle_stimulus`; the returned instructions are sent to the peers they
+name (each connection coalesces what is sent in one loop tick into one packet). It also
+answers read-only queries (`who_has`, `identity`, ...) and relays `run` calls to workers.
+Task specs, results and exceptions pass through as opaque `Pickled` values; the only user
+code the scheduler ever unpickles is a function sent with `run_on_scheduler` by an
+authenticated client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import time
+import uuid
+from typing import Any
+
+from shoal import config
+from shoal.comm import listen
+from shoal.comm.addressing import parse_address
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Pickled, dumps, loads
+from shoal.rpc import Peer
+from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
+from shoal.scheduler.instructions import ToClient, ToWorker
+from shoal.scheduler.state import SchedulerState
+from shoal.versions import get_versions
+
+logger = logging.getLogger("shoal.scheduler")
+
+_LOOPBACK = ("127.", "localhost", "::1", "[::1]")
+
+
+def _is_loopback(address: str) -> bool:
+    scheme, loc = parse_address(address)
+    if scheme == "inproc":
+        return True
+    host = loc.rsplit(":", 1)[0] if ":" in loc else loc
+    return host == "" or host.startswith(_LOOPBACK)
+
+
+class Scheduler:
+    """A scheduler server. `await Scheduler(...)` or `async with` starts it."""
+
+    def __init__(
+        self,
+        address: str = "tcp://127.0.0.1:0",
+        *,
+        secret: bytes | None = None,
+        insecure: bool = False,
+        validate: bool = False,
+        dashboard_address: Any = None,
+    ):
+        self._requested_address = address
+        self.secret = secret
+        self.insecure = insecure
+        self.id = f"Scheduler-{uuid.uuid4()}"
+        self.state = SchedulerState(
+            clock=time.monotonic,
+            queue_seconds=float(config.get("scheduler.worker-queue-seconds")),
+            queue_max_per_thread=int(config.get("scheduler.worker-queue-max-per-thread")),
+            unknown_task_duration=config.get_timedelta("scheduler.unknown-task-duration"),
+            validate=validate,
+        )
+        self.started = time.time()
+        self.listener: Any = None
+        self.clients: dict[str, Peer] = {}
+        self.workers: dict[str, Peer] = {}
+        self.status = "created"
+        self._sid = itertools.count()
+        self._workers_changed = asyncio.Event()
+        self.handlers = {
+            "identity": self._identity,
+            "who_has": self._who_has,
+            "has_what": self._has_what,
+            "nthreads": self._nthreads,
+            "processing": self._processing,
+            "ncores_running": self._nthreads,
+            "run_on_scheduler": self._run_on_scheduler,
+            "broadcast": self._broadcast,
+            "story": self._story,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def address(self) -> str:
+        if self.listener is None:
+            raise ValueError("the scheduler has not started")
+        return self.listener.address
+
+    async def start(self) -> Scheduler:
+        if self.status == "running":
+            return self
+        if self.secret is None and not self.insecure and not _is_loopback(self._requested_address):
+            raise ValueError(
+                f"refusing to listen on {self._requested_address} without authentication: "
+                "pass a shared secret (security) or insecure=True"
+            )
+        self.listener = await listen(
+            self._requested_address,
+            self._handle_comm,
+            secret=self.secret,
+            info={"role": "scheduler", "id": self.id, "versions": get_versions()},
+        )
+        self.status = "running"
+        logger.info("Scheduler at %s", self.address)
+        return self
+
+    def __await__(self):
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Scheduler:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.status in ("closing", "closed"):
+            return
+        self.status = "closing"
+        if self.listener is not None:
+            await self.listener.stop()
+        peers = list(self.clients.values()) + list(self.workers.values())
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        self.status = "closed"
+
+    async def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self.state.workers) < n:
+            self._workers_changed.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"only {len(self.state.workers)}/{n} workers arrived")
+            try:
+                await asyncio.wait_for(self._workers_changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ connections
+
+    async def _handle_comm(self, comm: Any) -> None:
+        peer = Peer(comm, self.handlers, self._on_messages)
+        try:
+            await peer.run()
+        finally:
+            await self._peer_gone(peer)
+
+    async def _peer_gone(self, peer: Peer) -> None:
+        if peer.role == "client" and self.clients.get(peer.ident) is peer:
+            del self.clients[peer.ident]
+            self._stimulate([RemoveClient(f"client-gone-{next(self._sid)}", peer.ident)])
+        elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
+            del self.workers[peer.ident]
+            self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, "connection closed")])
+            self._workers_changed.set()
+            logger.info("Remove worker %s", peer.ident)
+        try:
+            await peer.close()
+        except Exception:  # pragma: no cover
+            pass
+
+    def _on_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
+        sid = f"{peer.role or 'peer'}-{next(self._sid)}"
+        events: list[Any] = []
+        role = peer.role
+        for msg in msgs:
+            if role == "worker":
+                events.append(WorkerMsg(sid, peer.ident, msg))
+            elif role == "client":
+                events.append(ClientMsg(sid, peer.ident, msg))
+            elif type(msg) is m.RegisterClient:
+                peer.role, peer.ident = "client", msg.client_id
+                role = "client"
+                self.clients[msg.client_id] = peer
+                events.append(AddClient(sid, msg.client_id))
+            elif type(msg) is m.RegisterWorker:
+                if msg.address in self.workers:
+                    logger.warning("worker %s registered twice; dropping the new connection", msg.address)
+                    peer.comm.abort()
+                    return
+                peer.role, peer.ident = "worker", msg.address
+                role = "worker"
+                self.workers[msg.address] = peer
+                events.append(AddWorker(sid, msg))
+                self._workers_changed.set()
+                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+            else:
+                logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
+        if events:
+            self._stimulate(events)
+
+    def _stimulate(self, events: list[Any]) -> None:
+        try:
+            instructions = self.state.handle_stimulus(*events)
+        except Exception:
+            logger.exception("scheduler state machine failed on %s", [type(e).__name__ for e in events])
+            raise
+        clients, workers = self.clients, self.workers
+        for inst in instructions:
+            if type(inst) is ToWorker:
+                peer = workers.get(inst.address)
+            elif type(inst) is ToClient:
+                peer = clients.get(inst.client_id)
+            else:  # pragma: no cover
+                raise TypeError(inst)
+            if peer is not None and not peer.closed:
+                peer.send(inst.msg)
+
+    # ------------------------------------------------------------------ queries
+
+    def identity(self) -> dict:
+        st = self.state
+        workers = {}
+        for ws in st.workers.values():
+            workers[ws.address] = {
+                "type": "Worker",
+                "id": ws.name,
+                "host": ws.host,
+                "name": ws.name,
+                "nthreads": ws.nthreads,
+                "memory_limit": ws.memory_limit,
+                "resources": ws.resources,
+                "local_directory": ws.local_directory,
+                "nanny": ws.nanny,
+                "pid": ws.pid,
+                "status": "running",
+                "services": {},
+                "last_seen": time.time(),
+                "metrics": {"executing": len(ws.processing), "in_memory": len(ws.has_what), "memory": ws.nbytes},
+            }
+        return {
+            "type": "Scheduler",
+            "id": self.id,
+            "address": self.address,
+            "services": {},
+            "started": self.started,
+            "n_workers": len(workers),
+            "total_threads": sum(w["nthreads"] for w in workers.values()),
+            "total_memory": sum(w["memory_limit"] or 0 for w in workers.values()),
+            "workers": workers,
+        }
+
+    async def _identity(self, peer: Peer, n_workers: int = -1) -> dict:
+        info = self.identity()
+        if n_workers is not None and n_workers >= 0:
+            info["workers"] = dict(list(info["workers"].items())[:n_workers])
+        return info
+
+    async def _who_has(self, peer: Peer, keys: Any = None) -> dict:
+        tasks = self.state.tasks
+        if keys is None:
+            keys = list(tasks)
+        out = {}
+        for key in keys:
+            ts = tasks.get(key)
+            out[key] = [w.address for w in ts.who_has] if ts is not None else []
+        return out
+
+    def _select(self, workers: Any) -> list:
+        st = self.state
+        if workers is None:
+            return list(st.workers.values())
+        out = []
+        for w in workers:
+            ws = st.workers.get(w)
+            if ws is None:
+                ws = next((x for x in st.workers.values() if x.name == w or str(x.name) == str(w)), None)
+            if ws is not None:
+                out.append(ws)
+        return out
+
+    async def _has_what(self, peer: Peer, workers: Any = None) -> dict:
+        return {ws.address: [ts.key for ts in ws.has_what] for ws in self._select(workers)}
+
+    async def _nthreads(self, peer: Peer, workers: Any = None) -> dict:
+        return {ws.address: ws.nthreads for ws in self._select(workers)}
+
+    async def _processing(self, peer: Peer, workers: Any = None) -> dict:
+        return {ws.address: [ts.key for ts in ws.processing] for ws in self._select(workers)}
+
+    async def _story(self, peer: Peer, keys: Any = ()) -> list:
+        return [list(e) for e in self.state.story(*keys)]
+
+    async def _run_on_scheduler(self, peer: Peer, function: Pickled, args: Pickled, wait: bool = True) -> Pickled:
+        func = loads(function)
+        a, kw = loads(args)
+        if "dask_scheduler" in _params(func):
+            kw["dask_scheduler"] = self
+        result = func(*a, **kw)
+        if inspect.isawaitable(result):
+            if not wait:
+                asyncio.ensure_future(result)
+                return dumps(None)
+            result = await result
+        return dumps(result)
+
+    async def _broadcast(self, peer: Peer, name: str, kwargs: dict, workers: Any = None) -> dict:
+        """Call `name` on each worker; return `{address: (ok, value)}` as the workers sent it."""
+        targets = [ws.address for ws in self._select(workers)]
+
+        async def one(addr: str) -> tuple:
+            wpeer = self.workers.get(addr)
+            if wpeer is None:
+                return (False, dumps(OSError(f"worker {addr} is gone")))
+            try:
+                reply = await wpeer.request_raw(name, **kwargs)
+                return (reply.ok, reply.value)
+            except Exception as e:
+                return (False, dumps(OSError(f"worker {addr} failed to answer: {e}")))
+
+        results = await asyncio.gather(*(one(a) for a in targets))
+        return dict(zip(targets, results))
+
+
+def _params(func: Any) -> Any:
+    try:
+        return inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return {}

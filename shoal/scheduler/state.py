@@ -1,0 +1,878 @@
+"""The scheduler's whole truth, as a pure state machine.
+
+Rules:
+
+1. The only way in is `SchedulerState.handle_stimulus(*events) -> list[Instruction]`.
+   Nothing else writes to the state; the I/O shell may read it to answer queries.
+2. No asyncio, sockets, threads or wall clock here: the clock is passed in.
+3. A task moves between states only along an edge of `_TRANSITIONS`; any other move is an
+   `InvalidTransition` carrying the task's story.
+
+Theory of operation. A task is born `released` when a client sends its spec. It becomes
+`waiting` when some client wants it (or a wanted task depends on it); once every
+dependency is in memory it is `queued`, a priority heap shared by all workers. At the end
+of every stimulus the queue is drained into workers that have free *slots*: a worker takes
+``nthreads * (1 + depth)`` tasks, where `depth` is how many tasks fit in a small time
+budget per thread given the recent task durations (a few for slow tasks, up to a cap for
+tiny ones), so workers never wait a round trip for their next task and never hoard work.
+A task sent to a worker is `processing`; it ends `memory` or `erred`. Reference counting:
+a task is `released` when no client wants it and no waiting dependent needs it, and
+`forgotten` once nothing refers to it at all; released tasks keep their spec so lost
+results can be recomputed from lineage.
+
+States: released, waiting, queued, no-worker, processing, memory, erred, forgotten.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Pickled
+from shoal.scheduler import placement
+from shoal.scheduler.events import (
+    AddClient,
+    AddWorker,
+    ClientMsg,
+    RemoveClient,
+    RemoveWorker,
+    SchedulerEvent,
+    WorkerMsg,
+)
+from shoal.scheduler.instructions import Instruction, ToClient, ToWorker
+from shoal.utils import Key, key_prefix
+
+FIRE_AND_FORGET = "fire-and-forget"
+
+
+class InvalidTransition(RuntimeError):
+    def __init__(self, key: Key, start: str, finish: str, story: list):
+        self.key, self.start, self.finish, self.story = key, start, finish, story
+        super().__init__(f"invalid transition of {key!r}: {start} -> {finish}\nstory: {story}")
+
+
+class InvalidState(AssertionError):
+    """`validate_state` found a broken invariant."""
+
+
+class SchedTask:
+    """The scheduler's record of one task. Mutated only by `SchedulerState`."""
+
+    __slots__ = (
+        "key", "state", "prefix", "func", "spec", "priority", "dependencies", "dependents",
+        "waiting_on", "waiters", "who_has", "processing_on", "who_wants", "nbytes",
+        "type_name", "exception", "traceback", "exception_text", "exception_blame",
+        "retries", "restrictions", "loose", "resources", "run_id",
+    )  # fmt: skip
+
+    def __init__(self, key: Key):
+        self.key = key
+        self.state = "released"
+        self.prefix = key_prefix(key)
+        self.func: Pickled | None = None
+        #: the opaque run spec; None for data placed by a client (scatter)
+        self.spec: Pickled | None = None
+        self.priority: tuple = ()
+        self.dependencies: set[SchedTask] = set()
+        self.dependents: set[SchedTask] = set()
+        #: dependencies not yet in memory (while waiting)
+        self.waiting_on: set[SchedTask] = set()
+        #: dependents that still need this task's result
+        self.waiters: set[SchedTask] = set()
+        self.who_has: set[SchedWorker] = set()
+        self.processing_on: SchedWorker | None = None
+        self.who_wants: set[SchedClient] = set()
+        self.nbytes = -1
+        self.type_name: str | None = None
+        self.exception: Pickled | None = None
+        self.traceback: Pickled | None = None
+        self.exception_text = ""
+        #: the task whose failure this task inherits
+        self.exception_blame: SchedTask | None = None
+        self.retries = 0
+        self.restrictions: frozenset | None = None
+        self.loose = False
+        self.resources: dict | None = None
+        self.run_id = 0
+
+    def __repr__(self) -> str:
+        return f"<SchedTask {self.key!r} {self.state}>"
+
+
+class SchedWorker:
+    __slots__ = (
+        "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
+        "local_directory", "versions", "nanny", "processing", "has_what", "nbytes", "added",
+    )  # fmt: skip
+
+    def __init__(self, msg: m.RegisterWorker, now: float):
+        self.address = msg.address
+        self.name = msg.name
+        self.host = msg.address.split("://")[-1].rsplit(":", 1)[0]
+        self.nthreads = msg.nthreads
+        self.memory_limit = msg.memory_limit
+        self.resources = dict(msg.resources or {})
+        self.pid = msg.pid
+        self.local_directory = msg.local_directory
+        self.versions = msg.versions
+        self.nanny = msg.nanny
+        #: tasks sent to this worker and not finished, in dispatch order
+        self.processing: dict[SchedTask, None] = {}
+        self.has_what: set[SchedTask] = set()
+        self.nbytes = 0
+        self.added = now
+
+    def __repr__(self) -> str:
+        return f"<SchedWorker {self.address} processing={len(self.processing)}>"
+
+
+class SchedClient:
+    __slots__ = ("id", "wants")
+
+    def __init__(self, client_id: str):
+        self.id = client_id
+        self.wants: set[SchedTask] = set()
+
+    def __repr__(self) -> str:
+        return f"<SchedClient {self.id} wants={len(self.wants)}>"
+
+
+Recs = dict  # key -> recommended finish state
+
+
+class SchedulerState:
+    """See the module docstring. `clock` returns seconds (monotonic)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        queue_seconds: float = 0.01,
+        queue_max_per_thread: int = 64,
+        unknown_task_duration: float = 0.5,
+        validate: bool = False,
+        story_length: int = 100_000,
+    ):
+        self.clock = clock
+        self.tasks: dict[Key, SchedTask] = {}
+        self.workers: dict[str, SchedWorker] = {}
+        self.clients: dict[str, SchedClient] = {}
+        #: heap of (priority, tie-breaker, task) ready to run; stale entries skipped
+        self.queue: list[tuple[tuple, int, SchedTask]] = []
+        self.unrunnable: set[SchedTask] = set()
+        self.queue_seconds = queue_seconds
+        self.queue_max_per_thread = queue_max_per_thread
+        self.avg_duration = unknown_task_duration
+        self._seen_durations = False
+        self.validate = validate
+        self.story_log: deque[tuple] = deque(maxlen=story_length)
+        self.transition_counter = 0
+        self._tiebreak = 0
+        self._out: list[Instruction] = []
+        self._free_on: dict[SchedWorker, list[Key]] = {}
+
+    # ------------------------------------------------------------------ the one door
+
+    def handle_stimulus(self, *events: SchedulerEvent) -> list[Instruction]:
+        for ev in events:
+            recs: Recs = {}
+            handler = self._EVENT_HANDLERS[type(ev)]
+            handler(self, ev, recs)
+            self._transitions(recs, ev.stimulus_id)
+        self._schedule_queued(events[-1].stimulus_id if events else "")
+        for ws, keys in self._free_on.items():
+            if ws.address in self.workers:
+                self._out.append(ToWorker(ws.address, m.FreeKeys(tuple(keys))))
+        self._free_on.clear()
+        out, self._out = self._out, []
+        if self.validate:
+            self.validate_state()
+        return out
+
+    # ------------------------------------------------------------------ event handlers
+
+    def _handle_add_client(self, ev: AddClient, recs: Recs) -> None:
+        self.clients.setdefault(ev.client_id, SchedClient(ev.client_id))
+
+    def _handle_remove_client(self, ev: RemoveClient, recs: Recs) -> None:
+        cs = self.clients.pop(ev.client_id, None)
+        if cs is None:
+            return
+        for ts in cs.wants:
+            ts.who_wants.discard(cs)
+            self._maybe_release(ts, recs)
+        cs.wants.clear()
+
+    def _handle_client_msg(self, ev: ClientMsg, recs: Recs) -> None:
+        cs = self.clients.get(ev.client_id)
+        if cs is None:
+            cs = self.clients[ev.client_id] = SchedClient(ev.client_id)
+        self._CLIENT_HANDLERS[type(ev.msg)](self, cs, ev.msg, recs)
+
+    def _handle_add_worker(self, ev: AddWorker, recs: Recs) -> None:
+        msg = ev.msg
+        if msg.address in self.workers:
+            return
+        self.workers[msg.address] = SchedWorker(msg, self.clock())
+        for ts in self.unrunnable:
+            recs[ts.key] = "queued"
+
+    def _handle_remove_worker(self, ev: RemoveWorker, recs: Recs) -> None:
+        ws = self.workers.pop(ev.address, None)
+        if ws is None:
+            return
+        self._free_on.pop(ws, None)
+        for ts in list(ws.processing):
+            self._transition(ts, "waiting", ev.stimulus_id, recs)
+        for ts in ws.has_what:
+            ts.who_has.discard(ws)
+            if not ts.who_has and ts.state == "memory":
+                self._lost(ts, recs, f"worker {ws.address} was lost ({ev.reason})")
+        ws.has_what.clear()
+
+    def _handle_worker_msg(self, ev: WorkerMsg, recs: Recs) -> None:
+        ws = self.workers.get(ev.address)
+        if ws is None:
+            return  # a message from a worker we already removed: stale
+        self._WORKER_HANDLERS[type(ev.msg)](self, ws, ev.msg, recs, ev.stimulus_id)
+
+    # client messages
+
+    def _update_graph(self, cs: SchedClient, msg: m.UpdateGraph, recs: Recs) -> None:
+        tasks = self.tasks
+        funcs = msg.funcs
+        new: list[tuple[SchedTask, tuple]] = []
+        for key, func_index, spec, deps, priority, annotations in msg.tasks:
+            ts = tasks.get(key)
+            if ts is not None and (ts.spec is not None or ts.state != "released"):
+                continue  # known key: the existing task wins (distributed semantics)
+            if ts is None:
+                ts = tasks[key] = SchedTask(key)
+            ts.func = funcs[func_index] if func_index >= 0 else None
+            ts.spec = spec
+            ts.priority = tuple(priority)
+            if annotations:
+                self._annotate(ts, annotations)
+            new.append((ts, deps))
+        lost: list[SchedTask] = []
+        for ts, deps in new:
+            for dk in deps:
+                dts = tasks.get(dk)
+                if dts is None:
+                    lost.append(ts)
+                    break
+                ts.dependencies.add(dts)
+                dts.dependents.add(ts)
+        cancelled: set[SchedTask] = set()
+        for ts in lost:
+            cancelled |= self._cancel(ts, "lost dependencies", None, recs)
+        for key in msg.wanted:
+            ts = tasks.get(key)
+            if ts is None or ts in cancelled:
+                self._out.append(ToClient(cs.id, m.CancelledKeys((key,), "lost dependencies", None)))
+                continue
+            self._want(cs, ts, recs)
+
+    def _annotate(self, ts: SchedTask, ann: dict) -> None:
+        workers = ann.get("workers")
+        if workers:
+            ts.restrictions = frozenset(workers)
+            ts.loose = bool(ann.get("allow_other_workers"))
+        if ann.get("resources"):
+            ts.resources = dict(ann["resources"])
+        if ann.get("retries"):
+            ts.retries = int(ann["retries"])
+
+    def _want(self, cs: SchedClient, ts: SchedTask, recs: Recs) -> None:
+        ts.who_wants.add(cs)
+        cs.wants.add(ts)
+        if ts.state == "memory":
+            self._out.append(ToClient(cs.id, self._in_memory_msg(ts, None)))
+        elif ts.state == "erred":
+            self._out.append(ToClient(cs.id, self._erred_msg(ts)))
+        elif ts.state == "released":
+            recs[ts.key] = "waiting"
+
+    def _release_keys(self, cs: SchedClient, msg: m.ReleaseKeys, recs: Recs) -> None:
+        for key in msg.keys:
+            ts = self.tasks.get(key)
+            if ts is None or cs not in ts.who_wants:
+                continue
+            ts.who_wants.discard(cs)
+            cs.wants.discard(ts)
+            self._maybe_release(ts, recs)
+
+    def _desire_keys(self, cs: SchedClient, msg: m.DesireKeys, recs: Recs) -> None:
+        target = self.clients.get(msg.client_id)
+        if target is None:
+            target = self.clients[msg.client_id] = SchedClient(msg.client_id)
+        for key in msg.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            if msg.client_id == FIRE_AND_FORGET and ts.state in ("memory", "erred"):
+                continue  # already done: nothing to keep alive
+            self._want(target, ts, recs)
+
+    def _cancel_keys(self, cs: SchedClient, msg: m.CancelKeys, recs: Recs) -> None:
+        reason = msg.reason or "unknown"
+        for key in msg.keys:
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            if msg.force or ts.who_wants <= {cs}:
+                self._cancel(ts, reason, msg.msg, recs)
+            elif cs in ts.who_wants:
+                ts.who_wants.discard(cs)
+                cs.wants.discard(ts)
+
+    def _cancel(self, ts: SchedTask, reason: str, text: str | None, recs: Recs) -> set[SchedTask]:
+        """Cancel `ts` and, recursively, everything that depends on it, for every client."""
+        stack, seen = [ts], {ts}
+        while stack:
+            t = stack.pop()
+            for dts in t.dependents:
+                if dts not in seen:
+                    seen.add(dts)
+                    stack.append(dts)
+        by_client: dict[SchedClient, list[Key]] = {}
+        for t in seen:
+            for c in t.who_wants:
+                by_client.setdefault(c, []).append(t.key)
+                c.wants.discard(t)
+            t.who_wants.clear()
+            recs[t.key] = "forgotten"
+        for c, keys in by_client.items():
+            if c.id != FIRE_AND_FORGET:
+                self._out.append(ToClient(c.id, m.CancelledKeys(tuple(keys), reason, text)))
+        return seen
+
+    def _retry_keys(self, cs: SchedClient, msg: m.RetryKeys, recs: Recs) -> None:
+        roots: set[SchedTask] = set()
+        stack = [self.tasks[k] for k in msg.keys if k in self.tasks]
+        while stack:
+            ts = stack.pop()
+            if ts.state != "erred" or ts in roots:
+                continue
+            roots.add(ts)
+            stack.extend(ts.dependencies)
+        for ts in roots:
+            self._transition(ts, "released", "retry", recs)
+        for ts in roots:
+            for c in ts.who_wants:
+                self._out.append(ToClient(c.id, m.TaskRetried(ts.key)))
+            if ts.who_wants:
+                recs[ts.key] = "waiting"  # erred dependencies follow as they are needed
+
+    def _update_data(self, cs: SchedClient, msg: m.UpdateData, recs: Recs) -> None:
+        for key, addrs in msg.who_has.items():
+            holders = [self.workers[a] for a in addrs if a in self.workers]
+            if not holders:
+                self._out.append(
+                    ToClient(cs.id, m.CancelledKeys((key,), "scatter failed", "no worker holds it"))
+                )
+                continue
+            ts = self.tasks.get(key)
+            if ts is None:
+                ts = self.tasks[key] = SchedTask(key)
+            elif ts.state not in ("memory", "released"):
+                self._transition(ts, "released", "update-data", recs)
+            ts.who_wants.add(cs)
+            cs.wants.add(ts)
+            self._put_in_memory(ts, holders, msg.nbytes.get(key, 0), msg.types.get(key), recs)
+
+    # worker messages
+
+    def _task_finished(self, ws: SchedWorker, msg: m.TaskFinished, recs: Recs, sid: str) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is None or ts.state != "processing" or ts.processing_on is not ws or ts.run_id != msg.run_id:
+            if ts is None or ws not in ts.who_has:
+                self._free_on.setdefault(ws, []).append(msg.key)
+            return
+        duration = msg.stop - msg.start
+        if self._seen_durations:
+            self.avg_duration = 0.9 * self.avg_duration + 0.1 * duration
+        else:
+            self.avg_duration, self._seen_durations = duration, True
+        self._stop_processing(ts)
+        ts.exception_blame = None
+        self._put_in_memory(ts, [ws], msg.nbytes, msg.type_name, recs, msg.inline)
+        self._log(ts, "processing", sid)
+
+    def _task_failed(self, ws: SchedWorker, msg: m.TaskFailed, recs: Recs, sid: str) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is None or ts.state != "processing" or ts.processing_on is not ws or ts.run_id != msg.run_id:
+            return
+        if ts.retries > 0:
+            ts.retries -= 1
+            self._transition(ts, "waiting", sid, recs)
+            return
+        ts.exception, ts.traceback, ts.exception_text = msg.exception, msg.traceback, msg.text
+        self._transition(ts, "erred", sid, recs)
+
+    def _missing_data(self, ws: SchedWorker, msg: m.MissingData, recs: Recs, sid: str) -> None:
+        dts = self.tasks.get(msg.dep)
+        if dts is not None:
+            for addr in msg.holders:
+                holder = self.workers.get(addr)
+                if holder is not None and holder in dts.who_has:
+                    dts.who_has.discard(holder)
+                    holder.has_what.discard(dts)
+            if dts.state == "memory" and not dts.who_has:
+                self._lost(dts, recs, "no worker holds it any more")
+        ts = self.tasks.get(msg.key)
+        if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+            self._transition(ts, "waiting", sid, recs)
+
+    def _reschedule(self, ws: SchedWorker, msg: m.RescheduleTask, recs: Recs, sid: str) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+            self._transition(ts, "waiting", sid, recs)
+
+    def _add_keys(self, ws: SchedWorker, msg: m.AddKeys, recs: Recs, sid: str) -> None:
+        for key, nbytes in msg.nbytes.items():
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory":
+                self._free_on.setdefault(ws, []).append(key)
+                continue
+            if ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(nbytes, 0)
+
+    # ------------------------------------------------------------------ shared mechanics
+
+    def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
+        if not ts.who_wants and not ts.waiters:
+            recs[ts.key] = "forgotten"
+
+    def _lost(self, ts: SchedTask, recs: Recs, why: str) -> None:
+        """`ts` was in memory and no worker holds it any more."""
+        if ts.spec is None:  # placed by a client: there is no lineage to recompute it from
+            self._cancel(ts, "lost-data", f"scattered data {ts.key!r} was lost: {why}", recs)
+            return
+        for c in ts.who_wants:
+            self._out.append(ToClient(c.id, m.LostData(ts.key)))
+        if ts.who_wants or ts.waiters:
+            recs[ts.key] = "waiting"
+        else:
+            recs[ts.key] = "forgotten"
+
+    def _stop_processing(self, ts: SchedTask) -> None:
+        ws = ts.processing_on
+        assert ws is not None
+        del ws.processing[ts]
+        ts.processing_on = None
+
+    def _put_in_memory(
+        self,
+        ts: SchedTask,
+        holders: list[SchedWorker],
+        nbytes: int,
+        type_name: str | None,
+        recs: Recs,
+        inline: Pickled | None = None,
+    ) -> None:
+        ts.state = "memory"
+        ts.nbytes, ts.type_name = nbytes, type_name
+        for ws in holders:
+            if ws not in ts.who_has:
+                ts.who_has.add(ws)
+                ws.has_what.add(ts)
+                ws.nbytes += max(nbytes, 0)
+        ts.waiting_on.clear()
+        for dts in ts.waiters:
+            dts.waiting_on.discard(ts)
+            if not dts.waiting_on and dts.state == "waiting":
+                recs[dts.key] = "queued"
+        self._done_with_dependencies(ts, recs)
+        if ts.who_wants:
+            msg = self._in_memory_msg(ts, inline)
+            for c in list(ts.who_wants):
+                if c.id == FIRE_AND_FORGET:
+                    ts.who_wants.discard(c)
+                    c.wants.discard(ts)
+                else:
+                    self._out.append(ToClient(c.id, msg))
+        if not ts.who_wants and not ts.waiters:
+            recs[ts.key] = "forgotten"
+
+    def _done_with_dependencies(self, ts: SchedTask, recs: Recs) -> None:
+        """`ts` no longer needs its dependencies' data."""
+        for dts in ts.dependencies:
+            if ts in dts.waiters:
+                dts.waiters.discard(ts)
+                if not dts.waiters and not dts.who_wants:
+                    recs[dts.key] = "forgotten"
+
+    def _in_memory_msg(self, ts: SchedTask, inline: Pickled | None) -> m.KeyInMemory:
+        return m.KeyInMemory(ts.key, ts.type_name, tuple(w.address for w in ts.who_has), inline)
+
+    def _erred_msg(self, ts: SchedTask) -> m.TaskErred:
+        blame = ts.exception_blame or ts
+        assert blame.exception is not None
+        return m.TaskErred(ts.key, blame.exception, blame.traceback, blame.exception_text)
+
+    def _forgettable(self, ts: SchedTask) -> bool:
+        return not ts.who_wants and not ts.dependents and not ts.waiters
+
+    # ------------------------------------------------------------------ transitions
+
+    def _transitions(self, recs: Recs, sid: str) -> None:
+        tasks = self.tasks
+        while recs:
+            key, finish = recs.popitem()
+            ts = tasks.get(key)
+            if ts is not None:
+                self._transition(ts, finish, sid, recs)
+
+    def _transition(self, ts: SchedTask, finish: str, sid: str, recs: Recs) -> None:
+        start = ts.state
+        if start == finish:
+            return
+        if finish == "forgotten":
+            # "forget if you can": release first, forget only once nothing refers to it
+            if start != "released":
+                if ts.who_wants or ts.waiters:
+                    return
+                self._transition(ts, "released", sid, recs)
+                if ts.state != "released":
+                    return
+            if not self._forgettable(ts):
+                return
+            start = "released"
+        func = self._TRANSITIONS.get((start, finish))
+        if func is None:
+            if (start, "released") in self._TRANSITIONS and ("released", finish) in self._TRANSITIONS:
+                self._transition(ts, "released", sid, recs)
+                self._transition(ts, finish, sid, recs)
+                return
+            raise InvalidTransition(ts.key, start, finish, self.story(ts.key))
+        func(self, ts, sid, recs)
+        self._log(ts, start, sid)
+
+    def _log(self, ts: SchedTask, start: str, sid: str) -> None:
+        self.transition_counter += 1
+        self.story_log.append((ts.key, start, ts.state, sid, self.clock()))
+
+    def _t_released_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        if ts.spec is None:
+            # data that only a client could provide, and it is gone
+            self._cancel(ts, "lost-data", f"scattered data {ts.key!r} was lost", recs)
+            return
+        ts.state = "waiting"
+        blamed = None
+        for dts in ts.dependencies:
+            dts.waiters.add(ts)
+            state = dts.state
+            if state == "memory":
+                continue
+            if state == "erred":
+                blamed = dts
+            ts.waiting_on.add(dts)
+            if state == "released":
+                recs[dts.key] = "waiting"
+        if blamed is not None:
+            ts.exception_blame = blamed.exception_blame or blamed
+            recs[ts.key] = "erred"
+        elif not ts.waiting_on:
+            recs[ts.key] = "queued"
+
+    def _t_waiting_queued(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        ts.state = "queued"
+        self._tiebreak += 1
+        heapq.heappush(self.queue, (ts.priority, self._tiebreak, ts))
+
+    def _t_no_worker_queued(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self.unrunnable.discard(ts)
+        self._t_waiting_queued(ts, sid, recs)
+
+    def _t_processing_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        """Rescheduled: worker lost, data missing, `Reschedule`, or a retry."""
+        ws = ts.processing_on
+        self._stop_processing(ts)
+        if ws is not None and ws.address in self.workers:
+            self._free_on.setdefault(ws, []).append(ts.key)
+        ts.state = "waiting"
+        for dts in ts.dependencies:
+            if dts.state != "memory":
+                ts.waiting_on.add(dts)
+                if dts.state == "released":
+                    recs[dts.key] = "waiting"
+        if not ts.waiting_on:
+            recs[ts.key] = "queued"
+
+    def _t_waiting_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        ts.state = "erred"
+        ts.waiting_on.clear()
+        self._erred(ts, recs)
+
+    def _t_processing_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self._stop_processing(ts)
+        ts.state = "erred"
+        ts.exception_blame = None
+        self._erred(ts, recs)
+
+    def _erred(self, ts: SchedTask, recs: Recs) -> None:
+        blame = ts.exception_blame or ts
+        for dts in ts.waiters:
+            if dts.state in ("waiting", "queued", "no-worker"):
+                dts.exception_blame = blame
+                recs[dts.key] = "erred"
+        self._done_with_dependencies(ts, recs)
+        if ts.who_wants:
+            msg = self._erred_msg(ts)
+            for c in list(ts.who_wants):
+                if c.id == FIRE_AND_FORGET:
+                    ts.who_wants.discard(c)
+                    c.wants.discard(ts)
+                else:
+                    self._out.append(ToClient(c.id, msg))
+        if not ts.who_wants and not ts.waiters:
+            recs[ts.key] = "forgotten"
+
+    def _t_queued_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self._t_waiting_erred(ts, sid, recs)
+
+    def _t_no_worker_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self.unrunnable.discard(ts)
+        self._t_waiting_erred(ts, sid, recs)
+
+    def _release_common(self, ts: SchedTask, recs: Recs) -> None:
+        ts.state = "released"
+        ts.waiting_on.clear()
+        self._done_with_dependencies(ts, recs)
+        if self._forgettable(ts):
+            recs[ts.key] = "forgotten"
+
+    def _t_waiting_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self._release_common(ts, recs)
+
+    def _t_queued_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        """A dependency of a queued task was lost: wait for it again."""
+        ts.state = "waiting"  # its heap entry goes stale and is skipped
+        for dts in ts.dependencies:
+            if dts.state != "memory":
+                ts.waiting_on.add(dts)
+                if dts.state == "released":
+                    recs[dts.key] = "waiting"
+        if not ts.waiting_on:
+            recs[ts.key] = "queued"
+
+    def _t_queued_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self._release_common(ts, recs)  # its heap entry goes stale and is skipped
+
+    def _t_no_worker_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self.unrunnable.discard(ts)
+        self._release_common(ts, recs)
+
+    def _t_processing_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        ws = ts.processing_on
+        self._stop_processing(ts)
+        if ws is not None:
+            self._free_on.setdefault(ws, []).append(ts.key)
+        self._release_common(ts, recs)
+
+    def _t_memory_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        for ws in ts.who_has:
+            ws.has_what.discard(ts)
+            ws.nbytes -= max(ts.nbytes, 0)
+            self._free_on.setdefault(ws, []).append(ts.key)
+        ts.who_has.clear()
+        # dependents that still need this key (it was lost) must wait for it again
+        for dts in ts.waiters:
+            if dts.state == "waiting":
+                dts.waiting_on.add(ts)
+            elif dts.state in ("queued", "processing"):
+                recs[dts.key] = "waiting"
+        self._release_common(ts, recs)
+
+    def _t_erred_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        ts.exception = ts.traceback = ts.exception_blame = None
+        ts.exception_text = ""
+        self._release_common(ts, recs)
+
+    def _t_released_forgotten(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        ts.state = "forgotten"
+        del self.tasks[ts.key]
+        for dts in ts.dependencies:
+            dts.dependents.discard(ts)
+            dts.waiters.discard(ts)
+            if dts.state == "released" and self._forgettable(dts):
+                recs[dts.key] = "forgotten"
+            elif not dts.waiters and not dts.who_wants and dts.state in ("memory", "erred"):
+                recs[dts.key] = "forgotten"
+        ts.dependencies.clear()
+
+    _TRANSITIONS: dict[tuple[str, str], Callable[[SchedulerState, SchedTask, str, Recs], None]] = {
+        ("released", "waiting"): _t_released_waiting,
+        ("released", "forgotten"): _t_released_forgotten,
+        ("waiting", "queued"): _t_waiting_queued,
+        ("waiting", "erred"): _t_waiting_erred,
+        ("waiting", "released"): _t_waiting_released,
+        ("queued", "erred"): _t_queued_erred,
+        ("queued", "waiting"): _t_queued_waiting,
+        ("queued", "released"): _t_queued_released,
+        ("no-worker", "queued"): _t_no_worker_queued,
+        ("no-worker", "erred"): _t_no_worker_erred,
+        ("no-worker", "released"): _t_no_worker_released,
+        ("processing", "waiting"): _t_processing_waiting,
+        ("processing", "erred"): _t_processing_erred,
+        ("processing", "released"): _t_processing_released,
+        ("memory", "released"): _t_memory_released,
+        ("erred", "released"): _t_erred_released,
+    }
+    # queued -> processing and queued -> no-worker happen in `_schedule_queued`;
+    # processing -> memory in `_task_finished`, both logged like any transition.
+
+    # ------------------------------------------------------------------ placement
+
+    def capacity(self, ws: SchedWorker) -> int:
+        depth = placement.queue_depth(self.avg_duration, self.queue_seconds, self.queue_max_per_thread)
+        return ws.nthreads * (1 + depth)
+
+    def _schedule_queued(self, sid: str) -> None:
+        queue = self.queue
+        if not queue or not self.workers:
+            if queue and not self.workers:
+                self._drain_stale()
+            return
+        free = {ws: self.capacity(ws) - len(ws.processing) for ws in self.workers.values()}
+        free = {ws: n for ws, n in free.items() if n > 0}
+        deferred: list[tuple[tuple, int, SchedTask]] = []
+        while queue and free:
+            item = heapq.heappop(queue)
+            ts = item[2]
+            if ts.state != "queued":
+                continue
+            ws = placement.decide_worker(ts, self.workers, free, self.avg_duration)
+            if ws is None:
+                if placement.valid_workers(ts, self.workers) is None or placement.has_valid(ts, self.workers):
+                    deferred.append(item)  # its workers are busy; others may take the rest
+                else:
+                    ts.state = "no-worker"
+                    self.unrunnable.add(ts)
+                    self._log(ts, "queued", sid)
+                continue
+            self._assign(ts, ws, sid)
+            n = free[ws] - 1
+            if n:
+                free[ws] = n
+            else:
+                del free[ws]
+        for item in deferred:
+            heapq.heappush(queue, item)
+
+    def _drain_stale(self) -> None:
+        self.queue = [item for item in self.queue if item[2].state == "queued"]
+        heapq.heapify(self.queue)
+
+    def _assign(self, ts: SchedTask, ws: SchedWorker, sid: str) -> None:
+        ts.state = "processing"
+        ts.processing_on = ws
+        ws.processing[ts] = None
+        ts.run_id += 1
+        who_has = {}
+        nbytes = {}
+        for dts in ts.dependencies:
+            who_has[dts.key] = tuple(w.address for w in dts.who_has)
+            nbytes[dts.key] = dts.nbytes
+        assert ts.spec is not None
+        self._out.append(
+            ToWorker(
+                ws.address,
+                m.ComputeTask(
+                    ts.key, ts.run_id, ts.func, ts.spec, ts.priority, who_has, nbytes,
+                    ts.resources, bool(ts.who_wants),
+                ),
+            )
+        )  # fmt: skip
+        self._log(ts, "queued", sid)
+
+    # ------------------------------------------------------------------ introspection
+
+    def story(self, *keys: Key) -> list[tuple]:
+        wanted = set(keys)
+        return [entry for entry in self.story_log if entry[0] in wanted or entry[3] in wanted]
+
+    def validate_state(self) -> None:
+        def check(cond: bool, what: str, ts: Any = None) -> None:
+            if not cond:
+                story = self.story(ts.key) if isinstance(ts, SchedTask) else []
+                raise InvalidState(f"{what}: {ts!r}\nstory: {story[-20:]}")
+
+        for key, ts in self.tasks.items():
+            check(ts.key == key, "key mismatch", ts)
+            for dts in ts.dependencies:
+                check(dts.key in self.tasks and self.tasks[dts.key] is dts, "dependency forgotten", ts)
+                check(ts in dts.dependents, "asymmetric dependency", ts)
+            for dts in ts.dependents:
+                check(ts in dts.dependencies, "asymmetric dependent", ts)
+            for dts in ts.waiters:
+                check(dts in ts.dependents, "waiter is not a dependent", ts)
+            for cs in ts.who_wants:
+                check(ts in cs.wants, "who_wants/wants mismatch", ts)
+            state = ts.state
+            if state == "processing":
+                ws = ts.processing_on
+                check(ws is not None and ws.address in self.workers and ts in ws.processing, "processing on unknown worker", ts)
+                check(all(d.state == "memory" for d in ts.dependencies), "processing before dependencies", ts)
+            else:
+                check(ts.processing_on is None, "processing_on set", ts)
+            if state == "memory":
+                check(bool(ts.who_has), "in memory nowhere", ts)
+                for ws in ts.who_has:
+                    check(ts in ws.has_what, "who_has/has_what mismatch", ts)
+            else:
+                check(not ts.who_has, "who_has outside memory", ts)
+            if state == "waiting":
+                check(bool(ts.waiting_on), "waiting on nothing", ts)
+                for dts in ts.waiting_on:
+                    check(dts in ts.dependencies, "waiting on a non-dependency", ts)
+                    check(dts.state != "memory", "waiting on data in memory", ts)
+                    check(ts in dts.waiters, "not registered as waiter", ts)
+            if state == "queued":
+                check(all(d.state == "memory" for d in ts.dependencies), "queued before dependencies", ts)
+            if state == "no-worker":
+                check(ts in self.unrunnable, "no-worker not in unrunnable", ts)
+            check(state in _STATES, "unknown state", ts)
+        for ws in self.workers.values():
+            for ts in ws.processing:
+                check(ts.processing_on is ws and ts.state == "processing", "worker processing mismatch", ts)
+            for ts in ws.has_what:
+                check(ws in ts.who_has, "has_what/who_has mismatch", ts)
+        for cs in self.clients.values():
+            for ts in cs.wants:
+                check(cs in ts.who_wants and ts.key in self.tasks, "client wants unknown task", ts)
+
+    _EVENT_HANDLERS: dict[type, Callable] = {
+        AddClient: _handle_add_client,
+        RemoveClient: _handle_remove_client,
+        ClientMsg: _handle_client_msg,
+        AddWorker: _handle_add_worker,
+        RemoveWorker: _handle_remove_worker,
+        WorkerMsg: _handle_worker_msg,
+    }
+    _CLIENT_HANDLERS: dict[type, Callable] = {
+        m.UpdateGraph: _update_graph,
+        m.ReleaseKeys: _release_keys,
+        m.DesireKeys: _desire_keys,
+        m.CancelKeys: _cancel_keys,
+        m.RetryKeys: _retry_keys,
+        m.UpdateData: _update_data,
+    }
+    _WORKER_HANDLERS: dict[type, Callable] = {
+        m.TaskFinished: _task_finished,
+        m.TaskFailed: _task_failed,
+        m.MissingData: _missing_data,
+        m.RescheduleTask: _reschedule,
+        m.AddKeys: _add_keys,
+    }
+
+
+_STATES = frozenset(
+    ["released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "forgotten"]
+)

@@ -1,0 +1,35 @@
+"""Small pure helpers shared by every layer: key prefixes, typenames, time parsing."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from dask.utils import key_split as _key_split
+from dask.utils import parse_timedelta
+
+Key = Any  # str | int | float | tuple of those (dask.core.validate_key)
+
+
+@functools.lru_cache(maxsize=100_000)
+def key_prefix(key: Key) -> str:
+    """The task prefix dask uses to group keys (`inc-abc123` -> `inc`), cached."""
+    return _key_split(key)
+
+
+def typename(obj_type: type) -> str:
+    mod = getattr(obj_type, "__module__", "")
+    name = getattr(obj_type, "__qualname__", getattr(obj_type, "__name__", str(obj_type)))
+    return name if mod in ("builtins", "") else f"{mod}.{name}"
+
+
+def parse_timeout(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    return float(parse_timedelta(timeout, default="s"))
+
+
+def format_bytes(n: float) -> str:
+    from dask.utils import format_bytes as fb
+
+    return fb(int(n))

@@ -1,0 +1,70 @@
+"""`python -m shoal.worker SCHEDULER_ADDRESS ...`: one worker process.
+
+Started by `LocalCluster(processes=True)`; the shared secret arrives in the environment
+variable SHOAL_SECRET (hex), never on the command line where other users could read it.
+The process exits when its scheduler connection closes or its parent process dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from shoal.worker.server import Worker
+
+    secret_hex = os.environ.pop("SHOAL_SECRET", "")
+    worker = Worker(
+        args.scheduler,
+        nthreads=args.nthreads,
+        name=json.loads(args.name) if args.name else None,
+        memory_limit=args.memory_limit,
+        resources=json.loads(args.resources) if args.resources else None,
+        secret=bytes.fromhex(secret_hex) if secret_hex else None,
+        host=args.host,
+    )
+    await worker.start()
+    parent = os.getppid()
+
+    async def watch_parent() -> None:
+        while worker.status == "running":
+            if os.getppid() != parent:
+                await worker.close()
+                return
+            await asyncio.sleep(0.5)  # polling the parent pid: no event to wait on
+
+    watcher = asyncio.ensure_future(watch_parent())
+    await worker.finished()
+    watcher.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m shoal.worker")
+    p.add_argument("scheduler")
+    p.add_argument("--nthreads", type=int, default=1)
+    p.add_argument("--name", default=None, help="JSON-encoded worker name")
+    p.add_argument("--memory-limit", type=int, default=0)
+    p.add_argument("--resources", default=None, help="JSON object")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--log-level", default="WARNING")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from shoal._loop import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_main(args))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""The worker's whole truth, as a pure state machine.
+
+Rules: the only way in is `WorkerState.handle_stimulus(*events) -> list[Instruction]`; no
+asyncio, sockets, threads or wall clock here; the I/O shell (`server`) turns instructions
+into thread-pool executions, peer fetches and messages, and feeds their outcomes back in
+as events.
+
+Theory of operation. The scheduler sends `compute-task`. A task whose dependencies are
+all held locally is `ready` (a priority heap); otherwise it is `waiting` while the
+missing keys are fetched from peers. Dependency keys to fetch are grouped by holder so one
+request carries many keys. Up to `nthreads` ready tasks (and only those whose resources
+are free) are `executing` at once. A finished task's value goes into `data` and a
+`task-finished` goes to the scheduler; a failure goes back as `task-failed`. A peer that
+cannot serve a key is dropped from that key's holders; when no holder is left the
+dependent task is handed back to the scheduler with `missing-data`.
+
+Task states: waiting, ready, executing. Finished tasks leave `tasks`; their results live
+in `data` until the scheduler frees them.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Pickled
+from shoal.utils import Key
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(slots=True)
+class WorkerEvent:
+    stimulus_id: str
+
+
+@dataclass(slots=True)
+class ComputeTaskEvent(WorkerEvent):
+    msg: m.ComputeTask
+
+
+@dataclass(slots=True)
+class FreeKeysEvent(WorkerEvent):
+    keys: tuple
+
+
+@dataclass(slots=True)
+class ExecuteSuccess(WorkerEvent):
+    key: Key
+    run_id: int
+    value: Any
+    nbytes: int
+    type_name: str
+    start: float
+    stop: float
+    inline: Pickled | None
+
+
+@dataclass(slots=True)
+class ExecuteFailure(WorkerEvent):
+    key: Key
+    run_id: int
+    exception: Pickled
+    traceback: Pickled | None
+    text: str
+    start: float
+    stop: float
+
+
+@dataclass(slots=True)
+class RescheduleEvent(WorkerEvent):
+    key: Key
+    run_id: int
+
+
+@dataclass(slots=True)
+class GatherDone(WorkerEvent):
+    """A fetch from `worker` ended: `data` holds what it served; the other requested keys
+    it did not have (or, with `failed`, the peer could not be reached at all)."""
+
+    worker: str
+    requested: tuple
+    data: dict
+    nbytes: dict
+    failed: bool = False
+
+
+@dataclass(slots=True)
+class UpdateDataEvent(WorkerEvent):
+    """Data put here directly by a client (scatter)."""
+
+    data: dict
+    nbytes: dict
+
+
+# ---------------------------------------------------------------------------- instructions
+
+
+@dataclass(slots=True)
+class Execute:
+    key: Key
+    run_id: int
+    func: Pickled | None
+    spec: Pickled
+    deps: dict
+    inline: bool
+
+
+@dataclass(slots=True)
+class Gather:
+    worker: str
+    keys: tuple
+
+
+@dataclass(slots=True)
+class SendToScheduler:
+    msg: m.Message
+
+
+WorkerInstruction = Execute | Gather | SendToScheduler
+
+
+# ---------------------------------------------------------------------------- records
+
+
+class WorkerTask:
+    __slots__ = (
+        "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
+        "resources", "inline", "state",
+    )  # fmt: skip
+
+    def __init__(self, msg: m.ComputeTask):
+        self.key = msg.key
+        self.run_id = msg.run_id
+        self.func = msg.func
+        self.spec = msg.spec
+        self.priority = msg.priority
+        self.dependencies: tuple = tuple(msg.who_has)
+        self.waiting_for: set[Key] = set()
+        self.resources = msg.resources
+        self.inline = msg.inline
+        self.state = "waiting"
+
+    def __repr__(self) -> str:
+        return f"<WorkerTask {self.key!r} {self.state}>"
+
+
+@dataclass(slots=True)
+class FetchState:
+    """A dependency key this worker must get from a peer."""
+
+    holders: list[str]
+    needed_by: set[Key] = field(default_factory=set)
+    tried: list[str] = field(default_factory=list)
+    in_flight_from: str | None = None
+
+
+class WorkerState:
+    def __init__(
+        self,
+        *,
+        address: str,
+        nthreads: int,
+        resources: dict | None = None,
+        validate: bool = False,
+        max_keys_per_fetch: int = 1000,
+    ):
+        self.address = address
+        self.nthreads = nthreads
+        self.total_resources = dict(resources or {})
+        self.available_resources = dict(self.total_resources)
+        self.tasks: dict[Key, WorkerTask] = {}
+        self.data: dict[Key, Any] = {}
+        self.nbytes: dict[Key, int] = {}
+        self.ready: list[tuple[tuple, int, Key, int]] = []
+        self.executing: dict[Key, int] = {}  # key -> run_id
+        self.fetch: dict[Key, FetchState] = {}
+        self.in_flight: dict[str, tuple] = {}  # peer -> keys being fetched from it
+        self.validate = validate
+        self.max_keys_per_fetch = max_keys_per_fetch
+        self._tiebreak = 0
+        self._out: list[WorkerInstruction] = []
+        self.executed_count = 0
+
+    # ------------------------------------------------------------------ the one door
+
+    def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
+        for ev in events:
+            self._HANDLERS[type(ev)](self, ev)
+        self._ensure_gathering()
+        self._ensure_executing()
+        out, self._out = self._out, []
+        if self.validate:
+            self.validate_state()
+        return out
+
+    # ------------------------------------------------------------------ handlers
+
+    def _compute_task(self, ev: ComputeTaskEvent) -> None:
+        msg = ev.msg
+        key = msg.key
+        old = self.tasks.get(key)
+        if old is not None:
+            if old.run_id == msg.run_id:
+                return
+            self._drop_task(old)
+        if key in self.data:  # we already hold the result (e.g. fetched it as a dependency)
+            self._send(m.TaskFinished(key, msg.run_id, self.nbytes.get(key, 0), "", 0.0, 0.0, None))
+            return
+        ts = self.tasks[key] = WorkerTask(msg)
+        for dep in ts.dependencies:
+            if dep in self.data:
+                continue
+            ts.waiting_for.add(dep)
+            fs = self.fetch.get(dep)
+            if fs is None:
+                fs = self.fetch[dep] = FetchState(list(msg.who_has[dep]))
+            else:
+                for addr in msg.who_has[dep]:
+                    if addr not in fs.holders and addr not in fs.tried:
+                        fs.holders.append(addr)
+            fs.needed_by.add(key)
+        if not ts.waiting_for:
+            self._make_ready(ts)
+
+    def _free_keys(self, ev: FreeKeysEvent) -> None:
+        for key in ev.keys:
+            ts = self.tasks.get(key)
+            if ts is not None:
+                self._drop_task(ts)
+            if key in self.data:
+                del self.data[key]
+                self.nbytes.pop(key, None)
+
+    def _execute_success(self, ev: ExecuteSuccess) -> None:
+        ts = self._finish_execution(ev.key, ev.run_id)
+        if ts is None:
+            return  # freed or superseded while it ran: the result is dropped
+        self.data[ev.key] = ev.value
+        self.nbytes[ev.key] = ev.nbytes
+        self._send(
+            m.TaskFinished(ev.key, ev.run_id, ev.nbytes, ev.type_name, ev.start, ev.stop, ev.inline)
+        )
+
+    def _execute_failure(self, ev: ExecuteFailure) -> None:
+        ts = self._finish_execution(ev.key, ev.run_id)
+        if ts is not None:
+            self._send(
+                m.TaskFailed(ev.key, ev.run_id, ev.exception, ev.traceback, ev.text, ev.start, ev.stop)
+            )
+
+    def _reschedule(self, ev: RescheduleEvent) -> None:
+        ts = self._finish_execution(ev.key, ev.run_id)
+        if ts is not None:
+            self._send(m.RescheduleTask(ev.key, ev.run_id))
+
+    def _gather_done(self, ev: GatherDone) -> None:
+        self.in_flight.pop(ev.worker, None)
+        got: dict[Key, int] = {}
+        for key in ev.requested:
+            fs = self.fetch.get(key)
+            if key in ev.data:
+                value = ev.data[key]
+                if fs is None:
+                    continue  # nobody here needs it any more
+                self.fetch.pop(key, None)
+                if key not in self.data:
+                    self.data[key] = value
+                    self.nbytes[key] = ev.nbytes.get(key, 0)
+                    got[key] = self.nbytes[key]
+                if fs is not None:
+                    for tkey in fs.needed_by:
+                        ts = self.tasks.get(tkey)
+                        if ts is not None and ts.state == "waiting":
+                            ts.waiting_for.discard(key)
+                            if not ts.waiting_for:
+                                self._make_ready(ts)
+                continue
+            if fs is None:
+                continue
+            fs.in_flight_from = None
+            if ev.worker in fs.holders:
+                fs.holders.remove(ev.worker)
+            fs.tried.append(ev.worker)
+            if ev.failed:  # the peer is unreachable: it holds nothing we can use
+                for other in self.fetch.values():
+                    if ev.worker in other.holders:
+                        other.holders.remove(ev.worker)
+                        other.tried.append(ev.worker)
+        if got:
+            self._send(m.AddKeys(got))
+        # dependencies with no holder left: hand their dependents back to the scheduler
+        for key, fs in list(self.fetch.items()):
+            if not fs.holders and fs.in_flight_from is None:
+                del self.fetch[key]
+                for tkey in fs.needed_by:
+                    ts = self.tasks.get(tkey)
+                    if ts is not None and ts.state == "waiting":
+                        self._drop_task(ts)
+                        self._send(m.MissingData(tkey, ts.run_id, key, tuple(fs.tried)))
+
+    def _update_data(self, ev: UpdateDataEvent) -> None:
+        for key, value in ev.data.items():
+            self.data[key] = value
+            self.nbytes[key] = ev.nbytes.get(key, 0)
+            fs = self.fetch.pop(key, None)
+            if fs is not None:
+                for tkey in fs.needed_by:
+                    ts = self.tasks.get(tkey)
+                    if ts is not None and ts.state == "waiting":
+                        ts.waiting_for.discard(key)
+                        if not ts.waiting_for:
+                            self._make_ready(ts)
+
+    # ------------------------------------------------------------------ mechanics
+
+    def _send(self, msg: m.Message) -> None:
+        self._out.append(SendToScheduler(msg))
+
+    def _make_ready(self, ts: WorkerTask) -> None:
+        ts.state = "ready"
+        self._tiebreak += 1
+        heapq.heappush(self.ready, (ts.priority, self._tiebreak, ts.key, ts.run_id))
+
+    def _finish_execution(self, key: Key, run_id: int) -> WorkerTask | None:
+        """Bookkeeping when an execution ends; returns the task if its outcome counts."""
+        if self.executing.get(key) == run_id:
+            del self.executing[key]
+        ts = self.tasks.get(key)
+        if ts is None or ts.run_id != run_id or ts.state != "executing":
+            return None
+        self._release_resources(ts)
+        del self.tasks[key]
+        self.executed_count += 1
+        return ts
+
+    def _drop_task(self, ts: WorkerTask) -> None:
+        """Forget a task in any state (its heap entry goes stale; a running thread's
+        result will be ignored when it arrives)."""
+        del self.tasks[ts.key]
+        if ts.state == "executing":
+            self._release_resources(ts)
+        for dep in ts.waiting_for:
+            fs = self.fetch.get(dep)
+            if fs is not None:
+                fs.needed_by.discard(ts.key)
+                if not fs.needed_by and fs.in_flight_from is None:
+                    del self.fetch[dep]
+        ts.state = "released"
+
+    def _release_resources(self, ts: WorkerTask) -> None:
+        if ts.resources:
+            for k, v in ts.resources.items():
+                self.available_resources[k] = self.available_resources.get(k, 0) + v
+
+    def _ensure_executing(self) -> None:
+        ready = self.ready
+        if not ready:
+            return
+        blocked: list = []
+        while ready and len(self.executing) < self.nthreads:
+            item = heapq.heappop(ready)
+            ts = self.tasks.get(item[2])
+            if ts is None or ts.run_id != item[3] or ts.state != "ready":
+                continue
+            if ts.resources:
+                avail = self.available_resources
+                if any(avail.get(k, 0) < v for k, v in ts.resources.items()):
+                    blocked.append(item)
+                    continue
+                for k, v in ts.resources.items():
+                    avail[k] -= v
+            ts.state = "executing"
+            self.executing[ts.key] = ts.run_id
+            data = self.data
+            deps = {d: data[d] for d in ts.dependencies}
+            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, deps, ts.inline))
+        for item in blocked:
+            heapq.heappush(ready, item)
+
+    def _ensure_gathering(self) -> None:
+        if not self.fetch:
+            return
+        by_peer: dict[str, list[Key]] = {}
+        for key, fs in self.fetch.items():
+            if fs.in_flight_from is not None or not fs.holders:
+                continue
+            # prefer a peer we are already batching for, else the first holder
+            peer = next((h for h in fs.holders if h in by_peer), fs.holders[0])
+            if peer in self.in_flight or peer == self.address:
+                continue
+            batch = by_peer.setdefault(peer, [])
+            if len(batch) < self.max_keys_per_fetch:
+                batch.append(key)
+        for peer, keys in by_peer.items():
+            for key in keys:
+                self.fetch[key].in_flight_from = peer
+            self.in_flight[peer] = tuple(keys)
+            self._out.append(Gather(peer, tuple(keys)))
+
+    # ------------------------------------------------------------------ introspection
+
+    def validate_state(self) -> None:
+        for key, ts in self.tasks.items():
+            assert ts.key == key
+            assert ts.state in ("waiting", "ready", "executing"), ts
+            if ts.state == "waiting":
+                assert ts.waiting_for, ts
+                for dep in ts.waiting_for:
+                    assert dep not in self.data, (ts, dep)
+                    assert dep in self.fetch and key in self.fetch[dep].needed_by, (ts, dep)
+            if ts.state in ("ready", "executing"):
+                assert not ts.waiting_for, ts
+            if ts.state == "executing":
+                assert self.executing.get(key) == ts.run_id, ts
+        assert len(self.executing) <= self.nthreads
+        for peer, keys in self.in_flight.items():
+            for key in keys:
+                fs = self.fetch.get(key)
+                assert fs is None or fs.in_flight_from in (peer, None), key
+        for k, v in self.available_resources.items():
+            assert 0 <= v <= self.total_resources.get(k, 0), (k, v)
+
+    _HANDLERS: dict[type, Callable] = {
+        ComputeTaskEvent: _compute_task,
+        FreeKeysEvent: _free_keys,
+        ExecuteSuccess: _execute_success,
+        ExecuteFailure: _execute_failure,
+        RescheduleEvent: _reschedule,
+        GatherDone: _gather_done,
+        UpdateDataEvent: _update_data,
+    }
