@@ -261,11 +261,13 @@ def wl_transfer(client, repeat, sz, notes):
         raise RuntimeError(f"need 2 workers, scheduler reports {workers}")
     w0, w1 = workers[0], workers[1]
 
-    # Untimed warm-up: open the worker-to-worker connection with a tiny array.
-    small = client.submit(np.random.random, 1000, workers=[w0], pure=False)
-    _wait_future(small)
-    client.submit(np.sum, small, workers=[w1]).result()
-    del small
+    # Untimed warm-up: one full-size transfer opens the worker-to-worker
+    # connection and lets both workers' allocators grow to the working-set
+    # size (the first large transfer is otherwise much slower and noisy).
+    warm = client.submit(np.random.random, n, workers=[w0], pure=False)
+    _wait_future(warm)
+    client.submit(np.sum, warm, workers=[w1]).result()
+    del warm
     wait_idle(client, notes)
 
     secs, rates, local = [], [], []
@@ -870,8 +872,17 @@ def print_text(machine, results, names, args, dist_note):
             continue
         for name in names:
             wl = r["workloads"].get(name)
-            if wl and wl.get("notes"):
-                notes.append(f"  {b}/{name}: " + "; ".join(wl["notes"]))
+            if not wl or wl.get("error"):
+                continue
+            extra = list(wl.get("notes") or [])
+            key, _, unit, _ = METRICS[name][0]
+            m = wl.get("metrics", {}).get(key)
+            if m and len(m["samples"]) > 1:
+                extra.append(
+                    f"{key} samples: " + ", ".join(_fmt(x) for x in m["samples"]) + f" {unit}"
+                )
+            if extra:
+                notes.append(f"  {b}/{name}: " + "; ".join(extra))
     if notes:
         print("\nNotes:")
         print("\n".join(notes))

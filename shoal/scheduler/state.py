@@ -225,13 +225,13 @@ class SchedulerState:
         if ws is None:
             return
         self._free_on.pop(ws, None)
-        for ts in list(ws.processing):
-            self._transition(ts, "waiting", ev.stimulus_id, recs)
         for ts in ws.has_what:
             ts.who_has.discard(ws)
             if not ts.who_has and ts.state == "memory":
                 self._lost(ts, recs, f"worker {ws.address} was lost ({ev.reason})")
         ws.has_what.clear()
+        for ts in list(ws.processing):
+            self._transition(ts, "waiting", ev.stimulus_id, recs)
 
     def _handle_worker_msg(self, ev: WorkerMsg, recs: Recs) -> None:
         ws = self.workers.get(ev.address)
@@ -582,6 +582,8 @@ class SchedulerState:
             recs[ts.key] = "queued"
 
     def _t_waiting_queued(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        if ts.waiting_on:  # a dependency was lost after this was recommended
+            return
         ts.state = "queued"
         self._tiebreak += 1
         heapq.heappush(self.queue, (ts.priority, self._tiebreak, ts))

@@ -1,0 +1,248 @@
+"""The scheduler state machine, driven with events alone: no loop, no sockets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps
+from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
+from shoal.scheduler.instructions import ToClient, ToWorker
+from shoal.scheduler.state import SchedulerState
+
+SPEC = dumps(((), {}))
+_sid = itertools.count()
+
+
+def sid() -> str:
+    return f"s{next(_sid)}"
+
+
+@pytest.fixture
+def state():
+    s = SchedulerState(clock=lambda: 0.0, validate=True, unknown_task_duration=0.5)
+    yield s
+    s.validate_state()
+
+
+def add_worker(s, addr="tcp://w1:1", nthreads=1, resources=None, name=None):
+    msg = m.RegisterWorker(addr, name or addr, nthreads, 0, resources or {}, 1, "/tmp", {}, None)
+    return s.handle_stimulus(AddWorker(sid(), msg))
+
+
+def graph(s, client, tasks, wanted):
+    """tasks: {key: [deps]}"""
+    wire = tuple((k, -1, SPEC, tuple(deps), (0, i), None) for i, (k, deps) in enumerate(tasks.items()))
+    return s.handle_stimulus(ClientMsg(sid(), client, m.UpdateGraph(wire, (), tuple(wanted))))
+
+
+def finish(s, worker, key, nbytes=8):
+    ts = s.tasks[key]
+    return s.handle_stimulus(WorkerMsg(sid(), worker, m.TaskFinished(key, ts.run_id, nbytes, "int", 0.0, 0.001, None)))
+
+
+def computes(instructions, worker=None):
+    return [i.msg.key for i in instructions if isinstance(i, ToWorker) and isinstance(i.msg, m.ComputeTask)
+            and (worker is None or i.address == worker)]
+
+
+def client_msgs(instructions, cls):
+    return [i.msg for i in instructions if isinstance(i, ToClient) and isinstance(i.msg, cls)]
+
+
+def test_chain_runs_in_dependency_order(state):
+    add_worker(state)
+    out = graph(state, "c", {"x": [], "y": ["x"], "z": ["y"]}, ["z"])
+    assert computes(out) == ["x"]
+    assert state.tasks["z"].state == "waiting"
+    out = finish(state, "tcp://w1:1", "x")
+    assert computes(out) == ["y"]
+    out = finish(state, "tcp://w1:1", "y")
+    assert computes(out) == ["z"]
+    # x is no longer needed once y is done: it is released (data freed on the worker)
+    assert "x" not in state.tasks or state.tasks["x"].state == "released"
+    out = finish(state, "tcp://w1:1", "z")
+    [msg] = client_msgs(out, m.KeyInMemory)
+    assert msg.key == "z" and msg.workers == ("tcp://w1:1",)
+
+
+def test_release_forgets_everything(state):
+    add_worker(state)
+    graph(state, "c", {"x": [], "y": ["x"]}, ["y"])
+    finish(state, "tcp://w1:1", "x")
+    finish(state, "tcp://w1:1", "y")
+    out = state.handle_stimulus(ClientMsg(sid(), "c", m.ReleaseKeys(("y",))))
+    assert state.tasks == {}
+    frees = [i.msg for i in out if isinstance(i.msg, m.FreeKeys)]
+    assert frees and "y" in frees[0].keys
+
+
+def test_tasks_wait_for_a_worker_and_are_sent_ahead_boundedly(state):
+    graph(state, "c", {f"t{i}": [] for i in range(20)}, [f"t{i}" for i in range(20)])
+    assert all(ts.state == "queued" for ts in state.tasks.values())
+    out = add_worker(state, nthreads=2)
+    sent = computes(out)
+    # unknown durations: one running plus one queued per thread
+    assert len(sent) == 4
+    assert sent == ["t0", "t1", "t2", "t3"]  # priority order
+
+
+def test_fast_tasks_deepen_the_worker_queue(state):
+    add_worker(state)
+    graph(state, "c", {f"t{i}": [] for i in range(200)}, [f"t{i}" for i in range(200)])
+    before = sum(1 for ts in state.tasks.values() if ts.state == "processing")
+    finish(state, "tcp://w1:1", "t0")  # took 1 ms: queue much deeper
+    after = sum(1 for ts in state.tasks.values() if ts.state == "processing")
+    assert after > before + 1
+
+
+def test_error_propagates_to_dependents_and_clients(state):
+    add_worker(state)
+    graph(state, "c", {"x": [], "y": ["x"], "z": []}, ["y", "z"])
+    ts = state.tasks["x"]
+    exc = dumps(ZeroDivisionError("boom"))
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFailed("x", ts.run_id, exc, [], "ZeroDivisionError: boom", 0.0, 0.0)))
+    erred = client_msgs(out, m.TaskErred)
+    assert [e.key for e in erred] == ["y"]
+    assert state.tasks["y"].state == "erred"
+    assert state.tasks["z"].state == "processing"  # unaffected
+
+
+def test_retries_rerun_the_task(state):
+    add_worker(state)
+    wire = (("x", -1, SPEC, (), (0,), {"retries": 1}),)
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
+    exc = dumps(ValueError())
+    run1 = state.tasks["x"].run_id
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFailed("x", run1, exc, [], "", 0, 0)))
+    assert computes(out) == ["x"] and state.tasks["x"].run_id == run1 + 1
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFailed("x", run1 + 1, exc, [], "", 0, 0)))
+    assert [e.key for e in client_msgs(out, m.TaskErred)] == ["x"]
+
+
+def test_stale_completion_is_ignored(state):
+    add_worker(state)
+    graph(state, "c", {"x": []}, ["x"])
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFinished("x", 999, 8, "int", 0, 0, None)))
+    assert state.tasks["x"].state == "processing"
+    assert not client_msgs(out, m.KeyInMemory)
+
+
+def test_worker_loss_recomputes_from_lineage(state):
+    add_worker(state, "tcp://a:1")
+    graph(state, "c", {"x": [], "y": ["x"]}, ["x", "y"])
+    finish(state, "tcp://a:1", "x")
+    add_worker(state, "tcp://b:1")
+    out = state.handle_stimulus(RemoveWorker(sid(), "tcp://a:1", "test"))
+    assert [msg.key for msg in client_msgs(out, m.LostData)] == ["x"]
+    assert computes(out, "tcp://b:1") == ["x"]
+    assert state.tasks["y"].state == "waiting"
+    finish(state, "tcp://b:1", "x")
+    assert state.tasks["y"].state == "processing"
+
+
+def test_cancel_cancels_dependents_for_every_client(state):
+    add_worker(state)
+    graph(state, "a", {"x": [], "y": ["x"]}, ["x"])
+    graph(state, "b", {"y": ["x"]}, ["y"])
+    out = state.handle_stimulus(ClientMsg(sid(), "a", m.CancelKeys(("x",), False, "user", None)))
+    cancelled = {i.client_id: i.msg.keys for i in out if isinstance(i, ToClient) and isinstance(i.msg, m.CancelledKeys)}
+    assert set(cancelled) == {"a", "b"}
+    assert state.tasks == {}
+
+
+def test_missing_dependency_cancels_the_task(state):
+    add_worker(state)
+    out = graph(state, "c", {"y": ["nope"]}, ["y"])
+    [msg] = client_msgs(out, m.CancelledKeys)
+    assert msg.keys == ("y",) and msg.reason == "lost dependencies"
+    assert "y" not in state.tasks
+
+
+def test_restrictions_and_no_worker(state):
+    add_worker(state, "tcp://a:1")
+    wire = (("x", -1, SPEC, (), (0,), {"workers": ["tcp://b:1"]}),)
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
+    assert state.tasks["x"].state == "no-worker"
+    out = add_worker(state, "tcp://b:1")
+    assert computes(out, "tcp://b:1") == ["x"]
+
+
+def test_resources_gate_placement(state):
+    add_worker(state, "tcp://a:1")
+    add_worker(state, "tcp://g:1", resources={"GPU": 1})
+    wire = (("x", -1, SPEC, (), (0,), {"resources": {"GPU": 1}}),)
+    out = state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
+    assert computes(out, "tcp://g:1") == ["x"]
+
+
+def test_placement_prefers_data_locality(state):
+    add_worker(state, "tcp://a:1")
+    add_worker(state, "tcp://b:1")
+    graph(state, "c", {"big": []}, ["big"])
+    holder = state.tasks["big"].processing_on.address
+    finish(state, holder, "big", nbytes=10**9)
+    out = graph(state, "c", {"use": ["big"]}, ["use"])
+    assert computes(out, holder) == ["use"]
+
+
+def test_fire_and_forget_pseudo_client_lets_go_when_done(state):
+    add_worker(state)
+    graph(state, "c", {"x": []}, ["x"])
+    state.handle_stimulus(ClientMsg(sid(), "c", m.DesireKeys(("x",), "fire-and-forget")))
+    state.handle_stimulus(ClientMsg(sid(), "c", m.ReleaseKeys(("x",))))
+    assert state.tasks["x"].state == "processing"  # still wanted by the pseudo client
+    finish(state, "tcp://w1:1", "x")
+    assert "x" not in state.tasks
+
+
+def test_client_disconnect_releases_its_keys_only(state):
+    add_worker(state)
+    state.handle_stimulus(AddClient(sid(), "a"), AddClient(sid(), "b"))
+    graph(state, "a", {"x": []}, ["x"])
+    graph(state, "b", {"x": []}, ["x"])
+    state.handle_stimulus(RemoveClient(sid(), "a"))
+    assert state.tasks["x"].state == "processing"
+    state.handle_stimulus(RemoveClient(sid(), "b"))
+    assert "x" not in state.tasks
+
+
+def test_scattered_data_and_its_loss(state):
+    add_worker(state, "tcp://a:1")
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateData({"d": ("tcp://a:1",)}, {"d": 8}, {"d": "int"})))
+    assert state.tasks["d"].state == "memory"
+    out = state.handle_stimulus(RemoveWorker(sid(), "tcp://a:1", "test"))
+    [msg] = client_msgs(out, m.CancelledKeys)
+    assert msg.keys == ("d",) and "lost" in msg.msg
+
+
+def test_retry_reruns_erred_chain(state):
+    add_worker(state)
+    graph(state, "c", {"x": [], "y": ["x"]}, ["y"])
+    exc = dumps(ValueError())
+    state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFailed("x", state.tasks["x"].run_id, exc, [], "", 0, 0)))
+    assert state.tasks["y"].state == "erred"
+    out = state.handle_stimulus(ClientMsg(sid(), "c", m.RetryKeys(("y",))))
+    assert computes(out) == ["x"]
+    assert [msg.key for msg in client_msgs(out, m.TaskRetried)] == ["y"]
+
+
+def test_large_graph_stays_consistent():
+    s = SchedulerState(clock=lambda: 0.0)
+    add_worker(s, nthreads=4)
+    n = 2000
+    tasks = {f"leaf-{i}": [] for i in range(n)}
+    tasks.update({f"sum-{i}": [f"leaf-{2*i}", f"leaf-{2*i+1}"] for i in range(n // 2)})
+    out = graph(s, "c", tasks, [f"sum-{i}" for i in range(n // 2)])
+    pending = computes(out)
+    done = 0
+    while pending:
+        key = pending.pop(0)
+        pending += computes(finish(s, "tcp://w1:1", key))
+        done += 1
+    s.validate_state()
+    assert done == n + n // 2
+    assert all(ts.state == "memory" for k, ts in s.tasks.items() if k.startswith("sum"))
+    assert not any(k.startswith("leaf") and ts.state == "memory" for k, ts in s.tasks.items())

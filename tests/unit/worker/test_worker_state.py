@@ -1,0 +1,96 @@
+"""The worker state machine, driven with events alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps
+from shoal.worker.state import (
+    ComputeTaskEvent,
+    Execute,
+    ExecuteFailure,
+    ExecuteSuccess,
+    FreeKeysEvent,
+    Gather,
+    GatherDone,
+    SendToScheduler,
+    WorkerState,
+)
+
+SPEC = dumps(((), {}))
+
+
+@pytest.fixture
+def ws():
+    s = WorkerState(address="tcp://me:1", nthreads=1, resources={"GPU": 1}, validate=True)
+    yield s
+    s.validate_state()
+
+
+def compute(key, deps=None, run_id=1, priority=(0,), resources=None):
+    deps = deps or {}
+    return ComputeTaskEvent("s", m.ComputeTask(key, run_id, None, SPEC, priority, deps, {d: 8 for d in deps}, resources, False))
+
+
+def sent(instructions, cls):
+    return [i.msg for i in instructions if isinstance(i, SendToScheduler) and isinstance(i.msg, cls)]
+
+
+def test_runs_one_task_per_thread_in_priority_order(ws):
+    out = ws.handle_stimulus(compute("b", priority=(1,)), compute("a", priority=(0,)))
+    assert [i.key for i in out if isinstance(i, Execute)] == ["a"]
+    out = ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 42, 8, "int", 0, 1, None))
+    assert [i.key for i in out if isinstance(i, Execute)] == ["b"]
+    [fin] = sent(out, m.TaskFinished)
+    assert fin.key == "a" and ws.data["a"] == 42
+
+
+def test_fetches_dependencies_batched_per_peer(ws):
+    out = ws.handle_stimulus(compute("z", {"x": ("tcp://p:1",), "y": ("tcp://p:1",)}))
+    [g] = [i for i in out if isinstance(i, Gather)]
+    assert g.worker == "tcp://p:1" and set(g.keys) == {"x", "y"}
+    out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", g.keys, {"x": 1, "y": 2}, {"x": 8, "y": 8}))
+    [ex] = [i for i in out if isinstance(i, Execute)]
+    assert ex.deps == {"x": 1, "y": 2}
+    assert sent(out, m.AddKeys)[0].nbytes == {"x": 8, "y": 8}
+
+
+def test_missing_dependency_tries_other_holders_then_gives_up(ws):
+    ws.handle_stimulus(compute("z", {"x": ("tcp://p:1", "tcp://q:1")}))
+    out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", ("x",), {}, {}, failed=True))
+    [g] = [i for i in out if isinstance(i, Gather)]
+    assert g.worker == "tcp://q:1"
+    out = ws.handle_stimulus(GatherDone("s", "tcp://q:1", ("x",), {}, {}))
+    [missing] = sent(out, m.MissingData)
+    assert missing.key == "z" and missing.dep == "x" and set(missing.holders) == {"tcp://p:1", "tcp://q:1"}
+    assert "z" not in ws.tasks
+
+
+def test_failure_is_reported_and_slot_freed(ws):
+    ws.handle_stimulus(compute("a"), compute("b"))
+    out = ws.handle_stimulus(ExecuteFailure("s", "a", 1, dumps(ValueError()), [], "ValueError", 0, 0))
+    assert sent(out, m.TaskFailed)[0].key == "a"
+    assert [i.key for i in out if isinstance(i, Execute)] == ["b"]
+
+
+def test_freed_while_executing_drops_the_result(ws):
+    ws.handle_stimulus(compute("a"))
+    ws.handle_stimulus(FreeKeysEvent("s", ("a",)))
+    out = ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 42, 8, "int", 0, 1, None))
+    assert not sent(out, m.TaskFinished) and "a" not in ws.data
+
+
+def test_resources_limit_concurrency():
+    ws = WorkerState(address="tcp://me:1", nthreads=2, resources={"GPU": 1}, validate=True)
+    out = ws.handle_stimulus(compute("a", resources={"GPU": 1}), compute("b", resources={"GPU": 1}))
+    assert [i.key for i in out if isinstance(i, Execute)] == ["a"]
+    out = ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 1, 8, "int", 0, 1, None))
+    assert [i.key for i in out if isinstance(i, Execute)] == ["b"]
+
+
+def test_free_keys_deletes_data(ws):
+    ws.handle_stimulus(compute("a"))
+    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 1, 8, "int", 0, 1, None))
+    ws.handle_stimulus(FreeKeysEvent("s", ("a",)))
+    assert ws.data == {}
