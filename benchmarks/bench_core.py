@@ -109,6 +109,10 @@ def add(x, y):
     return x + y
 
 
+def worker_pid():
+    return os.getpid()
+
+
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
@@ -386,6 +390,29 @@ def wl_startup(backend, repeat, sz, notes, timeout=120.0):
     return {"seconds": secs, "import_s": imports, "process_s": procs}
 
 
+def check_cluster(client):
+    """Sanity checks that the numbers mean what they claim: two workers, each a
+    separate process distinct from the client's.  Returns a list of warnings."""
+    warnings = []
+    try:
+        workers = sorted(client.scheduler_info()["workers"])
+    except Exception as e:
+        return [f"could not list workers ({type(e).__name__}: {e})"]
+    if len(workers) != CLUSTER_KWARGS["n_workers"]:
+        warnings.append(f"expected {CLUSTER_KWARGS['n_workers']} workers, found {len(workers)}")
+    try:
+        pids = [
+            client.submit(worker_pid, workers=[w], pure=False).result() for w in workers
+        ]
+    except Exception as e:
+        return warnings + [f"could not run a task on each worker ({type(e).__name__}: {e})"]
+    if os.getpid() in pids:
+        warnings.append("tasks ran in the client process, not in worker processes")
+    if len(set(pids)) != len(pids):
+        warnings.append(f"workers share a process (pids {pids})")
+    return warnings
+
+
 # ---------------------------------------------------------------------------
 # Backend subprocess (child) mode
 # ---------------------------------------------------------------------------
@@ -480,6 +507,7 @@ def run_child(backend, names, repeat, quick, emit):
             # first-task costs (connections, imports on the workers).
             client.gather(client.map(inc, range(10), pure=False))
             boot = time.perf_counter() - t0
+            sanity = check_cluster(client)
             wait_idle(client, [])
         except BaseException as e:
             ok = False
@@ -534,7 +562,7 @@ def run_child(backend, names, repeat, quick, emit):
                     except Exception:
                         pass
         if cluster_names:
-            emit({"record": "info", "cluster_boot_s": boot})
+            emit({"record": "info", "cluster_boot_s": boot, "sanity": sanity})
 
     if "startup" in names:
         notes = []
@@ -836,6 +864,8 @@ def header_lines(machine, results, args, dist_note):
         r = results.get(b)
         if r is None:
             continue
+        for w in (r.get("info") or {}).get("sanity") or []:
+            lines.append(f"{b}: WARNING: {w}")
         for name, wl in r["workloads"].items():
             if wl.get("error"):
                 lines.append(f"{b}: {name} failed: {wl['error'].splitlines()[0]}")

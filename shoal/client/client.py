@@ -868,14 +868,14 @@ class Client:
     async def _scatter(self, data: Any, workers: Any = None, broadcast: Any = False, hash: bool = True, timeout: Any = None) -> Any:
         assert self.scheduler_comm is not None
         t = type(data)
+        is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
         if t is dict:
-            items = dict(data)
-        elif t in (list, tuple, set, frozenset, range) or (isinstance(data, tuple) and hasattr(data, "_fields")):
-            seq = list(data)
-            items = {self._scatter_key(x, hash): x for x in seq}
+            keys = list(data)
+            values = list(data.values())
         else:
-            seq = [data]
-            items = {self._scatter_key(data, hash): data}
+            values = list(data) if t in (list, tuple, set, frozenset, range) or is_namedtuple else [data]
+            keys = [self._scatter_key(x, hash) for x in values]
+        items = dict(zip(keys, values))  # equal values share one key when hashing
         if isinstance(workers, (str, int, float)):
             workers = [workers]
         loop = asyncio.get_running_loop()
@@ -889,14 +889,11 @@ class Client:
             raise TimeoutError("No valid workers found")
         addrs = sorted(nthreads)
         slots = [a for a in addrs for _ in range(max(1, nthreads[a]))]
+        n_copies = len(addrs) if broadcast is True else int(broadcast or 1)
         targets: dict[str, dict] = {}
         who_has: dict = {}
         for i, (key, value) in enumerate(items.items()):
-            if broadcast:
-                n = len(addrs) if broadcast is True else int(broadcast)
-                chosen = addrs[:n]
-            else:
-                chosen = [slots[i % len(slots)]]
+            chosen = addrs[:n_copies] if broadcast else [slots[i % len(slots)]]
             p = dumps(value)
             for a in chosen:
                 targets.setdefault(a, {})[key] = p
@@ -920,23 +917,20 @@ class Client:
             if not f._state.done():
                 f._state.finish(types[key], who_has[key], None)
             futures[key] = f
+        out = [futures[k] for k in keys]
         if t is dict:
             return futures
-        keys = list(items)
-        if t in (list, tuple, set, frozenset, range) or (isinstance(data, tuple) and hasattr(data, "_fields")):
-            out = [futures[self._scatter_key(x, hash, cached=True)] for x in seq] if hash else [futures[k] for k in keys]
-            if t is range or t is list:
-                return out
-            if isinstance(data, tuple) and hasattr(data, "_fields"):
-                return t(*out)
+        if t in (list, range):
+            return out
+        if is_namedtuple:
+            return t(*out)
+        if t in (tuple, set, frozenset):
             return t(out)
-        return futures[keys[0]]
+        return out[0]
 
-    def _scatter_key(self, x: Any, hash: bool, cached: bool = False) -> Any:
+    def _scatter_key(self, x: Any, hash: bool) -> Any:
         if hash:
             return f"{type(x).__name__}-{tokenize(x)}"
-        if cached:  # pragma: no cover
-            raise AssertionError
         return f"{type(x).__name__}-{uuid.uuid4().hex}"
 
     # ------------------------------------------------------------------ cancel / retry / release

@@ -203,7 +203,7 @@ class Listener(abc.ABC):
 
     def __init__(self, handler: Handler, *, secret: bytes | None, info: dict | None, max_packet_bytes: int) -> None:
         self._handler = handler
-        self.secret = secret
+        self._secret = secret
         self.info = info or {}
         self.max_packet_bytes = max_packet_bytes
         self._tasks: set[asyncio.Task] = set()

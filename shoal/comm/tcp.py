@@ -393,20 +393,27 @@ class TCP(Comm, asyncio.BufferedProtocol):
         if not self._flush_pending:
             self._check_loop()
         enc = self._encoder
-        for m in msgs:
-            enc.add(m)
-        if not self._flush_pending and not enc.empty:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
+        try:
+            for m in msgs:
+                enc.add(m)
+        finally:  # messages before a bad one still go out this tick
+            if not self._flush_pending and not enc.empty:
+                self._flush_pending = True
+                self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
         parts = self._encoder.take()
-        if not parts or self._lost.done():
+        transport = self._transport
+        if not parts or transport is None or transport.is_closing():
             return
         if not self._out and not self._paused:
-            if len(parts) == 2 and len(parts[1]) <= JOIN_MAX:
-                self._transport.write(parts[0] + parts[1])  # type: ignore[union-attr]
+            if len(parts) == 2:
+                if len(parts[1]) <= JOIN_MAX:
+                    transport.write(parts[0] + parts[1])
+                    return
+            elif sum(map(len, parts)) <= 4 * JOIN_MAX:
+                transport.write(b"".join(parts))
                 return
             self._out.extend(parts)
             self._pump()
@@ -465,9 +472,9 @@ class TCP(Comm, asyncio.BufferedProtocol):
     async def close(self) -> None:
         transport = self._transport
         if self._closed:
-            if transport is not None and not self._lost.done():
-                if not transport.is_closing():
-                    transport.close()
+            # Already closed, or another close()/abort() is under way: that one owns
+            # the transport; just wait until the connection is really gone.
+            if transport is not None:
                 await asyncio.shield(self._lost)
             return
         if self._flush_pending:
@@ -608,7 +615,7 @@ class TCPListener(Listener):
 
     async def _handshake(self, comm: Comm) -> None:
         assert isinstance(comm, TCP)
-        secret = self.secret
+        secret = self._secret
         try:
             hello = await _read_handshake(comm)
             try:

@@ -30,6 +30,7 @@ un-encodable message fails at the caller) and splits batches that would exceed
 
 from __future__ import annotations
 
+import gc
 import reprlib
 import struct
 import threading
@@ -66,6 +67,15 @@ _PRELUDE_STRUCTS = {n: struct.Struct(f"<I{n}Q") for n in range(1, 9)}
 _LENGTH_STRUCTS = {n: struct.Struct(f"<{n}Q") for n in range(1, 9)}
 
 _ExtType = msgpack.ExtType
+_gc_isenabled = gc.isenabled
+_gc_disable = gc.disable
+_gc_enable = gc.enable
+_new_tuple = tuple.__new__
+# Pickled references are written as a fixed-width msgpack array [uint32, uint32]
+# (any msgpack encoding of the two integers is accepted when reading).
+_REF = struct.Struct(">BBIBI")
+_REF_LEN = _REF.size
+_ref_unpack = _REF.unpack
 _unpackb = msgpack.unpackb
 _describe = reprlib.Repr()
 _describe.maxstring = 60
@@ -81,16 +91,6 @@ class DecodeError(ValueError):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _msgpack_uint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    if n < 0x100:
-        return b"\xcc" + bytes((n,))
-    if n < 0x10000:
-        return b"\xcd" + n.to_bytes(2, "big")
-    return b"\xce" + n.to_bytes(4, "big")
 
 
 def _array_header(n: int) -> bytes:
@@ -115,6 +115,9 @@ def _read_uint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _parse_ext(data: bytes) -> tuple[int, int]:
+    if len(data) == _REF_LEN and data[1] == 0xCE and data[6] == 0xCE and data[0] == 0x92:
+        _, _, first, _, n = _REF.unpack(data)
+        return first, n
     try:
         if data[0] != 0x92:
             raise DecodeError("malformed Pickled reference")
@@ -130,15 +133,17 @@ def _parse_ext(data: bytes) -> tuple[int, int]:
 def _as_frame(buf: Any) -> bytes | bytearray | memoryview:
     """A flat byte-oriented view of ``buf`` whose ``len`` is its size in bytes."""
     t = type(buf)
-    if t is bytes or t is bytearray:
+    if t is bytes:
         return buf
+    if t is bytearray:
+        return memoryview(buf)  # pins its size until the frame is written
     if t is PickleBuffer:
         try:
             return buf.raw()
         except BufferError:
             return memoryview(buf).tobytes()
     mv = buf if t is memoryview else memoryview(buf)
-    if mv.ndim == 1 and mv.itemsize == 1 and mv.format in ("B", "b", "c"):
+    if mv.ndim == 1 and mv.itemsize == 1 and mv.contiguous:
         return mv if mv.format == "B" else mv.cast("B")
     if mv.contiguous:
         try:
@@ -146,10 +151,6 @@ def _as_frame(buf: Any) -> bytes | bytearray | memoryview:
         except BufferError:
             pass
     return mv.tobytes()
-
-
-def _frame_len(f: Any) -> int:
-    return len(f)
 
 
 def _prelude(lengths: Sequence[int]) -> bytes:
@@ -183,16 +184,18 @@ class PacketEncoder:
     def __init__(self, split_bytes: int = SPLIT_BYTES) -> None:
         frames: list = []  # buffer frames of the packet being built (frame 1 onwards)
 
+        append = frames.append
+        ref = _REF.pack
+
         def default(o: Any) -> Any:
-            if isinstance(o, Pickled):
+            if type(o) is Pickled or isinstance(o, Pickled):
                 first = len(frames) + 1
-                frames.append(_as_frame(o.header))
-                for b in o.buffers:
-                    frames.append(_as_frame(b))
-                return _ExtType(
-                    PICKLED_EXT_CODE,
-                    b"\x92" + _msgpack_uint(first) + _msgpack_uint(1 + len(o.buffers)),
-                )
+                append(_as_frame(o.header))
+                buffers = o.buffers
+                for b in buffers:
+                    append(_as_frame(b))
+                # tuple.__new__ skips ExtType's validating __new__ (a hot path).
+                return _new_tuple(_ExtType, (PICKLED_EXT_CODE, ref(0x92, 0xCE, first, 0xCE, 1 + len(buffers))))
             raise _not_encodable(o)
 
         self._packer = msgpack.Packer(default=default, use_bin_type=True, buf_size=16 * 1024)
@@ -224,31 +227,41 @@ class PacketEncoder:
             raise
 
     def add(self, msg: Any) -> None:
+        """Encode ``msg`` into the pending batch (raises, leaving the batch intact, if it cannot)."""
         frames = self._frames
         n0 = len(frames)
-        chunk = self._pack(msg)
-        if len(frames) >= MAX_FRAMES:
-            # The packet would hold too many frames: close it without this message and
-            # encode the message again at the start of a fresh packet.
+        try:
+            chunk = self._packer.pack(msg)
+        except BaseException:
             del frames[n0:]
-            if not self._chunks:
-                raise ValueError(
-                    f"message holds more than {MAX_FRAMES - 1} out-of-band buffers: "
-                    f"{_describe.repr(msg)}"
-                )
-            self._cut()
-            chunk = self._pack(msg)
-            if len(frames) >= MAX_FRAMES:
-                del frames[:]
-                raise ValueError(
-                    f"message holds more than {MAX_FRAMES - 1} out-of-band buffers: "
-                    f"{_describe.repr(msg)}"
-                )
-            n0 = 0
+            self._pack(msg)  # raises again, with a better message
+            raise
+        nf = len(frames)
+        if nf != n0:
+            if nf >= MAX_FRAMES:
+                # The packet would hold too many frames: close it without this message
+                # and encode the message again at the start of a fresh packet.
+                del frames[n0:]
+                if not self._chunks:
+                    raise ValueError(
+                        f"message holds more than {MAX_FRAMES - 1} out-of-band buffers: "
+                        f"{_describe.repr(msg)}"
+                    )
+                self._cut()
+                chunk = self._pack(msg)
+                if len(frames) >= MAX_FRAMES:
+                    del frames[:]
+                    raise ValueError(
+                        f"message holds more than {MAX_FRAMES - 1} out-of-band buffers: "
+                        f"{_describe.repr(msg)}"
+                    )
+                n0 = 0
+            nbytes = self._nbytes + len(chunk)
+            for f in frames[n0:]:
+                nbytes += len(f)
+        else:
+            nbytes = self._nbytes + len(chunk)
         self._chunks.append(chunk)
-        nbytes = self._nbytes + len(chunk)
-        for f in frames[n0:]:
-            nbytes += len(f)
         self._nbytes = nbytes
         if nbytes >= self.split_bytes:
             self._cut()
@@ -267,7 +280,7 @@ class PacketEncoder:
             body = _array_header(len(chunks)) + b"".join(chunks)
         frames = self._frames
         lengths = [len(body)]
-        lengths.extend(map(_frame_len, frames))
+        lengths.extend(map(len, frames))
         done = self._done
         done.append(_prelude(lengths))
         done.append(body)
@@ -321,7 +334,7 @@ def encode_packet(msgs: Iterable[Any]) -> list:
         frames.clear()
         raise ValueError(f"packet would hold more than {MAX_FRAMES} frames; send fewer buffers per packet")
     lengths = [len(body)]
-    lengths.extend(map(_frame_len, frames))
+    lengths.extend(map(len, frames))
     out = [_prelude(lengths), body]
     out.extend(frames)
     frames.clear()
@@ -354,18 +367,30 @@ def decode_packet(frames: Sequence[bytes | bytearray | memoryview]) -> list | tu
         def hook(code: int, data: bytes) -> Any:
             if code != PICKLED_EXT_CODE:
                 raise DecodeError(f"unknown msgpack extension type {code}")
-            first, n = _parse_ext(data)
+            if len(data) == _REF_LEN and data[1] == 0xCE and data[6] == 0xCE and data[0] == 0x92:
+                _, _, first, _, n = _ref_unpack(data)
+            else:
+                first, n = _parse_ext(data)
             end = first + n
             if first < 1 or n < 1 or end > nf:
                 raise DecodeError(f"Pickled reference to frames [{first}, {end}) outside the packet's {nf} frames")
             return Pickled(views[first], views[first + 1 : end])
 
+    # The cyclic GC is paused while a batch is built: collections that run in the
+    # middle of it see half-built containers, keep them tracked, and make decoding
+    # (and every later full collection) several times slower.
+    gc_was_enabled = _gc_isenabled()
+    if gc_was_enabled:
+        _gc_disable()
     try:
         msgs = _unpackb(frames[0], use_list=False, strict_map_key=False, raw=False, ext_hook=hook)
     except DecodeError:
         raise
     except Exception as exc:
         raise DecodeError(f"malformed packet body: {exc!r}") from exc
+    finally:
+        if gc_was_enabled:
+            _gc_enable()
     if type(msgs) is not tuple:
         raise DecodeError(f"packet body is a {type(msgs).__name__}, not an array of messages")
     return msgs

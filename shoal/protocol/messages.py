@@ -164,9 +164,11 @@ class KeyInMemory(Message):
 
 @_message("task-erred")
 class TaskErred(Message):
+    """`traceback` is a list of ``(filename, lineno, name)`` frames of the user's code."""
+
     key: Any
     exception: Pickled
-    traceback: Pickled | None
+    traceback: list | None
     text: str
 
 
@@ -244,10 +246,12 @@ class TaskFinished(Message):
 
 @_message("task-failed")
 class TaskFailed(Message):
+    """`traceback` is a list of ``(filename, lineno, name)`` frames of the user's code."""
+
     key: Any
     run_id: int
     exception: Pickled
-    traceback: Pickled | None
+    traceback: list | None
     text: str
     start: float
     stop: float

@@ -88,7 +88,7 @@ class SchedTask:
         self.nbytes = -1
         self.type_name: str | None = None
         self.exception: Pickled | None = None
-        self.traceback: Pickled | None = None
+        self.traceback: list | None = None
         self.exception_text = ""
         #: the task whose failure this task inherits
         self.exception_blame: SchedTask | None = None

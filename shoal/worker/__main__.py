@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 
 
@@ -29,6 +30,10 @@ async def _main(args: argparse.Namespace) -> None:
         host=args.host,
     )
     await worker.start()
+    loop = asyncio.get_running_loop()
+    closing: list[asyncio.Task] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: closing.append(asyncio.ensure_future(worker.close())))
     parent = os.getppid()
 
     async def watch_parent() -> None:

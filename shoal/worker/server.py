@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -116,6 +117,7 @@ class Worker:
         self.id = f"Worker-{uuid.uuid4()}"
         self.name = name if name is not None else self.id
         self.nanny = nanny
+        self._own_directory = local_directory is None
         self.local_directory = local_directory or tempfile.mkdtemp(prefix="shoal-worker-")
         self.validate = validate
         self.inline_limit = config.get_bytes("client.inline-result-size")
@@ -221,6 +223,8 @@ class Worker:
                     await t
                 except BaseException:
                     pass
+        if self._own_directory:
+            shutil.rmtree(self.local_directory, ignore_errors=True)
         self.status = "closed"
         self._closed.set()
 

@@ -8,8 +8,11 @@ as events.
 Theory of operation. The scheduler sends `compute-task`. A task whose dependencies are
 all held locally is `ready` (a priority heap); otherwise it is `waiting` while the
 missing keys are fetched from peers. Dependency keys to fetch are grouped by holder so one
-request carries many keys. Up to `nthreads` ready tasks (and only those whose resources
-are free) are `executing` at once. A finished task's value goes into `data` and a
+request carries many keys. Ready tasks whose resources are free become `executing`:
+handed to the thread pool. Up to `nthreads` run at once; for tiny tasks a few more are
+handed over ahead (`prefetch`, sized from the observed task durations to about a
+millisecond of work per thread, none for tasks that use resources) so a thread finds its
+next task without waiting for the event loop, and completions come back in batches. A finished task's value goes into `data` and a
 `task-finished` goes to the scheduler; a failure goes back as `task-failed`. A peer that
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
@@ -64,7 +67,7 @@ class ExecuteFailure(WorkerEvent):
     key: Key
     run_id: int
     exception: Pickled
-    traceback: Pickled | None
+    traceback: list | None
     text: str
     start: float
     stop: float
@@ -184,6 +187,10 @@ class WorkerState:
         self._tiebreak = 0
         self._out: list[WorkerInstruction] = []
         self.executed_count = 0
+        #: running average of task compute time, seconds (None until one finished)
+        self.avg_duration: float | None = None
+        self.prefetch_seconds = 0.001
+        self.max_prefetch_per_thread = 16
 
     # ------------------------------------------------------------------ the one door
 
@@ -236,6 +243,9 @@ class WorkerState:
                 self.nbytes.pop(key, None)
 
     def _execute_success(self, ev: ExecuteSuccess) -> None:
+        duration = max(ev.stop - ev.start, 0.0)
+        avg = self.avg_duration
+        self.avg_duration = duration if avg is None else 0.9 * avg + 0.1 * duration
         ts = self._finish_execution(ev.key, ev.run_id)
         if ts is None:
             return  # freed or superseded while it ran: the result is dropped
@@ -356,17 +366,29 @@ class WorkerState:
             for k, v in ts.resources.items():
                 self.available_resources[k] = self.available_resources.get(k, 0) + v
 
+    def prefetch(self) -> int:
+        """How many tasks beyond `nthreads` may wait in the thread pool's queue."""
+        avg = self.avg_duration
+        if avg is None or avg <= 0:
+            return 0
+        per_thread = min(self.max_prefetch_per_thread, int(self.prefetch_seconds / avg))
+        return self.nthreads * per_thread
+
     def _ensure_executing(self) -> None:
         ready = self.ready
         if not ready:
             return
         blocked: list = []
-        while ready and len(self.executing) < self.nthreads:
+        limit = self.nthreads + self.prefetch()
+        while ready and len(self.executing) < limit:
             item = heapq.heappop(ready)
             ts = self.tasks.get(item[2])
             if ts is None or ts.run_id != item[3] or ts.state != "ready":
                 continue
             if ts.resources:
+                if len(self.executing) >= self.nthreads:
+                    blocked.append(item)  # never queue a resource-holding task behind others
+                    continue
                 avail = self.available_resources
                 if any(avail.get(k, 0) < v for k, v in ts.resources.items()):
                     blocked.append(item)
@@ -416,7 +438,8 @@ class WorkerState:
                 assert not ts.waiting_for, ts
             if ts.state == "executing":
                 assert self.executing.get(key) == ts.run_id, ts
-        assert len(self.executing) <= self.nthreads
+        # the prefetch bound shrinks as durations grow, so check against its maximum
+        assert len(self.executing) <= self.nthreads * (1 + self.max_prefetch_per_thread)
         for peer, keys in self.in_flight.items():
             for key in keys:
                 fs = self.fetch.get(key)

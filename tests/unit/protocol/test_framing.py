@@ -93,11 +93,22 @@ def test_pickled_numpy_out_of_band_is_zero_copy():
 
 def test_pickled_with_unusual_buffers_is_normalised():
     floats = np.arange(1000, dtype=np.float64)
-    p = Pickled(b"header", [memoryview(floats), memoryview(floats.reshape(10, 100)), bytearray(b"xyz"), b"b"])
+    strided = memoryview(bytes(range(10)))[::2]
+    p = Pickled(
+        b"header",
+        [memoryview(floats), memoryview(floats.reshape(10, 100)), bytearray(b"xyz"), b"b", strided, floats[::3]],
+    )
     out, _ = round_trip([p])
     (q,) = out
     assert bytes(q.header) == b"header"
-    assert [bytes(b) for b in q.buffers] == [floats.tobytes(), floats.tobytes(), b"xyz", b"b"]
+    assert [bytes(b) for b in q.buffers] == [
+        floats.tobytes(),
+        floats.tobytes(),
+        b"xyz",
+        b"b",
+        bytes(range(0, 10, 2)),
+        floats[::3].tobytes(),
+    ]
 
 
 def test_unencodable_message_raises_type_error_naming_type():

@@ -94,3 +94,22 @@ def test_free_keys_deletes_data(ws):
     ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 1, 8, "int", 0, 1, None))
     ws.handle_stimulus(FreeKeysEvent("s", ("a",)))
     assert ws.data == {}
+
+
+def test_tiny_tasks_are_prefetched_into_the_pool_slow_ones_are_not(ws):
+    ws.handle_stimulus(*[compute(f"t{i}", priority=(i,)) for i in range(40)])
+    assert len(ws.executing) == 1  # no duration known yet: one per thread
+    out = ws.handle_stimulus(ExecuteSuccess("s", "t0", 1, 0, 8, "int", 0.0, 0.00001, None))
+    # 10 us per task: up to 16 more per thread wait in the pool
+    assert len([i for i in out if isinstance(i, Execute)]) == 17
+    slow = WorkerState(address="tcp://me:1", nthreads=1, validate=True)
+    slow.handle_stimulus(*[compute(f"s{i}", priority=(i,)) for i in range(5)])
+    out = slow.handle_stimulus(ExecuteSuccess("s", "s0", 1, 0, 8, "int", 0.0, 1.0, None))
+    assert len([i for i in out if isinstance(i, Execute)]) == 1
+
+
+def test_resource_tasks_are_never_prefetched():
+    ws = WorkerState(address="tcp://me:1", nthreads=1, resources={"GPU": 5}, validate=True)
+    ws.avg_duration = 1e-5
+    out = ws.handle_stimulus(*[compute(f"g{i}", priority=(i,), resources={"GPU": 1}) for i in range(3)])
+    assert len([i for i in out if isinstance(i, Execute)]) == 1

@@ -1,0 +1,74 @@
+"""Shared fixtures for shoal's integration and system tests.
+
+* ``transport`` is parametrized per module: integration modules run against an in-process
+  cluster over the default in-process transport ("inproc") and over TCP ("tcp"); modules
+  marked ``pytest.mark.system`` run against real worker processes ("processes").
+* ``cluster`` is module-scoped (one cluster per module and transport) to keep the suite fast.
+* ``client`` is function-scoped so every test starts with no futures and a fresh refcount.
+* ``poll(cond, timeout=5)`` waits for a condition with a deadline; tests never sleep blindly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shoal import Client, LocalCluster
+
+CLUSTER_KWARGS: dict[str, dict[str, Any]] = {
+    "inproc": dict(n_workers=2, threads_per_worker=1, processes=False),
+    "tcp": dict(n_workers=2, threads_per_worker=1, processes=False, scheduler_port=0, protocol="tcp://"),
+    "processes": dict(n_workers=2, threads_per_worker=1, processes=True),
+}
+
+
+def poll(cond: Callable[[], Any], timeout: float = 5, interval: float = 0.01) -> Any:
+    """Call ``cond()`` until it returns a truthy value (which is returned) or ``timeout``
+    seconds have passed (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition {getattr(cond, '__name__', cond)!r} not met within {timeout} s")
+        time.sleep(interval)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "transport" in metafunc.fixturenames:
+        if metafunc.definition.get_closest_marker("system") is not None:
+            params = ["processes"]
+        else:
+            params = ["inproc", "tcp"]
+        metafunc.parametrize("transport", params, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def transport(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def cluster_kwargs(transport: str) -> dict[str, Any]:
+    return dict(CLUSTER_KWARGS[transport])
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_kwargs: dict[str, Any]):
+    with LocalCluster(**cluster_kwargs) as cl:
+        yield cl
+
+
+@pytest.fixture
+def client(cluster: LocalCluster):
+    with Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(name="poll")
+def poll_fixture() -> Callable[..., Any]:
+    return poll
