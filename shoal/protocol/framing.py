@@ -57,6 +57,10 @@ __all__ = [
 
 MAX_FRAMES = 1 << 16
 PICKLED_EXT_CODE = 1
+#: A small `Pickled` with no out-of-band buffers travels inside the msgpack body as
+#: ExtType(INLINE_PICKLED_EXT_CODE, header bytes) instead of as a frame of its own.
+INLINE_PICKLED_EXT_CODE = 2
+INLINE_PICKLED_MAX = 4096
 #: Largest possible prelude (u32 count + MAX_FRAMES u64 lengths).
 PRELUDE_MAX_BYTES = 4 + 8 * MAX_FRAMES
 #: A :class:`PacketEncoder` starts a new packet once the current one holds this much.
@@ -189,9 +193,14 @@ class PacketEncoder:
 
         def default(o: Any) -> Any:
             if type(o) is Pickled or isinstance(o, Pickled):
+                buffers = o.buffers
+                if not buffers:
+                    header = o.header
+                    if len(header) <= INLINE_PICKLED_MAX:
+                        data = header if type(header) is bytes else bytes(header)
+                        return _new_tuple(_ExtType, (INLINE_PICKLED_EXT_CODE, data))
                 first = len(frames) + 1
                 append(_as_frame(o.header))
-                buffers = o.buffers
                 for b in buffers:
                     append(_as_frame(b))
                 # tuple.__new__ skips ExtType's validating __new__ (a hot path).
@@ -345,6 +354,8 @@ def encode_packet(msgs: Iterable[Any]) -> list:
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
+    if code == INLINE_PICKLED_EXT_CODE:
+        return Pickled(data)
     if code == PICKLED_EXT_CODE:
         raise DecodeError("Pickled reference to a frame that is not in the packet")
     raise DecodeError(f"unknown msgpack extension type {code}")
@@ -366,6 +377,8 @@ def decode_packet(frames: Sequence[bytes | bytearray | memoryview]) -> list | tu
 
         def hook(code: int, data: bytes) -> Any:
             if code != PICKLED_EXT_CODE:
+                if code == INLINE_PICKLED_EXT_CODE:
+                    return Pickled(data)
                 raise DecodeError(f"unknown msgpack extension type {code}")
             if len(data) == _REF_LEN and data[1] == 0xCE and data[6] == 0xCE and data[0] == 0x92:
                 _, _, first, _, n = _ref_unpack(data)

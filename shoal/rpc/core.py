@@ -164,10 +164,12 @@ class Peer:
                 fut.set_exception(CommClosedError(f"connection to {self.address} closed"))
         self._pending.clear()
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what was sent (for at most `timeout` s: a peer may have stopped
+        reading), then drop the connection and cancel the tasks this peer owns."""
         try:
-            await self.comm.close()
-        except Exception:
+            await asyncio.wait_for(self.comm.close(), timeout)
+        except BaseException:
             self.comm.abort()
         tasks = [t for t in (self._reader, *self._tasks) if t is not None and not t.done()]
         for t in tasks:

@@ -116,11 +116,16 @@ def test_malformed_hello(msg):
 
 
 def test_decode_handshake_rejects_pickled_and_oddities():
-    frames = split_packet(b"".join(encode_packet([{"x": dumps(1)}])))
-    with pytest.raises(hs.HandshakeError, match="2 frames"):
+    big = dumps(bytearray(100_000))  # out of band: a frame of its own
+    frames = split_packet(b"".join(encode_packet([{"x": big}])))
+    with pytest.raises(hs.HandshakeError, match="frames"):
         hs.decode_handshake(frames)
     with pytest.raises(hs.HandshakeError, match="serialized"):
         hs.decode_handshake(frames[:1])
+    small = split_packet(b"".join(encode_packet([{"x": dumps(1)}])))  # inline in the body
+    assert len(small) == 1
+    with pytest.raises(hs.HandshakeError, match="serialized"):
+        hs.decode_handshake(small)
     with pytest.raises(hs.HandshakeError):
         hs.decode_handshake(split_packet(b"".join(encode_packet([{"a": 1}, {"b": 2}]))))
     with pytest.raises(hs.HandshakeError):
