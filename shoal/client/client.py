@@ -957,7 +957,12 @@ class Client:
     async def _retry(self, futures: Any) -> None:
         from shoal.client.helpers import futures_of
 
-        self._send(m.RetryKeys(tuple(f.key for f in futures_of(futures))))
+        keys = tuple(f.key for f in futures_of(futures))
+        for key in keys:  # pending again right away, so result() waits for the new run
+            st = self.futures.get(key)
+            if st is not None and st.status == "error":
+                st.retry()
+        self._send(m.RetryKeys(keys))
 
     # ------------------------------------------------------------------ introspection
 

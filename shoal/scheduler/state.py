@@ -172,7 +172,8 @@ class SchedulerState:
         self.transition_counter = 0
         self._tiebreak = 0
         self._out: list[Instruction] = []
-        self._free_on: dict[SchedWorker, list[Key]] = {}
+        #: keys each worker must forget, sent at the end of the stimulus
+        self._free_on: dict[SchedWorker, dict[Key, None]] = {}
 
     # ------------------------------------------------------------------ the one door
 
@@ -185,7 +186,8 @@ class SchedulerState:
         self._schedule_queued(events[-1].stimulus_id if events else "")
         for ws, keys in self._free_on.items():
             if ws.address in self.workers:
-                self._out.append(ToWorker(ws.address, m.FreeKeys(tuple(keys))))
+                if keys:
+                    self._out.append(ToWorker(ws.address, m.FreeKeys(tuple(keys))))
         self._free_on.clear()
         out, self._out = self._out, []
         if self.validate:
@@ -390,7 +392,7 @@ class SchedulerState:
         ts = self.tasks.get(msg.key)
         if ts is None or ts.state != "processing" or ts.processing_on is not ws or ts.run_id != msg.run_id:
             if ts is None or ws not in ts.who_has:
-                self._free_on.setdefault(ws, []).append(msg.key)
+                self._free_on.setdefault(ws, {})[msg.key] = None
             return
         duration = msg.stop - msg.start
         if self._seen_durations:
@@ -436,7 +438,7 @@ class SchedulerState:
         for key, nbytes in msg.nbytes.items():
             ts = self.tasks.get(key)
             if ts is None or ts.state != "memory":
-                self._free_on.setdefault(ws, []).append(key)
+                self._free_on.setdefault(ws, {})[key] = None
                 continue
             if ws not in ts.who_has:
                 ts.who_has.add(ws)
@@ -597,7 +599,7 @@ class SchedulerState:
         ws = ts.processing_on
         self._stop_processing(ts)
         if ws is not None and ws.address in self.workers:
-            self._free_on.setdefault(ws, []).append(ts.key)
+            self._free_on.setdefault(ws, {})[ts.key] = None
         ts.state = "waiting"
         for dts in ts.dependencies:
             if dts.state != "memory":
@@ -675,14 +677,14 @@ class SchedulerState:
         ws = ts.processing_on
         self._stop_processing(ts)
         if ws is not None:
-            self._free_on.setdefault(ws, []).append(ts.key)
+            self._free_on.setdefault(ws, {})[ts.key] = None
         self._release_common(ts, recs)
 
     def _t_memory_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         for ws in ts.who_has:
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
-            self._free_on.setdefault(ws, []).append(ts.key)
+            self._free_on.setdefault(ws, {})[ts.key] = None
         ts.who_has.clear()
         # dependents that still need this key (it was lost) must wait for it again
         for dts in ts.waiters:
@@ -773,6 +775,9 @@ class SchedulerState:
         heapq.heapify(self.queue)
 
     def _assign(self, ts: SchedTask, ws: SchedWorker, sid: str) -> None:
+        pending_free = self._free_on.get(ws)
+        if pending_free:  # freed earlier in this stimulus: the new run must not be freed
+            pending_free.pop(ts.key, None)
         ts.state = "processing"
         ts.processing_on = ws
         ws.processing[ts] = None

@@ -298,10 +298,11 @@ class Worker:
             if inst.func is not None:
                 func = self._functions.load(inst.func)
                 args, kwargs = loads(inst.spec)
-                if inst.deps:
-                    from dask._task_spec import Task
+                if inst.deps:  # futures inside the arguments, at any depth
+                    from dask._task_spec import Task, parse_input
 
-                    result = Task(inst.key, func, *args, **kwargs)(inst.deps)
+                    task = Task(inst.key, func, *parse_input(args), **{k: parse_input(v) for k, v in kwargs.items()})
+                    result = task(inst.deps)
                 else:
                     result = func(*args, **kwargs)
             else:

@@ -8,7 +8,9 @@ in the scheduler's no-worker state without occupying a thread.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import collections
 import concurrent.futures
 import pathlib
 import threading
@@ -114,11 +116,6 @@ def test_submit_basic(client):
     assert x.type is int
 
 
-@pytest.mark.xfail(
-    reason="submit does not substitute Futures nested inside list/dict arguments: the task "
-    "receives dask TaskRef objects instead of the values",
-    strict=True,
-)
 def test_submit_futures_nested_in_containers(client):
     x = client.submit(inc, 10)
     y = client.submit(inc, x)
@@ -511,12 +508,6 @@ def test_garbage_collection(client, poll):
 # ---------------------------------------------------------------------------- retries
 
 
-@pytest.mark.xfail(
-    reason="retries= never re-runs a failed task: after the first failure the scheduler puts the "
-    "task back to 'processing' on a worker, but the worker does not execute it again (counter "
-    "file stays at 1) and the future stays 'pending' forever",
-    strict=True,
-)
 def test_retries(client, tmp_path):
     ok = client.submit(flaky, str(tmp_path / "a"), 2, retries=2, pure=False)
     assert ok.result(timeout=3) == 2
@@ -527,36 +518,62 @@ def test_retries(client, tmp_path):
     assert client.gather(fs) == [1, 1]
 
 
-RETRY_RACE = (
-    "Client.retry()/Future.retry() only sends retry-keys and returns without resetting the local "
-    "future state to 'pending': right after retry() returns, status is still 'error' and an "
-    "immediate result() re-raises the old exception (intermittently)"
-)
+@pytest.fixture
+def slow_stream_client(cluster, monkeypatch):
+    """A client whose scheduler->client message stream lags by 0.2 s (like a distant
+    scheduler), so retry() must reset the local state itself rather than rely on the
+    scheduler's task-retried message. Test-only hook: wraps ``Client._on_messages``, order kept."""
+    orig = Client._on_messages
+    backlog: collections.deque = collections.deque()
+
+    def drain(self, peer):
+        orig(self, peer, backlog.popleft())
+
+    def delayed(self, peer, msgs):
+        backlog.append(list(msgs))
+        asyncio.get_running_loop().call_later(0.2, drain, self, peer)
+
+    monkeypatch.setattr(Client, "_on_messages", delayed)
+    with Client(cluster) as c:
+        yield c
 
 
-@pytest.mark.xfail(reason=RETRY_RACE, strict=True)
-def test_future_retry(client, tmp_path):
-    # repeated: the buggy behaviour is a race, each round exposes it with high probability
-    for i in range(10):
-        f = client.submit(flaky, str(tmp_path / f"c{i}"), 1, pure=False)
-        with pytest.raises(ValueError, match="attempt 0"):
-            f.result()
-        f.retry()
-        assert f.status in ("pending", "finished")  # no longer the old error
-        assert f.result() == 1
+def test_slow_stream_client_works(slow_stream_client):
+    c = slow_stream_client
+    assert c.submit(inc, 1).result() == 2
+    with pytest.raises(ZeroDivisionError):
+        c.submit(div, 1, 0).result()
 
 
-@pytest.mark.xfail(reason=RETRY_RACE, strict=True)
-def test_retry_dependencies(client, tmp_path):
-    for i in range(10):
-        x = client.submit(flaky, str(tmp_path / f"d{i}"), 1, pure=False)
-        y = client.submit(inc, x)
-        with pytest.raises(ValueError):
-            y.result()
-        y.retry()  # re-runs the erred dependency too
-        assert y.status in ("pending", "finished")
-        assert y.result() == 2
-        assert x.result() == 1
+def test_future_retry(slow_stream_client, tmp_path):
+    client = slow_stream_client
+    f = client.submit(flaky, str(tmp_path / "c"), 1, pure=False)
+    with pytest.raises(ValueError, match="attempt 0"):
+        f.result()
+    f.retry()
+    assert f.status in ("pending", "finished")  # no longer the old error
+    assert f.result() == 1
+
+
+def test_retry_dependencies(slow_stream_client, tmp_path):
+    client = slow_stream_client
+    x = client.submit(flaky, str(tmp_path / "d"), 1, pure=False)
+    y = client.submit(inc, x)
+    with pytest.raises(ValueError):
+        y.result()
+    y.retry()  # re-runs the erred dependency too
+    assert y.status in ("pending", "finished")
+    assert y.result() == 2
+    assert x.result() == 1
+
+
+def test_retry_reruns(client, tmp_path):
+    x = client.submit(flaky, str(tmp_path / "e"), 1, pure=False)
+    y = client.submit(inc, x)
+    with pytest.raises(ValueError):
+        y.result()
+    client.retry([y])
+    assert y.result() == 2
 
 
 # ---------------------------------------------------------------------------- fire_and_forget, futures_of

@@ -246,3 +246,14 @@ def test_large_graph_stays_consistent():
     assert done == n + n // 2
     assert all(ts.state == "memory" for k, ts in s.tasks.items() if k.startswith("sum"))
     assert not any(k.startswith("leaf") and ts.state == "memory" for k, ts in s.tasks.items())
+
+
+def test_retry_on_the_same_worker_is_not_freed_after_resend(state):
+    add_worker(state)
+    wire = (("x", -1, SPEC, (), (0,), {"retries": 1}),)
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFailed("x", state.tasks["x"].run_id, dumps(ValueError()), [], "", 0, 0)))
+    kinds = [type(i.msg).__name__ for i in out if isinstance(i, ToWorker)]
+    frees = [i.msg.keys for i in out if isinstance(i, ToWorker) and isinstance(i.msg, m.FreeKeys)]
+    assert "ComputeTask" in kinds
+    assert all("x" not in keys for keys in frees)  # a free after the resend would drop it
