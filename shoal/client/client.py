@@ -28,6 +28,7 @@ from typing import Any
 
 import dask
 import dask.config
+from dask._task_spec import TaskRef
 from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
@@ -73,8 +74,6 @@ def _walk_futures(obj: Any, out: list) -> Any:
     t = type(obj)
     if t is Future:
         out.append(obj)
-        from dask._task_spec import TaskRef
-
         return TaskRef(obj.key)
     if t in (list, tuple, set, frozenset):
         items = [_walk_futures(x, out) for x in obj]
