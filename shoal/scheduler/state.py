@@ -47,6 +47,23 @@ from shoal.utils import Key, key_prefix
 
 FIRE_AND_FORGET = "fire-and-forget"
 
+#: Shared stand-in for an empty set: most tasks' relation sets are empty most of the
+#: time, and an empty `set()` costs 216 bytes. `_with` makes a real set on first insert.
+_EMPTY: frozenset = frozenset()
+
+
+def _with(s: Any, item: Any) -> set:
+    """`s` plus `item`, as a mutable set (store the result back)."""
+    if s is _EMPTY:
+        return {item}
+    s.add(item)
+    return s
+
+
+def _without(s: Any, item: Any) -> None:
+    if s:
+        s.discard(item)
+
 
 class InvalidTransition(RuntimeError):
     def __init__(self, key: Key, start: str, finish: str, story: list):
@@ -63,7 +80,7 @@ class SchedTask:
 
     __slots__ = (
         "key", "state", "prefix", "func", "spec", "priority", "dependencies", "dependents",
-        "waiting_on", "waiters", "who_has", "processing_on", "who_wants", "nbytes",
+        "n_waiting", "n_waiters", "who_has", "processing_on", "who_wants", "nbytes",
         "type_name", "exception", "traceback", "exception_text", "exception_blame",
         "retries", "restrictions", "loose", "resources", "run_id",
     )  # fmt: skip
@@ -76,15 +93,17 @@ class SchedTask:
         #: the opaque run spec; None for data placed by a client (scatter)
         self.spec: Pickled | None = None
         self.priority: tuple = ()
-        self.dependencies: set[SchedTask] = set()
-        self.dependents: set[SchedTask] = set()
-        #: dependencies not yet in memory (while waiting)
-        self.waiting_on: set[SchedTask] = set()
-        #: dependents that still need this task's result
-        self.waiters: set[SchedTask] = set()
-        self.who_has: set[SchedWorker] = set()
+        self.dependencies: tuple[SchedTask, ...] = ()
+        # the sets below start as the shared _EMPTY and become real sets on first insert
+        self.dependents: set[SchedTask] = _EMPTY  # type: ignore[assignment]
+        #: while waiting: how many dependencies are not in memory yet
+        self.n_waiting = 0
+        #: how many dependents are active (waiting, queued, no-worker, processing) and so
+        #: still need this task's result
+        self.n_waiters = 0
+        self.who_has: set[SchedWorker] = _EMPTY  # type: ignore[assignment]
         self.processing_on: SchedWorker | None = None
-        self.who_wants: set[SchedClient] = set()
+        self.who_wants: set[SchedClient] = _EMPTY  # type: ignore[assignment]
         self.nbytes = -1
         self.type_name: str | None = None
         self.exception: Pickled | None = None
@@ -204,7 +223,7 @@ class SchedulerState:
         if cs is None:
             return
         for ts in cs.wants:
-            ts.who_wants.discard(cs)
+            _without(ts.who_wants, cs)
             self._maybe_release(ts, recs)
         cs.wants.clear()
 
@@ -228,7 +247,7 @@ class SchedulerState:
             return
         self._free_on.pop(ws, None)
         for ts in ws.has_what:
-            ts.who_has.discard(ws)
+            _without(ts.who_has, ws)
             if not ts.who_has and ts.state == "memory":
                 self._lost(ts, recs, f"worker {ws.address} was lost ({ev.reason})")
         ws.has_what.clear()
@@ -261,13 +280,16 @@ class SchedulerState:
             new.append((ts, deps))
         lost: list[SchedTask] = []
         for ts, deps in new:
+            linked = []
             for dk in deps:
                 dts = tasks.get(dk)
                 if dts is None:
                     lost.append(ts)
                     break
-                ts.dependencies.add(dts)
-                dts.dependents.add(ts)
+                if dts not in linked:
+                    linked.append(dts)
+                    dts.dependents = _with(dts.dependents, ts)
+            ts.dependencies = tuple(linked)
         cancelled: set[SchedTask] = set()
         for ts in lost:
             cancelled |= self._cancel(ts, "lost dependencies", None, recs)
@@ -289,7 +311,7 @@ class SchedulerState:
             ts.retries = int(ann["retries"])
 
     def _want(self, cs: SchedClient, ts: SchedTask, recs: Recs) -> None:
-        ts.who_wants.add(cs)
+        ts.who_wants = _with(ts.who_wants, cs)
         cs.wants.add(ts)
         if ts.state == "memory":
             self._out.append(ToClient(cs.id, self._in_memory_msg(ts, None)))
@@ -303,7 +325,7 @@ class SchedulerState:
             ts = self.tasks.get(key)
             if ts is None or cs not in ts.who_wants:
                 continue
-            ts.who_wants.discard(cs)
+            _without(ts.who_wants, cs)
             cs.wants.discard(ts)
             self._maybe_release(ts, recs)
 
@@ -328,7 +350,7 @@ class SchedulerState:
             if msg.force or ts.who_wants <= {cs}:
                 self._cancel(ts, reason, msg.msg, recs)
             elif cs in ts.who_wants:
-                ts.who_wants.discard(cs)
+                _without(ts.who_wants, cs)
                 cs.wants.discard(ts)
 
     def _cancel(self, ts: SchedTask, reason: str, text: str | None, recs: Recs) -> set[SchedTask]:
@@ -345,7 +367,7 @@ class SchedulerState:
             for c in t.who_wants:
                 by_client.setdefault(c, []).append(t.key)
                 c.wants.discard(t)
-            t.who_wants.clear()
+            t.who_wants = _EMPTY
             recs[t.key] = "forgotten"
         for c, keys in by_client.items():
             if c.id != FIRE_AND_FORGET:
@@ -382,7 +404,7 @@ class SchedulerState:
                 ts = self.tasks[key] = SchedTask(key)
             elif ts.state not in ("memory", "released"):
                 self._transition(ts, "released", "update-data", recs)
-            ts.who_wants.add(cs)
+            ts.who_wants = _with(ts.who_wants, cs)
             cs.wants.add(ts)
             self._put_in_memory(ts, holders, msg.nbytes.get(key, 0), msg.types.get(key), recs)
 
@@ -421,7 +443,7 @@ class SchedulerState:
             for addr in msg.holders:
                 holder = self.workers.get(addr)
                 if holder is not None and holder in dts.who_has:
-                    dts.who_has.discard(holder)
+                    _without(dts.who_has, holder)
                     holder.has_what.discard(dts)
             if dts.state == "memory" and not dts.who_has:
                 self._lost(dts, recs, "no worker holds it any more")
@@ -441,14 +463,14 @@ class SchedulerState:
                 self._free_on.setdefault(ws, {})[key] = None
                 continue
             if ws not in ts.who_has:
-                ts.who_has.add(ws)
+                ts.who_has = _with(ts.who_has, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(nbytes, 0)
 
     # ------------------------------------------------------------------ shared mechanics
 
     def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
-        if not ts.who_wants and not ts.waiters:
+        if not ts.who_wants and not ts.n_waiters:
             recs[ts.key] = "forgotten"
 
     def _lost(self, ts: SchedTask, recs: Recs, why: str) -> None:
@@ -458,7 +480,7 @@ class SchedulerState:
             return
         for c in ts.who_wants:
             self._out.append(ToClient(c.id, m.LostData(ts.key)))
-        if ts.who_wants or ts.waiters:
+        if ts.who_wants or ts.n_waiters:
             recs[ts.key] = "waiting"
         else:
             recs[ts.key] = "forgotten"
@@ -478,37 +500,45 @@ class SchedulerState:
         recs: Recs,
         inline: Pickled | None = None,
     ) -> None:
+        start = ts.state
         ts.state = "memory"
         ts.nbytes, ts.type_name = nbytes, type_name
         for ws in holders:
             if ws not in ts.who_has:
-                ts.who_has.add(ws)
+                ts.who_has = _with(ts.who_has, ws)
                 ws.has_what.add(ts)
                 ws.nbytes += max(nbytes, 0)
-        ts.waiting_on.clear()
-        for dts in ts.waiters:
-            dts.waiting_on.discard(ts)
-            if not dts.waiting_on and dts.state == "waiting":
-                recs[dts.key] = "queued"
-        self._done_with_dependencies(ts, recs)
+        ts.n_waiting = 0
+        if start != "memory":
+            for dts in ts.dependents:
+                if dts.state == "waiting":
+                    dts.n_waiting -= 1
+                    if not dts.n_waiting:
+                        recs[dts.key] = "queued"
+        if start in _ACTIVE:
+            self._leave_active(ts, recs)
         if ts.who_wants:
             msg = self._in_memory_msg(ts, inline)
             for c in list(ts.who_wants):
                 if c.id == FIRE_AND_FORGET:
-                    ts.who_wants.discard(c)
+                    _without(ts.who_wants, c)
                     c.wants.discard(ts)
                 else:
                     self._out.append(ToClient(c.id, msg))
-        if not ts.who_wants and not ts.waiters:
+        if not ts.who_wants and not ts.n_waiters:
             recs[ts.key] = "forgotten"
 
-    def _done_with_dependencies(self, ts: SchedTask, recs: Recs) -> None:
+    def _enter_active(self, ts: SchedTask) -> None:
+        """`ts` needs its dependencies' data from now on."""
+        for dts in ts.dependencies:
+            dts.n_waiters += 1
+
+    def _leave_active(self, ts: SchedTask, recs: Recs) -> None:
         """`ts` no longer needs its dependencies' data."""
         for dts in ts.dependencies:
-            if ts in dts.waiters:
-                dts.waiters.discard(ts)
-                if not dts.waiters and not dts.who_wants:
-                    recs[dts.key] = "forgotten"
+            dts.n_waiters -= 1
+            if not dts.n_waiters and not dts.who_wants:
+                recs[dts.key] = "forgotten"
 
     def _in_memory_msg(self, ts: SchedTask, inline: Pickled | None) -> m.KeyInMemory:
         return m.KeyInMemory(ts.key, ts.type_name, tuple(w.address for w in ts.who_has), inline)
@@ -519,7 +549,7 @@ class SchedulerState:
         return m.TaskErred(ts.key, blame.exception, blame.traceback, blame.exception_text)
 
     def _forgettable(self, ts: SchedTask) -> bool:
-        return not ts.who_wants and not ts.dependents and not ts.waiters
+        return not ts.who_wants and not ts.dependents and not ts.n_waiters
 
     # ------------------------------------------------------------------ transitions
 
@@ -538,7 +568,7 @@ class SchedulerState:
         if finish == "forgotten":
             # "forget if you can": release first, forget only once nothing refers to it
             if start != "released":
-                if ts.who_wants or ts.waiters:
+                if ts.who_wants or ts.n_waiters:
                     return
                 self._transition(ts, "released", sid, recs)
                 if ts.state != "released":
@@ -566,25 +596,27 @@ class SchedulerState:
             self._cancel(ts, "lost-data", f"scattered data {ts.key!r} was lost", recs)
             return
         ts.state = "waiting"
+        self._enter_active(ts)
         blamed = None
+        n = 0
         for dts in ts.dependencies:
-            dts.waiters.add(ts)
             state = dts.state
             if state == "memory":
                 continue
             if state == "erred":
                 blamed = dts
-            ts.waiting_on.add(dts)
+            n += 1
             if state == "released":
                 recs[dts.key] = "waiting"
+        ts.n_waiting = n
         if blamed is not None:
             ts.exception_blame = blamed.exception_blame or blamed
             recs[ts.key] = "erred"
-        elif not ts.waiting_on:
+        elif not n:
             recs[ts.key] = "queued"
 
     def _t_waiting_queued(self, ts: SchedTask, sid: str, recs: Recs) -> None:
-        if ts.waiting_on:  # a dependency was lost after this was recommended
+        if ts.n_waiting:  # a dependency was lost after this was recommended
             return
         ts.state = "queued"
         self._tiebreak += 1
@@ -601,17 +633,23 @@ class SchedulerState:
         if ws is not None and ws.address in self.workers:
             self._free_on.setdefault(ws, {})[ts.key] = None
         ts.state = "waiting"
+        self._count_waiting(ts, recs)
+
+    def _count_waiting(self, ts: SchedTask, recs: Recs) -> None:
+        """Back to waiting inside the active states: recount missing dependencies."""
+        n = 0
         for dts in ts.dependencies:
             if dts.state != "memory":
-                ts.waiting_on.add(dts)
+                n += 1
                 if dts.state == "released":
                     recs[dts.key] = "waiting"
-        if not ts.waiting_on:
+        ts.n_waiting = n
+        if not n:
             recs[ts.key] = "queued"
 
     def _t_waiting_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         ts.state = "erred"
-        ts.waiting_on.clear()
+        ts.n_waiting = 0
         self._erred(ts, recs)
 
     def _t_processing_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
@@ -622,20 +660,20 @@ class SchedulerState:
 
     def _erred(self, ts: SchedTask, recs: Recs) -> None:
         blame = ts.exception_blame or ts
-        for dts in ts.waiters:
+        for dts in ts.dependents:
             if dts.state in ("waiting", "queued", "no-worker"):
                 dts.exception_blame = blame
                 recs[dts.key] = "erred"
-        self._done_with_dependencies(ts, recs)
+        self._leave_active(ts, recs)  # every way into erred starts from an active state
         if ts.who_wants:
             msg = self._erred_msg(ts)
             for c in list(ts.who_wants):
                 if c.id == FIRE_AND_FORGET:
-                    ts.who_wants.discard(c)
+                    _without(ts.who_wants, c)
                     c.wants.discard(ts)
                 else:
                     self._out.append(ToClient(c.id, msg))
-        if not ts.who_wants and not ts.waiters:
+        if not ts.who_wants and not ts.n_waiters:
             recs[ts.key] = "forgotten"
 
     def _t_queued_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
@@ -646,9 +684,10 @@ class SchedulerState:
         self._t_waiting_erred(ts, sid, recs)
 
     def _release_common(self, ts: SchedTask, recs: Recs) -> None:
+        if ts.state in _ACTIVE:
+            self._leave_active(ts, recs)
         ts.state = "released"
-        ts.waiting_on.clear()
-        self._done_with_dependencies(ts, recs)
+        ts.n_waiting = 0
         if self._forgettable(ts):
             recs[ts.key] = "forgotten"
 
@@ -658,13 +697,7 @@ class SchedulerState:
     def _t_queued_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         """A dependency of a queued task was lost: wait for it again."""
         ts.state = "waiting"  # its heap entry goes stale and is skipped
-        for dts in ts.dependencies:
-            if dts.state != "memory":
-                ts.waiting_on.add(dts)
-                if dts.state == "released":
-                    recs[dts.key] = "waiting"
-        if not ts.waiting_on:
-            recs[ts.key] = "queued"
+        self._count_waiting(ts, recs)
 
     def _t_queued_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         self._release_common(ts, recs)  # its heap entry goes stale and is skipped
@@ -685,11 +718,11 @@ class SchedulerState:
             ws.has_what.discard(ts)
             ws.nbytes -= max(ts.nbytes, 0)
             self._free_on.setdefault(ws, {})[ts.key] = None
-        ts.who_has.clear()
+        ts.who_has = _EMPTY
         # dependents that still need this key (it was lost) must wait for it again
-        for dts in ts.waiters:
+        for dts in ts.dependents:
             if dts.state == "waiting":
-                dts.waiting_on.add(ts)
+                dts.n_waiting += 1
             elif dts.state in ("queued", "processing"):
                 recs[dts.key] = "waiting"
         self._release_common(ts, recs)
@@ -703,13 +736,12 @@ class SchedulerState:
         ts.state = "forgotten"
         del self.tasks[ts.key]
         for dts in ts.dependencies:
-            dts.dependents.discard(ts)
-            dts.waiters.discard(ts)
+            _without(dts.dependents, ts)
             if dts.state == "released" and self._forgettable(dts):
                 recs[dts.key] = "forgotten"
-            elif not dts.waiters and not dts.who_wants and dts.state in ("memory", "erred"):
+            elif not dts.n_waiters and not dts.who_wants and dts.state in ("memory", "erred"):
                 recs[dts.key] = "forgotten"
-        ts.dependencies.clear()
+        ts.dependencies = ()
 
     _TRANSITIONS: dict[tuple[str, str], Callable[[SchedulerState, SchedTask, str, Recs], None]] = {
         ("released", "waiting"): _t_released_waiting,
@@ -818,8 +850,8 @@ class SchedulerState:
                 check(ts in dts.dependents, "asymmetric dependency", ts)
             for dts in ts.dependents:
                 check(ts in dts.dependencies, "asymmetric dependent", ts)
-            for dts in ts.waiters:
-                check(dts in ts.dependents, "waiter is not a dependent", ts)
+            active = sum(1 for d in ts.dependents if d.state in _ACTIVE)
+            check(ts.n_waiters == active, f"n_waiters {ts.n_waiters} != {active} active dependents", ts)
             for cs in ts.who_wants:
                 check(ts in cs.wants, "who_wants/wants mismatch", ts)
             state = ts.state
@@ -836,11 +868,11 @@ class SchedulerState:
             else:
                 check(not ts.who_has, "who_has outside memory", ts)
             if state == "waiting":
-                check(bool(ts.waiting_on), "waiting on nothing", ts)
-                for dts in ts.waiting_on:
-                    check(dts in ts.dependencies, "waiting on a non-dependency", ts)
-                    check(dts.state != "memory", "waiting on data in memory", ts)
-                    check(ts in dts.waiters, "not registered as waiter", ts)
+                missing = sum(1 for d in ts.dependencies if d.state != "memory")
+                check(ts.n_waiting == missing, f"n_waiting {ts.n_waiting} != {missing} missing dependencies", ts)
+                check(missing > 0 or ts.n_waiting == 0, "waiting on nothing", ts)
+            elif state != "erred":
+                check(ts.n_waiting == 0, "n_waiting outside waiting", ts)
             if state == "queued":
                 check(all(d.state == "memory" for d in ts.dependencies), "queued before dependencies", ts)
             if state == "no-worker":
@@ -879,6 +911,9 @@ class SchedulerState:
         m.AddKeys: _add_keys,
     }
 
+
+#: states in which a task still needs its dependencies' data
+_ACTIVE = frozenset(["waiting", "queued", "no-worker", "processing"])
 
 _STATES = frozenset(
     ["released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "forgotten"]
