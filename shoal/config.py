@@ -33,10 +33,13 @@ DEFAULTS: dict[str, Any] = {
             "worker-queue-seconds": 0.01,
             "worker-queue-max-per-thread": 64,
             "unknown-task-duration": "500ms",
+            # check every invariant after every stimulus: for tests, slow in production
+            "validate": False,
         },
         "worker": {
             "memory": {"target": 0.60, "spill": 0.70, "pause": 0.80, "terminate": 0.95},
             "resources": {},
+            "validate": False,
         },
         "deploy": {"worker-start-timeout": "60s"},
     }

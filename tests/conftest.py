@@ -10,13 +10,23 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
+# Every scheduler and worker the tests start (in this process or as worker processes,
+# which inherit the environment) checks all of its invariants after every stimulus.
+os.environ["DASK_SHOAL__SCHEDULER__VALIDATE"] = "True"
+os.environ["DASK_SHOAL__WORKER__VALIDATE"] = "True"
 
-from shoal import Client, LocalCluster
+import dask.config  # noqa: E402
+
+dask.config.refresh()
+
+import pytest  # noqa: E402
+
+from shoal import Client, LocalCluster  # noqa: E402
 
 CLUSTER_KWARGS: dict[str, dict[str, Any]] = {
     "inproc": dict(n_workers=2, threads_per_worker=1, processes=False),

@@ -52,7 +52,7 @@ class Scheduler:
         *,
         secret: bytes | None = None,
         insecure: bool = False,
-        validate: bool = False,
+        validate: bool | None = None,
         dashboard_address: Any = None,
     ):
         self._requested_address = address
@@ -64,7 +64,7 @@ class Scheduler:
             queue_seconds=float(config.get("scheduler.worker-queue-seconds")),
             queue_max_per_thread=int(config.get("scheduler.worker-queue-max-per-thread")),
             unknown_task_duration=config.get_timedelta("scheduler.unknown-task-duration"),
-            validate=validate,
+            validate=bool(config.get("scheduler.validate")) if validate is None else validate,
         )
         self.started = time.time()
         self.listener: Any = None

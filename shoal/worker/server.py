@@ -106,7 +106,7 @@ class Worker:
         host: str = "127.0.0.1",
         local_directory: str | None = None,
         nanny: str | None = None,
-        validate: bool = False,
+        validate: bool | None = None,
     ):
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
@@ -119,7 +119,7 @@ class Worker:
         self.nanny = nanny
         self._own_directory = local_directory is None
         self.local_directory = local_directory or tempfile.mkdtemp(prefix="shoal-worker-")
-        self.validate = validate
+        self.validate = bool(config.get("worker.validate")) if validate is None else validate
         self.inline_limit = config.get_bytes("client.inline-result-size")
         self.connect_timeout = config.get_timedelta("comm.timeouts.connect")
         self.status = "created"
