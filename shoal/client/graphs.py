@@ -32,7 +32,7 @@ def graph_to_futures(
     client: Any, dsk: Any, keys: Any, *, workers: Any = None, allow_other_workers: Any = None,
     resources: Any = None, retries: Any = None, priority: int = 0,
 ) -> Any:  # fmt: skip
-    from dask._task_spec import Alias, convert_legacy_graph
+    from dask._task_spec import Alias, Task, convert_legacy_graph
     from dask.highlevelgraph import HighLevelGraph
     from dask.order import order
 
@@ -77,6 +77,8 @@ def graph_to_futures(
     base = next(client._priority_counter)
     global_ann = client._annotations(workers, allow_other_workers, resources, retries) or {}
     tasks = []
+    funcs: list = []
+    func_index: dict[int, int] = {}
     for k, node in needed.items():
         ann = dict(global_ann)
         user_priority = priority
@@ -91,15 +93,24 @@ def graph_to_futures(
                     ann["workers"] = [value] if isinstance(value, (str, int, float)) else list(value)
                 else:
                     ann[name] = value
+        fi = -1
         try:
-            spec = dumps(node)
+            if type(node) is Task:
+                # the function is pickled once for the whole graph; each node refers to it
+                fi = func_index.get(id(node.func), -1)
+                if fi < 0:
+                    fi = func_index[id(node.func)] = len(funcs)
+                    funcs.append(client._pickle_func(node.func))
+                spec = dumps(node, ref=node.func)
+            else:
+                spec = dumps(node)
         except Exception as e:
             raise TypeError(f"Could not serialize task {k!r}: {e}") from e
         order_k = ordering[k] if isinstance(ordering, dict) and k in ordering else 0
-        tasks.append((k, -1, spec, tuple(node.dependencies), (-user_priority, base, order_k), ann or None))
+        tasks.append((k, fi, spec, tuple(node.dependencies), (-user_priority, base, order_k), ann or None))
     futures = {k: Future(k, client) for k in flat}
     if tasks or flat:
-        client._send(m.UpdateGraph(tuple(tasks), (), tuple(flat)))
+        client._send(m.UpdateGraph(tuple(tasks), tuple(funcs), tuple(flat)))
     return _pack(keys, futures)
 
 

@@ -12,10 +12,14 @@ and unmake it.  It is pure: no asyncio, no sockets.
   smaller ones stay inside the pickle stream so tiny arrays cost no extra frame.
 * The scheduler carries :class:`Pickled` objects around without ever calling
   :func:`loads`: that is both faster and a security boundary.
+* ``dumps(obj, ref=f)`` pickles the object ``f`` inside ``obj`` as a reference
+  (pickle's persistent id), and ``loads(p, ref=f)`` puts it back: many task specs
+  can share one separately pickled function without each carrying a copy.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any, Iterable
 
@@ -91,11 +95,47 @@ def _failure(obj: object, exc: BaseException) -> BaseException:
     return TypeError(msg)
 
 
-def dumps(obj: object) -> Pickled:
+class _RefPickler(pickle.Pickler):
+    def __init__(self, file: Any, ref: object, buffer_callback: Any) -> None:
+        super().__init__(file, protocol=_PROTOCOL, buffer_callback=buffer_callback)
+        self._ref = ref
+
+    def persistent_id(self, obj: object) -> Any:
+        return 0 if obj is self._ref else None
+
+
+class _RefCloudPickler(cloudpickle.Pickler):
+    def __init__(self, file: Any, ref: object, buffer_callback: Any) -> None:
+        super().__init__(file, protocol=_PROTOCOL, buffer_callback=buffer_callback)
+        self._ref = ref
+
+    def persistent_id(self, obj: object) -> Any:
+        return 0 if obj is self._ref else None
+
+
+class _RefUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any, ref: object, buffers: Any) -> None:
+        super().__init__(file, buffers=buffers)
+        self._ref = ref
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid != 0:
+            raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
+        return self._ref
+
+
+def _dump_ref(pickler_cls: Any, obj: object, ref: object, callback: Any) -> bytes:
+    f = io.BytesIO()
+    pickler_cls(f, ref, callback).dump(obj)
+    return f.getvalue()
+
+
+def dumps(obj: object, ref: object = None) -> Pickled:
     """Serialize ``obj`` into a :class:`Pickled` (pickle 5, large buffers out-of-band).
 
-    Raises ``TypeError`` / ``pickle.PicklingError`` naming the type of ``obj`` when
-    neither pickle nor cloudpickle can serialize it.
+    With ``ref``, that object (by identity) is left out as a reference that
+    ``loads(p, ref=...)`` fills in. Raises ``TypeError`` / ``pickle.PicklingError``
+    naming the type of ``obj`` when neither pickle nor cloudpickle can serialize it.
     """
     buffers: list[memoryview] = []
 
@@ -108,7 +148,10 @@ def dumps(obj: object) -> Pickled:
 
     first_exc: BaseException | None = None
     try:
-        header = pickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
+        if ref is None:
+            header = pickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
+        else:
+            header = _dump_ref(_RefPickler, obj, ref, callback)
     except Exception as exc:  # lambdas, local functions, exotic reducers, ...
         first_exc = exc
     else:
@@ -118,15 +161,21 @@ def dumps(obj: object) -> Pickled:
     # import): redo it with cloudpickle, which pickles such objects by value.
     buffers.clear()
     try:
-        header = cloudpickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
+        if ref is None:
+            header = cloudpickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
+        else:
+            header = _dump_ref(_RefCloudPickler, obj, ref, callback)
     except Exception as exc:
         raise _failure(obj, exc) from (first_exc or exc)
     return Pickled(header, buffers)
 
 
-def loads(p: Pickled) -> Any:
-    """Rebuild the object held by ``p``.  Only ever called where user code runs."""
-    return pickle.loads(p.header, buffers=p.buffers)
+def loads(p: Pickled, ref: object = None) -> Any:
+    """Rebuild the object held by ``p`` (filling in ``ref`` where ``dumps`` left a
+    reference).  Only ever called where user code runs."""
+    if ref is None:
+        return pickle.loads(p.header, buffers=p.buffers)
+    return _RefUnpickler(io.BytesIO(p.header), ref, p.buffers).load()
 
 
 def dumps_bytes(obj: object) -> bytes:

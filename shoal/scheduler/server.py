@@ -12,6 +12,7 @@ authenticated client.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import itertools
 import logging
@@ -33,6 +34,9 @@ from shoal.versions import get_versions
 logger = logging.getLogger("shoal.scheduler")
 
 _LOOPBACK = ("127.", "localhost", "::1", "[::1]")
+
+#: graphs with at least this many tasks are ingested with the cyclic GC paused
+LARGE_GRAPH = 10_000
 
 
 def _is_loopback(address: str) -> bool:
@@ -73,6 +77,7 @@ class Scheduler:
         self.status = "created"
         self._sid = itertools.count()
         self._workers_changed = asyncio.Event()
+        self._gc_frozen = False
         self.handlers = {
             "identity": self._identity,
             "who_has": self._who_has,
@@ -196,11 +201,27 @@ class Scheduler:
             self._stimulate(events)
 
     def _stimulate(self, events: list[Any]) -> None:
+        big = gc.isenabled() and any(
+            type(ev) is ClientMsg and type(ev.msg) is m.UpdateGraph and len(ev.msg.tasks) >= LARGE_GRAPH
+            for ev in events
+        )
+        if big:
+            # The cyclic GC rescans every live record while a big graph is ingested (2-3x
+            # slower); pause it, then freeze the survivors so later collections skip them.
+            gc.disable()
         try:
             instructions = self.state.handle_stimulus(*events)
         except Exception:
             logger.exception("scheduler state machine failed on %s", [type(e).__name__ for e in events])
             raise
+        finally:
+            if big:
+                gc.enable()
+                gc.freeze()
+                self._gc_frozen = True
+        if self._gc_frozen and not self.state.tasks:
+            gc.unfreeze()  # idle again: let frozen garbage be collected
+            self._gc_frozen = False
         clients, workers = self.clients, self.workers
         for inst in instructions:
             if type(inst) is ToWorker:

@@ -544,9 +544,15 @@ class SchedulerState:
         return m.KeyInMemory(ts.key, ts.type_name, tuple(w.address for w in ts.who_has), inline)
 
     def _erred_msg(self, ts: SchedTask) -> m.TaskErred:
-        blame = ts.exception_blame or ts
-        assert blame.exception is not None
-        return m.TaskErred(ts.key, blame.exception, blame.traceback, blame.exception_text)
+        assert ts.exception is not None
+        return m.TaskErred(ts.key, ts.exception, ts.traceback, ts.exception_text)
+
+    @staticmethod
+    def _blame(ts: SchedTask, culprit: SchedTask) -> None:
+        """`ts` fails because `culprit` (an erred dependency) did: it carries the same
+        exception itself, so the error survives the culprit being released."""
+        ts.exception_blame = culprit.exception_blame or culprit
+        ts.exception, ts.traceback, ts.exception_text = culprit.exception, culprit.traceback, culprit.exception_text
 
     def _forgettable(self, ts: SchedTask) -> bool:
         return not ts.who_wants and not ts.dependents and not ts.n_waiters
@@ -610,7 +616,7 @@ class SchedulerState:
                 recs[dts.key] = "waiting"
         ts.n_waiting = n
         if blamed is not None:
-            ts.exception_blame = blamed.exception_blame or blamed
+            self._blame(ts, blamed)
             recs[ts.key] = "erred"
         elif not n:
             recs[ts.key] = "queued"
@@ -659,10 +665,9 @@ class SchedulerState:
         self._erred(ts, recs)
 
     def _erred(self, ts: SchedTask, recs: Recs) -> None:
-        blame = ts.exception_blame or ts
         for dts in ts.dependents:
             if dts.state in ("waiting", "queued", "no-worker"):
-                dts.exception_blame = blame
+                self._blame(dts, ts)
                 recs[dts.key] = "erred"
         self._leave_active(ts, recs)  # every way into erred starts from an active state
         if ts.who_wants:

@@ -297,13 +297,17 @@ class Worker:
         try:
             if inst.func is not None:
                 func = self._functions.load(inst.func)
-                args, kwargs = loads(inst.spec)
-                if inst.deps:  # futures inside the arguments, at any depth
+                spec = loads(inst.spec, ref=func)
+                if type(spec) is not tuple:  # a dask graph node whose function is shared
+                    result = spec(inst.deps)
+                elif inst.deps:  # submit: references to other results at any depth
                     from dask._task_spec import Task, parse_input
 
+                    args, kwargs = spec
                     task = Task(inst.key, func, *parse_input(args), **{k: parse_input(v) for k, v in kwargs.items()})
                     result = task(inst.deps)
                 else:
+                    args, kwargs = spec
                     result = func(*args, **kwargs)
             else:
                 node = loads(inst.spec)

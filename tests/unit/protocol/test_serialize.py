@@ -132,3 +132,18 @@ def test_pickled_repr_and_nbytes():
     assert p.nbytes == 3 + 5 + 10
     assert "18" in repr(p) and "2 buffer" in repr(p)
     assert Pickled(b"x").buffers == []
+
+
+def test_shared_function_travels_by_reference():
+    from dask._task_spec import Task, TaskRef
+
+    def local_fn(x, y=1):  # a local function: only cloudpickle can carry it by value
+        return x + y
+
+    node = Task("k", local_fn, TaskRef("a"), y=2)
+    with_ref = dumps(node, ref=local_fn)
+    whole = dumps(node)
+    assert with_ref.nbytes < whole.nbytes / 2  # the function itself is not inside
+    back = loads(with_ref, ref=local_fn)
+    assert back({"a": 40}) == 42
+    assert back.dependencies == node.dependencies

@@ -257,3 +257,15 @@ def test_retry_on_the_same_worker_is_not_freed_after_resend(state):
     frees = [i.msg.keys for i in out if isinstance(i, ToWorker) and isinstance(i.msg, m.FreeKeys)]
     assert "ComputeTask" in kinds
     assert all("x" not in keys for keys in frees)  # a free after the resend would drop it
+
+
+def test_erred_dependent_keeps_its_error_after_the_culprit_is_forgotten(state):
+    add_worker(state)
+    graph(state, "c", {"x": [], "y": ["x"]}, ["y"])
+    exc = dumps(ZeroDivisionError("boom"))
+    state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.TaskFailed("x", state.tasks["x"].run_id, exc, [], "boom", 0, 0)))
+    assert state.tasks["x"].state in ("released", "erred")
+    # a second client asks for y, and a new task depends on it: both see x's error
+    out = graph(state, "d", {"z": ["y"]}, ["y", "z"])
+    erred = {msg.key: msg for msg in client_msgs(out, m.TaskErred)}
+    assert set(erred) == {"y", "z"} and erred["z"].text == "boom"
