@@ -28,6 +28,47 @@ def _pack(keys: Any, futures: dict) -> Any:
     return futures[keys]
 
 
+def _cull(nodes: dict, keys: list, held: Any) -> dict:
+    """The nodes `keys` need, in dependency order; a dependency that is neither in the
+    graph nor `held` (a future of this client) is a `ValueError`, a cycle a
+    `RuntimeError` naming its keys (as dask's local scheduler does)."""
+    needed: dict = {}
+    on_path: dict = {}  # keys on the current DFS path -> position
+    path: list = []
+    for root in keys:
+        if root not in nodes or root in needed:
+            continue
+        stack = [(root, iter(nodes[root].dependencies))]
+        on_path[root] = 0
+        path.append(root)
+        while stack:
+            key, deps = stack[-1]
+            for d in deps:
+                if d in needed:
+                    continue
+                if d in on_path:
+                    cycle = path[on_path[d]:] + [d]
+                    raise RuntimeError(
+                        "Cycle detected between the following keys:\n" + "\n".join(f"  -> {c}" for c in cycle)
+                    )
+                if d not in nodes:
+                    if d in held:
+                        continue
+                    raise ValueError(
+                        f"Task {key!r} depends on {d!r}, which is neither in the graph nor held by this client"
+                    )
+                on_path[d] = len(path)
+                path.append(d)
+                stack.append((d, iter(nodes[d].dependencies)))
+                break
+            else:
+                stack.pop()
+                path.pop()
+                del on_path[key]
+                needed[key] = nodes[key]
+    return needed
+
+
 def graph_to_futures(
     client: Any, dsk: Any, keys: Any, *, workers: Any = None, allow_other_workers: Any = None,
     resources: Any = None, retries: Any = None, priority: int = 0,
@@ -53,20 +94,7 @@ def graph_to_futures(
             continue  # the key of a held future: the scheduler already has it
         clean[k] = v
     nodes = convert_legacy_graph(clean)
-    # cull to what the requested keys need
-    needed: dict = {}
-    stack = [k for k in flat if k in nodes]
-    while stack:
-        k = stack.pop()
-        if k in needed:
-            continue
-        node = nodes[k]
-        needed[k] = node
-        for d in node.dependencies:
-            if d in nodes:
-                stack.append(d)
-            elif d not in client.futures:
-                raise ValueError(f"Task {k!r} depends on {d!r}, which is neither in the graph nor held by this client")
+    needed = _cull(nodes, flat, client.futures)
     for k in flat:
         if k not in needed and k not in client.futures:
             raise KeyError(f"key {k!r} is not in the graph")
