@@ -209,6 +209,14 @@ class ComputeTask(Message):
     inline: bool
 
 
+@_message("steal-request")
+class StealRequest(Message):
+    """Give up `key` (this run) if it has not started; answer with `steal-response`."""
+
+    key: Any
+    run_id: int
+
+
 @_message("free-keys")
 class FreeKeys(Message):
     """Forget these keys: drop their data, abandon their tasks."""
@@ -273,6 +281,15 @@ class RescheduleTask(Message):
 
     key: Any
     run_id: int
+
+
+@_message("steal-response")
+class StealResponse(Message):
+    """`released`: the worker dropped the task before it started, so it may run elsewhere."""
+
+    key: Any
+    run_id: int
+    released: bool
 
 
 @_message("add-keys")

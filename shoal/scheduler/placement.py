@@ -86,3 +86,53 @@ def decide_worker(
 
 def _load(ws: SchedWorker) -> float:
     return len(ws.processing) / ws.nthreads
+
+
+def plan_steals(
+    workers: dict[str, SchedWorker],
+    stealing: dict[SchedTask, SchedWorker],
+    refused: set[SchedTask],
+    avg_duration: float,
+) -> list[SchedTask]:
+    """Tasks to take back from busy workers so that idle threads elsewhere can run them.
+
+    Called only when nothing is queued on the scheduler. A worker is *idle* when it has
+    fewer tasks than threads; a *victim* holds more tasks than threads (the surplus waits
+    there). The most recently sent (lowest priority) surplus tasks are taken first,
+    never more than the idle threads can use, and only when moving their dependencies
+    costs less than waiting behind the victim's queue."""
+    idle = [ws for ws in workers.values() if len(ws.processing) < ws.nthreads]
+    if not idle:
+        return []
+    free_threads = sum(ws.nthreads - len(ws.processing) for ws in idle)
+    free_threads -= len(stealing)  # steals in flight will land on these threads
+    if free_threads <= 0:
+        return []
+    victims = [ws for ws in workers.values() if len(ws.processing) > ws.nthreads]
+    victims.sort(key=lambda ws: len(ws.processing) / ws.nthreads, reverse=True)
+    in_flight: dict[SchedWorker, int] = {}
+    for victim in stealing.values():
+        in_flight[victim] = in_flight.get(victim, 0) + 1
+    per_task = max(avg_duration, 1e-4)
+    out: list[SchedTask] = []
+    for victim in victims:
+        surplus = len(victim.processing) - victim.nthreads - in_flight.get(victim, 0)
+        wait = _load(victim) * per_task
+        for ts in reversed(victim.processing):
+            if surplus <= 0 or free_threads <= 0:
+                break
+            if ts in stealing or ts in refused:
+                continue
+            valid = valid_workers(ts, workers)
+            thieves = idle if valid is None else [ws for ws in idle if ws in valid]
+            if not thieves:
+                continue
+            missing = sum(max(d.nbytes, 0) for d in ts.dependencies if not (d.who_has & set(thieves)))
+            if missing / BANDWIDTH > wait:
+                continue
+            out.append(ts)
+            surplus -= 1
+            free_threads -= 1
+        if free_threads <= 0:
+            break
+    return out

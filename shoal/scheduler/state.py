@@ -182,6 +182,12 @@ class SchedulerState:
         #: heap of (priority, tie-breaker, task) ready to run; stale entries skipped
         self.queue: list[tuple[tuple, int, SchedTask]] = []
         self.unrunnable: set[SchedTask] = set()
+        #: how many tasks are in state "queued" (the heap also holds stale entries)
+        self.n_queued = 0
+        #: steal requests in flight: task -> the worker asked to give it up
+        self.stealing: dict[SchedTask, SchedWorker] = {}
+        #: tasks whose worker refused to give them up (already running): not asked again
+        self.steal_refused: set[SchedTask] = set()
         self.queue_seconds = queue_seconds
         self.queue_max_per_thread = queue_max_per_thread
         self.avg_duration = unknown_task_duration
@@ -202,7 +208,10 @@ class SchedulerState:
             handler = self._EVENT_HANDLERS[type(ev)]
             handler(self, ev, recs)
             self._transitions(recs, ev.stimulus_id)
-        self._schedule_queued(events[-1].stimulus_id if events else "")
+        sid = events[-1].stimulus_id if events else ""
+        self._schedule_queued(sid)
+        if not self.n_queued and self.workers:
+            self._steal(sid)
         for ws, keys in self._free_on.items():
             if ws.address in self.workers:
                 if keys:
@@ -456,6 +465,23 @@ class SchedulerState:
         if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
             self._transition(ts, "waiting", sid, recs)
 
+    def _steal_response(self, ws: SchedWorker, msg: m.StealResponse, recs: Recs, sid: str) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is None or self.stealing.get(ts) is not ws:
+            return
+        del self.stealing[ts]
+        if msg.released and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+            self._transition(ts, "waiting", sid, recs)  # -> queued -> the idle worker
+        elif not msg.released:
+            self.steal_refused.add(ts)
+
+    def _steal(self, sid: str) -> None:
+        for ts in placement.plan_steals(self.workers, self.stealing, self.steal_refused, self.avg_duration):
+            victim = ts.processing_on
+            assert victim is not None
+            self.stealing[ts] = victim
+            self._out.append(ToWorker(victim.address, m.StealRequest(ts.key, ts.run_id)))
+
     def _add_keys(self, ws: SchedWorker, msg: m.AddKeys, recs: Recs, sid: str) -> None:
         for key, nbytes in msg.nbytes.items():
             ts = self.tasks.get(key)
@@ -490,6 +516,10 @@ class SchedulerState:
         assert ws is not None
         del ws.processing[ts]
         ts.processing_on = None
+        if self.stealing:
+            self.stealing.pop(ts, None)
+        if self.steal_refused:
+            self.steal_refused.discard(ts)
 
     def _put_in_memory(
         self,
@@ -625,6 +655,7 @@ class SchedulerState:
         if ts.n_waiting:  # a dependency was lost after this was recommended
             return
         ts.state = "queued"
+        self.n_queued += 1
         self._tiebreak += 1
         heapq.heappush(self.queue, (ts.priority, self._tiebreak, ts))
 
@@ -682,6 +713,7 @@ class SchedulerState:
             recs[ts.key] = "forgotten"
 
     def _t_queued_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self.n_queued -= 1
         self._t_waiting_erred(ts, sid, recs)
 
     def _t_no_worker_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
@@ -701,10 +733,12 @@ class SchedulerState:
 
     def _t_queued_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         """A dependency of a queued task was lost: wait for it again."""
+        self.n_queued -= 1
         ts.state = "waiting"  # its heap entry goes stale and is skipped
         self._count_waiting(ts, recs)
 
     def _t_queued_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
+        self.n_queued -= 1
         self._release_common(ts, recs)  # its heap entry goes stale and is skipped
 
     def _t_no_worker_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
@@ -795,6 +829,7 @@ class SchedulerState:
                     deferred.append(item)  # its workers are busy; others may take the rest
                 else:
                     ts.state = "no-worker"
+                    self.n_queued -= 1
                     self.unrunnable.add(ts)
                     self._log(ts, "queued", sid)
                 continue
@@ -815,6 +850,7 @@ class SchedulerState:
         pending_free = self._free_on.get(ws)
         if pending_free:  # freed earlier in this stimulus: the new run must not be freed
             pending_free.pop(ts.key, None)
+        self.n_queued -= 1
         ts.state = "processing"
         ts.processing_on = ws
         ws.processing[ts] = None
@@ -883,6 +919,10 @@ class SchedulerState:
             if state == "no-worker":
                 check(ts in self.unrunnable, "no-worker not in unrunnable", ts)
             check(state in _STATES, "unknown state", ts)
+        queued = sum(1 for t in self.tasks.values() if t.state == "queued")
+        check(self.n_queued == queued, f"n_queued {self.n_queued} != {queued}")
+        for ts, victim in self.stealing.items():
+            check(ts.state == "processing" and ts.processing_on is victim, "steal of a task not processing there", ts)
         for ws in self.workers.values():
             for ts in ws.processing:
                 check(ts.processing_on is ws and ts.state == "processing", "worker processing mismatch", ts)
@@ -914,6 +954,7 @@ class SchedulerState:
         m.MissingData: _missing_data,
         m.RescheduleTask: _reschedule,
         m.AddKeys: _add_keys,
+        m.StealResponse: _steal_response,
     }
 
 

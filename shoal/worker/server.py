@@ -46,6 +46,7 @@ from shoal.worker.state import (
     GatherDone,
     RescheduleEvent,
     SendToScheduler,
+    StealRequestEvent,
     UpdateDataEvent,
     WorkerState,
 )
@@ -244,6 +245,8 @@ class Worker:
                 events.append(ComputeTaskEvent(sid, msg))
             elif type(msg) is m.FreeKeys:
                 events.append(FreeKeysEvent(sid, msg.keys))
+            elif type(msg) is m.StealRequest:
+                events.append(StealRequestEvent(sid, msg.key, msg.run_id))
             else:
                 logger.warning("unexpected message from the scheduler: %s", msg.op)
         if events:

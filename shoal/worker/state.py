@@ -51,6 +51,12 @@ class FreeKeysEvent(WorkerEvent):
 
 
 @dataclass(slots=True)
+class StealRequestEvent(WorkerEvent):
+    key: Key
+    run_id: int
+
+
+@dataclass(slots=True)
 class ExecuteSuccess(WorkerEvent):
     key: Key
     run_id: int
@@ -241,6 +247,14 @@ class WorkerState:
             if key in self.data:
                 del self.data[key]
                 self.nbytes.pop(key, None)
+
+    def _steal_request(self, ev: StealRequestEvent) -> None:
+        ts = self.tasks.get(ev.key)
+        released = ts is not None and ts.run_id == ev.run_id and ts.state in ("waiting", "ready")
+        if released:
+            assert ts is not None
+            self._drop_task(ts)
+        self._send(m.StealResponse(ev.key, ev.run_id, released))
 
     def _execute_success(self, ev: ExecuteSuccess) -> None:
         duration = max(ev.stop - ev.start, 0.0)
@@ -450,6 +464,7 @@ class WorkerState:
     _HANDLERS: dict[type, Callable] = {
         ComputeTaskEvent: _compute_task,
         FreeKeysEvent: _free_keys,
+        StealRequestEvent: _steal_request,
         ExecuteSuccess: _execute_success,
         ExecuteFailure: _execute_failure,
         RescheduleEvent: _reschedule,

@@ -269,3 +269,43 @@ def test_erred_dependent_keeps_its_error_after_the_culprit_is_forgotten(state):
     out = graph(state, "d", {"z": ["y"]}, ["y", "z"])
     erred = {msg.key: msg for msg in client_msgs(out, m.TaskErred)}
     assert set(erred) == {"y", "z"} and erred["z"].text == "boom"
+
+
+def steal_requests(instructions):
+    return [(i.address, i.msg.key) for i in instructions if isinstance(i, ToWorker) and isinstance(i.msg, m.StealRequest)]
+
+
+def test_idle_worker_steals_queued_work_once_released(state):
+    add_worker(state, "tcp://a:1")
+    graph(state, "c", {"t0": [], "t1": []}, ["t0", "t1"])
+    assert len(state.workers["tcp://a:1"].processing) == 2  # one running, one waiting there
+    out = add_worker(state, "tcp://b:1")
+    assert steal_requests(out) == [("tcp://a:1", "t1")]  # the newest, lowest priority one
+    run = state.tasks["t1"].run_id
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.StealResponse("t1", run, True)))
+    assert computes(out, "tcp://b:1") == ["t1"]
+    assert state.tasks["t1"].processing_on.address == "tcp://b:1"
+
+
+def test_steal_refused_when_already_running(state):
+    add_worker(state, "tcp://a:1")
+    graph(state, "c", {"t0": [], "t1": []}, ["t0", "t1"])
+    add_worker(state, "tcp://b:1")
+    run = state.tasks["t1"].run_id
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.StealResponse("t1", run, False)))
+    assert not computes(out)
+    assert state.tasks["t1"].processing_on.address == "tcp://a:1"
+    # t1 is running there: never asked for again; the other surplus task is asked for instead
+    assert steal_requests(out) == [("tcp://a:1", "t0")]
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.StealResponse("t0", state.tasks["t0"].run_id, False)))
+    assert steal_requests(out) == [] and not state.stealing
+    out = finish(state, "tcp://a:1", "t1")  # it ran there: fine, exactly once
+    assert [msg.key for msg in client_msgs(out, m.KeyInMemory)] == ["t1"]
+
+
+def test_no_steal_of_task_restricted_to_its_worker(state):
+    add_worker(state, "tcp://a:1")
+    wire = tuple((f"t{i}", -1, SPEC, (), (0, i), {"workers": ["tcp://a:1"]}) for i in range(2))
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("t0", "t1"))))
+    out = add_worker(state, "tcp://b:1")
+    assert steal_requests(out) == []

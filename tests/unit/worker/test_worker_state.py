@@ -113,3 +113,13 @@ def test_resource_tasks_are_never_prefetched():
     ws.avg_duration = 1e-5
     out = ws.handle_stimulus(*[compute(f"g{i}", priority=(i,), resources={"GPU": 1}) for i in range(3)])
     assert len([i for i in out if isinstance(i, Execute)]) == 1
+
+
+def test_steal_request_releases_only_tasks_not_started(ws):
+    from shoal.worker.state import StealRequestEvent
+
+    ws.handle_stimulus(compute("a"), compute("b"))  # a executes, b is ready
+    out = ws.handle_stimulus(StealRequestEvent("s", "b", 1), StealRequestEvent("s", "a", 1))
+    responses = {msg.key: msg.released for msg in sent(out, m.StealResponse)}
+    assert responses == {"b": True, "a": False}
+    assert "b" not in ws.tasks and ws.tasks["a"].state == "executing"
