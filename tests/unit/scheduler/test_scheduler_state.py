@@ -309,3 +309,29 @@ def test_no_steal_of_task_restricted_to_its_worker(state):
     state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("t0", "t1"))))
     out = add_worker(state, "tcp://b:1")
     assert steal_requests(out) == []
+
+
+def test_user_priority_first_then_graph_order(state):
+    wire = (
+        ("low-0", -1, SPEC, (), (0, 1, 0), None),
+        ("low-1", -1, SPEC, (), (0, 1, 1), None),
+        ("high", -1, SPEC, (), (-10, 2, 5), None),  # priority=10, submitted later
+    )
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("low-0", "low-1", "high"))))
+    out = add_worker(state)  # capacity 2 with unknown durations
+    assert computes(out) == ["high", "low-0"]
+
+
+def test_loose_restrictions_fall_back_when_named_worker_is_missing(state):
+    add_worker(state, "tcp://a:1")
+    wire = (("x", -1, SPEC, (), (0,), {"workers": ["tcp://gone:1"], "allow_other_workers": True}),)
+    out = state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
+    assert computes(out, "tcp://a:1") == ["x"]
+
+
+def test_loose_restrictions_prefer_the_named_worker(state):
+    add_worker(state, "tcp://a:1")
+    add_worker(state, "tcp://b:1", name="bob")
+    wire = (("x", -1, SPEC, (), (0,), {"workers": ["bob"], "allow_other_workers": True}),)
+    out = state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
+    assert computes(out, "tcp://b:1") == ["x"]
