@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
             # Results at most this large travel inline with the completion message,
             # saving the client a round trip to the worker.
             "inline-result-size": "2 KiB",
+            # huge graphs go to the scheduler in messages of at most this many tasks
+            "graph-batch-size": 50_000,
         },
         "scheduler": {
             "allowed-failures": 3,

@@ -7,11 +7,39 @@ from __future__ import annotations
 
 from typing import Any
 
+from shoal import config
 from shoal.client.futures import Future
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
 
 _ANNOTATIONS = ("workers", "allow_other_workers", "resources", "retries", "priority")
+
+
+def _send_in_batches(client: Any, tasks: list, funcs: list, wanted: tuple) -> None:
+    """Send the graph as several `update-graph` messages of at most
+    `shoal.client.graph-batch-size` tasks, so the scheduler stays responsive while a
+    huge graph arrives. `tasks` is in dependency order, so every batch only refers to
+    tasks sent before; they wait as `released` until the last batch names the wanted
+    keys. Each batch carries just the functions its tasks use."""
+    size = max(1, int(config.get("client.graph-batch-size")))
+    if len(tasks) <= size:
+        client._send(m.UpdateGraph(tuple(tasks), tuple(funcs), wanted))
+        return
+    for start in range(0, len(tasks), size):
+        batch = tasks[start : start + size]
+        local: dict[int, int] = {}
+        batch_funcs: list = []
+        out = []
+        for key, fi, spec, deps, prio, ann in batch:
+            if fi >= 0:
+                li = local.get(fi)
+                if li is None:
+                    li = local[fi] = len(batch_funcs)
+                    batch_funcs.append(funcs[fi])
+                fi = li
+            out.append((key, fi, spec, deps, prio, ann))
+        last = start + size >= len(tasks)
+        client._send(m.UpdateGraph(tuple(out), tuple(batch_funcs), wanted if last else ()))
 
 
 def _flatten(keys: Any) -> list:
@@ -137,8 +165,7 @@ def graph_to_futures(
         order_k = ordering[k] if isinstance(ordering, dict) and k in ordering else 0
         tasks.append((k, fi, spec, tuple(node.dependencies), (-user_priority, base, order_k), ann or None))
     futures = {k: Future(k, client) for k in flat}
-    if tasks or flat:
-        client._send(m.UpdateGraph(tuple(tasks), tuple(funcs), tuple(flat)))
+    _send_in_batches(client, tasks, funcs, tuple(flat))
     return _pack(keys, futures)
 
 
