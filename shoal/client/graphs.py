@@ -200,17 +200,38 @@ def compute(client: Any, collections: Any, *, sync: bool = False, optimize_graph
 
 
 def persist(client: Any, collections: Any, *, optimize_graph: bool = True, **kwargs: Any) -> Any:
-    from dask.base import is_dask_collection
+    """Submit the collections as one optimized graph; return them rebuilt around futures.
+
+    Keys come from the *optimized* expression (optimization may rename them, e.g. by
+    fusing blockwise steps) and each collection is rebuilt with its own post-persist
+    function, as dask's local `persist` does."""
+    from dask._expr import CompositeExpr, _ExprSequence
+    from dask.base import _rebuild_composite_collection, is_dask_collection
 
     singleton = not isinstance(collections, (list, tuple, set))
     seq = [collections] if singleton else list(collections)
-    assert all(is_dask_collection(c) for c in seq), "persist expects dask collections"
+    if not all(is_dask_collection(c) for c in seq):
+        raise TypeError("persist expects dask collections")
     opts = {k: kwargs.pop(k) for k in ("workers", "allow_other_workers", "resources", "retries", "priority") if k in kwargs}
+    expr = _to_expr(seq, optimize_graph)
+    parts = list(expr.operands) if isinstance(expr, _ExprSequence) else [expr]
+    composite = any(isinstance(e, CompositeExpr) for e in parts)
+    expr = expr.optimize()
+    parts = list(expr.operands) if isinstance(expr, _ExprSequence) else [expr]
+    if not composite or len(parts) != len(seq):
+        parts = [None] * len(seq)
+    keys: list = []
+    rebuilds = []
+    for c, part, ckeys in zip(seq, parts, expr.__dask_keys__(), strict=True):
+        c_keys = _flatten(ckeys)
+        keys.extend(c_keys)
+        rebuilds.append((c, part, c_keys))
+    futures = dict(zip(keys, graph_to_futures(client, expr, keys, **opts)))
     out = []
-    for c in seq:
-        expr = _to_expr([c], optimize_graph).optimize()
-        keys = _flatten(c.__dask_keys__())
-        futures = graph_to_futures(client, expr, keys, **opts)
-        func, args = c.__dask_postpersist__()
-        out.append(func(dict(zip(keys, futures)), *args))
+    for c, part, c_keys in rebuilds:
+        if isinstance(part, CompositeExpr):
+            out.append(_rebuild_composite_collection(c, part, futures, cull_to_child_keys=True))
+        else:
+            rebuild, state = c.__dask_postpersist__()
+            out.append(rebuild({k: futures[k] for k in c_keys}, *state))
     return out[0] if singleton else out
