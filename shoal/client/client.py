@@ -191,7 +191,6 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._tasks: set[asyncio.Task] = set()
         self.direct_to_workers = direct_to_workers
-        self.datasets: dict = {}
         if asynchronous:
             self.loop = loop if loop is not None else _running_loop_or_none()
             self._started: Any = None
@@ -708,34 +707,32 @@ class Client:
 
     # ------------------------------------------------------------------ results
 
+    @staticmethod
+    async def _wait_done(st: FutureState, timeout: Any) -> None:
+        if st.done():
+            return
+        try:
+            await asyncio.wait_for(st.wait(), parse_timeout(timeout))
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"timed out after {timeout} s.") from None
+
     async def _result(self, future: Future, timeout: Any = None) -> Any:
         st = future._state
         assert st is not None
-        t = parse_timeout(timeout)
-        if not st.done():
-            try:
-                await asyncio.wait_for(st.wait(), t)
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"timed out after {timeout} s.") from None
+        await self._wait_done(st, timeout)
         st.raise_if_failed()
         return (await self._gather_states([st]))[0]
 
     async def _future_exception(self, future: Future, timeout: Any = None) -> Any:
         st = future._state
         assert st is not None
-        try:
-            await asyncio.wait_for(st.wait(), parse_timeout(timeout))
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"timed out after {timeout} s.") from None
+        await self._wait_done(st, timeout)
         return st.exception() if st.status == "error" else None
 
     async def _future_traceback(self, future: Future, timeout: Any = None) -> Any:
         st = future._state
         assert st is not None
-        try:
-            await asyncio.wait_for(st.wait(), parse_timeout(timeout))
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"timed out after {timeout} s.") from None
+        await self._wait_done(st, timeout)
         return st.traceback()
 
     async def _gather_states(self, states: list[FutureState]) -> list:
@@ -1191,4 +1188,4 @@ def _close_global_clients() -> None:
             pass
 
 
-__all__ = ["Client", "FutureCancelledError", "default_client"]
+__all__ = ["Client", "default_client"]

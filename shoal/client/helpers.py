@@ -230,10 +230,9 @@ class as_completed:
 
     # -- results
 
-    def _pop(self) -> Any:
-        future = self.queue.popleft()
-        if not self.with_results:
-            return future
+    def _failed_item(self, future: Future) -> Any:
+        """With results: the item for an erred or cancelled future (or raise it, with
+        `raise_errors`); None when the future finished normally."""
         st = future._state
         assert st is not None
         if st.status == "error":
@@ -247,7 +246,14 @@ class as_completed:
             if self.raise_errors:
                 raise err
             return future, err
-        return future, future.result()
+        return None
+
+    def _pop(self) -> Any:
+        future = self.queue.popleft()
+        if not self.with_results:
+            return future
+        failed = self._failed_item(future)
+        return failed if failed is not None else (future, future.result())
 
     def _remaining(self) -> float | None:
         if self._deadline is None:
@@ -296,20 +302,8 @@ class as_completed:
         future = self.queue.popleft()
         if not self.with_results:
             return future
-        st = future._state
-        assert st is not None
-        if st.status == "error":
-            exc = st.exception()
-            if self.raise_errors:
-                assert exc is not None
-                raise exc
-            return future, (type(exc), exc, exc.__traceback__ if exc else None)
-        if st.status == "cancelled":
-            err = FutureCancelledError(future.key, st.reason, st.msg)
-            if self.raise_errors:
-                raise err
-            return future, err
-        return future, await future
+        failed = self._failed_item(future)
+        return failed if failed is not None else (future, await future)
 
     def next_batch(self, block: bool = True) -> list:
         if block:

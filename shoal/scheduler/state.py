@@ -547,8 +547,12 @@ class SchedulerState:
                         recs[dts.key] = "queued"
         if start in _ACTIVE:
             self._leave_active(ts, recs)
+        self._report_done(ts, self._in_memory_msg(ts, inline) if ts.who_wants else None, recs)
+
+    def _report_done(self, ts: SchedTask, msg: m.Message | None, recs: Recs) -> None:
+        """`ts` finished (in memory or erred): tell the clients that want it, let the
+        fire-and-forget pseudo-client go, and forget it if nothing needs it any more."""
         if ts.who_wants:
-            msg = self._in_memory_msg(ts, inline)
             for c in list(ts.who_wants):
                 if c.id == FIRE_AND_FORGET:
                     _without(ts.who_wants, c)
@@ -701,16 +705,7 @@ class SchedulerState:
                 self._blame(dts, ts)
                 recs[dts.key] = "erred"
         self._leave_active(ts, recs)  # every way into erred starts from an active state
-        if ts.who_wants:
-            msg = self._erred_msg(ts)
-            for c in list(ts.who_wants):
-                if c.id == FIRE_AND_FORGET:
-                    _without(ts.who_wants, c)
-                    c.wants.discard(ts)
-                else:
-                    self._out.append(ToClient(c.id, msg))
-        if not ts.who_wants and not ts.n_waiters:
-            recs[ts.key] = "forgotten"
+        self._report_done(ts, self._erred_msg(ts) if ts.who_wants else None, recs)
 
     def _t_queued_erred(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         self.n_queued -= 1
