@@ -11,6 +11,8 @@ Workloads:
   million    N-task graph (chains of `inc` + a final sum) through client.get:
              seconds, tasks/s, and the client+scheduler process's peak RSS growth
              per task, minus what the user's own graph dict costs                  [s, B/task]
+  million_sched  the same graph with the scheduler in a process of its own: its RSS
+             growth per task alone                                                 [B/task]
   wide       intermediates 4x the workers' memory (1 GiB each), reduced elementwise:
              seconds and each worker's peak RSS                                    [s, MiB]
 
@@ -30,7 +32,7 @@ import sys
 import threading
 import time
 
-WORKLOADS = ("array", "groupby", "set_index", "million", "wide")
+WORKLOADS = ("array", "groupby", "set_index", "million", "million_sched", "wide")
 
 
 def inc(x):
@@ -160,6 +162,66 @@ def wl_million(client, repeat, n_tasks):
     }
 
 
+_DIST_SCHEDULER = """
+import asyncio
+from distributed import Scheduler
+async def main():
+    async with Scheduler(host="127.0.0.1", port=0, dashboard_address=None) as s:
+        print(s.address, flush=True)
+        await s.finished()
+asyncio.run(main())
+"""
+
+
+def wl_million_sched(backend, n_tasks):
+    """The million-task graph with the scheduler in a process of its own, whose RSS
+    alone is sampled: the scheduler's own memory per task."""
+    import secrets
+
+    mod = importlib.import_module(backend)
+    env = dict(os.environ)
+    if backend == "shoal":
+        secret = secrets.token_bytes(32)
+        env["SHOAL_SECRET"] = secret.hex()
+        sched_cmd = [sys.executable, "-m", "shoal.scheduler"]
+        worker_cmd = [sys.executable, "-m", "shoal.worker", "{addr}", "--nthreads", "1"]
+        client_kwargs = {"security": mod.Security(secret)}
+    else:
+        sched_cmd = [sys.executable, "-c", _DIST_SCHEDULER]
+        worker_cmd = [sys.executable, "-m", "distributed.cli.dask_worker", "{addr}", "--nthreads", "1",
+                      "--no-nanny", "--no-dashboard"]  # fmt: skip
+        client_kwargs = {}
+    sched = subprocess.Popen(sched_cmd, env=env, stdout=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        addr = sched.stdout.readline().strip()
+        workers = [subprocess.Popen([a.format(addr=addr) for a in worker_cmd], env=env, stderr=subprocess.DEVNULL)
+                   for _ in range(2)]  # fmt: skip
+        client = mod.Client(addr, **client_kwargs)
+        try:
+            client.wait_for_workers(2, timeout=60)
+            dsk = _chains(n_tasks)
+            n = len(dsk)
+            gc.collect()
+            with PeakRSS([sched.pid]) as rss:
+                t = time.perf_counter()
+                result = client.get(dsk, "total")
+                seconds = time.perf_counter() - t
+            assert result == sum(i + 1000 for i in range(n // 1000)), result
+        finally:
+            client.close()
+        growth = rss.peak[sched.pid] - rss.start_rss[sched.pid]
+        return {"tasks": n, "seconds": seconds, "tasks_per_s": n / seconds, "bytes_per_task": growth / n}
+    finally:
+        for p in [*workers, sched]:
+            p.terminate()
+        for p in [*workers, sched]:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def wl_wide(backend, repeat):
     import dask.array as da
 
@@ -183,7 +245,7 @@ def wl_wide(backend, repeat):
 
 def run_child(backend: str, names: list[str], repeat: int, million_n: int) -> None:
     out = {}
-    needs_cluster = [n for n in names if n != "wide"]
+    needs_cluster = [n for n in names if n not in ("wide", "million_sched")]
     if needs_cluster:
         cluster, client = _cluster(backend)
         try:
@@ -200,6 +262,12 @@ def run_child(backend: str, names: list[str], repeat: int, million_n: int) -> No
         finally:
             client.close()
             cluster.close()
+    if "million_sched" in names:
+        try:
+            out["million_sched"] = wl_million_sched(backend, million_n)
+        except Exception as e:
+            out["million_sched"] = {"error": f"{type(e).__name__}: {e}"}
+        print(f"[{backend}] million_sched: done", file=sys.stderr, flush=True)
     if "wide" in names:
         try:
             out["wide"] = wl_wide(backend, 1)
@@ -221,6 +289,9 @@ ROWS = [
     ("million", "tasks_per_s", "throughput", "tasks/s", "higher"),
     ("million", "bytes_per_task", "client+scheduler peak RSS growth", "B/task", "lower"),
     ("million", "graph_dict_bytes_per_task", "of which the user's graph dict", "B/task", None),
+    ("million_sched", "tasks", "graph size, scheduler in its own process", "tasks", None),
+    ("million_sched", "tasks_per_s", "throughput", "tasks/s", "higher"),
+    ("million_sched", "bytes_per_task", "scheduler process peak RSS growth", "B/task", "lower"),
     ("wide", "seconds", "8 GiB of intermediates, 2×1 GiB workers", "s", "lower"),
     ("wide", "peak_worker_mib", "peak worker RSS", "MiB", "lower"),
     ("wide", "under_limit", "peak under the 1 GiB limit", "", None),

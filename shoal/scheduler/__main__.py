@@ -1,0 +1,52 @@
+"""`python -m shoal.scheduler [ADDRESS]`: a scheduler in its own process.
+
+Prints its address on stdout once it listens. The shared secret comes from the
+environment variable SHOAL_SECRET (hex), never the command line; without it the
+scheduler only listens on loopback addresses (or with --insecure). The full `shoal
+scheduler` command line with the flags of `dask scheduler` is tracked separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from shoal.scheduler.server import Scheduler
+
+    secret_hex = os.environ.pop("SHOAL_SECRET", "")
+    scheduler = Scheduler(args.address, secret=bytes.fromhex(secret_hex) if secret_hex else None, insecure=args.insecure)
+    await scheduler.start()
+    print(scheduler.address, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await scheduler.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m shoal.scheduler")
+    p.add_argument("address", nargs="?", default="tcp://127.0.0.1:0")
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without a secret")
+    p.add_argument("--log-level", default="WARNING")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from shoal._loop import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_main(args))
+    finally:
+        loop.close()
+
+
+if __name__ == "__main__":
+    main()
