@@ -23,6 +23,7 @@ from shoal.exceptions import (
 from shoal.scheduler.server import Scheduler
 from shoal.security import Security
 from shoal.worker.server import Worker, get_worker
+from shoal.worker_client import get_client, rejoin, secede, worker_client
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,10 @@ __all__ = [
     "default_client",
     "fire_and_forget",
     "futures_of",
+    "get_client",
     "get_worker",
+    "rejoin",
+    "secede",
     "wait",
+    "worker_client",
 ]

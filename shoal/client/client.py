@@ -34,6 +34,7 @@ from dask.typing import no_default
 from dask.utils import funcname
 
 from shoal import _loop, config
+from shoal._context import current_worker, in_task, task_state
 from shoal.client.futures import Future, FutureState
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
@@ -1113,10 +1114,18 @@ class Client:
                     del_futures(futures)
 
             return collect()
+        # inside a task (dask.compute in a task): give the thread back while waiting, so
+        # a worker with one thread can run what this task waits for
+        worker = current_worker() if in_task() else None
+        seceded = worker is not None and not getattr(task_state, "seceded", False)
+        if seceded:
+            worker.secede()  # type: ignore[union-attr]
         try:
             return self.gather(futures)
         finally:
             del_futures(futures)
+            if seceded:
+                worker.rejoin()  # type: ignore[union-attr]
 
     def compute(self, collections: Any, sync: bool = False, optimize_graph: bool = True, workers: Any = None,
                 allow_other_workers: bool = False, resources: Any = None, retries: int = 0, priority: int = 0,

@@ -275,6 +275,14 @@ class MissingData(Message):
     holders: tuple
 
 
+@_message("long-running")
+class LongRunning(Message):
+    """The task left its worker's thread pool (`secede`): it no longer takes a slot."""
+
+    key: Any
+    run_id: int
+
+
 @_message("reschedule")
 class RescheduleTask(Message):
     """The task raised `Reschedule` (or its worker handed it back): run it again."""

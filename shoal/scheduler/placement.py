@@ -85,7 +85,7 @@ def decide_worker(
 
 
 def _load(ws: SchedWorker) -> float:
-    return len(ws.processing) / ws.nthreads
+    return ws.occupied / ws.nthreads
 
 
 def plan_steals(
@@ -101,27 +101,27 @@ def plan_steals(
     there). The most recently sent (lowest priority) surplus tasks are taken first,
     never more than the idle threads can use, and only when moving their dependencies
     costs less than waiting behind the victim's queue."""
-    idle = [ws for ws in workers.values() if len(ws.processing) < ws.nthreads]
+    idle = [ws for ws in workers.values() if ws.occupied < ws.nthreads]
     if not idle:
         return []
-    free_threads = sum(ws.nthreads - len(ws.processing) for ws in idle)
+    free_threads = sum(ws.nthreads - ws.occupied for ws in idle)
     free_threads -= len(stealing)  # steals in flight will land on these threads
     if free_threads <= 0:
         return []
-    victims = [ws for ws in workers.values() if len(ws.processing) > ws.nthreads]
-    victims.sort(key=lambda ws: len(ws.processing) / ws.nthreads, reverse=True)
+    victims = [ws for ws in workers.values() if ws.occupied > ws.nthreads]
+    victims.sort(key=lambda ws: ws.occupied / ws.nthreads, reverse=True)
     in_flight: dict[SchedWorker, int] = {}
     for victim in stealing.values():
         in_flight[victim] = in_flight.get(victim, 0) + 1
     per_task = max(avg_duration, 1e-4)
     out: list[SchedTask] = []
     for victim in victims:
-        surplus = len(victim.processing) - victim.nthreads - in_flight.get(victim, 0)
+        surplus = victim.occupied - victim.nthreads - in_flight.get(victim, 0)
         wait = _load(victim) * per_task
         for ts in reversed(victim.processing):
             if surplus <= 0 or free_threads <= 0:
                 break
-            if ts in stealing or ts in refused:
+            if ts in stealing or ts in refused or ts in victim.long_running:
                 continue
             valid = valid_workers(ts, workers)
             thieves = idle if valid is None else [ws for ws in idle if ws in valid]

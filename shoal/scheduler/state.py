@@ -124,7 +124,8 @@ class SchedTask:
 class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
-        "local_directory", "versions", "nanny", "processing", "has_what", "nbytes", "added",
+        "local_directory", "versions", "nanny", "processing", "long_running", "has_what", "nbytes",
+        "added",
     )  # fmt: skip
 
     def __init__(self, msg: m.RegisterWorker, now: float):
@@ -140,9 +141,16 @@ class SchedWorker:
         self.nanny = msg.nanny
         #: tasks sent to this worker and not finished, in dispatch order
         self.processing: dict[SchedTask, None] = {}
+        #: processing tasks that seceded from the worker's pool: they take no slot
+        self.long_running: set[SchedTask] = _EMPTY  # type: ignore[assignment]
         self.has_what: set[SchedTask] = set()
         self.nbytes = 0
         self.added = now
+
+    @property
+    def occupied(self) -> int:
+        """Tasks taking a slot here: processing ones that have not seceded."""
+        return len(self.processing) - len(self.long_running)
 
     def __repr__(self) -> str:
         return f"<SchedWorker {self.address} processing={len(self.processing)}>"
@@ -465,6 +473,11 @@ class SchedulerState:
         if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
             self._transition(ts, "waiting", sid, recs)
 
+    def _long_running(self, ws: SchedWorker, msg: m.LongRunning, recs: Recs, sid: str) -> None:
+        ts = self.tasks.get(msg.key)
+        if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+            ws.long_running = _with(ws.long_running, ts)
+
     def _steal_response(self, ws: SchedWorker, msg: m.StealResponse, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
         if ts is None or self.stealing.get(ts) is not ws:
@@ -515,6 +528,7 @@ class SchedulerState:
         ws = ts.processing_on
         assert ws is not None
         del ws.processing[ts]
+        _without(ws.long_running, ts)
         ts.processing_on = None
         if self.stealing:
             self.stealing.pop(ts, None)
@@ -810,7 +824,7 @@ class SchedulerState:
             if queue and not self.workers:
                 self._drain_stale()
             return
-        free = {ws: self.capacity(ws) - len(ws.processing) for ws in self.workers.values()}
+        free = {ws: self.capacity(ws) - ws.occupied for ws in self.workers.values()}
         free = {ws: n for ws, n in free.items() if n > 0}
         deferred: list[tuple[tuple, int, SchedTask]] = []
         while queue and free:
@@ -921,6 +935,8 @@ class SchedulerState:
         for ws in self.workers.values():
             for ts in ws.processing:
                 check(ts.processing_on is ws and ts.state == "processing", "worker processing mismatch", ts)
+            for ts in ws.long_running:
+                check(ts in ws.processing, "long-running task not processing here", ts)
             for ts in ws.has_what:
                 check(ws in ts.who_has, "has_what/who_has mismatch", ts)
         for cs in self.clients.values():
@@ -950,6 +966,7 @@ class SchedulerState:
         m.RescheduleTask: _reschedule,
         m.AddKeys: _add_keys,
         m.StealResponse: _steal_response,
+        m.LongRunning: _long_running,
     }
 
 

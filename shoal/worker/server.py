@@ -27,6 +27,7 @@ import uuid
 from typing import Any
 
 from shoal import config
+from shoal._context import task_state
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.exceptions import Reschedule
@@ -45,6 +46,7 @@ from shoal.worker.state import (
     Gather,
     GatherDone,
     RescheduleEvent,
+    SecedeEvent,
     SendToScheduler,
     StealRequestEvent,
     UpdateDataEvent,
@@ -56,7 +58,10 @@ logger = logging.getLogger("shoal.worker")
 #: frames of these modules are dropped from the front of remote tracebacks
 _OWN_FRAMES = (os.sep + os.path.join("shoal", "worker") + os.sep, os.path.join("dask", "_task_spec"))
 
-_thread_state = threading.local()
+_thread_state = task_state
+
+#: put in the work queue by `rejoin`: the pool thread that takes it hands over its place
+_REJOIN = object()
 
 
 def get_worker() -> Worker:
@@ -132,6 +137,9 @@ class Worker:
         self._functions = _FunctionCache()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._rejoin_waiters: collections.deque[threading.Event] = collections.deque()
+        #: called (in the loop) when the worker closes, e.g. to close its task-side client
+        self.on_close: list[Any] = []
         self._done: collections.deque = collections.deque()
         self._wake_pending = False
         self._tasks: set[asyncio.Task] = set()
@@ -166,10 +174,8 @@ class Worker:
             address=self.listener.address, nthreads=self.nthreads, resources=self.resources, validate=self.validate
         )
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
-        for i in range(self.nthreads):
-            t = threading.Thread(target=self._work, name=f"shoal-task-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        for _ in range(self.nthreads):
+            self._start_pool_thread()
         comm = await connect(self.scheduler_address, secret=self.secret, timeout=self.connect_timeout, info=info)
         self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages)
         self.scheduler.send(
@@ -206,8 +212,13 @@ class Worker:
             await self._closed.wait()
             return
         self.status = "closing"
-        for _ in self._threads:
+        for _ in range(self.nthreads):
             self._queue.put(None)
+        for callback in self.on_close:
+            try:
+                await callback()
+            except Exception:
+                logger.exception("error in a worker close callback")
         if self.listener is not None:
             await self.listener.stop()
         if self.scheduler is not None:
@@ -268,13 +279,25 @@ class Worker:
 
     # ------------------------------------------------------------------ execution (threads)
 
+    def _start_pool_thread(self) -> None:
+        t = threading.Thread(target=self._work, name=f"shoal-task-{len(self._threads)}", daemon=True)
+        self._threads = [th for th in self._threads if th.is_alive()]
+        self._threads.append(t)
+        t.start()
+
     def _work(self) -> None:
         _thread_state.worker = self
+        _thread_state.seceded = False
         get = self._queue.get
         while True:
             inst = get()
             if inst is None:
                 return
+            if inst is _REJOIN:
+                if self._rejoin_waiters:
+                    self._rejoin_waiters.popleft().set()
+                    return  # the rejoining thread takes this thread's place in the pool
+                continue
             event = self._execute(inst)
             self._done.append(event)
             if not self._wake_pending:
@@ -283,6 +306,34 @@ class Worker:
                     self.loop.call_soon_threadsafe(self._drain_done)  # type: ignore[union-attr]
                 except RuntimeError:  # the loop is closed: the worker is going away
                     return
+            if _thread_state.seceded:
+                return  # this thread left the pool; its replacement serves the queue
+
+    def secede(self) -> None:
+        """Called from a task: give this thread's pool slot back (the task keeps running)."""
+        if getattr(_thread_state, "worker", None) is not self or _thread_state.seceded:
+            return
+        key, run_id = getattr(_thread_state, "key", None), getattr(_thread_state, "run_id", None)
+        if key is None:
+            raise ValueError("secede() must be called from inside a task")
+        _thread_state.seceded = True
+        self._start_pool_thread()
+        event = SecedeEvent(f"secede-{next(self._sid)}", key, run_id)
+        self.loop.call_soon_threadsafe(self._handle_if_running, [event])  # type: ignore[union-attr]
+
+    def rejoin(self) -> None:
+        """Called from a seceded task: wait for a pool thread to free up, take its place."""
+        if getattr(_thread_state, "worker", None) is not self or not _thread_state.seceded:
+            return
+        ready = threading.Event()
+        self._rejoin_waiters.append(ready)
+        self._queue.put(_REJOIN)
+        ready.wait()
+        _thread_state.seceded = False
+
+    def _handle_if_running(self, events: list[Any]) -> None:
+        if self.status == "running":
+            self._handle(events)
 
     def _drain_done(self) -> None:
         self._wake_pending = False
@@ -296,6 +347,7 @@ class Worker:
     def _execute(self, inst: Execute) -> Any:
         sid = "execute"
         _thread_state.key = inst.key
+        _thread_state.run_id = inst.run_id
         start = time.time()
         try:
             if inst.func is not None:

@@ -17,8 +17,9 @@ next task without waiting for the event loop, and completions come back in batch
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
 
-Task states: waiting, ready, executing. Finished tasks leave `tasks`; their results live
-in `data` until the scheduler frees them.
+Task states: waiting, ready, executing, long-running (a task that seceded from the pool:
+it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
+results live in `data` until the scheduler frees them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ class ComputeTaskEvent(WorkerEvent):
 @dataclass(slots=True)
 class FreeKeysEvent(WorkerEvent):
     keys: tuple
+
+
+@dataclass(slots=True)
+class SecedeEvent(WorkerEvent):
+    """The running task gave its thread back to the pool (it waits on other tasks)."""
+
+    key: Key
+    run_id: int
 
 
 @dataclass(slots=True)
@@ -248,6 +257,15 @@ class WorkerState:
                 del self.data[key]
                 self.nbytes.pop(key, None)
 
+    def _secede(self, ev: SecedeEvent) -> None:
+        ts = self.tasks.get(ev.key)
+        if ts is None or ts.run_id != ev.run_id or ts.state != "executing":
+            return
+        if self.executing.get(ev.key) == ev.run_id:
+            del self.executing[ev.key]
+        ts.state = "long-running"
+        self._send(m.LongRunning(ev.key, ev.run_id))
+
     def _steal_request(self, ev: StealRequestEvent) -> None:
         ts = self.tasks.get(ev.key)
         released = ts is not None and ts.run_id == ev.run_id and ts.state in ("waiting", "ready")
@@ -354,7 +372,7 @@ class WorkerState:
         if self.executing.get(key) == run_id:
             del self.executing[key]
         ts = self.tasks.get(key)
-        if ts is None or ts.run_id != run_id or ts.state != "executing":
+        if ts is None or ts.run_id != run_id or ts.state not in ("executing", "long-running"):
             return None
         self._release_resources(ts)
         del self.tasks[key]
@@ -365,7 +383,7 @@ class WorkerState:
         """Forget a task in any state (its heap entry goes stale; a running thread's
         result will be ignored when it arrives)."""
         del self.tasks[ts.key]
-        if ts.state == "executing":
+        if ts.state in ("executing", "long-running"):
             self._release_resources(ts)
         for dep in ts.waiting_for:
             fs = self.fetch.get(dep)
@@ -442,7 +460,7 @@ class WorkerState:
     def validate_state(self) -> None:
         for key, ts in self.tasks.items():
             assert ts.key == key
-            assert ts.state in ("waiting", "ready", "executing"), ts
+            assert ts.state in ("waiting", "ready", "executing", "long-running"), ts
             if ts.state == "waiting":
                 assert ts.waiting_for, ts
                 for dep in ts.waiting_for:
@@ -465,6 +483,7 @@ class WorkerState:
         ComputeTaskEvent: _compute_task,
         FreeKeysEvent: _free_keys,
         StealRequestEvent: _steal_request,
+        SecedeEvent: _secede,
         ExecuteSuccess: _execute_success,
         ExecuteFailure: _execute_failure,
         RescheduleEvent: _reschedule,

@@ -335,3 +335,14 @@ def test_loose_restrictions_prefer_the_named_worker(state):
     wire = (("x", -1, SPEC, (), (0,), {"workers": ["bob"], "allow_other_workers": True}),)
     out = state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("x",))))
     assert computes(out, "tcp://b:1") == ["x"]
+
+
+def test_long_running_task_does_not_take_a_slot(state):
+    add_worker(state)  # one thread: capacity 2 with unknown durations
+    graph(state, "c", {"p": [], "q": []}, ["p", "q"])
+    graph(state, "c", {"r": []}, ["r"])
+    assert state.tasks["r"].state == "queued"
+    out = state.handle_stimulus(WorkerMsg(sid(), "tcp://w1:1", m.LongRunning("p", state.tasks["p"].run_id)))
+    assert computes(out) == ["r"]  # p seceded: its slot is free for r
+    finish(state, "tcp://w1:1", "p")
+    assert state.tasks["p"].state == "memory"

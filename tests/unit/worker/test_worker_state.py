@@ -123,3 +123,15 @@ def test_steal_request_releases_only_tasks_not_started(ws):
     responses = {msg.key: msg.released for msg in sent(out, m.StealResponse)}
     assert responses == {"b": True, "a": False}
     assert "b" not in ws.tasks and ws.tasks["a"].state == "executing"
+
+
+def test_secede_frees_the_thread_slot_and_tells_the_scheduler(ws):
+    from shoal.worker.state import SecedeEvent
+
+    ws.handle_stimulus(compute("parent"), compute("child"))
+    out = ws.handle_stimulus(SecedeEvent("s", "parent", 1))
+    assert [i.key for i in out if isinstance(i, Execute)] == ["child"]
+    assert sent(out, m.LongRunning)[0].key == "parent"
+    assert ws.tasks["parent"].state == "long-running"
+    out = ws.handle_stimulus(ExecuteSuccess("s", "parent", 1, 7, 8, "int", 0, 1, None))
+    assert sent(out, m.TaskFinished)[0].key == "parent" and ws.data["parent"] == 7
