@@ -38,7 +38,7 @@ from shoal._context import current_worker, in_task, task_state
 from shoal.client.futures import Future, FutureState
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
-from shoal.exceptions import ClosedClientError, FutureCancelledError, WorkerStartTimeoutError
+from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer

@@ -40,7 +40,6 @@ from shoal.comm.core import Comm, Listener, logger
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.protocol import handshake as hs
 from shoal.protocol.framing import (
-    DecodeError,
     PacketEncoder,
     PreludeError,
     decode_packet,
@@ -520,7 +519,7 @@ def _handshake_error(exc: hs.HandshakeError, address: str) -> AuthenticationErro
 async def _read_handshake(comm: TCP) -> dict:
     try:
         frames = await comm.read()
-    except CommClosedError as exc:
+    except CommClosedError:
         if comm._protocol_error is not None:
             raise hs.HandshakeError(str(comm._protocol_error)) from None
         raise

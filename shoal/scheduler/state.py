@@ -283,7 +283,7 @@ class SchedulerState:
         tasks = self.tasks
         funcs = msg.funcs
         new: list[tuple[SchedTask, tuple]] = []
-        for key, func_index, spec, deps, priority, annotations in msg.tasks:
+        for key, func_index, spec, deps, priority, ann in msg.tasks:
             ts = tasks.get(key)
             if ts is not None and (ts.spec is not None or ts.state != "released"):
                 continue  # known key: the existing task wins (distributed semantics)
@@ -292,8 +292,8 @@ class SchedulerState:
             ts.func = funcs[func_index] if func_index >= 0 else None
             ts.spec = spec
             ts.priority = tuple(priority)
-            if annotations:
-                self._annotate(ts, annotations)
+            if ann:
+                self._annotate(ts, ann)
             new.append((ts, deps))
         lost: list[SchedTask] = []
         for ts, deps in new:

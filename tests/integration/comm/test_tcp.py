@@ -15,7 +15,7 @@ import pytest
 from shoal.comm import AuthenticationError, CommClosedError, ProtocolMismatchError, connect, listen
 from shoal.comm import core as comm_core
 from shoal.protocol import handshake as hs
-from shoal.protocol.framing import parse_prelude, split_packet
+from shoal.protocol.framing import split_packet
 from shoal.protocol.serialize import dumps, loads
 
 try:
