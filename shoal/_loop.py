@@ -71,3 +71,20 @@ def sync(
     except BaseException:
         fut.cancel()
         raise
+
+
+def run_process(main: Callable[[], Any], log_level: str = "WARNING") -> None:
+    """Entry point of a shoal process (`python -m shoal.worker`, `python -m
+    shoal.scheduler`): log to stderr, run coroutine function `main` on a fresh loop."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.close()

@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
-import sys
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -58,17 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from shoal._loop import new_event_loop
+    from shoal._loop import run_process
 
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(_main(args))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        loop.close()
+    run_process(lambda: _main(args), args.log_level)
 
 
 if __name__ == "__main__":

@@ -2,44 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from task_functions import compute_inside, fan_out, fib, reschedule_once, where_am_i
 
-from shoal import Reschedule, get_client, get_worker, rejoin, secede, worker_client
-
-
-def fib(n):
-    if n < 2:
-        return n
-    with worker_client() as c:
-        a = c.submit(fib, n - 1, pure=False)
-        b = c.submit(fib, n - 2, pure=False)
-        return a.result() + b.result()
-
-
-def double(i):
-    return 2 * i
-
-
-def fan_out(n):
-    c = get_client()
-    futures = c.map(double, range(n))
-    secede()
-    total = sum(c.gather(futures))
-    rejoin()
-    return total
-
-
-def reschedule_once(marker):
-    if not os.path.exists(marker):
-        open(marker, "w").close()
-        raise Reschedule()
-    return "second run"
-
-
-def where_am_i():
-    return get_worker().address
+from shoal import get_worker
 
 
 def test_recursive_fib_does_not_deadlock_on_single_thread_workers(client):
@@ -60,14 +26,6 @@ def test_get_worker_inside_and_outside_tasks(client):
     assert client.submit(where_am_i, pure=False).result() in client.nthreads()
     with pytest.raises(ValueError, match="No worker found"):
         get_worker()
-
-
-def compute_inside():
-    import dask
-
-    get_client()  # the task's client becomes dask's scheduler in a worker process
-    parts = [dask.delayed(double)(i) for i in range(20)]
-    return dask.delayed(sum)(parts).compute()
 
 
 def test_dask_compute_inside_a_task(client):

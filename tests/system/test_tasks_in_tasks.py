@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_worker_client import compute_inside, fan_out, fib, reschedule_once
+from task_functions import compute_inside, fan_out, fib, reschedule_once
 
 pytestmark = pytest.mark.system
 

@@ -1,0 +1,50 @@
+"""Task functions shared by the tests of tasks that use the cluster. They live in a
+module of their own (on the path of the test process and so of its worker processes)
+so that integration and system tests can both send them to workers."""
+
+from __future__ import annotations
+
+import os
+
+from shoal import Reschedule, get_client, get_worker, rejoin, secede, worker_client
+
+
+def fib(n):
+    if n < 2:
+        return n
+    with worker_client() as c:
+        a = c.submit(fib, n - 1, pure=False)
+        b = c.submit(fib, n - 2, pure=False)
+        return a.result() + b.result()
+
+
+def double(i):
+    return 2 * i
+
+
+def fan_out(n):
+    c = get_client()
+    futures = c.map(double, range(n))
+    secede()
+    total = sum(c.gather(futures))
+    rejoin()
+    return total
+
+
+def reschedule_once(marker):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise Reschedule()
+    return "second run"
+
+
+def where_am_i():
+    return get_worker().address
+
+
+def compute_inside():
+    import dask
+
+    get_client()  # the task's client becomes dask's scheduler in a worker process
+    parts = [dask.delayed(double)(i) for i in range(20)]
+    return dask.delayed(sum)(parts).compute()
