@@ -22,6 +22,7 @@ from shoal.exceptions import (
 )
 from shoal.scheduler.server import Scheduler
 from shoal.security import Security
+from shoal.sync import Event, Lock, Semaphore, Variable
 from shoal.worker.server import Worker, get_worker
 from shoal.worker_client import get_client, rejoin, secede, worker_client
 
@@ -31,15 +32,19 @@ __all__ = [
     "CancelledError",
     "Client",
     "ClosedClientError",
+    "Event",
     "Future",
     "FutureCancelledError",
     "FuturesCancelledError",
     "KilledWorker",
     "LocalCluster",
+    "Lock",
     "Reschedule",
     "Scheduler",
     "Security",
+    "Semaphore",
     "TimeoutError",
+    "Variable",
     "Worker",
     "WorkerStartTimeoutError",
     "as_completed",

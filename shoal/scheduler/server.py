@@ -29,6 +29,7 @@ from shoal.rpc import Peer
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.state import SchedulerState
+from shoal.sync.server import register as register_sync
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
@@ -89,6 +90,9 @@ class Scheduler:
             "broadcast": self._broadcast,
             "story": self._story,
         }
+        #: called with the id of each client that disconnects (e.g. to free its leases)
+        self.on_client_removed: list[Any] = []
+        self.sync = register_sync(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -160,6 +164,11 @@ class Scheduler:
         if peer.role == "client" and self.clients.get(peer.ident) is peer:
             del self.clients[peer.ident]
             self._stimulate([RemoveClient(f"client-gone-{next(self._sid)}", peer.ident)])
+            for callback in list(self.on_client_removed):
+                try:
+                    callback(peer.ident)
+                except Exception:
+                    logger.exception("client-removed callback %r failed", callback)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
             self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, "connection closed")])

@@ -1,0 +1,247 @@
+"""Cluster-wide coordination primitives: `Variable`, `Event`, `Semaphore`, `Lock`.
+
+All state lives on the scheduler (`shoal.sync.server`); these objects are thin proxies
+holding only a name. They work from the client process and inside tasks (a missing
+client binds lazily to `get_client()`), in blocking mode (methods return values) and in
+asynchronous mode (methods return awaitables). Pickling keeps only the name (and
+`max_leases`), so a primitive can be passed to tasks.
+
+Semaphore leases belong to the client connection that acquired them: when that client
+disconnects (for instance because the worker process running the task died), the
+scheduler frees its leases.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections import deque
+from typing import Any
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import dumps, loads
+from shoal.sync.state import normalize_name
+from shoal.utils import parse_timeout
+
+__all__ = ["Event", "Lock", "Semaphore", "Variable"]
+
+
+class _Primitive:
+    _kind = "primitive"
+
+    def __init__(self, name: Any = None, client: Any = None):
+        self.name = name if name is not None else f"{self._kind}-{uuid.uuid4().hex}"
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from shoal.worker_client import get_client
+
+            try:
+                self._client = get_client()
+            except ValueError:
+                raise RuntimeError(
+                    f"{type(self).__name__} object not properly initialized. This can happen if the "
+                    "object is being deserialized outside of the context of a Client or Worker."
+                ) from None
+        return self._client
+
+    def _call(self, coro_fn: Any, *args: Any) -> Any:
+        return self.client.sync(coro_fn, *args)
+
+    async def _request(self, op: str, **kwargs: Any) -> Any:
+        client = self.client
+        if client.scheduler_comm is None:
+            raise RuntimeError(f"{client} is not connected to a scheduler")
+        return await client.scheduler_comm.request(f"sync_{op}", name=self.name, **kwargs)
+
+    def __await__(self):
+        async def _self() -> Any:
+            return self
+
+        return _self().__await__()
+
+    def __reduce__(self):
+        return type(self), (self.name,)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.name}>"
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+# ---------------------------------------------------------------------- Variable
+
+
+class Variable(_Primitive):
+    """A named mutable slot on the scheduler, shared by all clients and tasks.
+
+    The value is any picklable object, or a `Future`: then only its key is stored and the
+    scheduler keeps the result alive while it is stored (even after every client dropped
+    its own future); `get` returns a new `Future` bound to the caller's client.
+    """
+
+    _kind = "variable"
+
+    def set(self, value: Any, timeout: Any = "30 s", **kwargs: Any) -> Any:
+        return self._call(self._set, value)
+
+    async def _set(self, value: Any) -> None:
+        from shoal.client.futures import Future
+
+        if isinstance(value, Future):
+            client = self.client
+            client._flush()  # the future's submit must reach the scheduler first
+            await self._request("variable_set", key=value.key)
+        else:
+            await self._request("variable_set", value=dumps(value))
+
+    def get(self, timeout: Any = None, **kwargs: Any) -> Any:
+        return self._call(self._get, parse_timeout(timeout))
+
+    async def _get(self, timeout: float | None) -> Any:
+        from shoal.client.futures import Future
+
+        reply = await self._request("variable_get", timeout=timeout)
+        if reply["kind"] == "future":
+            client = self.client
+            key = normalize_name(reply["key"])
+            future = Future(key, client)
+            # the scheduler made this client want the key before replying; ask again so
+            # the status (already computed / erred) comes back now that the future exists
+            client._send(m.DesireKeys((key,), client.id))
+            return future
+        return loads(reply["value"])
+
+    def delete(self) -> Any:
+        return self._call(self._request, "variable_delete")
+
+
+# ---------------------------------------------------------------------- Event
+
+
+class Event(_Primitive):
+    """A cluster-wide flag: `set` releases all current and future `wait`ers until `clear`."""
+
+    _kind = "event"
+
+    def set(self) -> Any:
+        return self._call(self._request, "event_set")
+
+    def clear(self) -> Any:
+        return self._call(self._request, "event_clear")
+
+    def is_set(self) -> Any:
+        return self._call(self._request, "event_is_set")
+
+    def wait(self, timeout: Any = None) -> Any:
+        """True once the flag is set; False if `timeout` passes first (no exception)."""
+        return self._call(self._wait, parse_timeout(timeout))
+
+    async def _wait(self, timeout: float | None) -> bool:
+        return bool(await self._request("event_wait", timeout=timeout))
+
+
+# ---------------------------------------------------------------------- Semaphore / Lock
+
+
+class Semaphore(_Primitive):
+    """At most `max_leases` holders cluster-wide. Leases are per instance (released
+    oldest first) and belong to the client connection that acquired them."""
+
+    _kind = "semaphore"
+
+    def __init__(
+        self,
+        max_leases: int = 1,
+        name: Any = None,
+        scheduler_rpc: Any = None,
+        loop: Any = None,
+        client: Any = None,
+    ):
+        if not isinstance(max_leases, int) or isinstance(max_leases, bool) or max_leases < 1:
+            raise ValueError(f"max_leases must be a positive integer, got {max_leases!r}")
+        super().__init__(name, client)
+        self.max_leases = max_leases
+        self.id = uuid.uuid4().hex
+        self._leases: deque[str] = deque()
+
+    def acquire(self, timeout: Any = None) -> Any:
+        """Take a lease; True, or False if `timeout` passed first (0: try once)."""
+        return self._call(self._acquire, parse_timeout(timeout))
+
+    async def _acquire(self, timeout: float | None) -> bool:
+        lease_id = f"{self.id}-{uuid.uuid4().hex}"
+        ok = await self._request("semaphore_acquire", max_leases=self.max_leases, lease_id=lease_id, timeout=timeout)
+        if ok:
+            self._leases.append(lease_id)
+        return bool(ok)
+
+    def release(self) -> Any:
+        """Free this instance's oldest lease."""
+        return self._call(self._release)
+
+    async def _release(self) -> bool:
+        if not self._leases:
+            raise RuntimeError(f"Released too often: {self!r} holds no lease")
+        lease_id = self._leases.popleft()
+        await self._request("semaphore_release", lease_id=lease_id)
+        return True
+
+    def get_value(self) -> Any:
+        """Number of leases currently held cluster-wide."""
+        return self._call(self._request, "semaphore_value")
+
+    def __enter__(self) -> Semaphore:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Semaphore:
+        await _maybe_await(self.acquire())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await _maybe_await(self.release())
+
+    def __reduce__(self):
+        return Semaphore, (self.max_leases, self.name)
+
+    def __repr__(self) -> str:
+        return f"<Semaphore: {self.name} max_leases={self.max_leases}>"
+
+
+class Lock(Semaphore):
+    """A cluster-wide mutex (a `Semaphore` with one lease)."""
+
+    def __init__(self, name: Any = None, scheduler_rpc: Any = None, loop: Any = None, client: Any = None):
+        super().__init__(max_leases=1, name=name, client=client)
+
+    def acquire(self, blocking: bool = True, timeout: Any = None) -> Any:  # type: ignore[override]
+        if not blocking:
+            if timeout is not None:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            timeout = 0
+        return super().acquire(timeout=timeout)
+
+    async def _release(self) -> bool:
+        if not self._leases:
+            raise RuntimeError(f"Lock {self.name!r} is not held by this Lock object: cannot release it")
+        return await super()._release()
+
+    def locked(self) -> Any:
+        """Whether the lock is taken (by anyone)."""
+        return self._call(self._request, "semaphore_locked")
+
+    def __reduce__(self):
+        return Lock, (self.name,)
+
+    def __repr__(self) -> str:
+        return f"<Lock: {self.name}>"

@@ -1,0 +1,201 @@
+"""The scheduler side of the coordination primitives: request handlers around `SyncState`.
+
+`register(scheduler)` adds the `sync_*` request handlers and a hook that frees the
+semaphore leases of a client that disconnects. Decisions live in the pure `SyncState`;
+this shell only waits (per-name wake-ups with deadlines) and keeps futures stored in
+variables alive through the pseudo-client ``variable-<name>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from shoal.protocol import messages as m
+from shoal.scheduler.events import ClientMsg, RemoveClient
+from shoal.sync.state import SyncState, normalize_name
+
+__all__ = ["SyncServer", "register"]
+
+
+class _Waiters:
+    """Per-name wake-ups: `wait(name, timeout)` returns when `notify(name)` is called or
+    the timeout passes (whichever comes first); callers re-check their condition."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[Any, set[asyncio.Future]] = {}
+
+    async def wait(self, name: Any, timeout: float | None) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(name, set())
+        waiting.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiting.discard(fut)
+            if not waiting and self._waiting.get(name) is waiting:
+                del self._waiting[name]
+
+    def notify(self, name: Any) -> None:
+        for fut in self._waiting.get(name, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._waiting.values())
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
+
+
+class SyncServer:
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+        self.state = SyncState()
+        self.waiters = _Waiters()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _sid(self) -> str:
+        return f"sync-{next(self.scheduler._sid)}"
+
+    def _desire(self, client_id: str, key: Any) -> None:
+        self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.DesireKeys((key,), client_id))])
+
+    def _release(self, client_id: str, key: Any) -> None:
+        self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.ReleaseKeys((key,)))])
+
+    @staticmethod
+    def _holder(peer: Any) -> str:
+        if peer.role == "client":
+            return peer.ident
+        return f"peer-{id(peer)}"
+
+    def _alive(self, peer: Any) -> bool:
+        if peer.closed:
+            return False
+        if peer.role == "client":
+            return self.scheduler.clients.get(peer.ident) is peer
+        return True
+
+    def on_client_removed(self, client_id: str) -> None:
+        for name in self.state.remove_holder(client_id):
+            self.waiters.notify(("semaphore", name))
+
+    # ------------------------------------------------------------------ variables
+
+    async def variable_set(self, peer: Any, name: Any, value: Any = None, key: Any = None) -> None:
+        name = normalize_name(name)
+        pseudo = f"variable-{name}"
+        if key is not None:
+            key = normalize_name(key)
+            ts = self.scheduler.state.tasks.get(key)
+            if ts is None:
+                raise TimeoutError(f"Task {key!r} unknown to scheduler.")
+            self._desire(pseudo, key)
+            old = self.state.variable_set(name, "future", key)
+        else:
+            old = self.state.variable_set(name, "data", value)
+        if old is not None and old.kind == "future" and old.value != key:
+            self._release(pseudo, old.value)
+        self.waiters.notify(("variable", name))
+
+    async def variable_get(self, peer: Any, name: Any, timeout: float | None = None) -> dict:
+        name = normalize_name(name)
+        deadline = _deadline(timeout)
+        while True:
+            v = self.state.variable_get(name)
+            if v is not None:
+                break
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"Variable {name!r} was not set within {timeout} s")
+            await self.waiters.wait(("variable", name), remaining)
+        if v.kind == "future":
+            # the getter wants the key before the reply leaves: a concurrent `set` cannot
+            # release it between this reply and the getter's own `desire-keys`
+            if peer.role == "client" and self._alive(peer):
+                self._desire(peer.ident, v.value)
+            return {"kind": "future", "key": v.value}
+        return {"kind": "data", "value": v.value}
+
+    async def variable_delete(self, peer: Any, name: Any) -> None:
+        name = normalize_name(name)
+        old = self.state.variable_delete(name)
+        if old is not None and old.kind == "future":
+            self.scheduler._stimulate([RemoveClient(self._sid(), f"variable-{name}")])
+
+    # ------------------------------------------------------------------ events
+
+    async def event_set(self, peer: Any, name: Any) -> None:
+        name = normalize_name(name)
+        if self.state.event_set(name):
+            self.waiters.notify(("event", name))
+
+    async def event_clear(self, peer: Any, name: Any) -> None:
+        self.state.event_clear(normalize_name(name))
+
+    async def event_is_set(self, peer: Any, name: Any) -> bool:
+        return self.state.event_is_set(normalize_name(name))
+
+    async def event_wait(self, peer: Any, name: Any, timeout: float | None = None) -> bool:
+        name = normalize_name(name)
+        deadline = _deadline(timeout)
+        while not self.state.event_is_set(name):
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                return False
+            await self.waiters.wait(("event", name), remaining)
+        return True
+
+    # ------------------------------------------------------------------ semaphores
+
+    async def semaphore_acquire(
+        self, peer: Any, name: Any, max_leases: int, lease_id: str, timeout: float | None = None
+    ) -> bool:
+        name = normalize_name(name)
+        self.state.semaphore_register(name, max_leases)  # ValueError on inconsistent max_leases
+        holder = self._holder(peer)
+        deadline = _deadline(timeout)
+        while True:
+            if not self._alive(peer):
+                return False  # the holder is gone: never grant it a lease
+            if self.state.semaphore_try_acquire(name, max_leases, lease_id, holder):
+                return True
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                return False
+            await self.waiters.wait(("semaphore", name), remaining)
+
+    async def semaphore_release(self, peer: Any, name: Any, lease_id: str) -> None:
+        name = normalize_name(name)
+        self.state.semaphore_release(name, lease_id)
+        self.waiters.notify(("semaphore", name))
+
+    async def semaphore_value(self, peer: Any, name: Any) -> int:
+        return self.state.semaphore_value(normalize_name(name))
+
+    async def semaphore_locked(self, peer: Any, name: Any) -> bool:
+        return self.state.semaphore_locked(normalize_name(name))
+
+
+def register(scheduler: Any) -> SyncServer:
+    """Attach the coordination primitives to `scheduler` (handlers named ``sync_*``)."""
+    server = SyncServer(scheduler)
+    for op in (
+        "variable_set", "variable_get", "variable_delete",
+        "event_set", "event_clear", "event_is_set", "event_wait",
+        "semaphore_acquire", "semaphore_release", "semaphore_value", "semaphore_locked",
+    ):  # fmt: skip
+        scheduler.handlers[f"sync_{op}"] = getattr(server, op)
+    scheduler.on_client_removed.append(server.on_client_removed)
+    scheduler.sync = server
+    return server
