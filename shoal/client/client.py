@@ -192,6 +192,9 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._tasks: set[asyncio.Task] = set()
         self.direct_to_workers = direct_to_workers
+        from shoal.recreate_tasks import ReplayTaskClient
+
+        ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
         if asynchronous:
             self.loop = loop if loop is not None else _running_loop_or_none()
             self._started: Any = None

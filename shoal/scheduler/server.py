@@ -89,6 +89,7 @@ class Scheduler:
             "run_on_scheduler": self._run_on_scheduler,
             "broadcast": self._broadcast,
             "story": self._story,
+            "task_spec": self._task_spec,
         }
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
@@ -316,6 +317,25 @@ class Scheduler:
 
     async def _story(self, peer: Peer, keys: Any = ()) -> list:
         return [list(e) for e in self.state.story(*keys)]
+
+    async def _task_spec(self, peer: Peer, key: Any, blame: bool = False) -> dict:
+        """A task's opaque spec and its dependencies (those still known), for replaying it
+        locally; with `blame`, the task whose failure `key` inherits."""
+        ts = self.state.tasks.get(key)
+        if ts is None:
+            raise KeyError(f"task {key!r} is not known to the scheduler (released or never submitted)")
+        if blame and ts.exception_blame is not None:
+            ts = ts.exception_blame
+        if ts.spec is None:
+            raise ValueError(f"{ts.key!r} is data placed by a client: there is no task to run")
+        known = self.state.tasks
+        return {
+            "key": ts.key,
+            "func": ts.func,
+            "spec": ts.spec,
+            "deps": [d.key for d in ts.dependencies],
+            "missing": [d.key for d in ts.dependencies if known.get(d.key) is not d],
+        }
 
     async def _run_on_scheduler(self, peer: Peer, function: Pickled, args: Pickled, wait: bool = True) -> Pickled:
         func = loads(function)

@@ -31,6 +31,7 @@ from shoal._context import task_state
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.exceptions import Reschedule
+from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
@@ -350,23 +351,7 @@ class Worker:
         _thread_state.run_id = inst.run_id
         start = time.time()
         try:
-            if inst.func is not None:
-                func = self._functions.load(inst.func)
-                spec = loads(inst.spec, ref=func)
-                if type(spec) is not tuple:  # a dask graph node whose function is shared
-                    result = spec(inst.deps)
-                elif inst.deps:  # submit: references to other results at any depth
-                    from dask._task_spec import Task, parse_input
-
-                    args, kwargs = spec
-                    task = Task(inst.key, func, *parse_input(args), **{k: parse_input(v) for k, v in kwargs.items()})
-                    result = task(inst.deps)
-                else:
-                    args, kwargs = spec
-                    result = func(*args, **kwargs)
-            else:
-                node = loads(inst.spec)
-                result = node(inst.deps)
+            result = run_task(inst.key, inst.func, inst.spec, inst.deps, self._functions.load)
             if inspect.isawaitable(result):
                 result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()  # type: ignore[arg-type]
             stop = time.time()

@@ -1,0 +1,1 @@
+"""Pure task-spec handling shared by whoever runs tasks (workers, local replays)."""
