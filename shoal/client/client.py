@@ -1096,6 +1096,46 @@ class Client:
 
         return self.sync(call)
 
+    # ------------------------------------------------------------------ published datasets
+
+    def publish_dataset(self, *args: Any, name: Any = None, override: bool = False, **kwargs: Any) -> Any:
+        """Publish named objects on the scheduler for other clients: ``(obj, name="x")``
+        (several positional objects: a tuple), ``({"x": obj})`` or ``(x=obj)``. Futures
+        inside stay alive until unpublished; an existing name raises `KeyError` unless
+        `override`. Collections are stored as given (persist them first)."""
+        from shoal import datasets
+
+        return self.sync(datasets.publish, self, args, name, override, kwargs)
+
+    def unpublish_dataset(self, name: Any, **kwargs: Any) -> Any:
+        """Remove a published dataset (or a list of them); unknown names are ignored."""
+        from shoal import datasets
+
+        return self.sync(datasets.unpublish, self, name)
+
+    def list_datasets(self, **kwargs: Any) -> Any:
+        """The names of the published datasets, sorted by `str`."""
+        from shoal import datasets
+
+        return self.sync(datasets.list_names, self)
+
+    def get_dataset(self, name: Any, default: Any = no_default, **kwargs: Any) -> Any:
+        """The published object `name` (a list of names: a list of objects), its futures
+        bound to this client; `default` if missing, else `KeyError`."""
+        from shoal import datasets
+
+        return self.sync(datasets.get, self, name, default)
+
+    @property
+    def datasets(self) -> Any:
+        """The published datasets as a `MutableMapping` (see `shoal.datasets.Datasets`)."""
+        from shoal.datasets import Datasets
+
+        mapping = self.__dict__.get("_datasets")
+        if mapping is None:
+            mapping = self.__dict__["_datasets"] = Datasets(self)
+        return mapping
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

@@ -23,6 +23,7 @@ from typing import Any
 from shoal import config
 from shoal.comm import listen
 from shoal.comm.addressing import parse_address
+from shoal.datasets import register as register_datasets
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
@@ -94,6 +95,7 @@ class Scheduler:
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
         self.sync = register_sync(self)
+        self.datasets = register_datasets(self)
 
     # ------------------------------------------------------------------ lifecycle
 

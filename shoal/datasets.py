@@ -1,0 +1,258 @@
+"""Published datasets: named objects shared between clients through the scheduler.
+
+Client side: `publish_dataset`, `unpublish_dataset`, `list_datasets`, `get_dataset` (the
+async cores below, wrapped by `Client`) and the `Datasets` mapping (`client.datasets`).
+
+Scheduler side (`register(scheduler)`): the ``publish_*`` request handlers. The
+scheduler keeps each dataset as an opaque `Pickled` (never unpickled there) plus the
+keys of the futures it references; the pseudo-client ``published-<name>`` wants those
+keys, so their results outlive the publishing client. Unpublishing, or overriding with
+`override=True`, drops that want (the keys are then released unless someone else holds
+them).
+
+Futures pickle to their key alone and come back unbound; `get_dataset` binds every
+future it finds in the object (containers and dask collections, see `futures_of`) to
+the calling client, which the scheduler made want those keys before it replied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from dask.typing import no_default
+
+from shoal.protocol import messages as m
+from shoal.protocol.serialize import Pickled, dumps, loads
+from shoal.scheduler.events import ClientMsg, RemoveClient
+from shoal.sync.state import normalize_name
+
+__all__ = ["Datasets", "DatasetServer", "register"]
+
+
+def _pseudo(name: Any) -> str:
+    return f"published-{name}"
+
+
+# ====================================================================== scheduler side
+
+
+class DatasetServer:
+    """The scheduler's table of published datasets: name -> (Pickled, keys)."""
+
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+        self.datasets: dict[Any, tuple[Pickled, tuple]] = {}
+
+    def _sid(self) -> str:
+        return f"publish-{next(self.scheduler._sid)}"
+
+    def _desire(self, client_id: str, keys: Any) -> None:
+        if keys:
+            self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.DesireKeys(tuple(keys), client_id))])
+
+    def _release(self, client_id: str, keys: Any) -> None:
+        if keys:
+            self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.ReleaseKeys(tuple(keys)))])
+
+    async def publish_put(self, peer: Any, items: Any, override: bool = False) -> Any:
+        """Store every ``[name, data, keys]`` of `items`, all or nothing. Returns the
+        first name that already exists (nothing stored) when not `override`, else None."""
+        entries = [(normalize_name(name), data, tuple(normalize_name(k) for k in keys)) for name, data, keys in items]
+        if not override:
+            for name, _, _ in entries:
+                if name in self.datasets:
+                    return {"exists": name}
+        for name, data, keys in entries:
+            pseudo = _pseudo(name)
+            # want the new keys before dropping the old ones: keys shared by the old and
+            # the new value must never be released in between
+            self._desire(pseudo, keys)
+            old = self.datasets.get(name)
+            self.datasets[name] = (data, keys)
+            if old is not None:
+                self._release(pseudo, [k for k in old[1] if k not in set(keys)])
+        return None
+
+    async def publish_get(self, peer: Any, names: Any, strict: bool = True) -> list:
+        """For each name, ``{"data": Pickled, "keys": [...]}`` or None. The calling
+        client wants the keys before the reply leaves, so they cannot vanish meanwhile;
+        with `strict`, a missing name makes it want nothing (the client will raise)."""
+        entries = [self.datasets.get(normalize_name(name)) for name in names]
+        deliver = not (strict and any(e is None for e in entries))
+        alive = peer.role == "client" and self.scheduler.clients.get(peer.ident) is peer
+        out: list = []
+        for entry in entries:
+            if entry is None:
+                out.append(None)
+                continue
+            data, keys = entry
+            if deliver and alive:
+                self._desire(peer.ident, keys)
+            out.append({"data": data, "keys": list(keys)} if deliver else {})
+        return out
+
+    async def publish_delete(self, peer: Any, names: Any) -> None:
+        for name in names:
+            name = normalize_name(name)
+            if self.datasets.pop(name, None) is not None:
+                self.scheduler._stimulate([RemoveClient(self._sid(), _pseudo(name))])
+
+    async def publish_list(self, peer: Any) -> list:
+        return sorted(self.datasets, key=str)
+
+
+def register(scheduler: Any) -> DatasetServer:
+    """Attach published datasets to `scheduler` (request handlers ``publish_*``)."""
+    server = DatasetServer(scheduler)
+    for op in ("publish_put", "publish_get", "publish_delete", "publish_list"):
+        scheduler.handlers[op] = getattr(server, op)
+    return server
+
+
+# ====================================================================== client side
+
+
+def _items(args: tuple, name: Any, kwargs: dict) -> list[tuple[Any, Any]]:
+    """The ``(name, object)`` pairs of the three `publish_dataset` call forms."""
+    items: list[tuple[Any, Any]] = []
+    if name is not None:
+        if not args:
+            raise ValueError("publish_dataset(..., name=...) needs the object to publish, e.g. publish_dataset(df, name='x')")
+        items.append((name, args[0] if len(args) == 1 else args))
+    elif args:
+        if len(args) != 1 or not isinstance(args[0], dict):
+            raise ValueError(
+                "publish_dataset without name= expects one dict of {name: object} or keyword "
+                "arguments, e.g. publish_dataset({'x': df}) or publish_dataset(x=df)"
+            )
+        items.extend(args[0].items())
+    items.extend(kwargs.items())
+    if not items:
+        raise ValueError("publish_dataset: nothing to publish")
+    return items
+
+
+async def publish(client: Any, args: tuple, name: Any, override: bool, kwargs: dict) -> None:
+    from shoal.client.helpers import futures_of
+
+    items = _items(args, name, kwargs)
+    payload = []
+    for n, obj in items:
+        keys = list(dict.fromkeys(f.key for f in futures_of(obj)))
+        payload.append([n, dumps(obj), keys])
+    if client.scheduler_comm is None:
+        raise RuntimeError(f"{client} is not connected to a scheduler")
+    client._flush()  # submits/persists queued before this call reach the scheduler first
+    reply = await client.scheduler_comm.request("publish_put", items=payload, override=bool(override))
+    if reply:
+        raise KeyError(f"Dataset {normalize_name(reply['exists'])} already exists")
+
+
+def _name_list(name: Any) -> tuple[list, bool]:
+    if isinstance(name, list):
+        return list(name), True
+    return [name], False
+
+
+async def unpublish(client: Any, name: Any) -> None:
+    names, _ = _name_list(name)
+    if client.scheduler_comm is None:
+        raise RuntimeError(f"{client} is not connected to a scheduler")
+    await client.scheduler_comm.request("publish_delete", names=names)
+
+
+async def list_names(client: Any) -> tuple:
+    if client.scheduler_comm is None:
+        raise RuntimeError(f"{client} is not connected to a scheduler")
+    return tuple(normalize_name(n) for n in await client.scheduler_comm.request("publish_list"))
+
+
+async def get(client: Any, name: Any, default: Any = no_default) -> Any:
+    from shoal.client.helpers import futures_of
+
+    names, many = _name_list(name)
+    if client.scheduler_comm is None:
+        raise RuntimeError(f"{client} is not connected to a scheduler")
+    replies = await client.scheduler_comm.request("publish_get", names=names, strict=default is no_default)
+    if default is no_default:
+        for n, reply in zip(names, replies):
+            if reply is None:
+                raise KeyError(f"Dataset '{n}' not found")
+    out = []
+    wanted: list = []
+    for reply in replies:
+        if reply is None:
+            out.append(default)
+            continue
+        obj = loads(reply["data"])
+        for fut in futures_of(obj):
+            if fut.client is None:
+                fut.bind_client(client)
+        out.append(obj)
+        wanted.extend(normalize_name(k) for k in reply["keys"])
+    if wanted:
+        # the scheduler made this client want the keys before replying (its status
+        # messages arrived before any future existed here): ask again for the status
+        client._send(m.DesireKeys(tuple(dict.fromkeys(wanted)), client.id))
+    return out if many else out[0]
+
+
+class Datasets(MutableMapping):
+    """``client.datasets``: the published datasets as a mapping.
+
+    ``datasets[name]`` is `get_dataset` (an awaitable with an asynchronous client);
+    assignment, deletion, `len` and iteration block, so with an asynchronous client they
+    raise `TypeError` (use the client methods, and ``async for`` to iterate).
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def _refuse_async(self, what: str, instead: str) -> None:
+        if self._client.asynchronous:
+            raise TypeError(f"{what} is not available with an asynchronous client; use {instead} instead")
+
+    def __getitem__(self, name: Any) -> Any:
+        return self._client.get_dataset(name)
+
+    def __setitem__(self, name: Any, value: Any) -> None:
+        self._refuse_async("'client.datasets[name] = value'", "'await client.publish_dataset(value, name=name)'")
+        self._client.publish_dataset(value, name=name)
+
+    def __delitem__(self, name: Any) -> None:
+        self._refuse_async("'del client.datasets[name]'", "'await client.unpublish_dataset(name)'")
+        names = self._client.list_datasets()
+        if normalize_name(name) not in names:
+            raise KeyError(name)
+        self._client.unpublish_dataset(name)
+
+    def __contains__(self, name: Any) -> bool:
+        self._refuse_async("'name in client.datasets'", "'name in await client.list_datasets()'")
+        try:
+            return normalize_name(name) in self._client.list_datasets()
+        except TypeError:
+            return False
+
+    def __iter__(self):
+        self._refuse_async("iterating over client.datasets", "'async for name in client.datasets'")
+        return iter(self._client.list_datasets())
+
+    def __aiter__(self):
+        if not self._client.asynchronous:
+            raise TypeError("'async for' over client.datasets needs an asynchronous client; use 'for' instead")
+
+        async def names():
+            for n in await self._client.list_datasets():
+                yield n
+
+        return names()
+
+    def __len__(self) -> int:
+        self._refuse_async("'len(client.datasets)'", "'len(await client.list_datasets())'")
+        return len(self._client.list_datasets())
+
+    def __repr__(self) -> str:
+        return f"<Datasets of {self._client!r}>"
