@@ -25,6 +25,17 @@ logger = logging.getLogger("shoal.rpc")
 Handler = Callable[..., Awaitable[Any]]
 
 
+#: request id of one-way calls (`Peer.notify`): their replies resolve nothing
+NOTIFY_ID = 0
+
+
+def _describe_error(value: Any) -> str:
+    try:
+        return repr(loads(value)) if isinstance(value, Pickled) else str(value)
+    except Exception:
+        return "<an error that cannot be loaded here>"
+
+
 class RemoteError(Exception):
     """A remote handler failed with an exception that could not be rebuilt here."""
 
@@ -97,6 +108,10 @@ class Peer:
             if type(msg) is Request:
                 self._spawn(self._answer(msg))
             elif type(msg) is Reply:
+                if msg.id == NOTIFY_ID:
+                    if not msg.ok:
+                        logger.warning("a one-way call to %s failed: %s", self.address, _describe_error(msg.value))
+                    continue
                 fut = self._pending.pop(msg.id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
@@ -137,6 +152,11 @@ class Peer:
                 self.send(reply)
             except CommClosedError:
                 pass
+
+    def notify(self, name: str, /, **kwargs: Any) -> None:
+        """Call `name` on the other side without waiting for its answer (a failure is
+        logged when its reply arrives). Calls on one connection run in the order sent."""
+        self.send(Request(NOTIFY_ID, name, kwargs))
 
     async def request_raw(self, name: str, /, **kwargs: Any) -> Reply:
         """Call `name` on the other side; return the `Reply` without interpreting it."""

@@ -190,7 +190,12 @@ class Semaphore(_Primitive):
         if not self._leases:
             raise RuntimeError(f"Released too often: {self!r} holds no lease")
         lease_id = self._leases.popleft()
-        await self._request("semaphore_release", lease_id=lease_id)
+        client = self.client
+        if client.scheduler_comm is None:
+            raise RuntimeError(f"{client} is not connected to a scheduler")
+        # One way: this connection is ordered, so a later acquire cannot overtake the
+        # release, and the lease cannot be unknown there while the connection lives.
+        client.scheduler_comm.notify("sync_semaphore_release", name=self.name, lease_id=lease_id)
         return True
 
     def get_value(self) -> Any:

@@ -75,3 +75,12 @@ def test_gather_other_clients_future(cluster):
         with pytest.raises(ValueError, match="Cannot gather Futures created by another client"):
             b.gather([fa])
         assert a.gather([fa]) == [2]
+
+
+def test_failed_one_way_call_is_logged_not_lost(client, caplog, poll):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="shoal.rpc"):
+        client._call_in_loop(client.scheduler_comm.notify, "no-such-operation")
+        poll(lambda: "one-way call" in caplog.text and "no-such-operation" in caplog.text)
+    assert client.submit(sum, [1, 2]).result() == 3  # the connection is fine
