@@ -5,6 +5,7 @@ so that integration and system tests can both send them to workers."""
 from __future__ import annotations
 
 import os
+import pathlib
 
 from shoal import Reschedule, get_client, get_worker, rejoin, secede, worker_client
 
@@ -48,3 +49,14 @@ def compute_inside():
     get_client()  # the task's client becomes dask's scheduler in a worker process
     parts = [dask.delayed(double)(i) for i in range(20)]
     return dask.delayed(sum)(parts).compute()
+
+
+def flaky(path, fails):
+    """Fail the first ``fails`` calls (counted in the file at ``path``), then return the
+    number of earlier calls."""
+    p = pathlib.Path(path)
+    n = int(p.read_text()) if p.exists() else 0
+    p.write_text(str(n + 1))
+    if n < fails:
+        raise ValueError(f"attempt {n}")
+    return n

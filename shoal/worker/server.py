@@ -26,6 +26,8 @@ import traceback as tb_module
 import uuid
 from typing import Any
 
+from dask.sizeof import sizeof
+
 from shoal import config
 from shoal._context import task_state
 from shoal.comm import connect, listen
@@ -355,8 +357,6 @@ class Worker:
             if inspect.isawaitable(result):
                 result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()  # type: ignore[arg-type]
             stop = time.time()
-            from dask.sizeof import sizeof
-
             nbytes = sizeof(result)
             inline = None
             if inst.inline and nbytes <= self.inline_limit:
@@ -413,8 +413,6 @@ class Worker:
         return {"data": out, "nbytes": sizes}
 
     async def _update_data(self, peer: Peer, data: dict) -> dict:
-        from dask.sizeof import sizeof
-
         values = {k: loads(v) for k, v in data.items()}
         nbytes = {k: sizeof(v) for k, v in values.items()}
         self._handle([UpdateDataEvent(f"update-data-{next(self._sid)}", values, nbytes)])

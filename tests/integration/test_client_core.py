@@ -18,6 +18,7 @@ import traceback
 import uuid
 
 import pytest
+from task_functions import flaky
 
 from shoal import (
     CancelledError,
@@ -68,17 +69,6 @@ def gated(x, gate):
     if not GATES[gate].wait(10):
         raise RuntimeError(f"gate {gate} never opened")
     return x
-
-
-def flaky(path, fails):
-    """Fail the first ``fails`` calls (counted in the file at ``path``), then return the
-    number of earlier calls."""
-    p = pathlib.Path(path)
-    n = int(p.read_text()) if p.exists() else 0
-    p.write_text(str(n + 1))
-    if n < fails:
-        raise ValueError(f"attempt {n}")
-    return n
 
 
 def write_file(path, text):

@@ -6,7 +6,6 @@ futures inside graphs; annotations; malformed graphs."""
 from __future__ import annotations
 
 import operator
-import pathlib
 import threading
 
 import dask
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dask._task_spec import Alias, DataNode, List, Task, TaskRef
+from task_functions import flaky
 
 from shoal import Client, Future, LocalCluster, TimeoutError, futures_of, get_worker, wait
 
@@ -36,17 +36,6 @@ def double_block(b):
 def worker_address(*_):
     """Address of the worker running this task (raises outside a worker)."""
     return get_worker().address
-
-
-def flaky(path, fails):
-    """Fail the first ``fails`` calls (counted in the file at ``path``), then return the
-    number of earlier calls."""
-    p = pathlib.Path(path)
-    n = int(p.read_text()) if p.exists() else 0
-    p.write_text(str(n + 1))
-    if n < fails:
-        raise ValueError(f"attempt {n}")
-    return n
 
 
 def holders(client, collection) -> set[str]:

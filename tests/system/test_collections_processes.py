@@ -4,7 +4,6 @@ with dask's synchronous scheduler."""
 from __future__ import annotations
 
 import os
-import pathlib
 
 import dask
 import dask.array as da
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dask._task_spec import Alias, DataNode, Task, TaskRef
+from task_functions import flaky
 
 from shoal import Future, futures_of, wait
 
@@ -30,15 +30,6 @@ def add(x, y):
 
 def pid(*_):
     return os.getpid()
-
-
-def flaky(path, fails):
-    p = pathlib.Path(path)
-    n = int(p.read_text()) if p.exists() else 0
-    p.write_text(str(n + 1))
-    if n < fails:
-        raise ValueError(f"attempt {n}")
-    return n
 
 
 def test_arrays(client):
