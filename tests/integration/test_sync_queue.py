@@ -120,12 +120,12 @@ def test_queue_future_outlives_producer_reference(client, poll):
     del f
     poll(lambda: "q-future-kept" not in client.futures)
     assert client.who_has().get("q-future-kept")  # the queue holds it
-    g = q.get()
-    assert isinstance(g, Future)
-    assert g.client is client
-    assert g.status == "finished" or poll(lambda: g.status == "finished")
-    assert g.result() == 2
-    del g
+    got = q.get()
+    assert isinstance(got, Future)
+    assert got.client is client
+    poll(lambda: got.status == "finished")
+    assert got.result() == 2
+    got.release()
     poll(lambda: not client.who_has().get("q-future-kept"))
 
 

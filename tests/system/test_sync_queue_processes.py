@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
+
+from task_functions import consume_futures, inc, multilocked_increments, produce_futures
 
 from shoal import Client, Future, MultiLock, Queue
 
 pytestmark = pytest.mark.system
-
-
-def inc(x):
-    return x + 1
-
-
-def produce_futures(name, n):
-    from shoal import get_client
-
-    c = get_client()
-    q = Queue(name, maxsize=2)
-    for i in range(n):
-        q.put(c.submit(inc, i, pure=False))
-    return os.getpid()
-
-
-def consume_futures(name, n):
-    q = Queue(name)
-    return sum(q.get(timeout=30).result() for _ in range(n)), os.getpid()
-
-
-def multilocked_increments(path, names, n):
-    for _ in range(n):
-        with MultiLock(names):
-            with open(path) as f:
-                value = int(f.read())
-            time.sleep(0.001)  # widen the race window
-            with open(path, "w") as f:
-                f.write(str(value + 1))
-    return os.getpid()
 
 
 def test_queue_futures_between_task_processes(client):
