@@ -22,7 +22,7 @@ from shoal.exceptions import (
 )
 from shoal.scheduler.server import Scheduler
 from shoal.security import Security
-from shoal.sync import Event, Lock, Semaphore, Variable
+from shoal.sync import Event, Lock, MultiLock, Queue, Semaphore, Variable
 from shoal.worker.server import Worker, get_worker
 from shoal.worker_client import get_client, rejoin, secede, worker_client
 
@@ -39,6 +39,8 @@ __all__ = [
     "KilledWorker",
     "LocalCluster",
     "Lock",
+    "MultiLock",
+    "Queue",
     "Reschedule",
     "Scheduler",
     "Security",

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 
-from shoal import Reschedule, get_client, get_worker, rejoin, secede, worker_client
+from shoal import MultiLock, Queue, Reschedule, get_client, get_worker, rejoin, secede, worker_client
 
 
 def fib(n):
@@ -60,3 +61,35 @@ def flaky(path, fails):
     if n < fails:
         raise ValueError(f"attempt {n}")
     return n
+
+
+# --- coordination primitives (Queue, MultiLock) on worker processes
+
+def inc(x):
+    return x + 1
+
+
+def produce_futures(name, n):
+    from shoal import get_client
+
+    c = get_client()
+    q = Queue(name, maxsize=2)
+    for i in range(n):
+        q.put(c.submit(inc, i, pure=False))
+    return os.getpid()
+
+
+def consume_futures(name, n):
+    q = Queue(name)
+    return sum(q.get(timeout=30).result() for _ in range(n)), os.getpid()
+
+
+def multilocked_increments(path, names, n):
+    for _ in range(n):
+        with MultiLock(names):
+            with open(path) as f:
+                value = int(f.read())
+            time.sleep(0.001)  # widen the race window
+            with open(path, "w") as f:
+                f.write(str(value + 1))
+    return os.getpid()

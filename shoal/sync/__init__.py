@@ -1,4 +1,5 @@
-"""Cluster-wide coordination primitives: `Variable`, `Event`, `Semaphore`, `Lock`.
+"""Cluster-wide coordination primitives: `Variable`, `Event`, `Semaphore`, `Lock`,
+`Queue`, `MultiLock`.
 
 All state lives on the scheduler (`shoal.sync.server`); these objects are thin proxies
 holding only a name. They work from the client process and inside tasks (a missing
@@ -6,9 +7,9 @@ client binds lazily to `get_client()`), in blocking mode (methods return values)
 asynchronous mode (methods return awaitables). Pickling keeps only the name (and
 `max_leases`), so a primitive can be passed to tasks.
 
-Semaphore leases belong to the client connection that acquired them: when that client
-disconnects (for instance because the worker process running the task died), the
-scheduler frees its leases.
+Semaphore leases and multi-locks belong to the client connection that acquired them: when
+that client disconnects (for instance because the worker process running the task died),
+the scheduler frees them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from shoal.protocol.serialize import dumps, loads
 from shoal.sync.state import normalize_name
 from shoal.utils import parse_timeout
 
-__all__ = ["Event", "Lock", "Semaphore", "Variable"]
+__all__ = ["Event", "Lock", "MultiLock", "Queue", "Semaphore", "Variable"]
 
 
 class _Primitive:
@@ -250,3 +251,163 @@ class Lock(Semaphore):
 
     def __repr__(self) -> str:
         return f"<Lock: {self.name}>"
+
+
+# ---------------------------------------------------------------------- Queue
+
+
+def _unpack_item(client: Any, reply: dict) -> Any:
+    """A queue item as the scheduler sent it: data is unpickled here, a future's key
+    becomes a `Future` bound to `client` (which the scheduler already made want it)."""
+    from shoal.client.futures import Future
+
+    if reply["kind"] == "future":
+        key = normalize_name(reply["key"])
+        future = Future(key, client)
+        # ask again now that the future exists, so its status (finished / erred) comes back
+        client._send(m.DesireKeys((key,), client.id))
+        return future
+    return loads(reply["value"])
+
+
+class Queue(_Primitive):
+    """A cluster-wide FIFO queue held by the scheduler (``maxsize=0``: unbounded).
+
+    Items are any picklable objects (pickled here, opaque to the scheduler) or `Future`s:
+    then only the key travels, and the scheduler keeps the result alive while it is queued
+    (even after the producer dropped its future); `get` returns a new `Future` bound to the
+    getting client. The first use of a name on the scheduler decides its `maxsize`.
+    """
+
+    _kind = "queue"
+
+    def __init__(self, name: Any = None, client: Any = None, maxsize: int = 0):
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
+            raise ValueError(f"maxsize must be a non-negative integer, got {maxsize!r}")
+        super().__init__(name, client)
+        self.maxsize = maxsize
+
+    def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        """Append `value`, waiting while the queue is full (`TimeoutError` after `timeout`)."""
+        return self._call(self._put, value, parse_timeout(timeout))
+
+    async def _put(self, value: Any, timeout: float | None) -> None:
+        from shoal.client.futures import Future
+
+        if isinstance(value, Future):
+            client = self.client
+            client._flush()  # the future's submit must reach the scheduler first
+            if value.client is not None and value.client is not client:
+                value.client._flush()
+            await self._request("queue_put", maxsize=self.maxsize, key=value.key, timeout=timeout)
+        else:
+            await self._request("queue_put", maxsize=self.maxsize, value=dumps(value), timeout=timeout)
+
+    def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
+        """The oldest item, waiting for one (`TimeoutError` after `timeout`).
+
+        ``batch=True``: a list of everything queued now (possibly empty, never waits);
+        ``batch=n``: a list of exactly `n` items, waiting until there are `n`."""
+        if not isinstance(batch, bool) and (not isinstance(batch, int) or batch < 0):
+            raise ValueError(f"batch must be a bool or a non-negative integer, got {batch!r}")
+        return self._call(self._get, parse_timeout(timeout), batch)
+
+    async def _get(self, timeout: float | None, batch: bool | int) -> Any:
+        reply = await self._request("queue_get", maxsize=self.maxsize, timeout=timeout, batch=batch)
+        client = self.client
+        replies = [reply] if batch is False else reply
+        items = [_unpack_item(client, r) for r in replies]
+        keys = [normalize_name(r["key"]) for r in replies if r["kind"] == "future"]
+        if keys:
+            # our futures' desire-keys go out first (same connection, in order); then the
+            # queue may let go of the keys
+            client._flush()
+            await self._request("queue_ack", keys=keys)
+        return items[0] if batch is False else items
+
+    def qsize(self, **kwargs: Any) -> Any:
+        """Number of items queued now."""
+        return self._call(self._request, "queue_qsize")
+
+    def __reduce__(self):
+        return Queue, (self.name, None, self.maxsize)
+
+    def __repr__(self) -> str:
+        return f"<Queue: {self.name} maxsize={self.maxsize}>"
+
+
+# ---------------------------------------------------------------------- MultiLock
+
+
+class MultiLock(_Primitive):
+    """Several named locks taken together: `acquire` gets all of them atomically or none.
+
+    The scheduler grants a request only when every one of its locks is free, in arrival
+    order per lock, so MultiLocks over overlapping names (in any order) never deadlock.
+    The locks belong to the client connection that acquired them and are freed if it goes
+    away. The names form their own namespace (separate from `Lock`'s).
+    """
+
+    _kind = "multilock"
+
+    def __init__(self, names: Any = None, client: Any = None):
+        super().__init__(None, client)
+        self.names = list(names) if names is not None else []
+        self.id = uuid.uuid4().hex
+        self._request_id: str | None = None
+
+    def acquire(self, blocking: bool = True, timeout: Any = None) -> Any:
+        """Take all the locks; True, or False if `timeout` passed first (then none is held).
+        ``blocking=False`` tries once."""
+        if not blocking:
+            if timeout is not None:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            timeout = 0
+        return self._call(self._acquire, parse_timeout(timeout))
+
+    async def _acquire(self, timeout: float | None) -> bool:
+        if self._request_id is not None:
+            raise RuntimeError(f"{self!r} is already acquired: release it first")
+        request_id = f"{self.id}-{uuid.uuid4().hex}"
+        ok = await self._request("multilock_acquire", names=self.names, request_id=request_id, timeout=timeout)
+        if ok:
+            self._request_id = request_id
+        return bool(ok)
+
+    def release(self) -> Any:
+        """Free all the locks (`ValueError` if this instance does not hold them)."""
+        return self._call(self._release)
+
+    async def _release(self) -> None:
+        if self._request_id is None:
+            raise ValueError("Lock is not yet acquired")
+        request_id, self._request_id = self._request_id, None
+        await self._request("multilock_release", request_id=request_id)
+
+    def locked(self) -> Any:
+        """Whether this instance holds its locks (a local answer, as in distributed; unlike
+        distributed it stays False after a failed `acquire`)."""
+        return self._call(self._locked)
+
+    async def _locked(self) -> bool:
+        return self._request_id is not None
+
+    def __enter__(self) -> MultiLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    async def __aenter__(self) -> MultiLock:
+        await _maybe_await(self.acquire())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await _maybe_await(self.release())
+
+    def __reduce__(self):
+        return MultiLock, (self.names,)
+
+    def __repr__(self) -> str:
+        return f"<MultiLock: {self.names}>"

@@ -1,9 +1,10 @@
 """The scheduler side of the coordination primitives: request handlers around `SyncState`.
 
 `register(scheduler)` adds the `sync_*` request handlers and a hook that frees the
-semaphore leases of a client that disconnects. Decisions live in the pure `SyncState`;
-this shell only waits (per-name wake-ups with deadlines) and keeps futures stored in
-variables alive through the pseudo-client ``variable-<name>``.
+semaphore leases and multi-locks of a client that disconnects. Decisions live in the pure
+`SyncState`; this shell only waits (per-name wake-ups with deadlines) and keeps futures
+stored in variables and queues alive through the pseudo-clients ``variable-<name>`` and
+``queue-<name>``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ class SyncServer:
     def on_client_removed(self, client_id: str) -> None:
         for name in self.state.remove_holder(client_id):
             self.waiters.notify(("semaphore", name))
+        removed, granted = self.state.multilock_remove_holder(client_id)
+        self._notify_multilocks(removed + granted)
+
+    def _notify_multilocks(self, request_ids: list[str]) -> None:
+        for rid in request_ids:
+            self.waiters.notify(("multilock", rid))
+
+    def _known_key(self, key: Any) -> Any:
+        key = normalize_name(key)
+        if self.scheduler.state.tasks.get(key) is None:
+            raise TimeoutError(f"Task {key!r} unknown to scheduler.")
+        return key
 
     # ------------------------------------------------------------------ variables
 
@@ -186,6 +199,123 @@ class SyncServer:
     async def semaphore_locked(self, peer: Any, name: Any) -> bool:
         return self.state.semaphore_locked(normalize_name(name))
 
+    # ------------------------------------------------------------------ queues
+
+    async def queue_put(
+        self,
+        peer: Any,
+        name: Any,
+        maxsize: int = 0,
+        value: Any = None,
+        key: Any = None,
+        timeout: float | None = None,
+    ) -> None:
+        name = normalize_name(name)
+        self.state.queue_register(name, maxsize)  # ValueError on a bad maxsize
+        deadline = _deadline(timeout)
+        if key is not None:
+            key = self._known_key(key)
+        while True:
+            if key is not None:
+                key = self._known_key(key)  # still known after waiting for room?
+            if self.state.queue_put(name, maxsize, "future" if key is not None else "data", key if key is not None else value):
+                break
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"Queue {name!r} stayed full for {timeout} s")
+            await self.waiters.wait(("queue-put", name), remaining)
+        if key is not None:
+            # synchronous with the put: no stimulus in between can forget the key
+            self._desire(f"queue-{name}", key)
+        self.waiters.notify(("queue-get", name))
+
+    async def queue_get(
+        self, peer: Any, name: Any, maxsize: int = 0, timeout: float | None = None, batch: Any = False
+    ) -> Any:
+        name = normalize_name(name)
+        if batch is True:
+            n = None  # everything queued now, without waiting
+        elif batch is False:
+            n = 1
+        else:
+            if not isinstance(batch, int) or batch < 0:
+                raise ValueError(f"batch must be a bool or a non-negative integer, got {batch!r}")
+            n = batch
+        deadline = _deadline(timeout)
+        while True:
+            if not self._alive(peer):
+                # nobody would receive the items: leave them queued
+                raise RuntimeError(f"Queue {name!r}: the getting connection went away")
+            taken = self.state.queue_get(name, maxsize, n)
+            if taken is not None:
+                break
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"Queue {name!r}: no {'items' if n != 1 else 'item'} to get within {timeout} s")
+            await self.waiters.wait(("queue-get", name), remaining)
+        items, released = taken
+        getter = peer.ident if peer.role == "client" and self._alive(peer) else None
+        replies = []
+        for item in items:
+            if item.kind == "future":
+                # the getter wants the key before the queue lets go of it (and before the
+                # reply leaves), so the result is never forgotten in between
+                if getter is not None:
+                    self._desire(getter, item.value)
+                replies.append({"kind": "future", "key": item.value})
+            else:
+                replies.append({"kind": "data", "value": item.value})
+        # the queue keeps holding the released keys until the getter confirms (`queue_ack`)
+        # that its own futures exist: a `ReleaseKeys` the getting client sent for an older
+        # future of the same key may still be on its way, and would otherwise drop the last
+        # reference before the new future's `desire-keys` arrives
+        if items:
+            self.waiters.notify(("queue-put", name))
+        return replies if batch is not False else replies[0]
+
+    async def queue_ack(self, peer: Any, name: Any, keys: Any = ()) -> None:
+        """The getter's futures for `keys` exist (its `desire-keys` came before this request
+        on the same connection): stop holding the keys the queue no longer contains."""
+        name = normalize_name(name)
+        q = self.state.queues.get(name)
+        for key in keys:
+            key = normalize_name(key)
+            if q is None or key not in q.keys:
+                self._release(f"queue-{name}", key)
+
+    async def queue_qsize(self, peer: Any, name: Any) -> int:
+        return self.state.queue_size(normalize_name(name))
+
+    # ------------------------------------------------------------------ multi-locks
+
+    async def multilock_acquire(
+        self, peer: Any, name: Any, names: Any, request_id: str, timeout: float | None = None
+    ) -> bool:
+        if not self._alive(peer):
+            return False  # the holder is gone: never grant it locks
+        holder = self._holder(peer)
+        self._notify_multilocks(self.state.multilock_acquire(request_id, names, holder))
+        deadline = _deadline(timeout)
+        while True:
+            granted = self.state.multilock_granted(request_id)
+            if granted is None:
+                return False  # withdrawn because the holder went away
+            if granted:
+                return True
+            remaining = _remaining(deadline)
+            if (remaining is not None and remaining <= 0) or not self._alive(peer):
+                # give up: withdraw the request so it blocks nobody (FIFO) and wake whoever
+                # that unblocks
+                self._notify_multilocks(self.state.multilock_withdraw(request_id))
+                return False
+            await self.waiters.wait(("multilock", request_id), remaining)
+
+    async def multilock_release(self, peer: Any, name: Any, request_id: str) -> None:
+        self._notify_multilocks(self.state.multilock_release(request_id))
+
+    async def multilock_locked(self, peer: Any, name: Any, names: Any) -> bool:
+        return self.state.multilock_locked(names)
+
 
 def register(scheduler: Any) -> SyncServer:
     """Attach the coordination primitives to `scheduler` (handlers named ``sync_*``)."""
@@ -194,6 +324,8 @@ def register(scheduler: Any) -> SyncServer:
         "variable_set", "variable_get", "variable_delete",
         "event_set", "event_clear", "event_is_set", "event_wait",
         "semaphore_acquire", "semaphore_release", "semaphore_value", "semaphore_locked",
+        "queue_put", "queue_get", "queue_ack", "queue_qsize",
+        "multilock_acquire", "multilock_release", "multilock_locked",
     ):  # fmt: skip
         scheduler.handlers[f"sync_{op}"] = getattr(server, op)
     scheduler.on_client_removed.append(server.on_client_removed)

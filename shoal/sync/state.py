@@ -1,4 +1,5 @@
-"""Pure state of the cluster-wide coordination primitives (variables, events, semaphores).
+"""Pure state of the cluster-wide coordination primitives (variables, events, semaphores,
+queues, multi-locks).
 
 No asyncio, no clock: each method changes the state and returns what changed, so the
 scheduler's I/O shell (`shoal.sync.server`) knows whom to wake and which keys to keep
@@ -7,10 +8,11 @@ alive or release. Waiting with timeouts happens in the shell.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SemaphoreState", "SyncState", "VariableValue"]
+__all__ = ["MultiLockRequest", "QueueState", "SemaphoreState", "SyncState", "VariableValue"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -31,6 +33,24 @@ class SemaphoreState:
         return self.max_leases - len(self.leases)
 
 
+@dataclass(slots=True)
+class QueueState:
+    maxsize: int  # 0: unbounded
+    items: deque[VariableValue] = field(default_factory=deque)
+    keys: Counter = field(default_factory=Counter)  # future key -> occurrences in `items`
+
+    @property
+    def full(self) -> bool:
+        return self.maxsize > 0 and len(self.items) >= self.maxsize
+
+
+@dataclass(slots=True)
+class MultiLockRequest:
+    names: tuple[Any, ...]
+    holder: str  # client id of the requesting connection
+    granted: bool = False
+
+
 def normalize_name(name: Any) -> Any:
     """Names may be any hashable dask-key-like value; lists (what msgpack gives back for
     tuples) become tuples."""
@@ -44,6 +64,11 @@ class SyncState:
         self.variables: dict[Any, VariableValue] = {}
         self.events: set[Any] = set()  # names of events whose flag is set
         self.semaphores: dict[Any, SemaphoreState] = {}
+        self.queues: dict[Any, QueueState] = {}
+        # multi-locks: every request (pending and granted) in arrival order, and which
+        # request holds each lock name
+        self.multilock_requests: dict[str, MultiLockRequest] = {}
+        self.multilock_owners: dict[Any, str] = {}
 
     # ------------------------------------------------------------------ variables
 
@@ -133,3 +158,123 @@ class SyncState:
             if mine:
                 freed.append(name)
         return freed
+
+    # ------------------------------------------------------------------ queues
+
+    def queue_register(self, name: Any, maxsize: int) -> QueueState:
+        """The queue called `name`, created with `maxsize` if new (the first registration
+        decides the capacity, as in distributed)."""
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
+            raise ValueError(f"maxsize must be a non-negative integer, got {maxsize!r}")
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = QueueState(maxsize)
+        return q
+
+    def queue_put(self, name: Any, maxsize: int, kind: str, value: Any) -> bool:
+        """Append an item; False (nothing changed) if the queue is full."""
+        if kind not in ("data", "future"):
+            raise ValueError(f"unknown queue item kind {kind!r}")
+        q = self.queue_register(name, maxsize)
+        if q.full:
+            return False
+        q.items.append(VariableValue(kind, value))
+        if kind == "future":
+            q.keys[value] += 1
+        return True
+
+    def queue_get(self, name: Any, maxsize: int, n: int | None) -> tuple[list[VariableValue], list[Any]] | None:
+        """Take `n` items (None: everything queued now, possibly nothing) oldest first.
+
+        Returns ``(items, released)`` where `released` are the future keys the queue no
+        longer holds, or None (nothing taken) if fewer than `n` items are queued."""
+        q = self.queue_register(name, maxsize)
+        if n is None:
+            n = len(q.items)
+        if n < 0:
+            raise ValueError(f"cannot take {n} items")
+        if len(q.items) < n:
+            return None
+        items = [q.items.popleft() for _ in range(n)]
+        released = []
+        for item in items:
+            if item.kind == "future":
+                q.keys[item.value] -= 1
+                if q.keys[item.value] <= 0:
+                    del q.keys[item.value]
+                    released.append(item.value)
+        return items, released
+
+    def queue_size(self, name: Any) -> int:
+        q = self.queues.get(name)
+        return 0 if q is None else len(q.items)
+
+    # ------------------------------------------------------------------ multi-locks
+
+    def multilock_acquire(self, request_id: str, names: Any, holder: str) -> list[str]:
+        """Queue a request for all of `names` (idempotent for a known request id) and
+        grant whatever can be granted; return the ids of the newly granted requests."""
+        if request_id not in self.multilock_requests:
+            unique = tuple(dict.fromkeys(normalize_name(n) for n in names))
+            self.multilock_requests[request_id] = MultiLockRequest(unique, holder)
+        return self._multilock_grant()
+
+    def multilock_granted(self, request_id: str) -> bool | None:
+        """True if granted, False if waiting, None if unknown (withdrawn or never made)."""
+        req = self.multilock_requests.get(request_id)
+        return None if req is None else req.granted
+
+    def multilock_withdraw(self, request_id: str) -> list[str]:
+        """Give up a pending request (timeout); return the newly granted requests."""
+        req = self.multilock_requests.get(request_id)
+        if req is None or req.granted:
+            return []
+        del self.multilock_requests[request_id]
+        return self._multilock_grant()
+
+    def multilock_release(self, request_id: str) -> list[str]:
+        """Free all the locks of a granted request; return the newly granted requests."""
+        req = self.multilock_requests.get(request_id)
+        if req is None or not req.granted:
+            raise ValueError(f"Lock is not yet acquired (request {request_id!r} holds no locks)")
+        del self.multilock_requests[request_id]
+        for name in req.names:
+            if self.multilock_owners.get(name) == request_id:
+                del self.multilock_owners[name]
+        return self._multilock_grant()
+
+    def multilock_remove_holder(self, holder: str) -> tuple[list[str], list[str]]:
+        """Drop every request of `holder` (a client that went away), freeing its locks.
+        Returns ``(removed, granted)``: the dropped request ids (their waiters must give
+        up) and the requests granted as a consequence."""
+        removed = [rid for rid, req in self.multilock_requests.items() if req.holder == holder]
+        for rid in removed:
+            req = self.multilock_requests.pop(rid)
+            if req.granted:
+                for name in req.names:
+                    if self.multilock_owners.get(name) == rid:
+                        del self.multilock_owners[name]
+        return removed, (self._multilock_grant() if removed else [])
+
+    def multilock_locked(self, names: Any) -> bool:
+        """Whether any of `names` is held (by anyone)."""
+        return any(normalize_name(n) in self.multilock_owners for n in names)
+
+    def _multilock_grant(self) -> list[str]:
+        """Grant pending requests in arrival order. A request is granted only when every
+        one of its locks is free and no older pending request wants any of them: all or
+        nothing (no partial holds, hence no deadlock however requests overlap) and FIFO
+        per lock (no starvation of a request for many locks)."""
+        granted = []
+        wanted: set[Any] = set()  # locks claimed by older requests still waiting
+        for rid, req in self.multilock_requests.items():
+            if req.granted:
+                continue
+            if all(n not in self.multilock_owners and n not in wanted for n in req.names):
+                req.granted = True
+                for n in req.names:
+                    self.multilock_owners[n] = rid
+                granted.append(rid)
+            else:
+                wanted.update(req.names)
+        return granted
