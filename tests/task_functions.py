@@ -70,18 +70,20 @@ def inc(x):
 
 
 def produce_futures(name, n):
-    from shoal import get_client
-
-    c = get_client()
-    q = Queue(name, maxsize=2)
-    for i in range(n):
-        q.put(c.submit(inc, i, pure=False))
+    # Both tasks block on the queue while the futures they exchange need a thread to
+    # run: like any task that waits on other tasks, they leave the worker's pool.
+    with worker_client() as c:
+        q = Queue(name, maxsize=2, client=c)
+        for i in range(n):
+            q.put(c.submit(inc, i, pure=False))
     return os.getpid()
 
 
 def consume_futures(name, n):
-    q = Queue(name)
-    return sum(q.get(timeout=30).result() for _ in range(n)), os.getpid()
+    with worker_client() as c:
+        q = Queue(name, client=c)
+        total = sum(q.get(timeout=30).result() for _ in range(n))
+    return total, os.getpid()
 
 
 def multilocked_increments(path, names, n):
