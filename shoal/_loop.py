@@ -60,17 +60,39 @@ def sync(
     callback_timeout: float | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Run `func(*args, **kwargs)` (a coroutine function) on `loop`; block for the result."""
+    """Run `func(*args, **kwargs)` (a coroutine function) on `loop`; block for the result.
+
+    This is the hop every blocking call makes, so it is kept to one thread-safe wake-up
+    of the loop and one lock hand-off back (no `concurrent.futures.Future`)."""
     if in_loop_thread(loop):
         raise RuntimeError("sync() called from thread of running loop")
     if loop.is_closed():
         raise RuntimeError("the event loop is closed")
-    fut = asyncio.run_coroutine_threadsafe(func(*args, **kwargs), loop)
+    done = threading.Lock()
+    done.acquire()
+    box: list[Any] = []  # [task] once started
+
+    def start() -> None:
+        try:
+            task = loop.create_task(func(*args, **kwargs))
+        except BaseException as e:  # func raised before returning a coroutine
+            box.append(e)
+            done.release()
+            return
+        box.append(task)
+        task.add_done_callback(lambda _: done.release())
+
+    loop.call_soon_threadsafe(start)
     try:
-        return fut.result(callback_timeout)
-    except BaseException:
-        fut.cancel()
+        if not done.acquire(timeout=-1 if callback_timeout is None else max(callback_timeout, 0)):
+            raise TimeoutError(f"operation did not finish within {callback_timeout} s")
+    except BaseException:  # timeout or KeyboardInterrupt: stop the work on the loop
+        loop.call_soon_threadsafe(lambda: box and isinstance(box[0], asyncio.Task) and box[0].cancel())
         raise
+    outcome = box[0]
+    if not isinstance(outcome, asyncio.Task):
+        raise outcome
+    return outcome.result()
 
 
 def run_process(main: Callable[[], Any], log_level: str = "WARNING") -> None:
@@ -79,7 +101,11 @@ def run_process(main: Callable[[], Any], log_level: str = "WARNING") -> None:
     import logging
     import sys
 
-    logging.basicConfig(level=log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:

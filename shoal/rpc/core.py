@@ -1,15 +1,17 @@
 """One connection as a `Peer`: typed messages both ways plus request/reply; and a pool.
 
 A `Peer` reads packets from its `Comm`, turns wire tuples into `Message` records, answers
-`Request`s with the matching handler (each call a task the peer owns), resolves the
-futures of its own requests from `Reply`s, and hands every other message of a packet to
-`on_messages` in one call, so a whole batch becomes one stimulus. A malformed message is
+`Request`s with the matching handler (a plain function at once, a coroutine in a task
+the peer owns), resolves the futures of its own requests from `Reply`s, and hands every
+other message of a packet to `on_messages` in one call, so a whole batch becomes one
+stimulus. Whatever one connection sends starts being handled in the order sent. A malformed message is
 logged and dropped; the connection keeps working. Errors in handlers travel back pickled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,7 +24,10 @@ from shoal.protocol.serialize import Pickled, dumps, loads
 
 logger = logging.getLogger("shoal.rpc")
 
-Handler = Callable[..., Awaitable[Any]]
+#: A handler is called as ``handler(peer, **kwargs)``. A coroutine function always runs in
+#: a task; a plain function is answered at once, unless it returns an awaitable (its slow
+#: path), which a task then awaits. Requests of one connection start in the order sent.
+Handler = Callable[..., Any]
 
 
 #: request id of one-way calls (`Peer.notify`): their replies resolve nothing
@@ -34,6 +39,13 @@ def _describe_error(value: Any) -> str:
         return repr(loads(value)) if isinstance(value, Pickled) else str(value)
     except Exception:
         return "<an error that cannot be loaded here>"
+
+
+def _pickle_error(e: Exception) -> Pickled:
+    try:
+        return dumps(e)
+    except Exception:
+        return dumps(RuntimeError(f"{type(e).__name__}: {e}"))
 
 
 class RemoteError(Exception):
@@ -98,7 +110,8 @@ class Peer:
             self._fail_pending()
 
     def _dispatch(self, batch: Any) -> None:
-        msgs: list[Message] = []
+        msgs: list[Message] = []  # consecutive plain messages, delivered as one batch
+        deferred = False  # a request of this packet waits in a task: what follows queues behind it
         for wire in batch:
             try:
                 msg = from_wire(wire)
@@ -106,7 +119,13 @@ class Peer:
                 logger.warning("dropping bad message from %s: %s", self.address, e)
                 continue
             if type(msg) is Request:
-                self._spawn(self._answer(msg))
+                if msgs:
+                    self._deliver(msgs, deferred)
+                    msgs = []
+                if deferred:
+                    self._spawn(self._answer(msg))
+                else:
+                    deferred = self._answer_now(msg)
             elif type(msg) is Reply:
                 if msg.id == NOTIFY_ID:
                     if not msg.ok:
@@ -118,35 +137,65 @@ class Peer:
             else:
                 msgs.append(msg)
         if msgs:
-            if self.on_messages is None:
-                logger.warning("unexpected messages from %s: %s", self.address, msgs[:3])
-            else:
-                try:
-                    self.on_messages(self, msgs)
-                except Exception:
-                    logger.exception("error handling messages from %s", self.address)
+            self._deliver(msgs, deferred)
+
+    def _deliver(self, msgs: list[Message], deferred: bool) -> None:
+        if deferred:
+            self._spawn(self._handle_messages_later(msgs))
+        else:
+            self._handle_messages(msgs)
+
+    async def _handle_messages_later(self, msgs: list[Message]) -> None:
+        self._handle_messages(msgs)
+
+    def _handle_messages(self, msgs: list[Message]) -> None:
+        if self.on_messages is None:
+            logger.warning("unexpected messages from %s: %s", self.address, msgs[:3])
+            return
+        try:
+            self.on_messages(self, msgs)
+        except Exception:
+            logger.exception("error handling messages from %s", self.address)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, req: Request) -> None:
+    def _call_handler(self, req: Request) -> Any:
         handler = self.handlers.get(req.name)
+        if handler is None:
+            raise ValueError(f"unknown operation {req.name!r}")
+        return handler(self, **(req.kwargs if isinstance(req.kwargs, dict) else {}))
+
+    def _answer_now(self, req: Request) -> bool:
+        """Answer `req` without a task when its handler is a plain function that returns
+        a value (the fast path of hot calls); True if the answer had to wait in a task
+        (a coroutine handler, or a plain handler that returned an awaitable)."""
         try:
-            if handler is None:
-                raise ValueError(f"unknown operation {req.name!r}")
-            kwargs = req.kwargs if isinstance(req.kwargs, dict) else {}
-            value = await handler(self, **kwargs)
+            value = self._call_handler(req)
+        except Exception as e:
+            self._reply(Reply(req.id, False, _pickle_error(e)))
+            return False
+        if inspect.isawaitable(value):
+            self._spawn(self._answer(req, value))
+            return True
+        self._reply(Reply(req.id, True, value))
+        return False
+
+    async def _answer(self, req: Request, pending: Any = None) -> None:
+        try:
+            value = self._call_handler(req) if pending is None else pending
+            if inspect.isawaitable(value):
+                value = await value
             reply = Reply(req.id, True, value)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            try:
-                err = dumps(e)
-            except Exception:
-                err = dumps(RuntimeError(f"{type(e).__name__}: {e}"))
-            reply = Reply(req.id, False, err)
+            reply = Reply(req.id, False, _pickle_error(e))
+        self._reply(reply)
+
+    def _reply(self, reply: Reply) -> None:
         if not self.comm.closed:
             try:
                 self.send(reply)

@@ -21,6 +21,7 @@ from typing import Any
 
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps, loads
+from shoal.rpc.core import NOTIFY_ID
 from shoal.sync.state import normalize_name
 from shoal.utils import parse_timeout
 
@@ -55,6 +56,7 @@ class _Primitive:
         client = self.client
         if client.scheduler_comm is None:
             raise RuntimeError(f"{client} is not connected to a scheduler")
+        client._flush()  # what this client sent before (a release, a submit) goes first
         return await client.scheduler_comm.request(f"sync_{op}", name=self.name, **kwargs)
 
     def __await__(self):
@@ -68,6 +70,11 @@ class _Primitive:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.name}>"
+
+
+async def _ready(value: Any) -> Any:
+    """`value`, as an awaitable (what asynchronous-mode methods return)."""
+    return value
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -184,20 +191,20 @@ class Semaphore(_Primitive):
         return bool(ok)
 
     def release(self) -> Any:
-        """Free this instance's oldest lease."""
-        return self._call(self._release)
+        """Free this instance's oldest lease (``RuntimeError`` if it holds none).
 
-    async def _release(self) -> bool:
+        One way and without a hop to the event loop: the request joins the client's
+        ordered outbox, so a later acquire from this client cannot overtake it, and the
+        lease cannot be unknown to the scheduler while the connection lives."""
         if not self._leases:
-            raise RuntimeError(f"Released too often: {self!r} holds no lease")
-        lease_id = self._leases.popleft()
+            raise self._not_held()
         client = self.client
-        if client.scheduler_comm is None:
-            raise RuntimeError(f"{client} is not connected to a scheduler")
-        # One way: this connection is ordered, so a later acquire cannot overtake the
-        # release, and the lease cannot be unknown there while the connection lives.
-        client.scheduler_comm.notify("sync_semaphore_release", name=self.name, lease_id=lease_id)
-        return True
+        lease_id = self._leases.popleft()
+        client._send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
+        return _ready(True) if client.asynchronous else True
+
+    def _not_held(self) -> Exception:
+        return RuntimeError(f"Released too often: {self!r} holds no lease")
 
     def get_value(self) -> Any:
         """Number of leases currently held cluster-wide."""
@@ -237,10 +244,8 @@ class Lock(Semaphore):
             timeout = 0
         return super().acquire(timeout=timeout)
 
-    async def _release(self) -> bool:
-        if not self._leases:
-            raise RuntimeError(f"Lock {self.name!r} is not held by this Lock object: cannot release it")
-        return await super()._release()
+    def _not_held(self) -> Exception:
+        return RuntimeError(f"Lock {self.name!r} is not held by this Lock object: cannot release it")
 
     def locked(self) -> Any:
         """Whether the lock is taken (by anyone)."""
@@ -288,7 +293,21 @@ class Queue(_Primitive):
         self.maxsize = maxsize
 
     def put(self, value: Any, timeout: Any = None, **kwargs: Any) -> Any:
-        """Append `value`, waiting while the queue is full (`TimeoutError` after `timeout`)."""
+        """Append `value`, waiting while the queue is full (`TimeoutError` after `timeout`).
+
+        Data put into an unbounded queue (``maxsize=0``, which never makes `put` wait) is
+        pipelined: the pickled item joins the client's ordered outbox and `put` returns
+        without waiting for the scheduler's acknowledgement. Every later call of this
+        client (a `get`, `qsize`, another primitive) is ordered after it; other clients
+        see the item as soon as the scheduler reads it. Futures and bounded queues wait
+        for the scheduler, as in distributed."""
+        from shoal.client.futures import Future
+
+        if self.maxsize == 0 and not isinstance(value, Future):
+            data = dumps(value)  # unpicklable values fail here, in the caller
+            client = self.client
+            client._send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
+            return _ready(None) if client.asynchronous else None
         return self._call(self._put, value, parse_timeout(timeout))
 
     async def _put(self, value: Any, timeout: float | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from shoal.protocol import messages as m
@@ -103,16 +104,48 @@ class SyncServer:
             raise TimeoutError(f"Task {key!r} unknown to scheduler.")
         return key
 
+    def _now_or_later(
+        self,
+        wake: Any,
+        timeout: float | None,
+        attempt: Callable[[], tuple[bool, Any]],
+        expired: Callable[[], Any],
+    ) -> Any:
+        """The answer of `attempt()` if it is ready now (no task, no timer: the common
+        uncontended case); otherwise a coroutine retrying it at every wake-up of `wake`
+        until it is ready or the deadline passes, then answering `expired()` (which returns
+        a value or raises `TimeoutError`)."""
+        ready, value = attempt()
+        if ready:
+            return value
+        deadline = _deadline(timeout)
+        if deadline is not None and deadline <= time.monotonic():
+            return expired()
+        return self._retry(wake, deadline, attempt, expired)
+
+    async def _retry(
+        self,
+        wake: Any,
+        deadline: float | None,
+        attempt: Callable[[], tuple[bool, Any]],
+        expired: Callable[[], Any],
+    ) -> Any:
+        while True:
+            await self.waiters.wait(wake, _remaining(deadline))
+            ready, value = attempt()
+            if ready:
+                return value
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                return expired()
+
     # ------------------------------------------------------------------ variables
 
-    async def variable_set(self, peer: Any, name: Any, value: Any = None, key: Any = None) -> None:
+    def variable_set(self, peer: Any, name: Any, value: Any = None, key: Any = None) -> None:
         name = normalize_name(name)
         pseudo = f"variable-{name}"
         if key is not None:
-            key = normalize_name(key)
-            ts = self.scheduler.state.tasks.get(key)
-            if ts is None:
-                raise TimeoutError(f"Task {key!r} unknown to scheduler.")
+            key = self._known_key(key)
             self._desire(pseudo, key)
             old = self.state.variable_set(name, "future", key)
         else:
@@ -121,26 +154,27 @@ class SyncServer:
             self._release(pseudo, old.value)
         self.waiters.notify(("variable", name))
 
-    async def variable_get(self, peer: Any, name: Any, timeout: float | None = None) -> dict:
+    def variable_get(self, peer: Any, name: Any, timeout: float | None = None) -> Any:
         name = normalize_name(name)
-        deadline = _deadline(timeout)
-        while True:
-            v = self.state.variable_get(name)
-            if v is not None:
-                break
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Variable {name!r} was not set within {timeout} s")
-            await self.waiters.wait(("variable", name), remaining)
-        if v.kind == "future":
-            # the getter wants the key before the reply leaves: a concurrent `set` cannot
-            # release it between this reply and the getter's own `desire-keys`
-            if peer.role == "client" and self._alive(peer):
-                self._desire(peer.ident, v.value)
-            return {"kind": "future", "key": v.value}
-        return {"kind": "data", "value": v.value}
 
-    async def variable_delete(self, peer: Any, name: Any) -> None:
+        def attempt() -> tuple[bool, Any]:
+            v = self.state.variable_get(name)
+            if v is None:
+                return False, None
+            if v.kind == "future":
+                # the getter wants the key before the reply leaves: a concurrent `set`
+                # cannot release it between this reply and the getter's own `desire-keys`
+                if peer.role == "client" and self._alive(peer):
+                    self._desire(peer.ident, v.value)
+                return True, {"kind": "future", "key": v.value}
+            return True, {"kind": "data", "value": v.value}
+
+        def expired() -> Any:
+            raise TimeoutError(f"Variable {name!r} was not set within {timeout} s")
+
+        return self._now_or_later(("variable", name), timeout, attempt, expired)
+
+    def variable_delete(self, peer: Any, name: Any) -> None:
         name = normalize_name(name)
         old = self.state.variable_delete(name)
         if old is not None and old.kind == "future":
@@ -148,60 +182,63 @@ class SyncServer:
 
     # ------------------------------------------------------------------ events
 
-    async def event_set(self, peer: Any, name: Any) -> None:
+    def event_set(self, peer: Any, name: Any) -> None:
         name = normalize_name(name)
         if self.state.event_set(name):
             self.waiters.notify(("event", name))
 
-    async def event_clear(self, peer: Any, name: Any) -> None:
+    def event_clear(self, peer: Any, name: Any) -> None:
         self.state.event_clear(normalize_name(name))
 
-    async def event_is_set(self, peer: Any, name: Any) -> bool:
+    def event_is_set(self, peer: Any, name: Any) -> bool:
         return self.state.event_is_set(normalize_name(name))
 
-    async def event_wait(self, peer: Any, name: Any, timeout: float | None = None) -> bool:
+    def event_wait(self, peer: Any, name: Any, timeout: float | None = None) -> Any:
         name = normalize_name(name)
-        deadline = _deadline(timeout)
-        while not self.state.event_is_set(name):
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return False
-            await self.waiters.wait(("event", name), remaining)
-        return True
+        return self._now_or_later(
+            ("event", name),
+            timeout,
+            lambda: (self.state.event_is_set(name), True),
+            lambda: False,
+        )
 
     # ------------------------------------------------------------------ semaphores
 
-    async def semaphore_acquire(
-        self, peer: Any, name: Any, max_leases: int, lease_id: str, timeout: float | None = None
-    ) -> bool:
+    def semaphore_acquire(
+        self,
+        peer: Any,
+        name: Any,
+        max_leases: int,
+        lease_id: str,
+        timeout: float | None = None,
+    ) -> Any:
         name = normalize_name(name)
         self.state.semaphore_register(name, max_leases)  # ValueError on inconsistent max_leases
         holder = self._holder(peer)
-        deadline = _deadline(timeout)
-        while True:
-            if not self._alive(peer):
-                return False  # the holder is gone: never grant it a lease
-            if self.state.semaphore_try_acquire(name, max_leases, lease_id, holder):
-                return True
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return False
-            await self.waiters.wait(("semaphore", name), remaining)
 
-    async def semaphore_release(self, peer: Any, name: Any, lease_id: str) -> None:
+        def attempt() -> tuple[bool, Any]:
+            if not self._alive(peer):
+                return True, False  # the holder is gone: never grant it a lease
+            if self.state.semaphore_try_acquire(name, max_leases, lease_id, holder):
+                return True, True
+            return False, False
+
+        return self._now_or_later(("semaphore", name), timeout, attempt, lambda: False)
+
+    def semaphore_release(self, peer: Any, name: Any, lease_id: str) -> None:
         name = normalize_name(name)
         self.state.semaphore_release(name, lease_id)
         self.waiters.notify(("semaphore", name))
 
-    async def semaphore_value(self, peer: Any, name: Any) -> int:
+    def semaphore_value(self, peer: Any, name: Any) -> int:
         return self.state.semaphore_value(normalize_name(name))
 
-    async def semaphore_locked(self, peer: Any, name: Any) -> bool:
+    def semaphore_locked(self, peer: Any, name: Any) -> bool:
         return self.state.semaphore_locked(normalize_name(name))
 
     # ------------------------------------------------------------------ queues
 
-    async def queue_put(
+    def queue_put(
         self,
         peer: Any,
         name: Any,
@@ -209,28 +246,40 @@ class SyncServer:
         value: Any = None,
         key: Any = None,
         timeout: float | None = None,
-    ) -> None:
+    ) -> Any:
         name = normalize_name(name)
         self.state.queue_register(name, maxsize)  # ValueError on a bad maxsize
-        deadline = _deadline(timeout)
         if key is not None:
             key = self._known_key(key)
-        while True:
-            if key is not None:
-                key = self._known_key(key)  # still known after waiting for room?
-            if self.state.queue_put(name, maxsize, "future" if key is not None else "data", key if key is not None else value):
-                break
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Queue {name!r} stayed full for {timeout} s")
-            await self.waiters.wait(("queue-put", name), remaining)
-        if key is not None:
-            # synchronous with the put: no stimulus in between can forget the key
-            self._desire(f"queue-{name}", key)
-        self.waiters.notify(("queue-get", name))
 
-    async def queue_get(
-        self, peer: Any, name: Any, maxsize: int = 0, timeout: float | None = None, batch: Any = False
+        def attempt() -> tuple[bool, Any]:
+            if key is not None:
+                self._known_key(key)  # still known after waiting for room?
+            if not self.state.queue_put(
+                name,
+                maxsize,
+                "future" if key is not None else "data",
+                key if key is not None else value,
+            ):
+                return False, None
+            if key is not None:
+                # synchronous with the put: no stimulus in between can forget the key
+                self._desire(f"queue-{name}", key)
+            self.waiters.notify(("queue-get", name))
+            return True, None
+
+        def expired() -> Any:
+            raise TimeoutError(f"Queue {name!r} stayed full for {timeout} s")
+
+        return self._now_or_later(("queue-put", name), timeout, attempt, expired)
+
+    def queue_get(
+        self,
+        peer: Any,
+        name: Any,
+        maxsize: int = 0,
+        timeout: float | None = None,
+        batch: Any = False,
     ) -> Any:
         name = normalize_name(name)
         if batch is True:
@@ -241,39 +290,40 @@ class SyncServer:
             if not isinstance(batch, int) or batch < 0:
                 raise ValueError(f"batch must be a bool or a non-negative integer, got {batch!r}")
             n = batch
-        deadline = _deadline(timeout)
-        while True:
+
+        def attempt() -> tuple[bool, Any]:
             if not self._alive(peer):
                 # nobody would receive the items: leave them queued
                 raise RuntimeError(f"Queue {name!r}: the getting connection went away")
             taken = self.state.queue_get(name, maxsize, n)
-            if taken is not None:
-                break
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"Queue {name!r}: no {'items' if n != 1 else 'item'} to get within {timeout} s")
-            await self.waiters.wait(("queue-get", name), remaining)
-        items, released = taken
-        getter = peer.ident if peer.role == "client" and self._alive(peer) else None
-        replies = []
-        for item in items:
-            if item.kind == "future":
-                # the getter wants the key before the queue lets go of it (and before the
-                # reply leaves), so the result is never forgotten in between
-                if getter is not None:
-                    self._desire(getter, item.value)
-                replies.append({"kind": "future", "key": item.value})
-            else:
-                replies.append({"kind": "data", "value": item.value})
-        # the queue keeps holding the released keys until the getter confirms (`queue_ack`)
-        # that its own futures exist: a `ReleaseKeys` the getting client sent for an older
-        # future of the same key may still be on its way, and would otherwise drop the last
-        # reference before the new future's `desire-keys` arrives
-        if items:
-            self.waiters.notify(("queue-put", name))
-        return replies if batch is not False else replies[0]
+            if taken is None:
+                return False, None
+            items, _released = taken
+            getter = peer.ident if peer.role == "client" else None
+            replies = []
+            for item in items:
+                if item.kind == "future":
+                    # the getter wants the key before the queue lets go of it (and before
+                    # the reply leaves), so the result is never forgotten in between
+                    if getter is not None:
+                        self._desire(getter, item.value)
+                    replies.append({"kind": "future", "key": item.value})
+                else:
+                    replies.append({"kind": "data", "value": item.value})
+            # the queue keeps holding the released keys until the getter confirms
+            # (`queue_ack`) that its own futures exist: a `ReleaseKeys` the getting client
+            # sent for an older future of the same key may still be on its way, and would
+            # otherwise drop the last reference before the new future's `desire-keys` arrives
+            if items:
+                self.waiters.notify(("queue-put", name))
+            return True, (replies if batch is not False else replies[0])
 
-    async def queue_ack(self, peer: Any, name: Any, keys: Any = ()) -> None:
+        def expired() -> Any:
+            raise TimeoutError(f"Queue {name!r}: no {'items' if n != 1 else 'item'} to get within {timeout} s")
+
+        return self._now_or_later(("queue-get", name), timeout, attempt, expired)
+
+    def queue_ack(self, peer: Any, name: Any, keys: Any = ()) -> None:
         """The getter's futures for `keys` exist (its `desire-keys` came before this request
         on the same connection): stop holding the keys the queue no longer contains."""
         name = normalize_name(name)
@@ -283,37 +333,50 @@ class SyncServer:
             if q is None or key not in q.keys:
                 self._release(f"queue-{name}", key)
 
-    async def queue_qsize(self, peer: Any, name: Any) -> int:
+    def queue_qsize(self, peer: Any, name: Any) -> int:
         return self.state.queue_size(normalize_name(name))
 
     # ------------------------------------------------------------------ multi-locks
 
-    async def multilock_acquire(
-        self, peer: Any, name: Any, names: Any, request_id: str, timeout: float | None = None
-    ) -> bool:
+    def multilock_acquire(
+        self,
+        peer: Any,
+        name: Any,
+        names: Any,
+        request_id: str,
+        timeout: float | None = None,
+    ) -> Any:
         if not self._alive(peer):
             return False  # the holder is gone: never grant it locks
-        holder = self._holder(peer)
-        self._notify_multilocks(self.state.multilock_acquire(request_id, names, holder))
-        deadline = _deadline(timeout)
-        while True:
+        self._notify_multilocks(self.state.multilock_acquire(request_id, names, self._holder(peer)))
+
+        def attempt() -> tuple[bool, Any]:
             granted = self.state.multilock_granted(request_id)
             if granted is None:
-                return False  # withdrawn because the holder went away
+                return True, False  # withdrawn because the holder went away
             if granted:
-                return True
-            remaining = _remaining(deadline)
-            if (remaining is not None and remaining <= 0) or not self._alive(peer):
-                # give up: withdraw the request so it blocks nobody (FIFO) and wake whoever
-                # that unblocks
-                self._notify_multilocks(self.state.multilock_withdraw(request_id))
-                return False
-            await self.waiters.wait(("multilock", request_id), remaining)
+                return True, True
+            if not self._alive(peer):
+                return True, self._withdraw(request_id)
+            return False, False
 
-    async def multilock_release(self, peer: Any, name: Any, request_id: str) -> None:
+        return self._now_or_later(
+            ("multilock", request_id),
+            timeout,
+            attempt,
+            lambda: self._withdraw(request_id),
+        )
+
+    def _withdraw(self, request_id: str) -> bool:
+        """Give up a pending request, so it blocks nobody (FIFO), waking whoever that
+        unblocks; False (not acquired)."""
+        self._notify_multilocks(self.state.multilock_withdraw(request_id))
+        return False
+
+    def multilock_release(self, peer: Any, name: Any, request_id: str) -> None:
         self._notify_multilocks(self.state.multilock_release(request_id))
 
-    async def multilock_locked(self, peer: Any, name: Any, names: Any) -> bool:
+    def multilock_locked(self, peer: Any, name: Any, names: Any) -> bool:
         return self.state.multilock_locked(names)
 
 

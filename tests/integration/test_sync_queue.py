@@ -36,6 +36,21 @@ def test_queue_data_fifo(client):
     assert q.qsize() == 0
 
 
+def test_pipelined_put_is_ordered_and_fails_in_the_caller(cluster, client):
+    """`put` of data into an unbounded queue does not wait for the scheduler: every later
+    call of the same client is ordered after it, other clients see the items, and a value
+    that cannot be pickled fails in the caller (nothing is queued)."""
+    q = Queue()
+    for i in range(50):
+        q.put(i)
+    assert q.qsize() == 50  # no wait needed: same connection, in order
+    with Client(cluster, set_as_default=False) as other:
+        assert Queue(q.name, client=other).get(batch=10) == list(range(10))
+    with pytest.raises(Exception, match="pickle"):
+        q.put(threading.Lock())
+    assert q.get(batch=True) == list(range(10, 50))
+
+
 def test_queue_get_timeout(client):
     q = Queue()
     start = time.monotonic()
