@@ -95,3 +95,18 @@ def multilocked_increments(path, names, n):
             with open(path, "w") as f:
                 f.write(str(value + 1))
     return os.getpid()
+
+
+# --- tasks that kill the worker process running them (KilledWorker)
+
+
+def die():
+    os._exit(1)
+
+
+def die_when(path):
+    """Kill this worker process once `path` exists (the test creates it)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os._exit(1)

@@ -98,6 +98,10 @@ class Comm(abc.ABC):
     def send_many(self, msgs: Iterable[Any]) -> None:
         """Queue several messages (same as calling :meth:`send` for each)."""
 
+    def flush(self) -> None:
+        """Hand what this tick queued to the transport now, not at the end of the tick:
+        for a message that must be on its way before something else happens."""
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush pending messages, then close.  Idempotent."""

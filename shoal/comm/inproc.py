@@ -67,6 +67,10 @@ class Inproc(Comm):
             self._flush_pending = True
             self._loop.call_soon(self._flush)
 
+    def flush(self) -> None:
+        if self._flush_pending:
+            self._flush()
+
     def _flush(self) -> None:
         self._flush_pending = False
         batch = self._pending

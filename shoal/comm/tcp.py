@@ -400,6 +400,10 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 self._flush_pending = True
                 self._loop.call_soon(self._flush)
 
+    def flush(self) -> None:
+        if self._flush_pending:
+            self._flush()
+
     def _flush(self) -> None:
         self._flush_pending = False
         parts = self._encoder.take()

@@ -275,6 +275,16 @@ class MissingData(Message):
     holders: tuple
 
 
+@_message("task-started")
+class TaskStarted(Message):
+    """These tasks (parallel tuples of keys and run ids) took a thread of the worker's
+    pool: they are executing, not merely queued. Sent, and flushed, before the threads
+    get them, so a task that kills its worker at once is still known to have run."""
+
+    keys: tuple
+    run_ids: tuple
+
+
 @_message("long-running")
 class LongRunning(Message):
     """The task left its worker's thread pool (`secede`): it no longer takes a slot."""

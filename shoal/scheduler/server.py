@@ -70,6 +70,7 @@ class Scheduler:
             queue_seconds=float(config.get("scheduler.worker-queue-seconds")),
             queue_max_per_thread=int(config.get("scheduler.worker-queue-max-per-thread")),
             unknown_task_duration=config.get_timedelta("scheduler.unknown-task-duration"),
+            allowed_failures=int(config.get("scheduler.allowed-failures")),
             validate=bool(config.get("scheduler.validate")) if validate is None else validate,
         )
         self.started = time.time()

@@ -30,8 +30,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from shoal.exceptions import KilledWorker
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import Pickled
+from shoal.protocol.serialize import Pickled, dumps
 from shoal.scheduler import placement
 from shoal.scheduler.events import (
     AddClient,
@@ -124,8 +125,8 @@ class SchedTask:
 class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
-        "local_directory", "versions", "nanny", "processing", "long_running", "has_what", "nbytes",
-        "added",
+        "local_directory", "versions", "nanny", "processing", "long_running", "executing", "has_what",
+        "nbytes", "added",
     )  # fmt: skip
 
     def __init__(self, msg: m.RegisterWorker, now: float):
@@ -143,6 +144,9 @@ class SchedWorker:
         self.processing: dict[SchedTask, None] = {}
         #: processing tasks that seceded from the worker's pool: they take no slot
         self.long_running: set[SchedTask] = _EMPTY  # type: ignore[assignment]
+        #: processing tasks the worker reported as started in a thread (`task-started`):
+        #: if the worker dies, these are suspected of killing it; queued ones are not
+        self.executing: set[SchedTask] = _EMPTY  # type: ignore[assignment]
         self.has_what: set[SchedTask] = set()
         self.nbytes = 0
         self.added = now
@@ -182,8 +186,14 @@ class SchedulerState:
         unknown_task_duration: float = 0.5,
         validate: bool = False,
         story_length: int = 100_000,
+        allowed_failures: int = 3,
     ):
         self.clock = clock
+        #: a task is failed with `KilledWorker` once it was executing on more than this
+        #: many workers that died
+        self.allowed_failures = allowed_failures
+        #: key -> how many workers died while executing it (only tasks that ever did)
+        self.suspicious: dict[Key, int] = {}
         self.tasks: dict[Key, SchedTask] = {}
         self.workers: dict[str, SchedWorker] = {}
         self.clients: dict[str, SchedClient] = {}
@@ -269,6 +279,13 @@ class SchedulerState:
                 self._lost(ts, recs, f"worker {ws.address} was lost ({ev.reason})")
         ws.has_what.clear()
         for ts in list(ws.processing):
+            if ts in ws.executing:
+                n = self.suspicious[ts.key] = self.suspicious.get(ts.key, 0) + 1
+                if n > self.allowed_failures:
+                    exc = KilledWorker(ts.key, ws.address, self.allowed_failures)
+                    ts.exception, ts.traceback, ts.exception_text = dumps(exc), None, str(exc)
+                    self._transition(ts, "erred", ev.stimulus_id, recs)
+                    continue
             self._transition(ts, "waiting", ev.stimulus_id, recs)
 
     def _handle_worker_msg(self, ev: WorkerMsg, recs: Recs) -> None:
@@ -473,6 +490,13 @@ class SchedulerState:
         if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
             self._transition(ts, "waiting", sid, recs)
 
+    def _task_started(self, ws: SchedWorker, msg: m.TaskStarted, recs: Recs, sid: str) -> None:
+        tasks = self.tasks
+        for key, run_id in zip(msg.keys, msg.run_ids):
+            ts = tasks.get(key)
+            if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == run_id:
+                ws.executing = _with(ws.executing, ts)
+
     def _long_running(self, ws: SchedWorker, msg: m.LongRunning, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
         if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
@@ -529,6 +553,7 @@ class SchedulerState:
         assert ws is not None
         del ws.processing[ts]
         _without(ws.long_running, ts)
+        _without(ws.executing, ts)
         ts.processing_on = None
         if self.stealing:
             self.stealing.pop(ts, None)
@@ -783,6 +808,8 @@ class SchedulerState:
     def _t_released_forgotten(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         ts.state = "forgotten"
         del self.tasks[ts.key]
+        if self.suspicious:
+            self.suspicious.pop(ts.key, None)
         for dts in ts.dependencies:
             _without(dts.dependents, ts)
             if dts.state == "released" and self._forgettable(dts):
@@ -937,6 +964,8 @@ class SchedulerState:
                 check(ts.processing_on is ws and ts.state == "processing", "worker processing mismatch", ts)
             for ts in ws.long_running:
                 check(ts in ws.processing, "long-running task not processing here", ts)
+            for ts in ws.executing:
+                check(ts in ws.processing, "executing task not processing here", ts)
             for ts in ws.has_what:
                 check(ws in ts.who_has, "has_what/who_has mismatch", ts)
         for cs in self.clients.values():
@@ -962,6 +991,7 @@ class SchedulerState:
     _WORKER_HANDLERS: dict[type, Callable] = {
         m.TaskFinished: _task_finished,
         m.TaskFailed: _task_failed,
+        m.TaskStarted: _task_started,
         m.MissingData: _missing_data,
         m.RescheduleTask: _reschedule,
         m.AddKeys: _add_keys,

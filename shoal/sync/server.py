@@ -124,20 +124,18 @@ class SyncServer:
         return self._retry(wake, deadline, attempt, expired)
 
     async def _retry(
-        self,
-        wake: Any,
-        deadline: float | None,
-        attempt: Callable[[], tuple[bool, Any]],
-        expired: Callable[[], Any],
+        self, wake: Any, deadline: float | None, attempt: Callable[[], tuple[bool, Any]], expired: Callable[[], Any]
     ) -> Any:
         while True:
-            await self.waiters.wait(wake, _remaining(deadline))
+            # attempt before every wait, the first time included: between the caller's
+            # attempt and this task's first step, the wake-up may already have happened
             ready, value = attempt()
             if ready:
                 return value
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
                 return expired()
+            await self.waiters.wait(wake, remaining)
 
     # ------------------------------------------------------------------ variables
 

@@ -268,17 +268,27 @@ class Worker:
 
     def _handle(self, events: list[Any]) -> None:
         assert self.state is not None
+        executes = []
+        started = False
+        scheduler = self.scheduler
         for inst in self.state.handle_stimulus(*events):
             kind = type(inst)
             if kind is Execute:
-                self._queue.put(inst)
+                executes.append(inst)
             elif kind is SendToScheduler:
-                if self.scheduler is not None and not self.scheduler.closed:
-                    self.scheduler.send(inst.msg)
+                if scheduler is not None and not scheduler.closed:
+                    scheduler.send(inst.msg)
+                    started = started or type(inst.msg) is m.TaskStarted
             elif kind is Gather:
                 self._own(self._gather(inst))
             else:  # pragma: no cover
                 raise TypeError(inst)
+        if started:
+            # on its way before any thread runs the task: a task that kills this process
+            # at once is still known to the scheduler to have been executing
+            scheduler.comm.flush()  # type: ignore[union-attr]
+        for inst in executes:
+            self._queue.put(inst)
 
     # ------------------------------------------------------------------ execution (threads)
 

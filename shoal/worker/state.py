@@ -12,7 +12,9 @@ request carries many keys. Ready tasks whose resources are free become `executin
 handed to the thread pool. Up to `nthreads` run at once; for tiny tasks a few more are
 handed over ahead (`prefetch`, sized from the observed task durations to about a
 millisecond of work per thread, none for tasks that use resources) so a thread finds its
-next task without waiting for the event loop, and completions come back in batches. A finished task's value goes into `data` and a
+next task without waiting for the event loop, and completions come back in batches. The
+scheduler hears `task-started` for the tasks that hold a thread (not the prefetched
+ones), before the threads get them. A finished task's value goes into `data` and a
 `task-finished` goes to the scheduler; a failure goes back as `task-failed`. A peer that
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
@@ -147,7 +149,7 @@ WorkerInstruction = Execute | Gather | SendToScheduler
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "inline", "state",
+        "resources", "inline", "state", "started",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -161,6 +163,8 @@ class WorkerTask:
         self.resources = msg.resources
         self.inline = msg.inline
         self.state = "waiting"
+        #: the scheduler was told this task took a thread (`task-started`)
+        self.started = False
 
     def __repr__(self) -> str:
         return f"<WorkerTask {self.key!r} {self.state}>"
@@ -214,6 +218,7 @@ class WorkerState:
             self._HANDLERS[type(ev)](self, ev)
         self._ensure_gathering()
         self._ensure_executing()
+        self._report_started()
         out, self._out = self._out, []
         if self.validate:
             self.validate_state()
@@ -434,6 +439,27 @@ class WorkerState:
             self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, deps, ts.inline))
         for item in blocked:
             heapq.heappush(ready, item)
+
+    def _report_started(self) -> None:
+        """Tell the scheduler which tasks hold a thread. The pool serves `executing` in
+        the order it was handed over, so its first `nthreads` entries are running (or
+        about to) and the rest are prefetched, merely queued: if this worker dies, only
+        the former are suspected of having killed it."""
+        keys: list[Key] = []
+        run_ids: list[int] = []
+        tasks = self.tasks
+        n = self.nthreads
+        for key, run_id in self.executing.items():
+            if n <= 0:
+                break
+            n -= 1
+            ts = tasks.get(key)
+            if ts is not None and not ts.started and ts.run_id == run_id:
+                ts.started = True
+                keys.append(key)
+                run_ids.append(run_id)
+        if keys:
+            self._send(m.TaskStarted(tuple(keys), tuple(run_ids)))
 
     def _ensure_gathering(self) -> None:
         if not self.fetch:

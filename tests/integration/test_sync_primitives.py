@@ -334,3 +334,22 @@ def test_async_mode(cluster):
                 await sem.release()
 
     run(main())
+
+
+def test_wake_up_between_the_first_attempt_and_the_wait_is_not_lost():
+    """A handler that cannot answer at once hands back a coroutine; the event it waits
+    for may happen before that coroutine's first step. It must still see it (this race
+    left a task-side `Event.wait` hanging until its timeout)."""
+    from types import SimpleNamespace
+
+    from shoal.sync.server import SyncServer
+
+    async def main():
+        server = SyncServer(scheduler=None)
+        peer = SimpleNamespace(role="client", ident="c", closed=False)
+        pending = server.event_wait(peer, "ev", timeout=30)
+        assert asyncio.iscoroutine(pending)  # not set yet: it will have to wait
+        server.event_set(peer, "ev")  # ... but the event comes before it starts waiting
+        return await asyncio.wait_for(pending, 5)
+
+    assert run(main()) is True

@@ -346,3 +346,68 @@ def test_long_running_task_does_not_take_a_slot(state):
     assert computes(out) == ["r"]  # p seceded: its slot is free for r
     finish(state, "tcp://w1:1", "p")
     assert state.tasks["p"].state == "memory"
+
+
+# ---------------------------------------------------------------------- KilledWorker
+
+
+def started(s, worker, *keys):
+    run_ids = tuple(s.tasks[k].run_id for k in keys)
+    return s.handle_stimulus(WorkerMsg(sid(), worker, m.TaskStarted(tuple(keys), run_ids)))
+
+
+def test_only_executing_tasks_are_blamed_for_a_dead_worker():
+    s = SchedulerState(clock=lambda: 0.0, validate=True, allowed_failures=0)
+    add_worker(s, "tcp://a:1")
+    s.handle_stimulus(AddClient(sid(), "c"))
+    out = graph(s, "c", {"crash": [], "queued": []}, ["crash", "queued"])
+    assert sorted(computes(out, "tcp://a:1")) == ["crash", "queued"]  # one runs, one waits behind it
+    started(s, "tcp://a:1", "crash")
+    add_worker(s, "tcp://b:1")
+    out = s.handle_stimulus(RemoveWorker(sid(), "tcp://a:1", "died"))
+    assert s.tasks["crash"].state == "erred"
+    [err] = client_msgs(out, m.TaskErred)
+    assert err.key == "crash"
+    assert "Attempted to run task 'crash' on 1 different workers" in err.text
+    assert "tcp://a:1" in err.text
+    from shoal.exceptions import KilledWorker
+    from shoal.protocol.serialize import loads
+
+    exc = loads(err.exception)
+    assert isinstance(exc, KilledWorker) and exc.task == "crash" and exc.last_worker == "tcp://a:1"
+    # the task that was only queued there is not suspected: it simply runs elsewhere
+    assert s.tasks["queued"].state == "processing"
+    assert s.tasks["queued"].processing_on.address == "tcp://b:1"
+    assert "queued" not in s.suspicious
+
+
+def test_killed_worker_after_exactly_allowed_failures_plus_one_deaths():
+    s = SchedulerState(clock=lambda: 0.0, validate=True, allowed_failures=2)
+    s.handle_stimulus(AddClient(sid(), "c"))
+    for i in range(4):
+        add_worker(s, f"tcp://w{i}:1")
+    graph(s, "c", {"crash": []}, ["crash"])
+    for i in range(3):
+        ts = s.tasks["crash"]
+        assert ts.state == "processing", i
+        worker = ts.processing_on.address
+        started(s, worker, "crash")
+        s.handle_stimulus(RemoveWorker(sid(), worker, "died"))
+        assert s.suspicious["crash"] == i + 1
+    assert s.tasks["crash"].state == "erred"  # after the third death, not before
+    assert len(s.workers) == 1
+    s.handle_stimulus(ClientMsg(sid(), "c", m.ReleaseKeys(("crash",))))
+    assert s.suspicious == {}  # forgotten with its task
+
+
+def test_task_started_from_a_stale_run_is_ignored():
+    s = SchedulerState(clock=lambda: 0.0, validate=True, allowed_failures=0)
+    s.handle_stimulus(AddClient(sid(), "c"))
+    add_worker(s, "tcp://a:1")
+    graph(s, "c", {"x": []}, ["x"])
+    old_run = s.tasks["x"].run_id
+    s.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.TaskStarted(("x",), (old_run + 100,))))
+    s.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.TaskStarted(("unknown",), (1,))))
+    assert not s.workers["tcp://a:1"].executing
+    s.handle_stimulus(RemoveWorker(sid(), "tcp://a:1", "died"))
+    assert s.tasks["x"].state in ("queued", "no-worker")

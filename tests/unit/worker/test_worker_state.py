@@ -108,6 +108,22 @@ def test_tiny_tasks_are_prefetched_into_the_pool_slow_ones_are_not(ws):
     assert len([i for i in out if isinstance(i, Execute)]) == 1
 
 
+def test_only_tasks_holding_a_thread_are_reported_started():
+    ws = WorkerState(address="tcp://me:1", nthreads=2, validate=True)
+    ws.avg_duration = 1e-5  # tiny tasks: many are prefetched into the pool's queue
+    out = ws.handle_stimulus(*[compute(f"t{i}", priority=(i,)) for i in range(10)])
+    assert len([i for i in out if isinstance(i, Execute)]) == 10
+    [msg] = sent(out, m.TaskStarted)
+    assert msg.keys == ("t0", "t1") and msg.run_ids == (1, 1)  # the rest only wait in the queue
+    # t0 done: its thread takes the next one in hand-over order
+    out = ws.handle_stimulus(ExecuteSuccess("s", "t0", 1, 0, 8, "int", 0.0, 0.00001, None))
+    [msg] = sent(out, m.TaskStarted)
+    assert msg.keys == ("t2",)
+    # nothing new holds a thread: nothing to report
+    out = ws.handle_stimulus(compute("late", priority=(99,)))
+    assert sent(out, m.TaskStarted) == []
+
+
 def test_resource_tasks_are_never_prefetched():
     ws = WorkerState(address="tcp://me:1", nthreads=1, resources={"GPU": 5}, validate=True)
     ws.avg_duration = 1e-5
