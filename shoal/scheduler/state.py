@@ -82,7 +82,7 @@ class SchedTask:
         "key", "state", "prefix", "func", "spec", "priority", "dependencies", "dependents",
         "n_waiting", "n_waiters", "who_has", "processing_on", "who_wants", "nbytes",
         "type_name", "exception", "traceback", "exception_text", "exception_blame",
-        "retries", "restrictions", "loose", "resources", "run_id",
+        "retries", "restrictions", "loose", "resources", "run_id", "actor",
     )  # fmt: skip
 
     def __init__(self, key: Key):
@@ -116,6 +116,8 @@ class SchedTask:
         self.loose = False
         self.resources: dict | None = None
         self.run_id = 0
+        #: the result is a stateful actor that lives on the worker that created it
+        self.actor = False
 
     def __repr__(self) -> str:
         return f"<SchedTask {self.key!r} {self.state}>"
@@ -326,6 +328,8 @@ class SchedulerState:
             ts.resources = dict(ann["resources"])
         if ann.get("retries"):
             ts.retries = int(ann["retries"])
+        if ann.get("actor"):
+            ts.actor = True
 
     def _want(self, cs: SchedClient, ts: SchedTask, recs: Recs) -> None:
         ts.who_wants = _with(ts.who_wants, cs)
@@ -875,7 +879,7 @@ class SchedulerState:
                 ws.address,
                 m.ComputeTask(
                     ts.key, ts.run_id, ts.func, ts.spec, ts.priority, who_has, nbytes,
-                    ts.resources, bool(ts.who_wants),
+                    ts.resources, bool(ts.who_wants), ts.actor,
                 ),
             )
         )  # fmt: skip
