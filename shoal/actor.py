@@ -85,7 +85,7 @@ class ActorFuture(BaseActorFuture):
     """A call in flight. Completed on the client's event loop; `result` blocks on a lock
     (no loop round trip), ``await`` waits on an asyncio future of that loop."""
 
-    __slots__ = ("_loop", "_lock", "_ok", "_value", "_loaded", "_waiter")
+    __slots__ = ("_loaded", "_lock", "_loop", "_ok", "_value", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
@@ -180,7 +180,7 @@ class Actor(TaskRef):
     the proxy to `submit` makes the task depend on the actor and get a working proxy.
     """
 
-    __slots__ = ("_cls", "_address", "_client", "_future", "_worker")
+    __slots__ = ("_address", "_client", "_cls", "_future", "_worker")
 
     def __init__(self, cls: type, address: str, key: Any, worker: Any = None):
         self.key = key

@@ -1163,7 +1163,8 @@ class Client:
         from shoal.client.graphs import graph_to_futures
 
         futures = graph_to_futures(self, dsk, keys, workers=workers, allow_other_workers=allow_other_workers,
-                                   resources=resources, retries=retries, priority=priority)  # fmt: skip
+                                   resources=resources, retries=retries, priority=priority,
+                                   actors=actors)  # fmt: skip
         if not sync:
             return futures
         if self.asynchronous and asynchronous is not False:
@@ -1195,7 +1196,7 @@ class Client:
 
         return compute(self, collections, sync=sync, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
-                       priority=priority, traverse=traverse, **kwargs)  # fmt: skip
+                       priority=priority, traverse=traverse, actors=actors, **kwargs)  # fmt: skip
 
     def persist(self, collections: Any, optimize_graph: bool = True, workers: Any = None, allow_other_workers: Any = None,
                 resources: Any = None, retries: Any = None, priority: int = 0, fifo_timeout: Any = "60s",
@@ -1204,7 +1205,7 @@ class Client:
 
         return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
-                       priority=priority, **kwargs)  # fmt: skip
+                       priority=priority, actors=actors, **kwargs)  # fmt: skip
 
 
 def del_futures(futures: Any) -> None:
