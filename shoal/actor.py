@@ -35,8 +35,10 @@ from typing import Any
 from dask._task_spec import TaskRef
 
 from shoal._context import task_state
+from shoal._loop import in_loop_thread
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
+from shoal.utils import parse_timeout
 
 __all__ = ["Actor", "ActorFuture", "BaseActorFuture", "EagerActorFuture"]
 
@@ -119,10 +121,7 @@ class ActorFuture(BaseActorFuture):
     def result(self, timeout: Any = None) -> Any:
         """Block until the call returns; its value, or the exception it raised."""
         if self._ok is None:
-            from shoal import _loop
-            from shoal.utils import parse_timeout
-
-            if _loop.in_loop_thread(self._loop):
+            if in_loop_thread(self._loop):
                 raise RuntimeError("ActorFuture.result() would block the event loop; use `await` instead")
             t = parse_timeout(timeout)
             if not self._lock.acquire(timeout=-1 if t is None else t):
@@ -342,7 +341,7 @@ class _Channels:
             comm = await connect(
                 address, secret=_secret_of(client.security), timeout=client._timeout, info={"role": "client", "id": client.id}
             )
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure to connect fails the calls waiting on it
             calls = self.waiting.pop(address, [])
             for msg in calls:
                 self._fail(msg.id, OSError(f"Unable to contact Actor's worker {address}: {e}"))

@@ -127,7 +127,7 @@ class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
         "local_directory", "versions", "nanny", "processing", "long_running", "has_what", "nbytes",
-        "added",
+        "added", "actors",
     )  # fmt: skip
 
     def __init__(self, msg: m.RegisterWorker, now: float):
@@ -148,6 +148,8 @@ class SchedWorker:
         self.has_what: set[SchedTask] = set()
         self.nbytes = 0
         self.added = now
+        #: actor tasks whose object lives here (other holders only have proxies)
+        self.actors: set[SchedTask] = _EMPTY  # type: ignore[assignment]
 
     @property
     def occupied(self) -> int:
@@ -267,9 +269,14 @@ class SchedulerState:
         self._free_on.pop(ws, None)
         for ts in ws.has_what:
             _without(ts.who_has, ws)
-            if not ts.who_has and ts.state == "memory":
+            if ts in ws.actors:
+                # the object and its state are gone; proxies elsewhere point at nothing
+                text = f"the worker {ws.address} holding actor {ts.key!r} was lost ({ev.reason})"
+                self._cancel(ts, "lost-actor", text, recs)
+            elif not ts.who_has and ts.state == "memory":
                 self._lost(ts, recs, f"worker {ws.address} was lost ({ev.reason})")
         ws.has_what.clear()
+        ws.actors = _EMPTY
         for ts in list(ws.processing):
             self._transition(ts, "waiting", ev.stimulus_id, recs)
 
@@ -444,6 +451,8 @@ class SchedulerState:
             self.avg_duration, self._seen_durations = duration, True
         self._stop_processing(ts)
         ts.exception_blame = None
+        if ts.actor:
+            ws.actors = _with(ws.actors, ts)
         self._put_in_memory(ts, [ws], msg.nbytes, msg.type_name, recs, msg.inline)
         self._log(ts, "processing", sid)
 
@@ -768,6 +777,8 @@ class SchedulerState:
     def _t_memory_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         for ws in ts.who_has:
             ws.has_what.discard(ts)
+            if ts.actor:
+                _without(ws.actors, ts)
             ws.nbytes -= max(ts.nbytes, 0)
             self._free_on.setdefault(ws, {})[ts.key] = None
         ts.who_has = _EMPTY
@@ -943,6 +954,8 @@ class SchedulerState:
                 check(ts in ws.processing, "long-running task not processing here", ts)
             for ts in ws.has_what:
                 check(ws in ts.who_has, "has_what/who_has mismatch", ts)
+            for ts in ws.actors:
+                check(ts.actor and ts in ws.has_what, "actor not held by its worker", ts)
         for cs in self.clients.values():
             for ts in cs.wants:
                 check(cs in ts.who_wants and ts.key in self.tasks, "client wants unknown task", ts)

@@ -7,7 +7,6 @@ import gc
 import pickle
 
 import pytest
-
 from actor_classes import Counter, holds_actor, increment_many, read_n
 
 import shoal
@@ -81,9 +80,9 @@ def test_attributes(client):
     assert counter.label == "counter from 3"  # set on the instance only
     assert counter.doubled == 6  # a property runs remotely
     with pytest.raises(AttributeError):
-        counter.missing_attribute
+        _ = counter.missing_attribute
     with pytest.raises(AttributeError):
-        counter._private_missing  # never sent: not on the class, private
+        _ = counter._private_missing  # never sent: not on the class, private
     assert "increment" in dir(counter) and "ainc" in dir(counter)
 
 
@@ -181,8 +180,7 @@ def test_proxy_pickles_to_a_working_proxy(client):
 
 def test_async_client(cluster_kwargs):
     async def main():
-        async with LocalCluster(asynchronous=True, **cluster_kwargs) as cluster:
-            async with Client(cluster, asynchronous=True) as client:
+        async with LocalCluster(asynchronous=True, **cluster_kwargs) as cluster, Client(cluster, asynchronous=True) as client:
                 counter = await client.submit(Counter, actor=True)
                 assert isinstance(counter, Actor)
                 fut = counter.increment()

@@ -4,12 +4,13 @@ holds the actor, from the client and from tasks in other processes."""
 from __future__ import annotations
 
 import gc
+import os
+import signal
 
 import pytest
-
 from actor_classes import Counter, holds_actor, increment_many
 
-from shoal import Actor
+from shoal import Actor, CancelledError, Client, LocalCluster
 
 pytestmark = pytest.mark.system
 
@@ -63,3 +64,22 @@ def test_actor_freed_when_released(client, poll):
     del future, counter
     gc.collect()
     poll(lambda: not _holders(client, key))
+
+
+def test_losing_the_actors_worker(poll):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as client:
+        future = client.submit(Counter, actor=True)
+        counter = future.result()
+        assert counter.increment().result() == 1
+        pending = counter.wait_for("never-set", 60)  # in flight when the worker dies
+        home = client.who_has(future)[future.key][0]
+        os.kill(client.run(os.getpid)[home], signal.SIGKILL)
+        with pytest.raises(OSError, match="Actor's worker"):
+            pending.result(timeout=30)
+        poll(lambda: future.status == "cancelled", timeout=30)
+        with pytest.raises(RuntimeError, match="Worker holding Actor was lost"):
+            counter.increment()
+        with pytest.raises(CancelledError):
+            future.result()
+        # the cluster goes on: a new actor lives on the surviving worker
+        assert client.submit(Counter, actor=True).result().increment().result() == 1

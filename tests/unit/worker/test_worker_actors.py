@@ -6,7 +6,14 @@ import pytest
 
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
-from shoal.worker.state import ComputeTaskEvent, Execute, ExecuteSuccess, FreeKeysEvent, SendToScheduler, WorkerState
+from shoal.worker.state import (
+    ComputeTaskEvent,
+    Execute,
+    ExecuteSuccess,
+    FreeKeysEvent,
+    SendToScheduler,
+    WorkerState,
+)
 
 SPEC = dumps(((), {}))
 
