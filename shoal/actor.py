@@ -60,6 +60,10 @@ class BaseActorFuture:
     def __repr__(self) -> str:
         return "<ActorFuture>"
 
+    def _on_done(self, callback: Any) -> None:  # pragma: no cover - abstract
+        """Call `callback(self)` once the call is done (for `as_completed`)."""
+        raise NotImplementedError
+
 
 class EagerActorFuture(BaseActorFuture):
     """An already computed call: an actor calling an actor on its own worker."""
@@ -79,6 +83,9 @@ class EagerActorFuture(BaseActorFuture):
         return self._value
         yield  # pragma: no cover
 
+    def _on_done(self, callback: Any) -> None:
+        callback(self)
+
 
 _UNSET = object()
 
@@ -87,7 +94,7 @@ class ActorFuture(BaseActorFuture):
     """A call in flight. Completed on the client's event loop; `result` blocks on a lock
     (no loop round trip), ``await`` waits on an asyncio future of that loop."""
 
-    __slots__ = ("_loaded", "_lock", "_loop", "_ok", "_value", "_waiter")
+    __slots__ = ("_callbacks", "_loaded", "_lock", "_loop", "_ok", "_value", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
@@ -97,6 +104,7 @@ class ActorFuture(BaseActorFuture):
         self._value: Any = None
         self._loaded: Any = _UNSET
         self._waiter: asyncio.Future | None = None
+        self._callbacks: list | None = None
 
     def _set(self, ok: bool, value: Any) -> None:
         """Called once, on the loop thread."""
@@ -106,6 +114,22 @@ class ActorFuture(BaseActorFuture):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._callbacks:
+            for callback in self._callbacks:
+                callback(self)
+            self._callbacks = None
+
+    def _on_done(self, callback: Any) -> None:
+        def register() -> None:  # on the loop thread, as `_set` is
+            if self._ok is not None:
+                callback(self)
+            else:
+                self._callbacks = [*(self._callbacks or ()), callback]
+
+        if in_loop_thread(self._loop):
+            register()
+        else:
+            self._loop.call_soon_threadsafe(register)
 
     def done(self) -> bool:
         return self._ok is not None

@@ -10,7 +10,7 @@ import pytest
 from actor_classes import Counter, holds_actor, increment_many, read_n
 
 import shoal
-from shoal import Actor, ActorFuture, BaseActorFuture, Client, Event, LocalCluster
+from shoal import Actor, ActorFuture, BaseActorFuture, Client, Event, LocalCluster, as_completed
 
 
 def _held_anywhere(client, key):
@@ -196,3 +196,13 @@ def test_async_client(cluster_kwargs):
                     counter.wait_for("never-set", 1).result()  # would block the loop
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_as_completed_accepts_actor_futures(client):
+    counter = client.submit(Counter, actor=True).result()
+    futures = [counter.increment() for _ in range(10)]
+    assert sorted(f.result() for f in as_completed(futures)) == list(range(1, 11))
+    results = dict(as_completed([counter.increment(), counter.fail("x")], with_results=True, raise_errors=False))
+    assert sorted(map(type, results.values()), key=str) == [int, tuple]
+    with pytest.raises(TypeError, match="must be a future"):
+        as_completed([1])
