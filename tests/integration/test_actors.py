@@ -7,7 +7,7 @@ import gc
 import pickle
 
 import pytest
-from actor_classes import Counter, holds_actor, increment_many, read_n
+from actor_classes import Broken, Counter, holds_actor, increment_many, read_n
 
 import shoal
 from shoal import Actor, ActorFuture, BaseActorFuture, Client, Event, LocalCluster, as_completed
@@ -206,3 +206,21 @@ def test_as_completed_accepts_actor_futures(client):
     assert sorted(map(type, results.values()), key=str) == [int, tuple]
     with pytest.raises(TypeError, match="must be a future"):
         as_completed([1])
+
+
+def test_failing_constructor_is_a_task_error(client):
+    future = client.submit(Broken, actor=True)
+    with pytest.raises(ValueError, match="cannot build this actor"):
+        future.result()
+    assert future.status == "error"
+
+
+def test_calls_from_several_threads_all_count(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    counter = client.submit(Counter, actor=True).result()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: [counter.increment().result() for _ in range(50)], range(4)))
+    assert sorted(x for r in results for x in r) == list(range(1, 201))
+    for r in results:  # each thread's calls ran in the order it made them
+        assert r == sorted(r)
