@@ -6,6 +6,7 @@ Switch by changing one import: ``from shoal import Client``.
 from __future__ import annotations
 
 from shoal import config as _config  # noqa: F401  registers the shoal.* defaults
+from shoal.actor import Actor, ActorFuture, BaseActorFuture
 from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
@@ -29,6 +30,9 @@ from shoal.worker_client import get_client, rejoin, secede, worker_client
 __version__ = "0.1.0"
 
 __all__ = [
+    "Actor",
+    "ActorFuture",
+    "BaseActorFuture",
     "CancelledError",
     "Client",
     "ClosedClientError",

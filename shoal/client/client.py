@@ -35,6 +35,7 @@ from dask.utils import funcname
 
 from shoal import _loop, config
 from shoal._context import current_worker, in_task, task_state
+from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
@@ -73,7 +74,7 @@ def default_client(c: Client | None = None) -> Client:
 def _walk_futures(obj: Any, out: list) -> Any:
     """Replace `Future`s inside builtin containers by plain `TaskRef`s; collect them."""
     t = type(obj)
-    if t is Future:
+    if t is Future or t is Actor:
         out.append(obj)
         return TaskRef(obj.key)
     if t in (list, tuple, set, frozenset):
@@ -91,7 +92,7 @@ def _has_future(obj: Any) -> bool:
     t = type(obj)
     if t in _SIMPLE:
         return False
-    if t is Future:
+    if t is Future or t is Actor:
         return True
     if t in (list, tuple, set, frozenset):
         return any(_has_future(x) for x in obj)
@@ -285,6 +286,9 @@ class Client:
             return
         self.status = "closing"
         self._flush()
+        channels = self.__dict__.get("_actor_channels")
+        if channels is not None:
+            await channels.close()
         for st in self.futures.values():
             if not st.done():
                 st.cancel("client-closed", "the client was closed")
@@ -596,6 +600,7 @@ class Client:
         if allow_other_workers and workers is None:
             raise ValueError("Only use allow_other_workers= if using workers=")
         self._check_running()
+        actor = bool(actor or actors)
         if key is None:
             if pure and not actor:
                 key = f"{funcname(func)}-{tokenize(func, kwargs, *args)}"
@@ -615,6 +620,8 @@ class Client:
         fp = self._pickle_func(func)
         spec = self._pickle_args(key, args, kwargs)
         ann = self._annotations(workers, allow_other_workers, resources, retries)
+        if actor:
+            ann = {**(ann or {}), "actor": True}
         prio = (-priority, next(self._priority_counter))
         dep_keys = tuple({f.key: None for f in deps})
         future = Future(key, self)
@@ -623,7 +630,7 @@ class Client:
 
     def _check_own(self, futures: list[Future]) -> None:
         for f in futures:
-            if f.client is not self:
+            if type(f) is Future and f.client is not self:
                 raise ValueError(
                     f"Inputs contain futures that were created by another client: {f.key!r}"
                 )
@@ -659,6 +666,8 @@ class Client:
         if allow_other_workers and workers is None:
             raise ValueError("Only use allow_other_workers= if using workers=")
         self._check_running()
+        actor = bool(actor or actors)
+        pure = pure and not actor
         arg_tuples = list(zip(*iterables))
         if not arg_tuples:
             return []
@@ -671,7 +680,7 @@ class Client:
                 out.extend(
                     self.map(func, *zip(*chunk), key=sub_key, workers=workers, retries=retries,
                              resources=resources, priority=priority, allow_other_workers=allow_other_workers,
-                             pure=pure, **kwargs)
+                             actor=actor, pure=pure, **kwargs)
                 )  # fmt: skip
             return out
         if isinstance(key, list):
@@ -686,6 +695,8 @@ class Client:
                 keys = [f"{prefix}-{uid}-{i}" for i in range(len(arg_tuples))]
         fp = self._pickle_func(func)
         ann = self._annotations(workers, allow_other_workers, resources, retries)
+        if actor:
+            ann = {**(ann or {}), "actor": True}
         kw_has_futures = _has_future(kwargs)
         tasks = []
         futures = []
@@ -745,7 +756,7 @@ class Client:
         todo: dict[Any, list[int]] = {}
         for i, st in enumerate(states):
             if st.inline is not None:
-                out[i] = loads(st.inline)
+                out[i] = self._loaded(st.inline)
             else:
                 todo.setdefault(st.key, []).append(i)
         attempts = 0
@@ -762,7 +773,7 @@ class Client:
                     by_worker.setdefault(st.workers[attempts % len(st.workers)], []).append(key)
             for key in [k for k in todo if states[todo[k][0]].inline is not None]:
                 for i in todo.pop(key):
-                    out[i] = loads(states[i].inline)
+                    out[i] = self._loaded(states[i].inline)
             if not by_worker and todo:
                 await self._refresh_who_has(list(todo), states, todo)
                 attempts += 1
@@ -771,11 +782,18 @@ class Client:
             for data in results:
                 for key, value in data.items():
                     for i in todo.pop(key, ()):
-                        out[i] = loads(value)
+                        out[i] = self._loaded(value)
             if todo:
                 attempts += 1
                 await self._refresh_who_has(list(todo), states, todo)
         return out
+
+    def _loaded(self, p: Pickled) -> Any:
+        """A result's value; an actor proxy among them holds a reference on its actor."""
+        value = loads(p)
+        if type(value) is Actor:
+            value._adopt(self)
+        return value
 
     async def _refresh_who_has(self, keys: list, states: list[FutureState], todo: dict) -> None:
         assert self.scheduler_comm is not None
@@ -1145,7 +1163,8 @@ class Client:
         from shoal.client.graphs import graph_to_futures
 
         futures = graph_to_futures(self, dsk, keys, workers=workers, allow_other_workers=allow_other_workers,
-                                   resources=resources, retries=retries, priority=priority)  # fmt: skip
+                                   resources=resources, retries=retries, priority=priority,
+                                   actors=actors)  # fmt: skip
         if not sync:
             return futures
         if self.asynchronous and asynchronous is not False:
@@ -1177,7 +1196,7 @@ class Client:
 
         return compute(self, collections, sync=sync, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
-                       priority=priority, traverse=traverse, **kwargs)  # fmt: skip
+                       priority=priority, traverse=traverse, actors=actors, **kwargs)  # fmt: skip
 
     def persist(self, collections: Any, optimize_graph: bool = True, workers: Any = None, allow_other_workers: Any = None,
                 resources: Any = None, retries: Any = None, priority: int = 0, fifo_timeout: Any = "60s",
@@ -1186,7 +1205,7 @@ class Client:
 
         return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
-                       priority=priority, **kwargs)  # fmt: skip
+                       priority=priority, actors=actors, **kwargs)  # fmt: skip
 
 
 def del_futures(futures: Any) -> None:

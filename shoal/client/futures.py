@@ -220,7 +220,7 @@ class Future(TaskRef):
         """Wait for the result; re-raise the task's exception; `TimeoutError` on timeout."""
         client, st = self._verify_initialized()
         if st.status == "finished" and st.inline is not None and not client.asynchronous:
-            return loads(st.inline)
+            return client._loaded(st.inline)
         return client.sync(client._result, self, timeout)
 
     def exception(self, timeout: Any = None, **kwargs: Any) -> Any:

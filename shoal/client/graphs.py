@@ -13,6 +13,8 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
 
 _ANNOTATIONS = ("workers", "allow_other_workers", "resources", "retries", "priority")
+#: keyword arguments of compute / persist that become task options
+_OPTIONS = ("workers", "allow_other_workers", "resources", "retries", "priority", "actors")
 
 
 def _send_in_batches(client: Any, tasks: list, funcs: list, wanted: tuple) -> None:
@@ -99,7 +101,7 @@ def _cull(nodes: dict, keys: list, held: Any) -> dict:
 
 def graph_to_futures(
     client: Any, dsk: Any, keys: Any, *, workers: Any = None, allow_other_workers: Any = None,
-    resources: Any = None, retries: Any = None, priority: int = 0,
+    resources: Any = None, retries: Any = None, priority: int = 0, actors: Any = None,
 ) -> Any:  # fmt: skip
     from dask._task_spec import Alias, Task, convert_legacy_graph
     from dask.highlevelgraph import HighLevelGraph
@@ -132,6 +134,7 @@ def graph_to_futures(
         ordering = {k: i for i, k in enumerate(needed)}
     base = next(client._priority_counter)
     global_ann = client._annotations(workers, allow_other_workers, resources, retries) or {}
+    actor_keys = _actor_keys(actors, flat)
     tasks = []
     funcs: list = []
     func_index: dict[int, int] = {}
@@ -149,6 +152,8 @@ def graph_to_futures(
                     ann["workers"] = [value] if isinstance(value, (str, int, float)) else list(value)
                 else:
                     ann[name] = value
+        if actor_keys and k in actor_keys:
+            ann["actor"] = True
         fi = -1
         try:
             if type(node) is Task:
@@ -167,6 +172,20 @@ def graph_to_futures(
     futures = {k: Future(k, client) for k in flat}
     _send_in_batches(client, tasks, funcs, tuple(flat))
     return _pack(keys, futures)
+
+
+def _actor_keys(actors: Any, keys: list) -> set:
+    """Which keys become actors: `actors` is True (all requested keys), a dict of
+    key -> bool, or a collection of keys."""
+    if actors is None or actors is False:
+        return set()
+    if actors is True:
+        return set(keys)
+    if isinstance(actors, dict):
+        return {k for k, v in actors.items() if v}
+    if isinstance(actors, (str, bytes, int, float)):
+        return {actors}
+    return set(actors)
 
 
 def _to_expr(collections: list, optimize_graph: bool) -> Any:
@@ -188,7 +207,7 @@ def compute(client: Any, collections: Any, *, sync: bool = False, optimize_graph
         ]
     positions = [i for i, c in enumerate(seq) if is_dask_collection(c)]
     results: list = list(seq)
-    opts = {k: kwargs.pop(k) for k in ("workers", "allow_other_workers", "resources", "retries", "priority") if k in kwargs}
+    opts = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
     for i in positions:
         expr = FinalizeCompute(_to_expr([seq[i]], optimize_graph)).optimize()
         keys = _flatten(expr.__dask_keys__())
@@ -212,7 +231,7 @@ def persist(client: Any, collections: Any, *, optimize_graph: bool = True, **kwa
     seq = [collections] if singleton else list(collections)
     if not all(is_dask_collection(c) for c in seq):
         raise TypeError("persist expects dask collections")
-    opts = {k: kwargs.pop(k) for k in ("workers", "allow_other_workers", "resources", "retries", "priority") if k in kwargs}
+    opts = {k: kwargs.pop(k) for k in _OPTIONS if k in kwargs}
     expr = _to_expr(seq, optimize_graph)
     parts = list(expr.operands) if isinstance(expr, _ExprSequence) else [expr]
     composite = any(isinstance(e, CompositeExpr) for e in parts)

@@ -11,6 +11,7 @@ from typing import Any
 
 from dask.utils import parse_timedelta
 
+from shoal.actor import BaseActorFuture
 from shoal.client.futures import Future, FutureState
 from shoal.exceptions import FutureCancelledError, FuturesCancelledError
 from shoal.protocol import messages as m
@@ -162,11 +163,16 @@ class as_completed:
 
     def update(self, futures: Any) -> None:
         for f in futures:
-            if not isinstance(f, Future):
+            if not isinstance(f, (Future, BaseActorFuture)):
                 raise TypeError(f"Input must be a future, got {f}")
             self.add(f)
 
-    def add(self, future: Future) -> None:
+    def add(self, future: Future | BaseActorFuture) -> None:
+        if isinstance(future, BaseActorFuture):  # an actor method call
+            with self.condition:
+                self.futures[future] += 1
+            future._on_done(self._ready)
+            return
         if not isinstance(future, Future):
             raise TypeError(f"Input must be a future, got {future}")
         client, st = future._verify_initialized()
@@ -233,6 +239,14 @@ class as_completed:
     def _failed_item(self, future: Future) -> Any:
         """With results: the item for an erred or cancelled future (or raise it, with
         `raise_errors`); None when the future finished normally."""
+        if isinstance(future, BaseActorFuture):
+            try:
+                future.result()
+                return None
+            except Exception as exc:
+                if self.raise_errors:
+                    raise
+                return future, (type(exc), exc, exc.__traceback__)
         st = future._state
         assert st is not None
         if st.status == "error":

@@ -207,6 +207,8 @@ class ComputeTask(Message):
     nbytes: dict
     resources: dict | None
     inline: bool
+    #: the result is a stateful actor: keep the object here, serve a proxy of it
+    actor: bool = False
 
 
 @_message("steal-request")
@@ -315,3 +317,30 @@ class AddKeys(Message):
     """The worker now also holds these keys (fetched replicas): key -> nbytes."""
 
     nbytes: dict
+
+
+# --------------------------------------------------------------------------------------
+# Actors: client or task -> the worker holding the actor, and back (never the scheduler)
+
+
+@_message("actor-call")
+class ActorCall(Message):
+    """Call method `name` of actor `key` with `args` (a `Pickled` ``(args, kwargs)``, or
+    None for no arguments), or with `attribute` read attribute `name`. Answered by an
+    `actor-result` with the same `id` on the same connection."""
+
+    id: int
+    key: Any
+    name: str
+    args: Pickled | None
+    attribute: bool
+
+
+@_message("actor-result")
+class ActorResult(Message):
+    """Outcome of `actor-call` `id`: the pickled value, or with `ok` false the pickled
+    exception the method raised."""
+
+    id: int
+    ok: bool
+    value: Pickled

@@ -72,6 +72,8 @@ def decide_worker(
         return None
     if len(candidates) == 1:
         return candidates[0]
+    if ts.actor:  # spread actors: each one's calls are served by its worker's actor thread
+        return min(candidates, key=lambda ws: (len(ws.actors), _load(ws)))
     if not ts.dependencies:
         return min(candidates, key=_load)
     # weigh moving dependency data against how busy each worker is

@@ -83,7 +83,7 @@ class SchedTask:
         "key", "state", "prefix", "func", "spec", "priority", "dependencies", "dependents",
         "n_waiting", "n_waiters", "who_has", "processing_on", "who_wants", "nbytes",
         "type_name", "exception", "traceback", "exception_text", "exception_blame",
-        "retries", "restrictions", "loose", "resources", "run_id",
+        "retries", "restrictions", "loose", "resources", "run_id", "actor",
     )  # fmt: skip
 
     def __init__(self, key: Key):
@@ -117,6 +117,8 @@ class SchedTask:
         self.loose = False
         self.resources: dict | None = None
         self.run_id = 0
+        #: the result is a stateful actor that lives on the worker that created it
+        self.actor = False
 
     def __repr__(self) -> str:
         return f"<SchedTask {self.key!r} {self.state}>"
@@ -126,7 +128,7 @@ class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
         "local_directory", "versions", "nanny", "processing", "long_running", "executing", "has_what",
-        "nbytes", "added",
+        "nbytes", "added", "actors",
     )  # fmt: skip
 
     def __init__(self, msg: m.RegisterWorker, now: float):
@@ -150,6 +152,8 @@ class SchedWorker:
         self.has_what: set[SchedTask] = set()
         self.nbytes = 0
         self.added = now
+        #: actor tasks whose object lives here (other holders only have proxies)
+        self.actors: set[SchedTask] = _EMPTY  # type: ignore[assignment]
 
     @property
     def occupied(self) -> int:
@@ -275,9 +279,14 @@ class SchedulerState:
         self._free_on.pop(ws, None)
         for ts in ws.has_what:
             _without(ts.who_has, ws)
-            if not ts.who_has and ts.state == "memory":
+            if ts in ws.actors:
+                # the object and its state are gone; proxies elsewhere point at nothing
+                text = f"the worker {ws.address} holding actor {ts.key!r} was lost ({ev.reason})"
+                self._cancel(ts, "lost-actor", text, recs)
+            elif not ts.who_has and ts.state == "memory":
                 self._lost(ts, recs, f"worker {ws.address} was lost ({ev.reason})")
         ws.has_what.clear()
+        ws.actors = _EMPTY
         for ts in list(ws.processing):
             if ts in ws.executing:
                 n = self.suspicious[ts.key] = self.suspicious.get(ts.key, 0) + 1
@@ -343,6 +352,8 @@ class SchedulerState:
             ts.resources = dict(ann["resources"])
         if ann.get("retries"):
             ts.retries = int(ann["retries"])
+        if ann.get("actor"):
+            ts.actor = True
 
     def _want(self, cs: SchedClient, ts: SchedTask, recs: Recs) -> None:
         ts.who_wants = _with(ts.who_wants, cs)
@@ -457,6 +468,8 @@ class SchedulerState:
             self.avg_duration, self._seen_durations = duration, True
         self._stop_processing(ts)
         ts.exception_blame = None
+        if ts.actor:
+            ws.actors = _with(ws.actors, ts)
         self._put_in_memory(ts, [ws], msg.nbytes, msg.type_name, recs, msg.inline)
         self._log(ts, "processing", sid)
 
@@ -789,6 +802,8 @@ class SchedulerState:
     def _t_memory_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         for ws in ts.who_has:
             ws.has_what.discard(ts)
+            if ts.actor:
+                _without(ws.actors, ts)
             ws.nbytes -= max(ts.nbytes, 0)
             self._free_on.setdefault(ws, {})[ts.key] = None
         ts.who_has = _EMPTY
@@ -902,7 +917,7 @@ class SchedulerState:
                 ws.address,
                 m.ComputeTask(
                     ts.key, ts.run_id, ts.func, ts.spec, ts.priority, who_has, nbytes,
-                    ts.resources, bool(ts.who_wants),
+                    ts.resources, bool(ts.who_wants), ts.actor,
                 ),
             )
         )  # fmt: skip
@@ -968,6 +983,8 @@ class SchedulerState:
                 check(ts in ws.processing, "executing task not processing here", ts)
             for ts in ws.has_what:
                 check(ws in ts.who_has, "has_what/who_has mismatch", ts)
+            for ts in ws.actors:
+                check(ts.actor and ts in ws.has_what, "actor not held by its worker", ts)
         for cs in self.clients.values():
             for ts in cs.wants:
                 check(cs in ts.who_wants and ts.key in self.tasks, "client wants unknown task", ts)

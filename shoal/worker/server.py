@@ -7,6 +7,13 @@
 - `SendToScheduler` messages go on the scheduler connection, coalesced per loop tick.
 It also serves `get_data` to peers and clients, accepts `update_data` (scatter) and runs
 functions sent with `Client.run`.
+
+Actors (`shoal.actor`): an actor task's object stays here (`WorkerState.actors`) and its
+proxy is the task's result. `actor-call` messages from any connection run the object's
+plain methods (and attribute reads) in arrival order on one dedicated thread, started on
+first use; ``async def`` methods run on the event loop. Outcomes go back as
+`actor-result` on the connection the call came from, collected like task completions
+(one loop wake-up per batch).
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ _thread_state = task_state
 
 #: put in the work queue by `rejoin`: the pool thread that takes it hands over its place
 _REJOIN = object()
+_MISSING = object()
 
 
 def get_worker() -> Worker:
@@ -148,6 +156,10 @@ class Worker:
         self._tasks: set[asyncio.Task] = set()
         self._sid = itertools.count()
         self._closed = asyncio.Event()
+        self._actor_queue: queue.SimpleQueue | None = None
+        self._actor_thread: threading.Thread | None = None
+        self._actor_done: collections.deque = collections.deque()
+        self._actor_wake_pending = False
         self.handlers = {"get_data": self._get_data, "update_data": self._update_data, "run": self._run}
 
     @property
@@ -217,6 +229,8 @@ class Worker:
         self.status = "closing"
         for _ in range(self.nthreads):
             self._queue.put(None)
+        if self._actor_queue is not None:
+            self._actor_queue.put(None)
         for callback in self.on_close:
             try:
                 await callback()
@@ -367,6 +381,8 @@ class Worker:
             if inspect.isawaitable(result):
                 result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()  # type: ignore[arg-type]
             stop = time.time()
+            if inst.actor:
+                return self._actor_created(inst, result, start, stop)
             nbytes = sizeof(result)
             inline = None
             if inst.inline and nbytes <= self.inline_limit:
@@ -384,6 +400,97 @@ class Worker:
             return ExecuteFailure(sid, inst.key, inst.run_id, *_pack_exception(e), start, stop)
         finally:
             _thread_state.key = None
+
+    def _actor_created(self, inst: Execute, instance: Any, start: float, stop: float) -> ExecuteSuccess:
+        from shoal.actor import Actor
+
+        proxy = Actor(type(instance), self.address, inst.key)
+        inline = dumps(proxy) if inst.inline else None
+        if inline is not None and (inline.nbytes > self.inline_limit or inline.buffers):
+            inline = None
+        nbytes = sizeof(instance)
+        name = typename(type(instance))
+        return ExecuteSuccess("execute", inst.key, inst.run_id, proxy, nbytes, name, start, stop, inline, instance)
+
+    # ------------------------------------------------------------------ actors
+
+    def _on_peer_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
+        for msg in msgs:
+            if type(msg) is m.ActorCall:
+                self._actor_call(peer, msg)
+            else:
+                logger.warning("unexpected message from %s: %s", peer.address, msg.op)
+
+    def _actor_call(self, peer: Peer, msg: m.ActorCall) -> None:
+        if not msg.attribute:
+            instance = self.state.actors.get(msg.key)  # type: ignore[union-attr]
+            if instance is not None and inspect.iscoroutinefunction(getattr(instance, msg.name, None)):
+                self._own(self._actor_call_async(peer, msg, instance))
+                return
+        q = self._actor_queue
+        if q is None:
+            q = self._actor_queue = queue.SimpleQueue()
+            self._actor_thread = threading.Thread(target=self._actor_work, name="shoal-actor", daemon=True)
+            self._actor_thread.start()
+        q.put((peer, msg))
+
+    def _actor_work(self) -> None:
+        """The actor thread: runs calls in arrival order, hands outcomes to the loop."""
+        _thread_state.worker = self
+        _thread_state.actor = True
+        get = self._actor_queue.get  # type: ignore[union-attr]
+        actors = self.state.actors  # type: ignore[union-attr]
+        done = self._actor_done
+        while True:
+            item = get()
+            if item is None:
+                return
+            peer, msg = item
+            try:
+                instance = actors.get(msg.key, _MISSING)
+                if instance is _MISSING:
+                    raise ValueError(f"Actor {msg.key!r} is not held by worker {self.address}")
+                attr = getattr(instance, msg.name)
+                if msg.attribute:
+                    value = attr
+                elif msg.args is None:
+                    value = attr()
+                else:
+                    args, kwargs = loads(msg.args)
+                    value = attr(*args, **kwargs)
+                reply = m.ActorResult(msg.id, True, dumps(value))
+            except BaseException as e:  # noqa: BLE001 - the method's failure is its result
+                reply = m.ActorResult(msg.id, False, _pack_exception(e)[0])
+            done.append((peer, reply))
+            if not self._actor_wake_pending:
+                self._actor_wake_pending = True
+                try:
+                    self.loop.call_soon_threadsafe(self._send_actor_results)  # type: ignore[union-attr]
+                except RuntimeError:  # the loop is closed: the worker is going away
+                    return
+
+    def _send_actor_results(self) -> None:
+        self._actor_wake_pending = False
+        done = self._actor_done
+        while done:
+            peer, reply = done.popleft()
+            if not peer.closed:
+                peer.send(reply)
+
+    async def _actor_call_async(self, peer: Peer, msg: m.ActorCall, instance: Any) -> None:
+        try:
+            if msg.args is None:
+                value = await getattr(instance, msg.name)()
+            else:
+                args, kwargs = loads(msg.args)
+                value = await getattr(instance, msg.name)(*args, **kwargs)
+            reply = m.ActorResult(msg.id, True, dumps(value))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - the method's failure is its result
+            reply = m.ActorResult(msg.id, False, _pack_exception(e)[0])
+        if not peer.closed:
+            peer.send(reply)
 
     # ------------------------------------------------------------------ data movement
 
@@ -405,7 +512,7 @@ class Worker:
             self._handle([event])
 
     async def _handle_comm(self, comm: Any) -> None:
-        peer = Peer(comm, self.handlers)
+        peer = Peer(comm, self.handlers, self._on_peer_messages)
         try:
             await peer.run()
         finally:

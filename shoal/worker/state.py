@@ -22,6 +22,11 @@ dependent task is handed back to the scheduler with `missing-data`.
 Task states: waiting, ready, executing, long-running (a task that seceded from the pool:
 it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
 results live in `data` until the scheduler frees them.
+
+Actors: a task sent with `actor` creates a stateful object. The object itself goes into
+`actors` (the I/O shell calls its methods there, outside this machine); `data` holds a
+proxy of it (given by the shell with the result), which is what dependents, peers and
+clients get. Freeing the key drops both.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class ExecuteSuccess(WorkerEvent):
     start: float
     stop: float
     inline: Pickled | None
+    #: for an actor task: the object itself (`value` is then its proxy)
+    instance: Any = None
 
 
 @dataclass(slots=True)
@@ -127,6 +134,7 @@ class Execute:
     spec: Pickled
     deps: dict
     inline: bool
+    actor: bool = False
 
 
 @dataclass(slots=True)
@@ -149,7 +157,7 @@ WorkerInstruction = Execute | Gather | SendToScheduler
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "inline", "state", "started",
+        "resources", "inline", "state", "started", "actor",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -162,6 +170,7 @@ class WorkerTask:
         self.waiting_for: set[Key] = set()
         self.resources = msg.resources
         self.inline = msg.inline
+        self.actor = msg.actor
         self.state = "waiting"
         #: the scheduler was told this task took a thread (`task-started`)
         self.started = False
@@ -196,6 +205,8 @@ class WorkerState:
         self.available_resources = dict(self.total_resources)
         self.tasks: dict[Key, WorkerTask] = {}
         self.data: dict[Key, Any] = {}
+        #: actor key -> the actor object (its proxy is in `data`)
+        self.actors: dict[Key, Any] = {}
         self.nbytes: dict[Key, int] = {}
         self.ready: list[tuple[tuple, int, Key, int]] = []
         self.executing: dict[Key, int] = {}  # key -> run_id
@@ -261,6 +272,8 @@ class WorkerState:
             if key in self.data:
                 del self.data[key]
                 self.nbytes.pop(key, None)
+                if self.actors:
+                    self.actors.pop(key, None)
 
     def _secede(self, ev: SecedeEvent) -> None:
         ts = self.tasks.get(ev.key)
@@ -288,6 +301,8 @@ class WorkerState:
             return  # freed or superseded while it ran: the result is dropped
         self.data[ev.key] = ev.value
         self.nbytes[ev.key] = ev.nbytes
+        if ts.actor:
+            self.actors[ev.key] = ev.instance
         self._send(
             m.TaskFinished(ev.key, ev.run_id, ev.nbytes, ev.type_name, ev.start, ev.stop, ev.inline)
         )
@@ -436,7 +451,7 @@ class WorkerState:
             self.executing[ts.key] = ts.run_id
             data = self.data
             deps = {d: data[d] for d in ts.dependencies}
-            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, deps, ts.inline))
+            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, deps, ts.inline, ts.actor))
         for item in blocked:
             heapq.heappush(ready, item)
 
@@ -504,6 +519,8 @@ class WorkerState:
                 assert fs is None or fs.in_flight_from in (peer, None), key
         for k, v in self.available_resources.items():
             assert 0 <= v <= self.total_resources.get(k, 0), (k, v)
+        for key in self.actors:
+            assert key in self.data, key
 
     _HANDLERS: dict[type, Callable] = {
         ComputeTaskEvent: _compute_task,
