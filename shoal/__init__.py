@@ -10,6 +10,7 @@ from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.local import LocalCluster
+from shoal.diagnostics.task_stream import get_task_stream
 from shoal.exceptions import (
     CancelledError,
     ClosedClientError,
@@ -54,6 +55,7 @@ __all__ = [
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_stream",
     "get_worker",
     "rejoin",
     "secede",

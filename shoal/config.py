@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
             "memory": {"target": 0.60, "spill": 0.70, "pause": 0.80, "terminate": 0.95},
             "resources": {},
             "validate": False,
+            # task-stream records each worker keeps (a ring buffer; 0 turns it off)
+            "task-stream-length": 10_000,
         },
         "deploy": {"worker-start-timeout": "60s"},
     }

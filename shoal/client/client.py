@@ -1024,6 +1024,41 @@ class Client:
             workers = [workers]
         return self._request("processing", workers=workers)
 
+    # ------------------------------------------------------------------ diagnostics
+
+    async def _task_stream(
+        self, start: Any = None, stop: Any = None, count: int | None = None, since: dict | None = None
+    ) -> dict:
+        """`{"counts": {worker: records so far}, "records": [...]}` from the scheduler."""
+        from shoal.diagnostics.task_stream import normalize_records, parse_time
+
+        assert self.scheduler_comm is not None
+        self._flush()
+        reply = await self.scheduler_comm.request(
+            "get_task_stream", start=parse_time(start), stop=parse_time(stop), count=count, since=since
+        )
+        return {"counts": dict(reply["counts"]), "records": normalize_records(reply["records"])}
+
+    def get_task_stream(
+        self,
+        start: Any = None,
+        stop: Any = None,
+        count: int | None = None,
+        plot: Any = False,
+        filename: str = "task-stream.html",
+        bokeh_resources: Any = None,
+    ) -> Any:
+        """Records of the tasks the workers ran: `key, worker, thread, status, nbytes, type,
+        startstops` (see `shoal.diagnostics.task_stream`). `start`/`stop` are epoch seconds
+        or durations before now (``"60s"``); `count` keeps the newest N. `plot=True` also
+        returns a figure (an HTML timeline); `plot="save"` writes it to `filename` too."""
+
+        async def call() -> Any:
+            reply = await self._task_stream(start, stop, count)
+            return _plot_task_stream(reply["records"], plot, filename)
+
+        return self.sync(call)
+
     def run_on_scheduler(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `function(*args, **kwargs)` on the scheduler (it may take `dask_scheduler=`)."""
         wait = kwargs.pop("wait", True)
@@ -1187,6 +1222,17 @@ class Client:
         return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
                        priority=priority, **kwargs)  # fmt: skip
+
+
+def _plot_task_stream(records: list, plot: Any, filename: str) -> Any:
+    if not plot:
+        return records
+    from shoal.diagnostics.task_stream import TaskStreamFigure
+
+    figure = TaskStreamFigure(records)
+    if plot == "save":
+        figure.save(filename)
+    return records, figure
 
 
 def del_futures(futures: Any) -> None:

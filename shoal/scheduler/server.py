@@ -91,6 +91,7 @@ class Scheduler:
             "broadcast": self._broadcast,
             "story": self._story,
             "task_spec": self._task_spec,
+            "get_task_stream": self._get_task_stream,
         }
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
@@ -368,6 +369,38 @@ class Scheduler:
 
         results = await asyncio.gather(*(one(a) for a in targets))
         return dict(zip(targets, results))
+
+
+    async def _get_task_stream(
+        self, peer: Peer, start: float | None = None, stop: float | None = None, count: int | None = None,
+        since: dict | None = None,
+    ) -> dict:
+        """The task stream, fetched on demand from every worker's ring buffer (nothing is
+        collected per task on the scheduler): records sorted by the end of their compute,
+        at most the newest `count`; `since` ({worker: index}, from an earlier call's
+        `counts`) keeps only records added after that call. Workers that left took their
+        records with them."""
+
+        async def one(addr: str, wpeer: Peer) -> tuple[str, dict | None]:
+            mark = None if since is None else since.get(addr, 0)
+            try:
+                reply = await wpeer.request("task_stream", since=mark, start=start, stop=stop, count=count)
+            except Exception as e:
+                logger.info("no task stream from %s: %s", addr, e)
+                return addr, None
+            return addr, reply
+
+        replies = await asyncio.gather(*(one(a, p) for a, p in list(self.workers.items())))
+        counts = {}
+        records: list = []
+        for addr, reply in replies:
+            if reply is not None:
+                counts[addr] = reply["count"]
+                records.extend(reply["records"])
+        records.sort(key=lambda r: r["startstops"][-1]["stop"])
+        if count is not None:
+            records = records[-count:] if count > 0 else []
+        return {"counts": counts, "records": records}
 
 
 def _params(func: Any) -> Any:
