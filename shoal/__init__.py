@@ -10,6 +10,7 @@ from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.local import LocalCluster
+from shoal.diagnostics.progressbar import progress
 from shoal.diagnostics.task_stream import get_task_stream
 from shoal.exceptions import (
     CancelledError,
@@ -57,6 +58,7 @@ __all__ = [
     "get_client",
     "get_task_stream",
     "get_worker",
+    "progress",
     "rejoin",
     "secede",
     "wait",

@@ -29,6 +29,7 @@ from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
+from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
 from shoal.versions import get_versions
@@ -92,9 +93,18 @@ class Scheduler:
             "story": self._story,
             "task_spec": self._task_spec,
             "get_task_stream": self._get_task_stream,
+            "progress_start": self._progress_start,
+            "progress_poll": self._progress_poll,
+            "progress_stop": self._progress_stop,
+            "task_metadata_start": self._task_metadata_start,
+            "task_metadata_stop": self._task_metadata_stop,
         }
+        #: open progress bars and task-metadata collections, by id (see `observers.py`)
+        self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
+        self._watch_ids = itertools.count(1)
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
+        self.on_client_removed.append(self._drop_watches_of)
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
 
@@ -401,6 +411,65 @@ class Scheduler:
         if count is not None:
             records = records[-count:] if count > 0 else []
         return {"counts": counts, "records": records}
+
+
+    # ------------------------------------------------------------------ observers
+
+    def _add_watch(self, watch: Any, owner: Any) -> int:
+        wid = next(self._watch_ids)
+        event = asyncio.Event()
+        self._watches[wid] = (watch, event, owner)
+        self.state.observers.append(watch)
+        return wid
+
+    def _remove_watch(self, wid: int) -> Any:
+        entry = self._watches.pop(wid, None)
+        if entry is None:
+            return None
+        watch, event, _ = entry
+        self.state.observers.remove(watch)
+        event.set()  # wake a poll waiting on it
+        return watch
+
+    def _drop_watches_of(self, client_id: str) -> None:
+        for wid in [w for w, (_, _, owner) in self._watches.items() if owner == client_id]:
+            self._remove_watch(wid)
+
+    async def _progress_start(self, peer: Peer, keys: Any = (), complete: bool = True) -> dict:
+        """Watch the progress of `keys` and everything they still need; poll it with
+        `progress_poll`, end it with `progress_stop` (or by disconnecting)."""
+        watch = ProgressWatch(self.state.tasks, keys, complete=complete, owner=peer.ident)
+        wid = self._add_watch(watch, peer.ident)
+        watch.on_finish = self._watches[wid][1].set
+        return {"id": wid, "groups": watch.counts(), "finished": watch.finished}
+
+    async def _progress_poll(self, peer: Peer, watch_id: int, wait: float = 0.0) -> dict:
+        """Counts of a progress watch, after waiting up to `wait` seconds for it to
+        finish. A finished watch is removed."""
+        entry = self._watches.get(watch_id)
+        if entry is None:
+            raise KeyError(f"no progress watch {watch_id}")
+        watch, event, _ = entry
+        if wait > 0 and not watch.finished:
+            try:
+                await asyncio.wait_for(event.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        if watch.finished:
+            self._remove_watch(watch_id)
+        return {"id": watch_id, "groups": watch.counts(), "finished": watch.finished}
+
+    async def _progress_stop(self, peer: Peer, watch_id: int) -> None:
+        self._remove_watch(watch_id)
+
+    async def _task_metadata_start(self, peer: Peer) -> int:
+        return self._add_watch(MetadataWatch(), peer.ident)
+
+    async def _task_metadata_stop(self, peer: Peer, watch_id: int) -> dict:
+        watch = self._remove_watch(watch_id)
+        if watch is None:
+            raise KeyError(f"no task-metadata collection {watch_id}")
+        return {"metadata": watch.metadata, "state": watch.state}
 
 
 def _params(func: Any) -> Any:

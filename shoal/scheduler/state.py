@@ -203,6 +203,9 @@ class SchedulerState:
         self.validate = validate
         self.story_log: deque[tuple] = deque(maxlen=story_length)
         self.transition_counter = 0
+        #: read-only observers of transitions and new graphs (`observers.py`); the I/O
+        #: shell adds and removes them, they never change the state
+        self.observers: list[Any] = []
         self._tiebreak = 0
         self._out: list[Instruction] = []
         #: keys each worker must forget, sent at the end of the stimulus
@@ -310,6 +313,9 @@ class SchedulerState:
         cancelled: set[SchedTask] = set()
         for ts in lost:
             cancelled |= self._cancel(ts, "lost dependencies", None, recs)
+        if self.observers:
+            for obs in self.observers:
+                obs.new_keys(cs.id, msg.wanted)
         for key in msg.wanted:
             ts = tasks.get(key)
             if ts is None or ts in cancelled:
@@ -643,6 +649,9 @@ class SchedulerState:
     def _log(self, ts: SchedTask, start: str, sid: str) -> None:
         self.transition_counter += 1
         self.story_log.append((ts.key, start, ts.state, sid, self.clock()))
+        if self.observers:
+            for obs in self.observers:
+                obs.transition(ts, start)
 
     def _t_released_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         if ts.spec is None:
