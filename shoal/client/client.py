@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import collections
 import contextvars
+import inspect
 import itertools
 import logging
 import threading
@@ -192,6 +193,13 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._tasks: set[asyncio.Task] = set()
         self.direct_to_workers = direct_to_workers
+        #: topic -> handler(event) for events the scheduler pushes (`subscribe_topic`);
+        #: what tasks `shoal.print`/`shoal.warn` reaches every client (not task-side ones)
+        self._event_handlers: dict[str, Any] = {}
+        if not in_task():
+            from shoal.diagnostics.remote_print import handle_print, handle_warn
+
+            self._event_handlers.update(print=handle_print, warn=handle_warn)
         from shoal.recreate_tasks import ReplayTaskClient
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
@@ -251,6 +259,8 @@ class Client:
             raise
         self.scheduler_comm = Peer(comm, None, self._on_messages)
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
+        if self._event_handlers:
+            self.scheduler_comm.notify("subscribe_topic", topics=list(self._event_handlers))
         self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info)
         self._own(self._watch_scheduler(self.scheduler_comm))
         self.status = "running"
@@ -511,6 +521,8 @@ class Client:
                 st = futures.get(msg.key)
                 if st is not None:
                     st.retry()
+            elif t is m.TopicEvent:
+                self._handle_event(msg)
             else:
                 logger.warning("unexpected message from the scheduler: %s", msg.op)
 
@@ -1059,6 +1071,60 @@ class Client:
 
         return self.sync(call)
 
+    def log_event(self, topic: Any, msg: Any) -> Any:
+        """Log `msg` (msgpack-serializable data) on the scheduler under `topic` (a name or
+        a list of names); subscribers of the topic receive it."""
+        from shoal.protocol.events import check_event_message
+
+        check_event_message(msg)
+        topic = topic if isinstance(topic, str) else [str(t) for t in topic]
+        return self._request("log_event", topic=topic, msg=msg)
+
+    def get_events(self, topic: str | None = None) -> Any:
+        """Events of `topic` as a tuple of ``(timestamp, msg)``; with no topic, a dict of
+        every topic's events."""
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            events = await self.scheduler_comm.request("get_events", topic=topic)
+            if topic is not None:
+                return tuple(tuple(e) for e in events)
+            return {t: tuple(tuple(e) for e in evs) for t, evs in events.items()}
+
+        return self.sync(call)
+
+    def subscribe_topic(self, topic: str, handler: Any) -> None:
+        """Call `handler((timestamp, msg))` (a function or a coroutine function) on this
+        client's event loop for every event logged on `topic` from now on. Subscribing
+        again replaces the handler."""
+        self._event_handlers[topic] = handler
+        self._call_in_loop(self._notify_scheduler, "subscribe_topic", [topic])
+
+    def unsubscribe_topic(self, topic: str) -> None:
+        if topic not in self._event_handlers:
+            raise ValueError(f"No event handler known for topic {topic}.")
+        del self._event_handlers[topic]
+        self._call_in_loop(self._notify_scheduler, "unsubscribe_topic", [topic])
+
+    def _notify_scheduler(self, name: str, topics: list) -> None:
+        self._flush()
+        peer = self.scheduler_comm
+        if peer is not None and not peer.closed and self.status == "running":
+            peer.notify(name, topics=topics)
+
+    def _handle_event(self, msg: m.TopicEvent) -> None:
+        handler = self._event_handlers.get(msg.topic)
+        if handler is None:
+            return
+        event = (msg.time, msg.msg)
+        try:
+            if inspect.iscoroutinefunction(handler):
+                self._own(_log_failure(handler(event), msg.topic))
+            else:
+                handler(event)
+        except Exception:
+            logger.exception("event handler for topic %r failed", msg.topic)
+
     def run_on_scheduler(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `function(*args, **kwargs)` on the scheduler (it may take `dask_scheduler=`)."""
         wait = kwargs.pop("wait", True)
@@ -1222,6 +1288,13 @@ class Client:
         return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
                        priority=priority, **kwargs)  # fmt: skip
+
+
+async def _log_failure(coro: Any, topic: str) -> None:
+    try:
+        await coro
+    except Exception:
+        logger.exception("event handler for topic %r failed", topic)
 
 
 def _plot_task_stream(records: list, plot: Any, filename: str) -> Any:

@@ -20,6 +20,8 @@ import time
 import uuid
 from typing import Any
 
+import msgpack
+
 from shoal import config
 from shoal.comm import listen
 from shoal.comm.addressing import parse_address
@@ -30,6 +32,7 @@ from shoal.rpc import Peer
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
+from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
 from shoal.versions import get_versions
@@ -98,13 +101,19 @@ class Scheduler:
             "progress_stop": self._progress_stop,
             "task_metadata_start": self._task_metadata_start,
             "task_metadata_stop": self._task_metadata_stop,
+            "log_event": self._log_event,
+            "get_events": self._get_events,
+            "subscribe_topic": self._subscribe_topic,
+            "unsubscribe_topic": self._unsubscribe_topic,
         }
+        self.events = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
         self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
         self._watch_ids = itertools.count(1)
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
         self.on_client_removed.append(self._drop_watches_of)
+        self.on_client_removed.append(self.events.unsubscribe)
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
 
@@ -178,6 +187,7 @@ class Scheduler:
         if peer.role == "client" and self.clients.get(peer.ident) is peer:
             del self.clients[peer.ident]
             self._stimulate([RemoveClient(f"client-gone-{next(self._sid)}", peer.ident)])
+            self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
             for callback in list(self.on_client_removed):
                 try:
                     callback(peer.ident)
@@ -188,6 +198,7 @@ class Scheduler:
             self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, "connection closed")])
             self._workers_changed.set()
             logger.info("Remove worker %s", peer.ident)
+            self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident})
         try:
             await peer.close()
         except Exception:  # pragma: no cover
@@ -207,6 +218,7 @@ class Scheduler:
                 role = "client"
                 self.clients[msg.client_id] = peer
                 events.append(AddClient(sid, msg.client_id))
+                self.log_event(["all", msg.client_id], {"action": "add-client", "client": msg.client_id})
             elif type(msg) is m.RegisterWorker:
                 if msg.address in self.workers:
                     logger.warning("worker %s registered twice; dropping the new connection", msg.address)
@@ -218,6 +230,7 @@ class Scheduler:
                 events.append(AddWorker(sid, msg))
                 self._workers_changed.set()
                 logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
@@ -412,6 +425,35 @@ class Scheduler:
             records = records[-count:] if count > 0 else []
         return {"counts": counts, "records": records}
 
+
+    # ------------------------------------------------------------------ events
+
+    def log_event(self, topic: Any, msg: Any) -> None:
+        """Log `msg` under `topic` (a name or a list of names) and push it to subscribers."""
+        clients = self.clients
+        for client_id, name, event in self.events.log(topic, msg, time.time()):
+            peer = clients.get(client_id)
+            if peer is not None and not peer.closed:
+                peer.send(m.TopicEvent(name, event[0], event[1]))
+
+    async def _log_event(self, peer: Peer, topic: Any, msg: Any) -> None:
+        if not isinstance(topic, str):
+            topic = [str(t) for t in topic]
+        # a copy in wire form (lists as tuples) on every transport; in-process peers
+        # must not share mutable objects with the log
+        self.log_event(topic, msgpack.unpackb(msgpack.packb(msg), use_list=False, strict_map_key=False))
+
+    async def _get_events(self, peer: Peer, topic: str | None = None) -> Any:
+        return self.events.get(topic)
+
+    async def _subscribe_topic(self, peer: Peer, topics: Any) -> None:
+        if peer.role != "client":
+            raise ValueError("only clients may subscribe to topics")
+        self.events.subscribe(peer.ident, topics)
+
+    async def _unsubscribe_topic(self, peer: Peer, topics: Any) -> None:
+        if peer.role == "client":
+            self.events.unsubscribe(peer.ident, topics)
 
     # ------------------------------------------------------------------ observers
 

@@ -36,6 +36,7 @@ from shoal.comm.addressing import parse_address
 from shoal.exceptions import Reschedule
 from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
+from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
@@ -322,6 +323,21 @@ class Worker:
             if _thread_state.seceded:
                 return  # this thread left the pool; its replacement serves the queue
 
+    def log_event(self, topic: str | list, msg: Any) -> None:
+        """Log `msg` (plain msgpack data) under `topic` on the scheduler; from any thread."""
+        check_event_message(msg)
+        if self.loop is None or self.status != "running":
+            return
+
+        def send() -> None:
+            if self.scheduler is not None and not self.scheduler.closed:
+                self.scheduler.notify("log_event", topic=topic, msg=msg)
+
+        if _in_loop(self.loop):
+            send()
+        else:
+            self.loop.call_soon_threadsafe(send)
+
     def secede(self) -> None:
         """Called from a task: give this thread's pool slot back (the task keeps running)."""
         if getattr(_thread_state, "worker", None) is not self or _thread_state.seceded:
@@ -487,6 +503,13 @@ def _stream_record(r: tuple, worker: str) -> dict:
             f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames or ()
         )
     return rec
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 async def _await(aw: Any) -> Any:
