@@ -430,9 +430,9 @@ class Client:
         return f"<Client: scheduler={addr!r}>"
 
     def _repr_html_(self) -> str:
-        import html
+        from shoal.diagnostics.reprs import client_html
 
-        return f"<div><b>Client</b> {html.escape(self.id)}<br>scheduler: {html.escape(str(self._address))}</div>"
+        return client_html(self)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -11,5 +11,5 @@ def check_event_message(msg: Any) -> None:
     """Raise `TypeError` unless `msg` is msgpack-serializable (no pickles in events)."""
     try:
         msgpack.packb(msg)
-    except Exception as e:  # noqa: BLE001 - msgpack raises several types
+    except Exception as e:  # msgpack raises several types
         raise TypeError(f"Message must be msgpack serializable. Got {type(msg)=} instead.") from e
