@@ -3,7 +3,9 @@
 Rules:
 
 1. The only way in is `SchedulerState.handle_stimulus(*events) -> list[Instruction]`.
-   Nothing else writes to the state; the I/O shell may read it to answer queries.
+   Nothing else writes to the state; the I/O shell may read it to answer queries, and
+   may register read-only `observers` (progress bars, `observers.py`) that are told of
+   every transition and never change anything.
 2. No asyncio, sockets, threads or wall clock here: the clock is passed in.
 3. A task moves between states only along an edge of `_TRANSITIONS`; any other move is an
    `InvalidTransition` carrying the task's story.
