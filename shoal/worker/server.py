@@ -336,7 +336,10 @@ class Worker:
         if _in_loop(self.loop):
             send()
         else:
-            self.loop.call_soon_threadsafe(send)
+            try:
+                self.loop.call_soon_threadsafe(send)
+            except RuntimeError:  # the loop is closed: the worker is going away
+                pass
 
     def secede(self) -> None:
         """Called from a task: give this thread's pool slot back (the task keeps running)."""
