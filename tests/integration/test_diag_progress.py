@@ -179,3 +179,15 @@ def test_notebook_without_ipywidgets_falls_back_to_text(client, monkeypatch):
     out = io.StringIO()
     assert progress(client.map(inc, range(3)), notebook=True, file=out) is None  # blocks, as in a terminal
     assert "100% Completed | 3/3" in out.getvalue()
+
+
+def test_a_disconnecting_client_takes_its_watch_along(cluster, gate, poll):
+    c2 = Client(cluster)
+    try:
+        f = c2.submit(gated, gate, 2)
+        bar = TextProgressBar([f.key], c2, file=io.StringIO())
+        bar._start_in_background()
+        poll(lambda: cluster.scheduler._watches)
+    finally:
+        c2.close()
+    poll(lambda: no_watches_left(cluster))
