@@ -11,6 +11,10 @@ from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.local import LocalCluster
+from shoal.diagnostics.progressbar import progress
+from shoal.diagnostics.remote_print import print, warn  # noqa: A004 - distributed's names
+from shoal.diagnostics.task_metadata import get_task_metadata
+from shoal.diagnostics.task_stream import get_task_stream
 from shoal.exceptions import (
     CancelledError,
     ClosedClientError,
@@ -58,9 +62,14 @@ __all__ = [
     "fire_and_forget",
     "futures_of",
     "get_client",
+    "get_task_metadata",
+    "get_task_stream",
     "get_worker",
+    "print",
+    "progress",
     "rejoin",
     "secede",
     "wait",
+    "warn",
     "worker_client",
 ]

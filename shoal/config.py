@@ -37,11 +37,15 @@ DEFAULTS: dict[str, Any] = {
             "unknown-task-duration": "500ms",
             # check every invariant after every stimulus: for tests, slow in production
             "validate": False,
+            # events kept per topic (Client.log_event / get_events)
+            "events-log-length": 100_000,
         },
         "worker": {
             "memory": {"target": 0.60, "spill": 0.70, "pause": 0.80, "terminate": 0.95},
             "resources": {},
             "validate": False,
+            # task-stream records each worker keeps (a ring buffer; 0 turns it off)
+            "task-stream-length": 10_000,
         },
         "deploy": {"worker-start-timeout": "60s"},
     }

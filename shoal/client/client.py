@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import collections
 import contextvars
+import inspect
 import itertools
 import logging
 import threading
@@ -193,6 +194,13 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._tasks: set[asyncio.Task] = set()
         self.direct_to_workers = direct_to_workers
+        #: topic -> handler(event) for events the scheduler pushes (`subscribe_topic`);
+        #: what tasks `shoal.print`/`shoal.warn` reaches every client (not task-side ones)
+        self._event_handlers: dict[str, Any] = {}
+        if not in_task():
+            from shoal.diagnostics.remote_print import handle_print, handle_warn
+
+            self._event_handlers.update(print=handle_print, warn=handle_warn)
         from shoal.recreate_tasks import ReplayTaskClient
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
@@ -252,6 +260,8 @@ class Client:
             raise
         self.scheduler_comm = Peer(comm, None, self._on_messages)
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
+        if self._event_handlers:
+            self.scheduler_comm.notify("subscribe_topic", topics=list(self._event_handlers))
         self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info)
         self._own(self._watch_scheduler(self.scheduler_comm))
         self.status = "running"
@@ -424,9 +434,9 @@ class Client:
         return f"<Client: scheduler={addr!r}>"
 
     def _repr_html_(self) -> str:
-        import html
+        from shoal.diagnostics.reprs import client_html
 
-        return f"<div><b>Client</b> {html.escape(self.id)}<br>scheduler: {html.escape(str(self._address))}</div>"
+        return client_html(self)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -515,6 +525,8 @@ class Client:
                 st = futures.get(msg.key)
                 if st is not None:
                     st.retry()
+            elif t is m.TopicEvent:
+                self._handle_event(msg)
             else:
                 logger.warning("unexpected message from the scheduler: %s", msg.op)
 
@@ -1042,6 +1054,95 @@ class Client:
             workers = [workers]
         return self._request("processing", workers=workers)
 
+    # ------------------------------------------------------------------ diagnostics
+
+    async def _task_stream(
+        self, start: Any = None, stop: Any = None, count: int | None = None, since: dict | None = None
+    ) -> dict:
+        """`{"counts": {worker: records so far}, "records": [...]}` from the scheduler."""
+        from shoal.diagnostics.task_stream import normalize_records, parse_time
+
+        assert self.scheduler_comm is not None
+        self._flush()
+        reply = await self.scheduler_comm.request(
+            "get_task_stream", start=parse_time(start), stop=parse_time(stop), count=count, since=since
+        )
+        return {"counts": dict(reply["counts"]), "records": normalize_records(reply["records"])}
+
+    def get_task_stream(
+        self,
+        start: Any = None,
+        stop: Any = None,
+        count: int | None = None,
+        plot: Any = False,
+        filename: str = "task-stream.html",
+        bokeh_resources: Any = None,
+    ) -> Any:
+        """Records of the tasks the workers ran: `key, worker, thread, status, nbytes, type,
+        startstops` (see `shoal.diagnostics.task_stream`). `start`/`stop` are epoch seconds
+        or durations before now (``"60s"``); `count` keeps the newest N. `plot=True` also
+        returns a figure (an HTML timeline); `plot="save"` writes it to `filename` too."""
+
+        async def call() -> Any:
+            reply = await self._task_stream(start, stop, count)
+            return _plot_task_stream(reply["records"], plot, filename)
+
+        return self.sync(call)
+
+    def log_event(self, topic: Any, msg: Any) -> Any:
+        """Log `msg` (msgpack-serializable data) on the scheduler under `topic` (a name or
+        a list of names); subscribers of the topic receive it."""
+        from shoal.protocol.events import check_event_message
+
+        check_event_message(msg)
+        topic = topic if isinstance(topic, str) else [str(t) for t in topic]
+        return self._request("log_event", topic=topic, msg=msg)
+
+    def get_events(self, topic: str | None = None) -> Any:
+        """Events of `topic` as a tuple of ``(timestamp, msg)``; with no topic, a dict of
+        every topic's events."""
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            events = await self.scheduler_comm.request("get_events", topic=topic)
+            if topic is not None:
+                return tuple(tuple(e) for e in events)
+            return {t: tuple(tuple(e) for e in evs) for t, evs in events.items()}
+
+        return self.sync(call)
+
+    def subscribe_topic(self, topic: str, handler: Any) -> None:
+        """Call `handler((timestamp, msg))` (a function or a coroutine function) on this
+        client's event loop for every event logged on `topic` from now on. Subscribing
+        again replaces the handler."""
+        self._event_handlers[topic] = handler
+        self._call_in_loop(self._notify_scheduler, "subscribe_topic", [topic])
+
+    def unsubscribe_topic(self, topic: str) -> None:
+        if topic not in self._event_handlers:
+            raise ValueError(f"No event handler known for topic {topic}.")
+        del self._event_handlers[topic]
+        self._call_in_loop(self._notify_scheduler, "unsubscribe_topic", [topic])
+
+    def _notify_scheduler(self, name: str, topics: list) -> None:
+        self._flush()
+        peer = self.scheduler_comm
+        if peer is not None and not peer.closed and self.status == "running":
+            peer.notify(name, topics=topics)
+
+    def _handle_event(self, msg: m.TopicEvent) -> None:
+        handler = self._event_handlers.get(msg.topic)
+        if handler is None:
+            return
+        event = (msg.time, msg.msg)
+        try:
+            if inspect.iscoroutinefunction(handler):
+                self._own(_log_failure(handler(event), msg.topic))
+            else:
+                handler(event)
+        except Exception:
+            logger.exception("event handler for topic %r failed", msg.topic)
+
     def run_on_scheduler(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `function(*args, **kwargs)` on the scheduler (it may take `dask_scheduler=`)."""
         wait = kwargs.pop("wait", True)
@@ -1206,6 +1307,24 @@ class Client:
         return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
                        priority=priority, actors=actors, **kwargs)  # fmt: skip
+
+
+async def _log_failure(coro: Any, topic: str) -> None:
+    try:
+        await coro
+    except Exception:
+        logger.exception("event handler for topic %r failed", topic)
+
+
+def _plot_task_stream(records: list, plot: Any, filename: str) -> Any:
+    if not plot:
+        return records
+    from shoal.diagnostics.task_stream import TaskStreamFigure
+
+    figure = TaskStreamFigure(records)
+    if plot == "save":
+        figure.save(filename)
+    return records, figure
 
 
 def del_futures(futures: Any) -> None:

@@ -292,9 +292,6 @@ class Future(TaskRef):
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        import html
+        from shoal.diagnostics.reprs import future_html
 
-        st = self._state
-        status = st.status if st else "unbound"
-        extra = f", <b>type:</b> {html.escape(str(st.type_name))}" if st and st.type_name else ""
-        return f"<b>Future: {html.escape(str(self.key))}</b> <b>status:</b> {html.escape(status)}{extra}"
+        return future_html(self)

@@ -323,9 +323,9 @@ class LocalCluster:
         return text + ")"
 
     def _repr_html_(self) -> str:
-        import html
+        from shoal.diagnostics.reprs import cluster_html
 
-        return f"<div><b>LocalCluster</b> {html.escape(repr(self))}</div>"
+        return cluster_html(self)
 
 
 def _memory_limit(value: Any, n_workers: int) -> int:

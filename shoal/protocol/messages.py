@@ -189,6 +189,16 @@ class TaskRetried(Message):
     key: Any
 
 
+@_message("topic-event")
+class TopicEvent(Message):
+    """An event logged on a topic this client subscribed to (`Client.subscribe_topic`):
+    `msg` is plain msgpack data, `time` the scheduler's wall clock when it was logged."""
+
+    topic: str
+    time: float
+    msg: Any
+
+
 # --------------------------------------------------------------------------------------
 # Scheduler -> worker
 

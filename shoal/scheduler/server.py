@@ -20,6 +20,8 @@ import time
 import uuid
 from typing import Any
 
+import msgpack
+
 from shoal import config
 from shoal.comm import listen
 from shoal.comm.addressing import parse_address
@@ -29,6 +31,8 @@ from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
+from shoal.scheduler.observers import MetadataWatch, ProgressWatch
+from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
 from shoal.versions import get_versions
@@ -92,9 +96,25 @@ class Scheduler:
             "broadcast": self._broadcast,
             "story": self._story,
             "task_spec": self._task_spec,
+            "get_task_stream": self._get_task_stream,
+            "progress_start": self._progress_start,
+            "progress_poll": self._progress_poll,
+            "progress_stop": self._progress_stop,
+            "task_metadata_start": self._task_metadata_start,
+            "task_metadata_stop": self._task_metadata_stop,
+            "log_event": self._log_event,
+            "get_events": self._get_events,
+            "subscribe_topic": self._subscribe_topic,
+            "unsubscribe_topic": self._unsubscribe_topic,
         }
+        self.events = EventLog(int(config.get("scheduler.events-log-length")))
+        #: open progress bars and task-metadata collections, by id (see `observers.py`)
+        self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
+        self._watch_ids = itertools.count(1)
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
+        self.on_client_removed.append(self._drop_watches_of)
+        self.on_client_removed.append(self.events.unsubscribe)
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
 
@@ -168,6 +188,7 @@ class Scheduler:
         if peer.role == "client" and self.clients.get(peer.ident) is peer:
             del self.clients[peer.ident]
             self._stimulate([RemoveClient(f"client-gone-{next(self._sid)}", peer.ident)])
+            self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
             for callback in list(self.on_client_removed):
                 try:
                     callback(peer.ident)
@@ -178,6 +199,7 @@ class Scheduler:
             self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, "connection closed")])
             self._workers_changed.set()
             logger.info("Remove worker %s", peer.ident)
+            self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident})
         try:
             await peer.close()
         except Exception:  # pragma: no cover
@@ -197,6 +219,7 @@ class Scheduler:
                 role = "client"
                 self.clients[msg.client_id] = peer
                 events.append(AddClient(sid, msg.client_id))
+                self.log_event(["all", msg.client_id], {"action": "add-client", "client": msg.client_id})
             elif type(msg) is m.RegisterWorker:
                 if msg.address in self.workers:
                     logger.warning("worker %s registered twice; dropping the new connection", msg.address)
@@ -208,6 +231,7 @@ class Scheduler:
                 events.append(AddWorker(sid, msg))
                 self._workers_changed.set()
                 logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
@@ -369,6 +393,126 @@ class Scheduler:
 
         results = await asyncio.gather(*(one(a) for a in targets))
         return dict(zip(targets, results))
+
+
+    async def _get_task_stream(
+        self, peer: Peer, start: float | None = None, stop: float | None = None, count: int | None = None,
+        since: dict | None = None,
+    ) -> dict:
+        """The task stream, fetched on demand from every worker's ring buffer (nothing is
+        collected per task on the scheduler): records sorted by the end of their compute,
+        at most the newest `count`; `since` ({worker: index}, from an earlier call's
+        `counts`) keeps only records added after that call. Workers that left took their
+        records with them."""
+
+        async def one(addr: str, wpeer: Peer) -> tuple[str, dict | None]:
+            mark = None if since is None else since.get(addr, 0)
+            try:
+                reply = await wpeer.request("task_stream", since=mark, start=start, stop=stop, count=count)
+            except Exception as e:
+                logger.info("no task stream from %s: %s", addr, e)
+                return addr, None
+            return addr, reply
+
+        replies = await asyncio.gather(*(one(a, p) for a, p in list(self.workers.items())))
+        counts = {}
+        records: list = []
+        for addr, reply in replies:
+            if reply is not None:
+                counts[addr] = reply["count"]
+                records.extend(reply["records"])
+        records.sort(key=lambda r: r["startstops"][-1]["stop"])
+        if count is not None:
+            records = records[-count:] if count > 0 else []
+        return {"counts": counts, "records": records}
+
+
+    # ------------------------------------------------------------------ events
+
+    def log_event(self, topic: Any, msg: Any) -> None:
+        """Log `msg` under `topic` (a name or a list of names) and push it to subscribers."""
+        clients = self.clients
+        for client_id, name, event in self.events.log(topic, msg, time.time()):
+            peer = clients.get(client_id)
+            if peer is not None and not peer.closed:
+                peer.send(m.TopicEvent(name, event[0], event[1]))
+
+    async def _log_event(self, peer: Peer, topic: Any, msg: Any) -> None:
+        if not isinstance(topic, str):
+            topic = [str(t) for t in topic]
+        # a copy in wire form (lists as tuples) on every transport; in-process peers
+        # must not share mutable objects with the log
+        self.log_event(topic, msgpack.unpackb(msgpack.packb(msg), use_list=False, strict_map_key=False))
+
+    async def _get_events(self, peer: Peer, topic: str | None = None) -> Any:
+        return self.events.get(topic)
+
+    async def _subscribe_topic(self, peer: Peer, topics: Any) -> None:
+        if peer.role != "client":
+            raise ValueError("only clients may subscribe to topics")
+        self.events.subscribe(peer.ident, topics)
+
+    async def _unsubscribe_topic(self, peer: Peer, topics: Any) -> None:
+        if peer.role == "client":
+            self.events.unsubscribe(peer.ident, topics)
+
+    # ------------------------------------------------------------------ observers
+
+    def _add_watch(self, watch: Any, owner: Any) -> int:
+        wid = next(self._watch_ids)
+        event = asyncio.Event()
+        self._watches[wid] = (watch, event, owner)
+        self.state.observers.append(watch)
+        return wid
+
+    def _remove_watch(self, wid: int) -> Any:
+        entry = self._watches.pop(wid, None)
+        if entry is None:
+            return None
+        watch, event, _ = entry
+        self.state.observers.remove(watch)
+        event.set()  # wake a poll waiting on it
+        return watch
+
+    def _drop_watches_of(self, client_id: str) -> None:
+        for wid in [w for w, (_, _, owner) in self._watches.items() if owner == client_id]:
+            self._remove_watch(wid)
+
+    async def _progress_start(self, peer: Peer, keys: Any = (), complete: bool = True) -> dict:
+        """Watch the progress of `keys` and everything they still need; poll it with
+        `progress_poll`, end it with `progress_stop` (or by disconnecting)."""
+        watch = ProgressWatch(self.state.tasks, keys, complete=complete, owner=peer.ident)
+        wid = self._add_watch(watch, peer.ident)
+        watch.on_finish = self._watches[wid][1].set
+        return {"id": wid, "groups": watch.counts(), "finished": watch.finished}
+
+    async def _progress_poll(self, peer: Peer, watch_id: int, wait: float = 0.0) -> dict:
+        """Counts of a progress watch, after waiting up to `wait` seconds for it to
+        finish. A finished watch is removed."""
+        entry = self._watches.get(watch_id)
+        if entry is None:
+            raise KeyError(f"no progress watch {watch_id}")
+        watch, event, _ = entry
+        if wait > 0 and not watch.finished:
+            try:
+                await asyncio.wait_for(event.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        if watch.finished:
+            self._remove_watch(watch_id)
+        return {"id": watch_id, "groups": watch.counts(), "finished": watch.finished}
+
+    async def _progress_stop(self, peer: Peer, watch_id: int) -> None:
+        self._remove_watch(watch_id)
+
+    async def _task_metadata_start(self, peer: Peer) -> int:
+        return self._add_watch(MetadataWatch(), peer.ident)
+
+    async def _task_metadata_stop(self, peer: Peer, watch_id: int) -> dict:
+        watch = self._remove_watch(watch_id)
+        if watch is None:
+            raise KeyError(f"no task-metadata collection {watch_id}")
+        return {"metadata": watch.metadata, "state": watch.state}
 
 
 def _params(func: Any) -> Any:

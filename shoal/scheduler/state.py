@@ -3,7 +3,9 @@
 Rules:
 
 1. The only way in is `SchedulerState.handle_stimulus(*events) -> list[Instruction]`.
-   Nothing else writes to the state; the I/O shell may read it to answer queries.
+   Nothing else writes to the state; the I/O shell may read it to answer queries, and
+   may register read-only `observers` (progress bars, `observers.py`) that are told of
+   every transition and never change anything.
 2. No asyncio, sockets, threads or wall clock here: the clock is passed in.
 3. A task moves between states only along an edge of `_TRANSITIONS`; any other move is an
    `InvalidTransition` carrying the task's story.
@@ -217,6 +219,9 @@ class SchedulerState:
         self.validate = validate
         self.story_log: deque[tuple] = deque(maxlen=story_length)
         self.transition_counter = 0
+        #: read-only observers of transitions and new graphs (`observers.py`); the I/O
+        #: shell adds and removes them, they never change the state
+        self.observers: list[Any] = []
         self._tiebreak = 0
         self._out: list[Instruction] = []
         #: keys each worker must forget, sent at the end of the stimulus
@@ -336,6 +341,9 @@ class SchedulerState:
         cancelled: set[SchedTask] = set()
         for ts in lost:
             cancelled |= self._cancel(ts, "lost dependencies", None, recs)
+        if self.observers:
+            for obs in self.observers:
+                obs.new_keys(cs.id, msg.wanted)
         for key in msg.wanted:
             ts = tasks.get(key)
             if ts is None or ts in cancelled:
@@ -681,6 +689,9 @@ class SchedulerState:
     def _log(self, ts: SchedTask, start: str, sid: str) -> None:
         self.transition_counter += 1
         self.story_log.append((ts.key, start, ts.state, sid, self.clock()))
+        if self.observers:
+            for obs in self.observers:
+                obs.transition(ts, start)
 
     def _t_released_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         if ts.spec is None:

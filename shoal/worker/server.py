@@ -31,6 +31,7 @@ import threading
 import time
 import traceback as tb_module
 import uuid
+from threading import get_ident
 from typing import Any
 
 from dask.sizeof import sizeof
@@ -42,6 +43,7 @@ from shoal.comm.addressing import parse_address
 from shoal.exceptions import Reschedule
 from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
+from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
@@ -160,7 +162,12 @@ class Worker:
         self._actor_thread: threading.Thread | None = None
         self._actor_done: collections.deque = collections.deque()
         self._actor_wake_pending = False
-        self.handlers = {"get_data": self._get_data, "update_data": self._update_data, "run": self._run}
+        self.handlers = {
+            "get_data": self._get_data,
+            "update_data": self._update_data,
+            "run": self._run,
+            "task_stream": self._task_stream,
+        }
 
     @property
     def address(self) -> str:
@@ -186,7 +193,11 @@ class Worker:
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
         self.state = WorkerState(
-            address=self.listener.address, nthreads=self.nthreads, resources=self.resources, validate=self.validate
+            address=self.listener.address,
+            nthreads=self.nthreads,
+            resources=self.resources,
+            validate=self.validate,
+            task_stream_length=int(config.get("worker.task-stream-length")),
         )
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
         for _ in range(self.nthreads):
@@ -336,6 +347,24 @@ class Worker:
             if _thread_state.seceded:
                 return  # this thread left the pool; its replacement serves the queue
 
+    def log_event(self, topic: str | list, msg: Any) -> None:
+        """Log `msg` (plain msgpack data) under `topic` on the scheduler; from any thread."""
+        check_event_message(msg)
+        if self.loop is None or self.status != "running":
+            return
+
+        def send() -> None:
+            if self.scheduler is not None and not self.scheduler.closed:
+                self.scheduler.notify("log_event", topic=topic, msg=msg)
+
+        if _in_loop(self.loop):
+            send()
+        else:
+            try:
+                self.loop.call_soon_threadsafe(send)
+            except RuntimeError:  # the loop is closed: the worker is going away
+                pass
+
     def secede(self) -> None:
         """Called from a task: give this thread's pool slot back (the task keeps running)."""
         if getattr(_thread_state, "worker", None) is not self or _thread_state.seceded:
@@ -392,12 +421,14 @@ class Worker:
                         inline = p
                 except Exception:
                     inline = None
-            return ExecuteSuccess(sid, inst.key, inst.run_id, result, nbytes, typename(type(result)), start, stop, inline)
+            return ExecuteSuccess(
+                sid, inst.key, inst.run_id, result, nbytes, typename(type(result)), start, stop, inline, thread=get_ident()
+            )
         except Reschedule:
             return RescheduleEvent(sid, inst.key, inst.run_id)
         except BaseException as e:  # noqa: BLE001 - any failure of user code is the task's result
             stop = time.time()
-            return ExecuteFailure(sid, inst.key, inst.run_id, *_pack_exception(e), start, stop)
+            return ExecuteFailure(sid, inst.key, inst.run_id, *_pack_exception(e), start, stop, get_ident())
         finally:
             _thread_state.key = None
 
@@ -410,7 +441,9 @@ class Worker:
             inline = None
         nbytes = sizeof(instance)
         name = typename(type(instance))
-        return ExecuteSuccess("execute", inst.key, inst.run_id, proxy, nbytes, name, start, stop, inline, instance)
+        return ExecuteSuccess(
+            "execute", inst.key, inst.run_id, proxy, nbytes, name, start, stop, inline, instance=instance, thread=get_ident()
+        )
 
     # ------------------------------------------------------------------ actors
 
@@ -497,11 +530,14 @@ class Worker:
     async def _gather(self, inst: Gather) -> None:
         assert self.pool is not None
         sid = f"gather-{next(self._sid)}"
+        start = time.time()
         try:
             peer = await self.pool.get(inst.worker)
             reply = await peer.request("get_data", keys=list(inst.keys))
             data = {k: loads(v) for k, v in reply["data"].items()}
-            event = GatherDone(sid, inst.worker, inst.keys, data, dict(reply["nbytes"]))
+            event = GatherDone(
+                sid, inst.worker, inst.keys, data, dict(reply["nbytes"]), start=start, stop=time.time()
+            )
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -551,6 +587,51 @@ class Worker:
                 return dumps(None)
             result = await result
         return dumps(result)
+
+
+    async def _task_stream(
+        self, peer: Peer, since: int | None = None, start: float | None = None, stop: float | None = None,
+        count: int | None = None,
+    ) -> dict:
+        """Task-stream records (see `WorkerState.task_stream`) as dicts: those with index
+        >= `since`, whose compute ended in [`start`, `stop`], at most the newest `count`."""
+        st = self.state
+        assert st is not None
+        records = list(st.task_stream)
+        total = st.task_stream_count
+        if since is not None:
+            records = records[max(0, since - (total - len(records))) :]
+        if start is not None:
+            records = [r for r in records if r[3] >= start]
+        if stop is not None:
+            records = [r for r in records if r[3] <= stop]
+        if count is not None:
+            records = records[-count:] if count > 0 else []
+        addr = self.address
+        return {"count": total, "records": [_stream_record(r, addr) for r in records]}
+
+
+def _stream_record(r: tuple, worker: str) -> dict:
+    key, thread, start, stop, status, nbytes, type_name, transfers, error = r
+    startstops = [{"action": "transfer", "start": a, "stop": b, "source": src} for a, b, src in transfers or ()]
+    startstops.append({"action": "compute", "start": start, "stop": stop})
+    rec = {"key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops}
+    if error is None:
+        rec["nbytes"] = nbytes
+        rec["type"] = rec["typename"] = type_name
+    else:
+        rec["exception_text"], frames = error
+        rec["traceback_text"] = "".join(
+            f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames or ()
+        )
+    return rec
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 async def _await(aw: Any) -> Any:

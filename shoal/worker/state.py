@@ -32,6 +32,7 @@ clients get. Freeing the key drops both.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,8 @@ class ExecuteSuccess(WorkerEvent):
     inline: Pickled | None
     #: for an actor task: the object itself (`value` is then its proxy)
     instance: Any = None
+    #: the executing thread's ident (for the task stream)
+    thread: int = 0
 
 
 @dataclass(slots=True)
@@ -95,6 +98,7 @@ class ExecuteFailure(WorkerEvent):
     text: str
     start: float
     stop: float
+    thread: int = 0
 
 
 @dataclass(slots=True)
@@ -113,6 +117,9 @@ class GatherDone(WorkerEvent):
     data: dict
     nbytes: dict
     failed: bool = False
+    #: wall-clock seconds the fetch took (for the task stream's "transfer" entries)
+    start: float = 0.0
+    stop: float = 0.0
 
 
 @dataclass(slots=True)
@@ -153,11 +160,15 @@ WorkerInstruction = Execute | Gather | SendToScheduler
 
 # ---------------------------------------------------------------------------- records
 
+#: what each task-stream record tuple holds, in order; `transfers` is None or a list of
+#: ``(start, stop, source)``; `error` is None or ``(exception text, traceback frames)``
+TASK_STREAM_FIELDS = ("key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error")
+
 
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "inline", "state", "started", "actor",
+        "resources", "inline", "state", "started", "actor", "transfers",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -174,6 +185,8 @@ class WorkerTask:
         self.state = "waiting"
         #: the scheduler was told this task took a thread (`task-started`)
         self.started = False
+        #: task-stream "transfer" entries ``(start, stop, source)`` of fetched dependencies
+        self.transfers: list | None = None
 
     def __repr__(self) -> str:
         return f"<WorkerTask {self.key!r} {self.state}>"
@@ -198,6 +211,7 @@ class WorkerState:
         resources: dict | None = None,
         validate: bool = False,
         max_keys_per_fetch: int = 1000,
+        task_stream_length: int = 10_000,
     ):
         self.address = address
         self.nthreads = nthreads
@@ -221,6 +235,11 @@ class WorkerState:
         self.avg_duration: float | None = None
         self.prefetch_seconds = 0.001
         self.max_prefetch_per_thread = 16
+        #: the task stream: one record per finished execution, newest last (see
+        #: `TASK_STREAM_FIELDS`); bounded, so memory stays flat however many tasks run
+        self.task_stream: deque[tuple] = deque(maxlen=max(task_stream_length, 0))
+        #: records ever appended: the index one past the newest record
+        self.task_stream_count = 0
 
     # ------------------------------------------------------------------ the one door
 
@@ -303,6 +322,10 @@ class WorkerState:
         self.nbytes[ev.key] = ev.nbytes
         if ts.actor:
             self.actors[ev.key] = ev.instance
+        self.task_stream_count += 1
+        self.task_stream.append(
+            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None)
+        )
         self._send(
             m.TaskFinished(ev.key, ev.run_id, ev.nbytes, ev.type_name, ev.start, ev.stop, ev.inline)
         )
@@ -310,6 +333,10 @@ class WorkerState:
     def _execute_failure(self, ev: ExecuteFailure) -> None:
         ts = self._finish_execution(ev.key, ev.run_id)
         if ts is not None:
+            self.task_stream_count += 1
+            self.task_stream.append(
+                (ev.key, ev.thread, ev.start, ev.stop, "error", 0, None, ts.transfers, (ev.text, ev.traceback))
+            )
             self._send(
                 m.TaskFailed(ev.key, ev.run_id, ev.exception, ev.traceback, ev.text, ev.start, ev.stop)
             )
@@ -337,6 +364,12 @@ class WorkerState:
                     for tkey in fs.needed_by:
                         ts = self.tasks.get(tkey)
                         if ts is not None and ts.state == "waiting":
+                            if ev.stop:
+                                transfer = (ev.start, ev.stop, ev.worker)
+                                if ts.transfers is None:
+                                    ts.transfers = [transfer]
+                                elif ts.transfers[-1] != transfer:
+                                    ts.transfers.append(transfer)
                             ts.waiting_for.discard(key)
                             if not ts.waiting_for:
                                 self._make_ready(ts)

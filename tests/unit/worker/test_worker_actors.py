@@ -40,7 +40,7 @@ def test_actor_task_is_executed_as_an_actor(ws):
 def test_actor_object_kept_apart_from_its_proxy(ws):
     instance, proxy = object(), "proxy-of-a"
     ws.handle_stimulus(compute("a", actor=True))
-    out = ws.handle_stimulus(ExecuteSuccess("s", "a", 1, proxy, 8, "Counter", 0, 1, None, instance))
+    out = ws.handle_stimulus(ExecuteSuccess("s", "a", 1, proxy, 8, "Counter", 0, 1, None, instance=instance))
     assert ws.actors == {"a": instance}
     assert ws.data["a"] == proxy
     [fin] = [i.msg for i in out if isinstance(i, SendToScheduler) and isinstance(i.msg, m.TaskFinished)]
@@ -50,7 +50,7 @@ def test_actor_object_kept_apart_from_its_proxy(ws):
 def test_dependents_get_the_proxy(ws):
     instance = object()
     ws.handle_stimulus(compute("a", actor=True))
-    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy-of-a", 8, "Counter", 0, 1, None, instance))
+    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy-of-a", 8, "Counter", 0, 1, None, instance=instance))
     out = ws.handle_stimulus(compute("use", {"a": ("tcp://me:1",)}))
     [ex] = [i for i in out if isinstance(i, Execute)]
     assert ex.deps == {"a": "proxy-of-a"} and not ex.actor
@@ -64,7 +64,7 @@ def test_plain_task_result_is_not_an_actor(ws):
 
 def test_freeing_the_key_drops_the_actor(ws):
     ws.handle_stimulus(compute("a", actor=True))
-    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy", 8, "Counter", 0, 1, None, object()))
+    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy", 8, "Counter", 0, 1, None, instance=object()))
     ws.handle_stimulus(FreeKeysEvent("s", ("a",)))
     assert "a" not in ws.actors and "a" not in ws.data
 
@@ -72,5 +72,5 @@ def test_freeing_the_key_drops_the_actor(ws):
 def test_actor_freed_while_creating_is_not_kept(ws):
     ws.handle_stimulus(compute("a", actor=True))
     ws.handle_stimulus(FreeKeysEvent("s", ("a",)))
-    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy", 8, "Counter", 0, 1, None, object()))
+    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy", 8, "Counter", 0, 1, None, instance=object()))
     assert ws.actors == {} and ws.data == {}

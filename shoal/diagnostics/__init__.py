@@ -1,0 +1,1 @@
+"""Diagnostics: the task stream, progress bars, task metadata (`distributed.diagnostics`)."""

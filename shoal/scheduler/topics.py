@@ -1,0 +1,57 @@
+"""The scheduler's event log: bounded per topic, pushed to subscribed clients.
+
+PURE. `EventLog.log` appends ``(timestamp, msg)`` to each topic's ring buffer
+(`shoal.scheduler.events-log-length` entries) and returns the deliveries to make: one
+per client subscribed to that topic. The I/O shell timestamps, sends `TopicEvent`
+messages and drops a client's subscriptions when it disconnects. Messages are plain
+msgpack data, never pickles. Topics used by shoal itself: ``"all"`` and each worker
+address (workers joining and leaving), each client id (clients connecting and leaving),
+``"print"`` and ``"warn"`` (`shoal.print` / `shoal.warn` inside tasks).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+
+class EventLog:
+    def __init__(self, length: int = 100_000):
+        self.length = length
+        self.events: dict[str, deque[tuple[float, Any]]] = {}
+        self.subscribers: dict[str, set[str]] = {}
+
+    def log(self, topics: str | Iterable[str], msg: Any, now: float) -> list[tuple[str, str, tuple]]:
+        """Record `msg` under each topic; returns ``(client_id, topic, event)`` to send."""
+        if isinstance(topics, str):
+            topics = (topics,)
+        event = (now, msg)
+        out = []
+        for topic in topics:
+            buf = self.events.get(topic)
+            if buf is None:
+                buf = self.events[topic] = deque(maxlen=self.length)
+            buf.append(event)
+            for client_id in self.subscribers.get(topic, ()):
+                out.append((client_id, topic, event))
+        return out
+
+    def get(self, topic: str | None = None) -> Any:
+        """`topic`'s events (a tuple, oldest first), or ``{topic: events}`` for all."""
+        if topic is not None:
+            return tuple(self.events.get(topic, ()))
+        return {t: tuple(buf) for t, buf in self.events.items()}
+
+    def subscribe(self, client_id: str, topics: Iterable[str]) -> None:
+        for topic in topics:
+            self.subscribers.setdefault(topic, set()).add(client_id)
+
+    def unsubscribe(self, client_id: str, topics: Iterable[str] | None = None) -> None:
+        """Drop `client_id`'s subscriptions to `topics` (all of them when None)."""
+        for topic in list(self.subscribers) if topics is None else topics:
+            subs = self.subscribers.get(topic)
+            if subs is not None:
+                subs.discard(client_id)
+                if not subs:
+                    del self.subscribers[topic]

@@ -1,0 +1,117 @@
+"""The task stream: `Client.get_task_stream` and the `get_task_stream` context manager."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import dask.config
+import pytest
+
+from shoal import Client, LocalCluster, get_task_stream
+
+
+def inc(x):
+    return x + 1
+
+
+def add(x, y):
+    return x + y
+
+
+def boom(x):
+    raise ValueError(f"boom {x}")
+
+
+def test_records_have_the_distributed_fields(client):
+    with get_task_stream(client) as ts:
+        x = client.submit(inc, 1, pure=False)
+        e = client.submit(boom, 1, pure=False)
+        assert x.result() == 2
+        with pytest.raises(ValueError):
+            e.result()
+    by_key = {r["key"]: r for r in ts.data}
+    assert set(by_key) == {x.key, e.key}
+    ok, err = by_key[x.key], by_key[e.key]
+    assert ok["status"] == "OK" and ok["type"] == "int" and ok["typename"] == "int" and ok["nbytes"] > 0
+    assert ok["worker"] in client.scheduler_info()["workers"]
+    assert isinstance(ok["thread"], int)
+    [compute] = ok["startstops"]
+    assert compute["action"] == "compute" and compute["start"] <= compute["stop"]
+    assert abs(compute["stop"] - time.time()) < 60  # wall clock, not monotonic
+    assert err["status"] == "error" and "boom 1" in err["exception_text"]
+    assert "boom" in err["traceback_text"]
+
+
+def test_context_manager_keeps_only_tasks_finished_inside(client):
+    before = client.submit(inc, 10, pure=False)
+    before.result()
+    with get_task_stream(client) as ts:
+        inside = client.map(inc, range(5), pure=False)
+        client.gather(inside)
+    after = client.submit(inc, 20, pure=False)
+    after.result()
+    assert sorted(r["key"] for r in ts.data) == sorted(f.key for f in inside)
+    assert ts.figure is None
+
+
+def test_transfers_are_recorded_on_the_dependent(client):
+    a, b = sorted(client.scheduler_info()["workers"])
+    with get_task_stream(client) as ts:
+        x = client.submit(inc, 1, workers=[a], pure=False)
+        y = client.submit(add, x, 1, workers=[b], pure=False)
+        assert y.result() == 3
+    [rec] = [r for r in ts.data if r["key"] == y.key]
+    actions = [ss["action"] for ss in rec["startstops"]]
+    assert actions == ["transfer", "compute"]
+    transfer = rec["startstops"][0]
+    assert transfer["source"] == a and transfer["start"] <= transfer["stop"] <= rec["startstops"][1]["start"]
+
+
+def test_count_start_and_stop_filter(client):
+    client.gather(client.map(inc, range(6), pure=False))
+    assert len(client.get_task_stream(count=3)) == 3
+    newest = client.get_task_stream(count=1)[0]
+    everything = client.get_task_stream()
+    assert everything[-1]["key"] == newest["key"]
+    stops = [r["startstops"][-1]["stop"] for r in everything]
+    assert stops == sorted(stops)
+    assert client.get_task_stream(stop=0) == []
+    assert client.get_task_stream(start=time.time() + 3600) == []
+    assert len(client.get_task_stream(start="1 hour")) == len(everything)
+
+
+def test_plot_save_writes_self_contained_escaped_html(client, tmp_path):
+    key = "<script>alert(1)</script>-x"
+    fn = tmp_path / "stream.html"
+    with get_task_stream(client, plot="save", filename=str(fn)) as ts:
+        client.submit(inc, 1, key=key).result()
+    assert ts.figure is not None
+    text = fn.read_text()
+    assert "<script" not in text and "&lt;script&gt;" in text
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")  # nothing to download
+    records, figure = client.get_task_stream(count=5, plot="save", filename=str(tmp_path / "b.html"))
+    assert len(records) == 5 and (tmp_path / "b.html").exists() and "<svg" in figure._repr_html_()
+    records, figure = client.get_task_stream(count=1, plot=True)
+    assert len(records) == 1 and figure.html.startswith("<!DOCTYPE html>")
+
+
+def test_ring_buffer_length_is_configurable(cluster_kwargs):
+    with dask.config.set({"shoal.worker.task-stream-length": 4}):
+        with LocalCluster(**cluster_kwargs) as cl, Client(cl) as c:
+            c.gather(c.map(inc, range(30)))
+            records = c.get_task_stream()
+    assert 0 < len(records) <= 4 * len(cl.workers or [0, 0])
+
+
+def test_async_context_manager(cluster_kwargs):
+    async def main():
+        async with LocalCluster(asynchronous=True, **cluster_kwargs) as cl:
+            async with Client(cl, asynchronous=True) as c:
+                async with get_task_stream(c) as ts:
+                    await c.gather(c.map(inc, range(3)))
+                records = await c.get_task_stream()
+        return ts.data, records
+
+    data, records = asyncio.run(asyncio.wait_for(main(), 30))
+    assert len(data) == 3 and len(records) == 3
