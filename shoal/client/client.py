@@ -1136,6 +1136,14 @@ class Client:
             mapping = self.__dict__["_datasets"] = Datasets(self)
         return mapping
 
+    # ------------------------------------------------------------------ executor, data placement, admin
+
+    def get_executor(self, **kwargs: Any) -> Any:
+        """A `concurrent.futures.Executor` submitting to this client (`shoal.client.executor`)."""
+        from shoal.client.executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,
