@@ -1003,7 +1003,8 @@ class Client:
 
         async def call() -> Any:
             assert self.scheduler_comm is not None
-            return WhoHas(await self.scheduler_comm.request("who_has", keys=keys))
+            reply = await self.scheduler_comm.request("who_has", keys=keys)
+            return WhoHas({k: list(v) for k, v in reply.items()})  # lists, also after msgpack
 
         return self.sync(call)
 
@@ -1015,7 +1016,8 @@ class Client:
 
         async def call() -> Any:
             assert self.scheduler_comm is not None
-            return HasWhat(await self.scheduler_comm.request("has_what", workers=workers))
+            reply = await self.scheduler_comm.request("has_what", workers=workers)
+            return HasWhat({w: list(v) for w, v in reply.items()})
 
         return self.sync(call)
 
@@ -1143,6 +1145,67 @@ class Client:
         from shoal.client.executor import ClientExecutor
 
         return ClientExecutor(self, **kwargs)
+
+    def _keys_of(self, futures: Any) -> list:
+        from shoal.client.helpers import futures_of
+
+        return [f.key for f in futures_of(futures)]
+
+    async def _wait_keys(self, keys: list) -> None:
+        for key in keys:
+            st = self.futures.get(key)
+            if st is not None:
+                await st.wait()
+                if st.status != "finished":
+                    st.raise_if_failed()
+
+    def replicate(self, futures: Any, n: int | None = None, workers: Any = None, branching_factor: int = 2,
+                  **kwargs: Any) -> Any:  # fmt: skip
+        """Copy the futures' data so each lives on `n` workers (all of `workers`, or of the
+        cluster, when `n` is None); surplus copies beyond `n` are dropped. Waits for the
+        futures first."""
+        if n is not None and n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        keys = self._keys_of(futures)
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            await self._wait_keys(keys)
+            await self.scheduler_comm.request("replicate", keys=keys, n=n, workers=workers)
+
+        return self.sync(call)
+
+    def rebalance(self, futures: Any = None, workers: Any = None, **kwargs: Any) -> Any:
+        """Move data (of `futures`, else all) so every worker (of `workers`, else all)
+        holds about the same number of bytes. A key is copied before its old copy is
+        dropped, so nothing is lost."""
+        keys = None if futures is None else self._keys_of(futures)
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            if keys is not None:
+                await self._wait_keys(keys)
+            await self.scheduler_comm.request("rebalance", keys=keys, workers=workers)
+
+        return self.sync(call)
+
+    def nbytes(self, keys: Any = None, summary: bool = True, **kwargs: Any) -> Any:
+        """Bytes of the data in memory: `{key: bytes}`, or summed by key prefix with `summary`."""
+        if keys is not None:
+            keys = [k.key if isinstance(k, Future) else k for k in keys]
+        return self._request("nbytes", keys=keys, summary=summary)
+
+    def call_stack(self, futures: Any = None, keys: Any = None) -> Any:
+        """`{worker: {key: [formatted frames]}}` for the tasks executing right now (only
+        those of `futures` / `keys` when given)."""
+        wanted = None
+        if futures is not None or keys is not None:
+            wanted = (self._keys_of(futures) if futures is not None else []) + list(keys or ())
+        return self._request("call_stack", keys=wanted)
 
     # ------------------------------------------------------------------ dask integration
 

@@ -27,6 +27,7 @@ from shoal.datasets import register as register_datasets
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
+from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.state import SchedulerState
@@ -96,6 +97,7 @@ class Scheduler:
         self.on_client_removed: list[Any] = []
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
+        self.admin = register_admin(self)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -148,7 +149,15 @@ class Worker:
         self._tasks: set[asyncio.Task] = set()
         self._sid = itertools.count()
         self._closed = asyncio.Event()
-        self.handlers = {"get_data": self._get_data, "update_data": self._update_data, "run": self._run}
+        #: thread ident -> key of the task it executes (for `call_stack`)
+        self._running: dict[int, Any] = {}
+        self.handlers = {
+            "get_data": self._get_data,
+            "update_data": self._update_data,
+            "run": self._run,
+            "acquire_replicas": self._acquire_replicas,
+            "call_stack": self._call_stack,
+        }
 
     @property
     def address(self) -> str:
@@ -351,6 +360,8 @@ class Worker:
         sid = "execute"
         _thread_state.key = inst.key
         _thread_state.run_id = inst.run_id
+        ident = threading.get_ident()
+        self._running[ident] = inst.key
         start = time.time()
         try:
             result = run_task(inst.key, inst.func, inst.spec, inst.deps, self._functions.load)
@@ -374,6 +385,7 @@ class Worker:
             return ExecuteFailure(sid, inst.key, inst.run_id, *_pack_exception(e), start, stop)
         finally:
             _thread_state.key = None
+            self._running.pop(ident, None)
 
     # ------------------------------------------------------------------ data movement
 
@@ -417,6 +429,57 @@ class Worker:
         nbytes = {k: sizeof(v) for k, v in values.items()}
         self._handle([UpdateDataEvent(f"update-data-{next(self._sid)}", values, nbytes)])
         return {"nbytes": nbytes}
+
+    async def _acquire_replicas(self, peer: Peer, who_has: dict) -> dict:
+        """Fetch copies of keys (key -> holder addresses) from their holders, trying each
+        holder in turn; keep them and report them to the scheduler. -> `{"nbytes":
+        {key: bytes}}` of the keys now held here."""
+        assert self.pool is not None and self.state is not None
+        remaining = {k: [a for a in addrs if a != self.address] for k, addrs in who_has.items() if k not in self.data}
+        values: dict = {}
+        nbytes: dict = {}
+
+        async def fetch(holder: str, keys: list) -> dict:
+            try:
+                wpeer = await self.pool.get(holder)  # type: ignore[union-attr]
+                return await wpeer.request("get_data", keys=keys)
+            except Exception as e:  # noqa: BLE001 - an unreachable holder: try the next one
+                logger.info("could not fetch %d replicas from %s: %s", len(keys), holder, e)
+                self.pool.forget(holder)  # type: ignore[union-attr]
+                return {"data": {}, "nbytes": {}}
+
+        while remaining:
+            by_holder: dict[str, list] = {}
+            for key, addrs in remaining.items():
+                if addrs:
+                    by_holder.setdefault(addrs[0], []).append(key)
+            if not by_holder:
+                break
+            replies = await asyncio.gather(*(fetch(h, keys) for h, keys in by_holder.items()))
+            left = {}
+            for (holder, keys), reply in zip(by_holder.items(), replies):
+                for key in keys:
+                    if key in reply["data"]:
+                        values[key] = loads(reply["data"][key])
+                        nbytes[key] = reply["nbytes"].get(key, 0)
+                    else:
+                        left[key] = remaining[key][1:]
+            remaining = left
+        if values and self.status == "running":
+            self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
+        return {"nbytes": nbytes}
+
+    async def _call_stack(self, peer: Peer, keys: Any = None) -> dict:
+        """`{key: [formatted frames]}` of the tasks executing right now (only `keys`)."""
+        wanted = None if keys is None else set(keys)
+        frames = sys._current_frames()
+        out = {}
+        for ident, key in list(self._running.items()):
+            frame = frames.get(ident)
+            if frame is None or (wanted is not None and key not in wanted):
+                continue
+            out[key] = tb_module.format_stack(frame)
+        return out
 
     async def _run(self, peer: Peer, function: Pickled, args: Pickled, wait: bool = True) -> Pickled:
         func = loads(function)

@@ -108,10 +108,12 @@ class GatherDone(WorkerEvent):
 
 @dataclass(slots=True)
 class UpdateDataEvent(WorkerEvent):
-    """Data put here directly by a client (scatter)."""
+    """Data put here directly by a client (scatter), or replicas fetched from peers at
+    the scheduler's request (`report`: tell the scheduler with `add-keys`)."""
 
     data: dict
     nbytes: dict
+    report: bool = False
 
 
 # ---------------------------------------------------------------------------- instructions
@@ -356,6 +358,8 @@ class WorkerState:
                         ts.waiting_for.discard(key)
                         if not ts.waiting_for:
                             self._make_ready(ts)
+        if ev.report and ev.data:
+            self._send(m.AddKeys({key: self.nbytes[key] for key in ev.data}))
 
     # ------------------------------------------------------------------ mechanics
 

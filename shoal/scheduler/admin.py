@@ -1,0 +1,139 @@
+"""Scheduler request handlers behind the Client's management and introspection API:
+`replicate`, `rebalance`, `nbytes`, `call_stack`, metadata, versions.
+
+Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
+of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
+them: it asks recipients to fetch copies (`acquire_replicas`, the worker reports them
+with `add-keys` before it answers), and only then drops the surplus replicas through the
+state machine (`DropReplicas`), which never drops a key's last copy. A failed copy is
+simply not followed by a drop, so no key is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+from typing import Any
+
+from shoal.rpc import Peer
+from shoal.scheduler import placement
+from shoal.scheduler.events import DropReplicas
+from shoal.utils import key_prefix
+
+logger = logging.getLogger("shoal.scheduler")
+
+_ids = itertools.count()
+
+
+class AdminServer:
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+        #: `Client.set_metadata` / `get_metadata`: a tree of small msgpack values
+        self.metadata: dict = {}
+
+    # ------------------------------------------------------------------ data placement
+
+    def _in_memory(self, keys: Any) -> list:
+        tasks = self.scheduler.state.tasks
+        missing = [k for k in keys if k not in tasks or tasks[k].state != "memory"]
+        if missing:
+            raise KeyError(f"these keys are not in memory on the cluster: {missing[:10]}")
+        return [tasks[k] for k in keys]
+
+    async def _copy(self, copies: list[tuple[Any, str]]) -> None:
+        """Have each recipient fetch its keys from their current holders; waits for all."""
+        tasks = self.scheduler.state.tasks
+        by_recipient: dict[str, dict] = {}
+        for key, recipient in copies:
+            ts = tasks.get(key)
+            if ts is not None and ts.state == "memory":
+                by_recipient.setdefault(recipient, {})[key] = [w.address for w in ts.who_has]
+
+        async def one(address: str, who_has: dict) -> None:
+            peer = self.scheduler.workers.get(address)
+            if peer is None:
+                return
+            try:
+                await peer.request("acquire_replicas", who_has=who_has)
+            except Exception as e:  # noqa: BLE001 - a failed copy is only not followed by a drop
+                logger.warning("worker %s could not fetch %d replicas: %s", address, len(who_has), e)
+
+        await asyncio.gather(*(one(a, wh) for a, wh in by_recipient.items()))
+
+    def _drop(self, drops: list[tuple[Any, str]]) -> None:
+        if drops:
+            self.scheduler._stimulate([DropReplicas(f"drop-replicas-{next(_ids)}", drops)])
+
+    async def replicate(self, peer: Peer, keys: list, n: int | None = None, workers: Any = None) -> None:
+        tasks = self._in_memory(keys)
+        targets = self.scheduler._select(workers)
+        if workers is not None and not targets:
+            raise ValueError(f"none of these workers is connected: {list(workers)}")
+        holders = {ts.key: {w.address for w in ts.who_has} for ts in tasks}
+        nbytes = {ts.key: ts.nbytes for ts in tasks}
+        copies, drops = placement.plan_replicate(holders, nbytes, {ws.address: ws.nbytes for ws in targets}, n)
+        await self._copy(copies)
+        self._drop(drops)
+
+    async def rebalance(self, peer: Peer, keys: list | None = None, workers: Any = None) -> None:
+        st = self.scheduler.state
+        if keys is None:
+            tasks = [ts for ts in st.tasks.values() if ts.state == "memory"]
+        else:
+            tasks = self._in_memory(keys)
+        targets = self.scheduler._select(workers)
+        holders = {ts.key: {w.address for w in ts.who_has} for ts in tasks}
+        nbytes = {ts.key: ts.nbytes for ts in tasks}
+        moves = placement.plan_rebalance(holders, nbytes, {ws.address: ws.nbytes for ws in targets})
+        await self._copy([(key, recipient) for key, _, recipient in moves])
+        drops = []
+        for key, sender, recipient in moves:
+            ts = st.tasks.get(key)
+            ws = st.workers.get(recipient)
+            if ts is not None and ws is not None and ws in ts.who_has:  # the copy arrived
+                drops.append((key, sender))
+        self._drop(drops)
+
+    async def nbytes(self, peer: Peer, keys: list | None = None, summary: bool = True) -> dict:
+        tasks = self.scheduler.state.tasks
+        if keys is None:
+            sizes = {k: ts.nbytes for k, ts in tasks.items() if ts.state == "memory"}
+        else:
+            sizes = {k: tasks[k].nbytes for k in keys if k in tasks and tasks[k].state == "memory"}
+        if not summary:
+            return sizes
+        out: dict[str, int] = collections.defaultdict(int)
+        for k, v in sizes.items():
+            out[key_prefix(k)] += v
+        return dict(out)
+
+    async def call_stack(self, peer: Peer, keys: list | None = None) -> dict:
+        """`{worker: {key: [frames]}}` of tasks executing now (workers running none are left out)."""
+        st = self.scheduler.state
+        if keys is None:
+            targets = [ws.address for ws in st.workers.values() if ws.processing]
+        else:
+            targets = sorted({ts.processing_on.address for k in keys if (ts := st.tasks.get(k)) and ts.processing_on})
+
+        async def one(address: str) -> dict:
+            wpeer = self.scheduler.workers.get(address)
+            if wpeer is None:
+                return {}
+            try:
+                return await wpeer.request("call_stack", keys=keys)
+            except Exception as e:  # noqa: BLE001 - a worker that cannot answer shows no stacks
+                logger.info("worker %s did not send its call stacks: %s", address, e)
+                return {}
+
+        stacks = await asyncio.gather(*(one(a) for a in targets))
+        return {a: s for a, s in zip(targets, stacks) if s}
+
+
+def register(scheduler: Any) -> AdminServer:
+    """Attach the admin handlers to `scheduler`."""
+    server = AdminServer(scheduler)
+    for op in ("replicate", "rebalance", "nbytes", "call_stack"):
+        scheduler.handlers[op] = getattr(server, op)
+    return server
