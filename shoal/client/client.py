@@ -1207,6 +1207,20 @@ class Client:
             wanted = (self._keys_of(futures) if futures is not None else []) + list(keys or ())
         return self._request("call_stack", keys=wanted)
 
+    def set_metadata(self, key: Any, value: Any) -> Any:
+        """Store small (msgpack) `value` on the scheduler under `key`; a list of keys is a
+        nested path: ``set_metadata(["x", "y"], 1)`` makes ``get_metadata("x") == {"y": 1}``."""
+        keys = list(key) if isinstance(key, list) else [key]
+        return self._request("set_metadata", keys=keys, value=value)
+
+    def get_metadata(self, keys: Any, default: Any = no_default) -> Any:
+        """The metadata stored at `keys` (a key or a nested path); `default` when missing,
+        else `KeyError`."""
+        path = list(keys) if isinstance(keys, list) else [keys]
+        if default is no_default:
+            return self._request("get_metadata", keys=path)
+        return self._request("get_metadata", keys=path, has_default=True, default=default)
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

@@ -1,5 +1,6 @@
 """Scheduler request handlers behind the Client's management and introspection API:
-`replicate`, `rebalance`, `nbytes`, `call_stack`, metadata, versions.
+`replicate`, `rebalance`, `nbytes`, `call_stack`, metadata (a tree of small msgpack
+values kept on the scheduler), versions.
 
 Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
 of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
@@ -131,9 +132,35 @@ class AdminServer:
         return {a: s for a, s in zip(targets, stacks) if s}
 
 
+    # ------------------------------------------------------------------ metadata
+
+    async def set_metadata(self, peer: Peer, keys: list, value: Any) -> None:
+        """Store `value` at the nested path `keys`, creating (or replacing non-dict)
+        intermediate levels."""
+        if not keys:
+            raise ValueError("set_metadata needs at least one key")
+        node = self.metadata
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[keys[-1]] = value
+
+    async def get_metadata(self, peer: Peer, keys: list, has_default: bool = False, default: Any = None) -> Any:
+        node: Any = self.metadata
+        for i, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                if has_default:
+                    return default
+                raise KeyError(keys[: i + 1] if len(keys) > 1 else key)
+            node = node[key]
+        return node
+
+
 def register(scheduler: Any) -> AdminServer:
     """Attach the admin handlers to `scheduler`."""
     server = AdminServer(scheduler)
-    for op in ("replicate", "rebalance", "nbytes", "call_stack"):
+    for op in ("replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata"):
         scheduler.handlers[op] = getattr(server, op)
     return server

@@ -98,3 +98,24 @@ def test_processing_and_call_stack(client, poll):
     Event("call-stack-ev").set()
     f.result()
     poll(lambda: client.call_stack() == {})
+
+
+def test_metadata_nested_paths(client):
+    client.set_metadata("a", 1)
+    assert client.get_metadata("a") == 1
+    assert client.get_metadata(["a"]) == 1
+    client.set_metadata(["x", "y", "z"], {"deep": True})
+    assert client.get_metadata("x") == {"y": {"z": {"deep": True}}}
+    assert client.get_metadata(["x", "y", "z", "deep"]) is True
+    client.set_metadata(["a", "b"], 2)  # a non-dict level is replaced
+    assert client.get_metadata("a") == {"b": 2}
+    with pytest.raises(KeyError):
+        client.get_metadata("missing")
+    with pytest.raises(KeyError):
+        client.get_metadata(["x", "nope", "z"])
+    with pytest.raises(KeyError):
+        client.get_metadata(["a", "b", "c"])  # 2 is not a mapping
+    assert client.get_metadata(["x", "nope"], default=None) is None
+    assert client.get_metadata("missing", default=7) == 7
+    client.set_metadata(("tuple", 1), "tuple key")  # a tuple is one key, not a path
+    assert client.get_metadata(("tuple", 1)) == "tuple key"
