@@ -258,6 +258,7 @@ class Client:
             self._identity = await self.scheduler_comm.request("identity")
         except Exception:  # pragma: no cover
             self._identity = {}
+        await self._warn_version_mismatch()
         if self._set_as_default:
             self._register_default()
 
@@ -1220,6 +1221,43 @@ class Client:
         if default is no_default:
             return self._request("get_metadata", keys=path)
         return self._request("get_metadata", keys=path, has_default=True, default=default)
+
+    async def _warn_version_mismatch(self) -> None:
+        """Warn (once, when connecting) if key packages differ across the cluster."""
+        from shoal.versions import format_mismatches, mismatches
+
+        assert self.scheduler_comm is not None
+        try:
+            theirs = await self.scheduler_comm.request("key_versions")
+        except Exception:  # noqa: BLE001 - an older scheduler without the handler: nothing to compare
+            return
+        found = mismatches(get_versions(), theirs["scheduler"], theirs["workers"])
+        if found:
+            import warnings
+
+            warnings.warn(format_mismatches(found), UserWarning, stacklevel=2)
+
+    def get_versions(self, check: bool = False, packages: Any = None) -> Any:
+        """`{"scheduler": ..., "workers": {address: ...}, "client": ...}`, each
+        `{"host": {...}, "packages": {...}}`; with `check`, `ValueError` (and a table of
+        the differences) when key packages (or `packages`) differ across the cluster."""
+        from shoal.versions import flat, format_mismatches, mismatches, versions_report
+
+        wanted = list(packages or ())
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            result = dict(await self.scheduler_comm.request("versions", packages=wanted))
+            result["workers"] = dict(result["workers"])
+            result["client"] = versions_report(wanted)
+            if check:
+                workers = {a: flat(r) for a, r in result["workers"].items()}
+                found = mismatches(flat(result["client"]), flat(result["scheduler"]), workers, wanted)
+                if found:
+                    raise ValueError(format_mismatches(found))
+            return result
+
+        return self.sync(call)
 
     # ------------------------------------------------------------------ dask integration
 

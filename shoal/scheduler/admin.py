@@ -22,6 +22,7 @@ from shoal.rpc import Peer
 from shoal.scheduler import placement
 from shoal.scheduler.events import DropReplicas
 from shoal.utils import key_prefix
+from shoal.versions import get_versions, versions_report
 
 logger = logging.getLogger("shoal.scheduler")
 
@@ -158,9 +159,33 @@ class AdminServer:
         return node
 
 
+    # ------------------------------------------------------------------ versions
+
+    async def versions(self, peer: Peer, packages: Any = None) -> dict:
+        """`{"scheduler": report, "workers": {address: report}}` (`versions.versions_report`)."""
+        addresses = list(self.scheduler.workers)
+
+        async def one(address: str) -> Any:
+            wpeer = self.scheduler.workers.get(address)
+            try:
+                return await wpeer.request("versions", packages=packages)
+            except Exception as e:  # noqa: BLE001 - a worker that cannot answer is reported as such
+                return {"error": f"{type(e).__name__}: {e}"}
+
+        reports = await asyncio.gather(*(one(a) for a in addresses))
+        return {"scheduler": versions_report(packages), "workers": dict(zip(addresses, reports))}
+
+    async def key_versions(self, peer: Peer) -> dict:
+        """The key package versions of the scheduler and of each worker as it registered
+        (no round trip to the workers): what a client checks when it connects."""
+        workers = {ws.address: ws.versions or {} for ws in self.scheduler.state.workers.values()}
+        return {"scheduler": get_versions(), "workers": workers}
+
+
 def register(scheduler: Any) -> AdminServer:
     """Attach the admin handlers to `scheduler`."""
     server = AdminServer(scheduler)
-    for op in ("replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata"):
+    ops = ("replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata", "versions", "key_versions")
+    for op in ops:
         scheduler.handlers[op] = getattr(server, op)
     return server

@@ -40,7 +40,7 @@ from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import typename
-from shoal.versions import get_versions
+from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.state import (
     ComputeTaskEvent,
     Execute,
@@ -157,6 +157,7 @@ class Worker:
             "run": self._run,
             "acquire_replicas": self._acquire_replicas,
             "call_stack": self._call_stack,
+            "versions": self._versions,
         }
 
     @property
@@ -469,6 +470,11 @@ class Worker:
             self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
         return {"nbytes": nbytes}
 
+    async def _versions(self, peer: Peer, packages: Any = None) -> dict:
+        report = versions_report(packages)
+        report["packages"].update(get_versions_flat_packages())  # what this worker registered with
+        return report
+
     async def _call_stack(self, peer: Peer, keys: Any = None) -> dict:
         """`{key: [formatted frames]}` of the tasks executing right now (only `keys`)."""
         wanted = None if keys is None else set(keys)
@@ -497,6 +503,12 @@ class Worker:
                 return dumps(None)
             result = await result
         return dumps(result)
+
+
+def get_versions_flat_packages() -> dict:
+    """The package versions this worker announces when it registers."""
+    versions = get_versions()
+    return {name: versions[name] for name in PACKAGES if name in versions}
 
 
 async def _await(aw: Any) -> Any:
