@@ -1259,6 +1259,22 @@ class Client:
 
         return self.sync(call)
 
+    def story(self, *keys_or_stimuli: Any, on_error: str = "raise") -> Any:
+        """The cluster-wide log of these keys (or futures, or stimulus ids): scheduler
+        and worker entries `(source, key, start, finish, detail, stimulus_id, time)`,
+        `source` being "scheduler" or a worker address, sorted by (wall-clock) time.
+        `on_error="ignore"` leaves out workers that cannot answer."""
+        if on_error not in ("raise", "ignore"):
+            raise ValueError(f"on_error must be 'raise' or 'ignore'; got {on_error!r}")
+        keys = [k.key if isinstance(k, Future) else k for k in keys_or_stimuli]
+
+        async def call() -> list:
+            assert self.scheduler_comm is not None
+            entries = await self.scheduler_comm.request("cluster_story", keys=keys, on_error=on_error)
+            return [tuple(e) for e in entries]
+
+        return self.sync(call)
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

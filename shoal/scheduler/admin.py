@@ -1,6 +1,6 @@
 """Scheduler request handlers behind the Client's management and introspection API:
 `replicate`, `rebalance`, `nbytes`, `call_stack`, metadata (a tree of small msgpack
-values kept on the scheduler), versions.
+values kept on the scheduler), versions, the cluster-wide story of keys.
 
 Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
 of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
@@ -16,6 +16,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import time
 from typing import Any
 
 from shoal.rpc import Peer
@@ -159,6 +160,36 @@ class AdminServer:
         return node
 
 
+    # ------------------------------------------------------------------ stories
+
+    async def cluster_story(self, peer: Peer, keys: list, on_error: str = "raise") -> list:
+        """Scheduler and worker story entries of these keys / stimulus ids, as
+        `(source, key, start, finish, detail, stimulus_id, wall_time)` sorted by time;
+        `source` is "scheduler" or a worker address."""
+        # the scheduler state's clock is monotonic: shift its times to wall-clock time
+        offset = time.time() - time.monotonic()
+        entries = [
+            ("scheduler", key, start, finish, {}, sid, t + offset)
+            for key, start, finish, sid, t in self.scheduler.state.story(*keys)
+        ]
+        addresses = list(self.scheduler.workers)
+
+        async def one(address: str) -> list:
+            try:
+                return await self.scheduler.workers[address].request("story", keys=keys)
+            except Exception as e:  # noqa: BLE001 - reported or ignored as the caller asked
+                if on_error == "raise":
+                    raise RuntimeError(f"worker {address} did not send its story: {e}") from e
+                return []
+
+        for address, worker_entries in zip(addresses, await asyncio.gather(*(one(a) for a in addresses))):
+            for entry in worker_entries:
+                key, start, finish, sid, t = entry[:5]
+                detail = entry[5] if len(entry) > 5 else {}
+                entries.append((address, key, start, finish, detail, sid, t))
+        entries.sort(key=lambda e: e[-1])
+        return entries
+
     # ------------------------------------------------------------------ versions
 
     async def versions(self, peer: Peer, packages: Any = None) -> dict:
@@ -185,7 +216,10 @@ class AdminServer:
 def register(scheduler: Any) -> AdminServer:
     """Attach the admin handlers to `scheduler`."""
     server = AdminServer(scheduler)
-    ops = ("replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata", "versions", "key_versions")
+    ops = (
+        "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
+        "versions", "key_versions", "cluster_story",
+    )  # fmt: skip
     for op in ops:
         scheduler.handlers[op] = getattr(server, op)
     return server

@@ -158,6 +158,7 @@ class Worker:
             "acquire_replicas": self._acquire_replicas,
             "call_stack": self._call_stack,
             "versions": self._versions,
+            "story": self._story,
         }
 
     @property
@@ -184,7 +185,11 @@ class Worker:
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
         self.state = WorkerState(
-            address=self.listener.address, nthreads=self.nthreads, resources=self.resources, validate=self.validate
+            address=self.listener.address,
+            nthreads=self.nthreads,
+            resources=self.resources,
+            validate=self.validate,
+            clock=time.time,
         )
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
         for _ in range(self.nthreads):
@@ -469,6 +474,10 @@ class Worker:
         if values and self.status == "running":
             self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
         return {"nbytes": nbytes}
+
+    async def _story(self, peer: Peer, keys: Any = ()) -> list:
+        """This worker's story entries of these keys or stimulus ids."""
+        return [list(e) for e in self.state.story(*keys)] if self.state is not None else []
 
     async def _versions(self, peer: Peer, packages: Any = None) -> dict:
         report = versions_report(packages)

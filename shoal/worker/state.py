@@ -17,6 +17,9 @@ next task without waiting for the event loop, and completions come back in batch
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
 
+Every task state change is appended to `story_log` (key, start, finish, stimulus id,
+time from the `clock` the shell passes in), read with `story(*keys_or_stimuli)`.
+
 Task states: waiting, ready, executing, long-running (a task that seceded from the pool:
 it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
 results live in `data` until the scheduler frees them.
@@ -25,6 +28,7 @@ results live in `data` until the scheduler frees them.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +150,11 @@ WorkerInstruction = Execute | Gather | SendToScheduler
 # ---------------------------------------------------------------------------- records
 
 
+def _no_clock() -> float:
+    return 0.0
+
+
+
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
@@ -187,6 +196,8 @@ class WorkerState:
         resources: dict | None = None,
         validate: bool = False,
         max_keys_per_fetch: int = 1000,
+        clock: Callable[[], float] | None = None,
+        story_length: int = 100_000,
     ):
         self.address = address
         self.nthreads = nthreads
@@ -203,16 +214,22 @@ class WorkerState:
         self.max_keys_per_fetch = max_keys_per_fetch
         self._tiebreak = 0
         self._out: list[WorkerInstruction] = []
+        self._sid = ""
         self.executed_count = 0
         #: running average of task compute time, seconds (None until one finished)
         self.avg_duration: float | None = None
         self.prefetch_seconds = 0.001
         self.max_prefetch_per_thread = 16
+        #: (key, start, finish, stimulus_id, time) per task state change, newest last;
+        #: `clock` gives the times (the shell passes wall time; none: 0.0)
+        self.clock = clock or _no_clock
+        self.story_log: deque[tuple] = deque(maxlen=story_length)
 
     # ------------------------------------------------------------------ the one door
 
     def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
         for ev in events:
+            self._sid = ev.stimulus_id
             self._HANDLERS[type(ev)](self, ev)
         self._ensure_gathering()
         self._ensure_executing()
@@ -232,9 +249,11 @@ class WorkerState:
                 return
             self._drop_task(old)
         if key in self.data:  # we already hold the result (e.g. fetched it as a dependency)
+            self._log(key, "compute-task", "memory")
             self._send(m.TaskFinished(key, msg.run_id, self.nbytes.get(key, 0), "", 0.0, 0.0, None))
             return
         ts = self.tasks[key] = WorkerTask(msg)
+        self._log(key, "compute-task", "waiting")
         for dep in ts.dependencies:
             if dep in self.data:
                 continue
@@ -254,8 +273,10 @@ class WorkerState:
         for key in ev.keys:
             ts = self.tasks.get(key)
             if ts is not None:
+                self._log(key, ts.state, "released")
                 self._drop_task(ts)
             if key in self.data:
+                self._log(key, "memory", "released")
                 del self.data[key]
                 self.nbytes.pop(key, None)
 
@@ -266,6 +287,7 @@ class WorkerState:
         if self.executing.get(ev.key) == ev.run_id:
             del self.executing[ev.key]
         ts.state = "long-running"
+        self._log(ev.key, "executing", "long-running")
         self._send(m.LongRunning(ev.key, ev.run_id))
 
     def _steal_request(self, ev: StealRequestEvent) -> None:
@@ -273,6 +295,7 @@ class WorkerState:
         released = ts is not None and ts.run_id == ev.run_id and ts.state in ("waiting", "ready")
         if released:
             assert ts is not None
+            self._log(ev.key, ts.state, "stolen")
             self._drop_task(ts)
         self._send(m.StealResponse(ev.key, ev.run_id, released))
 
@@ -285,6 +308,7 @@ class WorkerState:
             return  # freed or superseded while it ran: the result is dropped
         self.data[ev.key] = ev.value
         self.nbytes[ev.key] = ev.nbytes
+        self._log(ev.key, ts.state, "memory")
         self._send(
             m.TaskFinished(ev.key, ev.run_id, ev.nbytes, ev.type_name, ev.start, ev.stop, ev.inline)
         )
@@ -292,6 +316,7 @@ class WorkerState:
     def _execute_failure(self, ev: ExecuteFailure) -> None:
         ts = self._finish_execution(ev.key, ev.run_id)
         if ts is not None:
+            self._log(ev.key, ts.state, "error")
             self._send(
                 m.TaskFailed(ev.key, ev.run_id, ev.exception, ev.traceback, ev.text, ev.start, ev.stop)
             )
@@ -299,6 +324,7 @@ class WorkerState:
     def _reschedule(self, ev: RescheduleEvent) -> None:
         ts = self._finish_execution(ev.key, ev.run_id)
         if ts is not None:
+            self._log(ev.key, ts.state, "rescheduled")
             self._send(m.RescheduleTask(ev.key, ev.run_id))
 
     def _gather_done(self, ev: GatherDone) -> None:
@@ -315,6 +341,7 @@ class WorkerState:
                     self.data[key] = value
                     self.nbytes[key] = ev.nbytes.get(key, 0)
                     got[key] = self.nbytes[key]
+                    self._log(key, "fetch", "memory")
                 if fs is not None:
                     for tkey in fs.needed_by:
                         ts = self.tasks.get(tkey)
@@ -326,6 +353,7 @@ class WorkerState:
             if fs is None:
                 continue
             fs.in_flight_from = None
+            self._log(key, "fetch", "missing", ev.worker)
             if ev.worker in fs.holders:
                 fs.holders.remove(ev.worker)
             fs.tried.append(ev.worker)
@@ -343,6 +371,7 @@ class WorkerState:
                 for tkey in fs.needed_by:
                     ts = self.tasks.get(tkey)
                     if ts is not None and ts.state == "waiting":
+                        self._log(tkey, "waiting", "missing-data", key)
                         self._drop_task(ts)
                         self._send(m.MissingData(tkey, ts.run_id, key, tuple(fs.tried)))
 
@@ -350,6 +379,7 @@ class WorkerState:
         for key, value in ev.data.items():
             self.data[key] = value
             self.nbytes[key] = ev.nbytes.get(key, 0)
+            self._log(key, "update-data", "memory")
             fs = self.fetch.pop(key, None)
             if fs is not None:
                 for tkey in fs.needed_by:
@@ -366,7 +396,18 @@ class WorkerState:
     def _send(self, msg: m.Message) -> None:
         self._out.append(SendToScheduler(msg))
 
+    def _log(self, key: Key, start: str, finish: str, detail: Any = None) -> None:
+        entry = (key, start, finish, self._sid, self.clock())
+        self.story_log.append(entry if detail is None else (*entry, detail))
+
+    def story(self, *keys_or_stimuli: Any) -> list[tuple]:
+        """Log entries `(key, start, finish, stimulus_id, time[, detail])` of these keys or
+        stimulus ids, oldest first."""
+        wanted = set(keys_or_stimuli)
+        return [e for e in self.story_log if e[0] in wanted or e[3] in wanted]
+
     def _make_ready(self, ts: WorkerTask) -> None:
+        self._log(ts.key, ts.state, "ready")
         ts.state = "ready"
         self._tiebreak += 1
         heapq.heappush(self.ready, (ts.priority, self._tiebreak, ts.key, ts.run_id))
@@ -432,6 +473,7 @@ class WorkerState:
                 for k, v in ts.resources.items():
                     avail[k] -= v
             ts.state = "executing"
+            self._log(ts.key, "ready", "executing")
             self.executing[ts.key] = ts.run_id
             data = self.data
             deps = {d: data[d] for d in ts.dependencies}
