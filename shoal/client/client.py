@@ -1275,6 +1275,36 @@ class Client:
 
         return self.sync(call)
 
+    def dump_cluster_state(self, filename: str = "dask-cluster-dump", write_from_scheduler: bool | None = None,
+                           exclude: Any = (), format: str = "msgpack", **storage_options: Any) -> Any:  # fmt: skip
+        """Write the scheduler's and every worker's state plus versions to
+        ``filename.msgpack.gz`` (or ``.yaml`` with `format="yaml"`, needs PyYAML); read it
+        back with `shoal.cluster_dump.load_cluster_dump`. `write_from_scheduler` (default:
+        whether `filename` is a URL) has the scheduler write it instead of this process."""
+        from shoal import cluster_dump
+
+        if format not in cluster_dump.FORMATS:
+            raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
+        if format == "yaml":
+            cluster_dump._yaml()  # fail here, before collecting anything, without PyYAML
+        if write_from_scheduler is None:
+            write_from_scheduler = "://" in filename
+        exclude = list(exclude)
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            if write_from_scheduler:
+                await self.scheduler_comm.request(
+                    "dump_cluster_state", exclude=exclude, filename=filename, format=format,
+                    storage_options=storage_options,
+                )  # fmt: skip
+                return
+            state = await self.scheduler_comm.request("dump_cluster_state", exclude=exclude)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: cluster_dump.write_state(state, filename, format, **storage_options))
+
+        return self.sync(call)
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

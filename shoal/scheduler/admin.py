@@ -1,6 +1,6 @@
 """Scheduler request handlers behind the Client's management and introspection API:
 `replicate`, `rebalance`, `nbytes`, `call_stack`, metadata (a tree of small msgpack
-values kept on the scheduler), versions, the cluster-wide story of keys.
+values kept on the scheduler), versions, the cluster-wide story of keys, cluster dumps.
 
 Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
 of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
@@ -19,6 +19,7 @@ import logging
 import time
 from typing import Any
 
+from shoal import cluster_dump
 from shoal.rpc import Peer
 from shoal.scheduler import placement
 from shoal.scheduler.events import DropReplicas
@@ -190,6 +191,35 @@ class AdminServer:
         entries.sort(key=lambda e: e[-1])
         return entries
 
+    # ------------------------------------------------------------------ cluster dump
+
+    async def dump_cluster_state(
+        self, peer: Peer, exclude: Any = (), filename: str | None = None, format: str = "msgpack",
+        storage_options: dict | None = None,
+    ) -> Any:  # fmt: skip
+        """The whole cluster's state as plain data (`shoal.cluster_dump`); with
+        `filename`, written here by the scheduler and the path returned instead."""
+        addresses = list(self.scheduler.workers)
+
+        async def one(address: str) -> Any:
+            try:
+                return await self.scheduler.workers[address].request("dump_state", exclude=list(exclude))
+            except Exception as e:  # noqa: BLE001 - a dump shows what it could not get
+                return {"error": f"{type(e).__name__}: {e}"}
+
+        workers = await asyncio.gather(*(one(a) for a in addresses))
+        state = {
+            "scheduler": cluster_dump.scheduler_state(self.scheduler, exclude),
+            "workers": dict(zip(addresses, workers)),
+            "versions": cluster_dump.plain(await self.versions(peer)),
+        }
+        if filename is None:
+            return state
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, lambda: cluster_dump.write_state(state, filename, format, **(storage_options or {}))
+        )
+
     # ------------------------------------------------------------------ versions
 
     async def versions(self, peer: Peer, packages: Any = None) -> dict:
@@ -218,7 +248,7 @@ def register(scheduler: Any) -> AdminServer:
     server = AdminServer(scheduler)
     ops = (
         "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
-        "versions", "key_versions", "cluster_story",
+        "versions", "key_versions", "cluster_story", "dump_cluster_state",
     )  # fmt: skip
     for op in ops:
         scheduler.handlers[op] = getattr(server, op)

@@ -159,6 +159,7 @@ class Worker:
             "call_stack": self._call_stack,
             "versions": self._versions,
             "story": self._story,
+            "dump_state": self._dump_state,
         }
 
     @property
@@ -474,6 +475,11 @@ class Worker:
         if values and self.status == "running":
             self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
         return {"nbytes": nbytes}
+
+    async def _dump_state(self, peer: Peer, exclude: Any = ()) -> dict:
+        from shoal.cluster_dump import worker_state
+
+        return worker_state(self, exclude)
 
     async def _story(self, peer: Peer, keys: Any = ()) -> list:
         """This worker's story entries of these keys or stimulus ids."""
