@@ -1305,6 +1305,30 @@ class Client:
 
         return self.sync(call)
 
+    async def _worker_setup(self, name: str, function: Any, args: tuple, kwargs: dict) -> dict:
+        """Have every current and future worker run `function(*args, **kwargs)` (given
+        `dask_worker=` if it takes it); errors on current workers are raised."""
+        assert self.scheduler_comm is not None
+        replies = await self.scheduler_comm.request(
+            "add_worker_setup", name=name, function=dumps(function), args=dumps((args, kwargs))
+        )
+        out = {}
+        for addr, (ok, value) in replies.items():
+            if not ok:
+                exc = loads(value) if isinstance(value, Pickled) else value
+                raise exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+            out[addr] = {"status": "OK"}
+        return out
+
+    def register_worker_callbacks(self, setup: Any = None) -> Any:
+        """Run `setup` (it may take `dask_worker=`) on every current worker now and on
+        every worker that joins later, before it gets any task. Returns
+        `{address: {"status": "OK"}}`; an exception in `setup` is re-raised."""
+        if not callable(setup):
+            raise TypeError(f"setup must be a callable, got {type(setup).__name__}")
+        name = f"{funcname(setup)}-{uuid.uuid4()}"
+        return self.sync(self._worker_setup, name, setup, (), {})
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

@@ -1,6 +1,8 @@
 """Scheduler request handlers behind the Client's management and introspection API:
 `replicate`, `rebalance`, `nbytes`, `call_stack`, metadata (a tree of small msgpack
-values kept on the scheduler), versions, the cluster-wide story of keys, cluster dumps.
+values kept on the scheduler), versions, the cluster-wide story of keys, cluster dumps,
+and worker setups (functions every current and future worker runs: a joining worker runs
+them before the state machine learns of it, so before it gets any task).
 
 Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
 of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
@@ -20,6 +22,7 @@ import time
 from typing import Any
 
 from shoal import cluster_dump
+from shoal.protocol.serialize import Pickled
 from shoal.rpc import Peer
 from shoal.scheduler import placement
 from shoal.scheduler.events import DropReplicas
@@ -36,6 +39,59 @@ class AdminServer:
         self.scheduler = scheduler
         #: `Client.set_metadata` / `get_metadata`: a tree of small msgpack values
         self.metadata: dict = {}
+        #: functions every worker runs when it joins: name -> (function, (args, kwargs)),
+        #: both opaque `Pickled` values from a client (`register_worker_callbacks`, ...)
+        self.worker_setups: dict[str, tuple[Pickled, Pickled]] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ worker setups
+
+    async def add_worker_setup(self, peer: Peer, name: str, function: Pickled, args: Pickled) -> dict:
+        """Remember a setup for future workers and run it on the current ones now:
+        `{address: (ok, value)}` as `broadcast` returns it."""
+        self.worker_setups[name] = (function, args)
+        return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
+
+    async def remove_worker_setup(self, peer: Peer, name: str, function: Any = None, args: Any = None) -> dict:
+        """Forget a setup; run `function` (its teardown), if given, on the current workers."""
+        self.worker_setups.pop(name, None)
+        if function is None:
+            return {}
+        return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
+
+    def admit_worker(self, address: str, admit: Any) -> bool:
+        """Called for a worker that registers. With setups to run, run them on it first
+        and call `admit()` after (so no task reaches it before): returns True. Without
+        any, returns False and the caller admits the worker at once."""
+        if not self.worker_setups:
+            return False
+        task = asyncio.ensure_future(self._setup_then_admit(address, admit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _setup_then_admit(self, address: str, admit: Any) -> None:
+        wpeer = self.scheduler.workers.get(address)
+        done: set[str] = set()
+        while True:  # setups added meanwhile are not broadcast to this worker: run them too
+            todo = [(name, setup) for name, setup in self.worker_setups.items() if name not in done]
+            if not todo:
+                break
+            for name, (function, args) in todo:
+                done.add(name)
+                if wpeer is None or wpeer.closed:
+                    return
+                try:
+                    await wpeer.request("run", function=function, args=args, wait=True)
+                except Exception as e:  # noqa: BLE001 - the worker still joins; the error is logged
+                    logger.error("worker setup %r failed on %s: %s", name, address, e)
+        if self.scheduler.workers.get(address) is wpeer:
+            admit()
 
     # ------------------------------------------------------------------ data placement
 
@@ -248,7 +304,8 @@ def register(scheduler: Any) -> AdminServer:
     server = AdminServer(scheduler)
     ops = (
         "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
-        "versions", "key_versions", "cluster_story", "dump_cluster_state",
+        "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
+        "remove_worker_setup",
     )  # fmt: skip
     for op in ops:
         scheduler.handlers[op] = getattr(server, op)

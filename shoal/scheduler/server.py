@@ -140,6 +140,7 @@ class Scheduler:
         self.status = "closing"
         if self.listener is not None:
             await self.listener.stop()
+        await self.admin.close()
         peers = list(self.clients.values()) + list(self.workers.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
         self.status = "closed"
@@ -206,13 +207,19 @@ class Scheduler:
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
+                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
+                    continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))
                 self._workers_changed.set()
-                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
             self._stimulate(events)
+
+    def _admit(self, sid: str, msg: m.RegisterWorker) -> None:
+        self._stimulate([AddWorker(sid, msg)])
+        self._workers_changed.set()
 
     def _stimulate(self, events: list[Any]) -> None:
         big = gc.isenabled() and any(
