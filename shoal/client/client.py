@@ -1329,6 +1329,34 @@ class Client:
         name = f"{funcname(setup)}-{uuid.uuid4()}"
         return self.sync(self._worker_setup, name, setup, (), {})
 
+    def forward_logging(self, logger_name: str | None = None, level: int = logging.NOTSET) -> Any:
+        """Re-emit here the records of logger `logger_name` (None: all) at `level` or
+        above that tasks emit on workers, each with a `worker` attribute (the worker's
+        address); applies to current and future workers. Idempotent."""
+        from shoal import forward_logging as fl
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            self.scheduler_comm.handlers["forwarded_log"] = _on_forwarded_log
+            await self.scheduler_comm.request("subscribe_logs", logger_name=logger_name, subscribe=True)
+            await self._worker_setup(fl.setup_name(logger_name), fl.install, (logger_name, level), {})
+
+        return self.sync(call)
+
+    def unforward_logging(self, logger_name: str | None = None) -> Any:
+        """Stop forwarding `logger_name` (undoes `forward_logging(logger_name)`)."""
+        from shoal import forward_logging as fl
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            await self.scheduler_comm.request("subscribe_logs", logger_name=logger_name, subscribe=False)
+            await self.scheduler_comm.request(
+                "remove_worker_setup", name=fl.setup_name(logger_name), function=dumps(fl.uninstall),
+                args=dumps(((logger_name,), {})),
+            )  # fmt: skip
+
+        return self.sync(call)
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,
@@ -1380,6 +1408,12 @@ class Client:
         return persist(self, collections, optimize_graph=optimize_graph, workers=workers,
                        allow_other_workers=allow_other_workers, resources=resources, retries=retries,
                        priority=priority, **kwargs)  # fmt: skip
+
+
+async def _on_forwarded_log(peer: Peer, record: dict, worker: str) -> None:
+    from shoal.forward_logging import reemit
+
+    reemit(record, worker)
 
 
 def del_futures(futures: Any) -> None:

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from shoal import cluster_dump
+from shoal import cluster_dump, forward_logging
 from shoal.protocol.serialize import Pickled
 from shoal.rpc import Peer
 from shoal.scheduler import placement
@@ -43,6 +43,9 @@ class AdminServer:
         #: both opaque `Pickled` values from a client (`register_worker_callbacks`, ...)
         self.worker_setups: dict[str, tuple[Pickled, Pickled]] = {}
         self._tasks: set[asyncio.Task] = set()
+        #: client id -> logger names whose forwarded records it wants (None: all)
+        self.log_subscribers: dict[str, set[str | None]] = {}
+        scheduler.on_client_removed.append(lambda client_id: self.log_subscribers.pop(client_id, None))
 
     async def close(self) -> None:
         for t in list(self._tasks):
@@ -247,6 +250,26 @@ class AdminServer:
         entries.sort(key=lambda e: e[-1])
         return entries
 
+    # ------------------------------------------------------------------ forwarded logging
+
+    async def subscribe_logs(self, peer: Peer, logger_name: str | None, subscribe: bool = True) -> None:
+        names = self.log_subscribers.setdefault(peer.ident, set())
+        if subscribe:
+            names.add(logger_name)
+        else:
+            names.discard(logger_name)
+            if not names:
+                del self.log_subscribers[peer.ident]
+
+    async def forward_log(self, peer: Peer, record: dict) -> None:
+        """A worker's log record (plain data): on to the clients that want its logger."""
+        name = record.get("name") or "root"
+        for client_id, names in self.log_subscribers.items():
+            if any(forward_logging.matches(n, name) for n in names):
+                cpeer = self.scheduler.clients.get(client_id)
+                if cpeer is not None and not cpeer.closed:
+                    cpeer.notify("forwarded_log", record=record, worker=peer.ident)
+
     # ------------------------------------------------------------------ cluster dump
 
     async def dump_cluster_state(
@@ -305,7 +328,7 @@ def register(scheduler: Any) -> AdminServer:
     ops = (
         "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
         "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
-        "remove_worker_setup",
+        "remove_worker_setup", "subscribe_logs", "forward_log",
     )  # fmt: skip
     for op in ops:
         scheduler.handlers[op] = getattr(server, op)
