@@ -145,10 +145,14 @@ def worker_state(worker: Any, exclude: Any = ()) -> dict:
                 "executing": list(ws.executing),
                 "n_ready": len(ws.ready),
                 "fetch": {
-                    str(k): {"holders": f.holders, "needed_by": f.needed_by, "tried": f.tried,
-                             "in_flight_from": f.in_flight_from}
+                    str(k): {
+                        "holders": f.holders,
+                        "needed_by": f.needed_by,
+                        "tried": f.tried,
+                        "in_flight_from": f.in_flight_from,
+                    }
                     for k, f in ws.fetch.items()
-                },  # fmt: skip
+                },
                 "in_flight": ws.in_flight,
                 "executed_count": ws.executed_count,
                 "avg_duration": ws.avg_duration,
@@ -183,7 +187,7 @@ def _open(url: str, mode: str, storage_options: dict) -> Any:
         except ImportError:
             raise ImportError(f"writing or reading {url!r} needs fsspec (pip install fsspec)") from None
         return fsspec.open(url, mode, **storage_options)
-    return open(url, mode)  # noqa: SIM115 - a context manager for the caller
+    return open(url, mode)
 
 
 def write_state(state: dict, filename: str, format: str = "msgpack", **storage_options: Any) -> str:

@@ -1357,6 +1357,26 @@ class Client:
 
         return self.sync(call)
 
+    def normalize_collection(self, collection: Any) -> Any:
+        """`collection` with the graph entries whose keys this client holds futures of
+        replaced by those futures, and the graph culled to what is still needed (so
+        computing it reuses the results already on the cluster). Unchanged if none."""
+        from shoal.client.graphs import insert_futures
+
+        graph = collection.__dask_graph__()
+        dsk = insert_futures(self, graph, collection.__dask_keys__())
+        if dsk is graph:
+            return collection
+        from dask.delayed import Delayed
+
+        if isinstance(collection, Delayed):
+            return Delayed(collection.key, dsk)
+        import copy
+
+        out = copy.copy(collection)
+        out.dask = dsk
+        return out
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

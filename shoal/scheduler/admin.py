@@ -237,7 +237,7 @@ class AdminServer:
         async def one(address: str) -> list:
             try:
                 return await self.scheduler.workers[address].request("story", keys=keys)
-            except Exception as e:  # noqa: BLE001 - reported or ignored as the caller asked
+            except Exception as e:
                 if on_error == "raise":
                     raise RuntimeError(f"worker {address} did not send its story: {e}") from e
                 return []

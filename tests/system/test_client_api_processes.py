@@ -8,7 +8,14 @@ import logging
 import os
 
 import pytest
-from client_task_functions import drop_key, inc, log_warning, payload, pid_of, wait_for_event
+from client_task_functions import (
+    drop_key,
+    inc,
+    log_warning,
+    payload,
+    pid_of,
+    wait_for_event,
+)
 
 from shoal import Event, wait
 
@@ -83,7 +90,7 @@ def test_forward_logging_from_processes(client, poll):
 def test_call_stack_of_a_process(client, poll):
     f = client.submit(wait_for_event, "sys-call-stack", pure=False)
     stacks = poll(lambda: client.call_stack([f]), timeout=10)
-    [(worker, by_key)] = stacks.items()
+    [by_key] = stacks.values()
     assert "wait_for_event" in "".join(by_key[f.key])
     Event("sys-call-stack").set()
     assert f.result() == "sys-call-stack"
