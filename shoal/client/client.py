@@ -1377,6 +1377,13 @@ class Client:
         out.dask = dsk
         return out
 
+    def benchmark_hardware(self) -> Any:
+        """Bandwidth in bytes/s by transfer size: `{"disk": {size: bw}, "memory": {...},
+        "network": {...}}`, averaged over the workers (network: between pairs of
+        workers); empty dicts without workers. Takes several seconds
+        (`shoal.benchmarking`)."""
+        return self._request("benchmark_hardware")
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import random
 import time
 from typing import Any
 
@@ -299,6 +300,34 @@ class AdminServer:
             None, lambda: cluster_dump.write_state(state, filename, format, **(storage_options or {}))
         )
 
+    # ------------------------------------------------------------------ hardware benchmark
+
+    async def benchmark_hardware(self, peer: Peer) -> dict:
+        """Disk and memory bandwidth of every worker, network bandwidth between pairs
+        of workers (shuffled), averaged by size (`shoal.benchmarking`)."""
+        out: dict[str, dict[str, list[float]]] = {"disk": {}, "memory": {}, "network": {}}
+
+        def add(kind: str, result: dict) -> None:
+            for size, bandwidth in result.items():
+                out[kind].setdefault(size, []).append(bandwidth)
+
+        for kind in ("disk", "memory"):
+            replies = await self.scheduler._broadcast(peer, f"benchmark_{kind}", {})
+            for ok, value in replies.values():
+                if ok:
+                    add(kind, value)
+        workers = list(self.scheduler.state.workers)
+        random.shuffle(workers)
+        pairs = [(workers[i], workers[i + 1]) for i in range(0, len(workers) - 1, 2)]
+
+        async def network(a: str, b: str) -> dict:
+            wpeer = self.scheduler.workers.get(a)
+            return await wpeer.request("benchmark_network", address=b) if wpeer is not None else {}
+
+        for result in await asyncio.gather(*(network(a, b) for a, b in pairs)):
+            add("network", result)
+        return {kind: {size: sum(v) / len(v) for size, v in by_size.items()} for kind, by_size in out.items()}
+
     # ------------------------------------------------------------------ versions
 
     async def versions(self, peer: Peer, packages: Any = None) -> dict:
@@ -329,6 +358,7 @@ def register(scheduler: Any) -> AdminServer:
         "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
         "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
         "remove_worker_setup", "subscribe_logs", "forward_log",
+        "benchmark_hardware",
     )  # fmt: skip
     for op in ops:
         scheduler.handlers[op] = getattr(server, op)

@@ -160,6 +160,10 @@ class Worker:
             "versions": self._versions,
             "story": self._story,
             "dump_state": self._dump_state,
+            "echo": self._echo,
+            "benchmark_disk": self._benchmark_disk,
+            "benchmark_memory": self._benchmark_memory,
+            "benchmark_network": self._benchmark_network,
         }
 
     @property
@@ -475,6 +479,26 @@ class Worker:
         if values and self.status == "running":
             self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
         return {"nbytes": nbytes}
+
+    async def _echo(self, peer: Peer, data: Any = None) -> Any:
+        return data
+
+    async def _benchmark_disk(self, peer: Peer) -> dict:
+        from shoal import benchmarking
+
+        return await asyncio.to_thread(benchmarking.benchmark_disk, self.local_directory)
+
+    async def _benchmark_memory(self, peer: Peer) -> dict:
+        from shoal import benchmarking
+
+        return await asyncio.to_thread(benchmarking.benchmark_memory)
+
+    async def _benchmark_network(self, peer: Peer, address: str) -> dict:
+        """Bandwidth to the worker at `address`, by message size."""
+        from shoal import benchmarking
+
+        assert self.pool is not None
+        return await benchmarking.benchmark_network(await self.pool.get(address))
 
     async def _dump_state(self, peer: Peer, exclude: Any = ()) -> dict:
         from shoal.cluster_dump import worker_state
