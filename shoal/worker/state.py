@@ -253,7 +253,6 @@ class WorkerState:
             self._send(m.TaskFinished(key, msg.run_id, self.nbytes.get(key, 0), "", 0.0, 0.0, None))
             return
         ts = self.tasks[key] = WorkerTask(msg)
-        self._log(key, "compute-task", "waiting")
         for dep in ts.dependencies:
             if dep in self.data:
                 continue
@@ -266,8 +265,10 @@ class WorkerState:
                     if addr not in fs.holders and addr not in fs.tried:
                         fs.holders.append(addr)
             fs.needed_by.add(key)
-        if not ts.waiting_for:
-            self._make_ready(ts)
+        if ts.waiting_for:
+            self._log(key, "compute-task", "waiting")
+        else:
+            self._make_ready(ts, "compute-task")
 
     def _free_keys(self, ev: FreeKeysEvent) -> None:
         for key in ev.keys:
@@ -397,8 +398,10 @@ class WorkerState:
         self._out.append(SendToScheduler(msg))
 
     def _log(self, key: Key, start: str, finish: str, detail: Any = None) -> None:
-        entry = (key, start, finish, self._sid, self.clock())
-        self.story_log.append(entry if detail is None else (*entry, detail))
+        if detail is None:
+            self.story_log.append((key, start, finish, self._sid, self.clock()))
+        else:
+            self.story_log.append((key, start, finish, self._sid, self.clock(), detail))
 
     def story(self, *keys_or_stimuli: Any) -> list[tuple]:
         """Log entries `(key, start, finish, stimulus_id, time[, detail])` of these keys or
@@ -406,8 +409,8 @@ class WorkerState:
         wanted = set(keys_or_stimuli)
         return [e for e in self.story_log if e[0] in wanted or e[3] in wanted]
 
-    def _make_ready(self, ts: WorkerTask) -> None:
-        self._log(ts.key, ts.state, "ready")
+    def _make_ready(self, ts: WorkerTask, start: str | None = None) -> None:
+        self._log(ts.key, start or ts.state, "ready")
         ts.state = "ready"
         self._tiebreak += 1
         heapq.heappush(self.ready, (ts.priority, self._tiebreak, ts.key, ts.run_id))
