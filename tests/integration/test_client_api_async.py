@@ -85,7 +85,7 @@ def test_async_client_api(protocol, tmp_path, monkeypatch):
                 if any(r.getMessage() == "async hello" for r in records):
                     break
                 await asyncio.sleep(0.01)  # poll for the forwarded record
-            assert [r.worker for r in records if r.getMessage() == "async hello"][0] in (a, b)
+            assert next(r.worker for r in records if r.getMessage() == "async hello") in (a, b)
             await c.unforward_logging("shoal.test.async")
 
             bench = await c.benchmark_hardware()
