@@ -1023,9 +1023,16 @@ class Client:
         return self.sync(call)
 
     def processing(self, workers: Any = None) -> Any:
+        """`{worker: [keys of the tasks sent to it and not finished]}`."""
         if isinstance(workers, (str, int, float)):
             workers = [workers]
-        return self._request("processing", workers=workers)
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            reply = await self.scheduler_comm.request("processing", workers=workers)
+            return {w: list(keys) for w, keys in reply.items()}  # lists, also after msgpack
+
+        return self.sync(call)
 
     def run_on_scheduler(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run `function(*args, **kwargs)` on the scheduler (it may take `dask_scheduler=`)."""
@@ -1206,7 +1213,13 @@ class Client:
         wanted = None
         if futures is not None or keys is not None:
             wanted = (self._keys_of(futures) if futures is not None else []) + list(keys or ())
-        return self._request("call_stack", keys=wanted)
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            reply = await self.scheduler_comm.request("call_stack", keys=wanted)
+            return {w: {k: list(frames) for k, frames in stacks.items()} for w, stacks in reply.items()}
+
+        return self.sync(call)
 
     def set_metadata(self, key: Any, value: Any) -> Any:
         """Store small (msgpack) `value` on the scheduler under `key`; a list of keys is a

@@ -264,6 +264,8 @@ class AdminServer:
 
     async def forward_log(self, peer: Peer, record: dict) -> None:
         """A worker's log record (plain data): on to the clients that want its logger."""
+        if peer.role != "worker":
+            return
         name = record.get("name") or "root"
         for client_id, names in self.log_subscribers.items():
             if any(forward_logging.matches(n, name) for n in names):

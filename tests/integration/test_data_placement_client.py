@@ -21,6 +21,11 @@ def blocked(name):
     return name
 
 
+def empty(client, poll):
+    """Wait until data of earlier tests (released when their client closed) is gone."""
+    poll(lambda: not any(client.has_what().values()))
+
+
 def test_replicate_to_all_workers_then_back_to_one(client):
     workers = sorted(client.nthreads())
     x = client.submit(payload, 1, workers=[workers[0]], pure=False)
@@ -51,7 +56,8 @@ def test_replicate_failed_future_raises(client):
         client.replicate([f])
 
 
-def test_rebalance_evens_memory_and_loses_nothing(client):
+def test_rebalance_evens_memory_and_loses_nothing(client, poll):
+    empty(client, poll)
     workers = sorted(client.nthreads())
     futures = client.map(payload, range(10), workers=[workers[0]], pure=False)
     wait(futures)
@@ -65,7 +71,8 @@ def test_rebalance_evens_memory_and_loses_nothing(client):
     assert client.gather(futures) == [payload(i) for i in range(10)]
 
 
-def test_rebalance_everything_and_restricted_to_workers(client):
+def test_rebalance_everything_and_restricted_to_workers(client, poll):
+    empty(client, poll)
     workers = sorted(client.nthreads())
     futures = client.map(payload, range(6), workers=[workers[1]], pure=False)
     wait(futures)
@@ -76,7 +83,8 @@ def test_rebalance_everything_and_restricted_to_workers(client):
     assert client.gather(futures) == [payload(i) for i in range(6)]
 
 
-def test_nbytes(client):
+def test_nbytes(client, poll):
+    empty(client, poll)
     x = client.submit(inc, 1)
     y = client.submit(payload, 2, key="payload-0123456789abcdef0123456789abcdef")
     wait([x, y])
@@ -119,3 +127,13 @@ def test_metadata_nested_paths(client):
     assert client.get_metadata("missing", default=7) == 7
     client.set_metadata(("tuple", 1), "tuple key")  # a tuple is one key, not a path
     assert client.get_metadata(("tuple", 1)) == "tuple key"
+
+
+def test_processing_and_call_stack_are_lists(client, poll):
+    f = client.submit(blocked, "lists-ev", pure=False)
+    poll(lambda: any(f.key in keys for keys in client.processing().values()))
+    assert all(type(v) is list for v in client.processing().values())
+    stacks = poll(lambda: client.call_stack([f]))
+    assert all(type(frames) is list for by_key in stacks.values() for frames in by_key.values())
+    Event("lists-ev").set()
+    f.result()
