@@ -1171,7 +1171,8 @@ class Client:
                   **kwargs: Any) -> Any:  # fmt: skip
         """Copy the futures' data so each lives on `n` workers (all of `workers`, or of the
         cluster, when `n` is None); surplus copies beyond `n` are dropped. Waits for the
-        futures first."""
+        futures first. `branching_factor` is accepted for compatibility: each new copy is
+        fetched straight from the current holders (the recipient tries them in turn)."""
         if n is not None and n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         keys = self._keys_of(futures)
