@@ -7,6 +7,7 @@ the records they are given.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -182,7 +183,13 @@ def plan_rebalance(
     `memory` (worker -> bytes it holds, all keys counted). Only keys of `holders` move,
     each at most once, never to a worker that already holds it. Each move takes a key of
     at most half the gap between the pair, so a move never overshoots and the spread
-    shrinks with every move (the plan always ends). `memory` is not modified."""
+    shrinks with every move (the plan always ends). `memory` is not modified.
+
+    Greedy: the fullest worker that can give sends its largest fitting key to the
+    emptiest worker that can take it. A sender's keys are scanned largest first from a
+    cursor that skips keys already moved or too large for its widest gap (which only
+    narrows as the plan goes on), so a plan costs about O(moves x workers), not
+    O(moves x keys)."""
     load = dict(memory)
     on: dict[str, list[Any]] = {w: [] for w in load}
     for key, addrs in holders.items():
@@ -192,19 +199,28 @@ def plan_rebalance(
                     on[w].append(key)
     for keys in on.values():
         keys.sort(key=lambda k: -nbytes[k])  # largest first
+    cursor = dict.fromkeys(load, 0)
     moved: set = set()
     moves: list[tuple[Any, str, str]] = []
     while True:
         order = sorted(load, key=lambda w: (load[w], w))
         found = None
         for sender in reversed(order):
-            for recipient in order:
-                gap = load[sender] - load[recipient]
-                if gap <= 0:
-                    break
-                for key in on[sender]:
-                    size = nbytes[key]
-                    if size * 2 <= gap and key not in moved and recipient not in holders[key]:
+            widest = load[sender] - load[order[0]]
+            if widest <= 0:
+                break
+            keys, i = on[sender], cursor[sender]
+            while i < len(keys) and (keys[i] in moved or nbytes[keys[i]] * 2 > widest):
+                i += 1
+            cursor[sender] = i
+            for key in itertools.islice(keys, i, None):
+                if key in moved:
+                    continue
+                size = nbytes[key]
+                for recipient in order:
+                    if size * 2 > load[sender] - load[recipient]:
+                        break  # recipients only get fuller from here
+                    if recipient not in holders[key]:
                         found = (key, sender, recipient)
                         break
                 if found:

@@ -162,3 +162,18 @@ def test_drop_keeps_copy_a_processing_task_reads(state):
     state.handle_stimulus(WorkerMsg(sid(), W1, m.TaskFinished("y", ts.run_id, 8, "int", 0.0, 0.1, None)))
     state.handle_stimulus(DropReplicas(sid(), [("x", W1)]))
     assert {w.address for w in state.tasks["x"].who_has} == {W2}
+
+
+def test_rebalance_many_keys_stays_cheap_and_even():
+    workers = [f"tcp://w{i}:1" for i in range(8)]
+    holders = {f"k{i}": {workers[i % 2]} for i in range(40_000)}
+    nbytes = {k: 1000 + (i % 7) for i, k in enumerate(holders)}
+    memory = dict.fromkeys(workers, 0)
+    for k, (w,) in holders.items():
+        memory[w] += nbytes[k]
+    moves = plan_rebalance(holders, nbytes, memory)
+    after = dict(memory)
+    for key, sender, recipient in moves:
+        after[sender] -= nbytes[key]
+        after[recipient] += nbytes[key]
+    assert max(after.values()) - min(after.values()) <= 2 * max(nbytes.values())
