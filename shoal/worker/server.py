@@ -5,8 +5,10 @@
   collected in a deque and fed back in batches (one loop wake-up per batch, not per task);
 - `Gather` instructions fetch many keys from one peer in one request;
 - `SendToScheduler` messages go on the scheduler connection, coalesced per loop tick.
-It also serves `get_data` to peers and clients, accepts `update_data` (scatter) and runs
-functions sent with `Client.run`.
+It also serves `get_data` to peers and clients, accepts `update_data` (scatter), runs
+functions sent with `Client.run`, fetches replicas when the scheduler asks
+(`acquire_replicas`, for replicate/rebalance), and answers the introspection requests
+(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks).
 """
 
 from __future__ import annotations
