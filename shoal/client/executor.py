@@ -2,10 +2,11 @@
 
 `Client.get_executor(**kwargs)` returns one. Its futures are plain
 `concurrent.futures.Future`s (so `concurrent.futures.wait` / `as_completed` work), each
-mirroring one cluster `Future` that it keeps alive until it is done; cancelling the
-standard future cancels the cluster one. `kwargs` are the `submit` options distributed's
+mirroring one cluster `Future` (its `dask_future` attribute) that it keeps alive;
+cancelling the standard future cancels the cluster one. `kwargs` are the `submit` options distributed's
 ClientExecutor accepts (`workers`, `retries`, `resources`, `allow_other_workers`, `pure`);
-`pure` defaults to False, so every call runs, as `Executor` users expect.
+as there, `pure` defaults to the client's default (True: identical calls share one
+result; pass `pure=False` for calls with side effects).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from shoal.utils import parse_timeout
+
 if TYPE_CHECKING:
     from shoal.client.client import Client
     from shoal.client.futures import Future
@@ -29,7 +32,8 @@ def _mirror(client: Client, future: Future) -> cf.Future:
     """A standard future that completes when `future` does (its result fetched on the
     client's loop, so this works for blocking and asynchronous clients alike)."""
     cf_future: cf.Future = cf.Future()
-    cf_future.dask_future = future  # type: ignore[attr-defined]  # keeps the key alive
+    # the cluster future (and so its key) lives as long as the standard future, as in distributed
+    cf_future.dask_future = future  # type: ignore[attr-defined]
 
     def copy(f: Future) -> None:
         if cf_future.done():
@@ -48,8 +52,6 @@ def _mirror(client: Client, future: Future) -> cf.Future:
         except BaseException as e:  # noqa: BLE001 - whatever fetching raised is the outcome
             if not cf_future.done():
                 cf_future.set_exception(e)
-        finally:
-            cf_future.dask_future = None  # type: ignore[attr-defined]
 
     def cancel_cluster_future(cf_f: cf.Future) -> None:
         if cf_f.cancelled():
@@ -89,21 +91,24 @@ class ClientExecutor(cf.Executor):
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> cf.Future:
         """Run `fn(*args, **kwargs)` on the cluster; a standard future of its result."""
         self._check()
-        future = self._client.submit(fn, *args, **{"pure": False, **self._kwargs, **kwargs})
+        future = self._client.submit(fn, *args, **{**self._kwargs, **kwargs})
         return self._wrap(future)
 
     def map(
-        self, fn: Callable, *iterables: Iterable, timeout: float | None = None, chunksize: int = 1
+        self, fn: Callable, *iterables: Iterable, timeout: Any = None, chunksize: int = 1
     ) -> Iterator:
-        """Like `Executor.map`: an iterator of results in input order. `timeout` seconds
-        from this call (`TimeoutError` when a result is not ready by then); with
-        `chunksize > 1`, each task runs `fn` over a chunk of that many inputs."""
+        """Like `Executor.map`: an iterator of results in input order. `timeout` (seconds
+        or a string like "5s") counts from this call (`TimeoutError` when a result is
+        not ready by then); with `chunksize > 1`, each task runs `fn` over a chunk of
+        that many inputs. All tasks are submitted before the first result is asked for;
+        closing the iterator early cancels those not done."""
         self._check()
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        timeout = parse_timeout(timeout)
         end_time = None if timeout is None else timeout + time.monotonic()
         calls = list(zip(*iterables))
-        kwargs = {"pure": False, **self._kwargs}
+        kwargs = dict(self._kwargs)
         if not calls:
             futures: list = []
         elif chunksize == 1:

@@ -50,7 +50,7 @@ def test_map_in_order_with_chunksize(client):
 
 def test_map_timeout(client):
     ex = client.get_executor()
-    it = ex.map(_wait_event, ["executor-map-timeout"], timeout=0.2)
+    it = ex.map(_wait_event, ["executor-map-timeout"], timeout="200ms")
     with pytest.raises(TimeoutError):
         next(it)  # the task waits for an event nobody has set yet
     Event("executor-map-timeout").set()
@@ -120,3 +120,13 @@ def test_executor_with_async_client():
             assert list(ex.map(inc, [])) == []
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_pure_like_the_client(client):
+    shared = client.get_executor()
+    a, b = shared.submit(inc, 5), shared.submit(inc, 5)
+    assert a.dask_future.key == b.dask_future.key  # the client's default: pure
+    impure = client.get_executor(pure=False)
+    c, d = impure.submit(inc, 5), impure.submit(inc, 5)
+    assert c.dask_future.key != d.dask_future.key
+    assert {f.result(timeout=10) for f in (a, b, c, d)} == {6}
