@@ -94,3 +94,15 @@ def test_call_stack_of_a_process(client, poll):
     assert "wait_for_event" in "".join(by_key[f.key])
     Event("sys-call-stack").set()
     assert f.result() == "sys-call-stack"
+
+
+def test_dump_cluster_state_of_processes(client, tmp_path):
+    from shoal.cluster_dump import load_cluster_dump
+
+    x = client.submit(inc, 41, key=("inc-sys", 1))
+    assert x.result() == 42
+    client.dump_cluster_state(str(tmp_path / "sys-dump"))
+    state = load_cluster_dump(str(tmp_path / "sys-dump.msgpack.gz"))
+    [holder] = state["scheduler"]["tasks"][str(x.key)]["who_has"]
+    assert state["workers"][holder]["data"][str(x.key)]["type"] == "int"
+    assert sorted(state["versions"]["workers"]) == sorted(client.nthreads())
