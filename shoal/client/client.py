@@ -1346,14 +1346,16 @@ class Client:
     def forward_logging(self, logger_name: str | None = None, level: int = logging.NOTSET) -> Any:
         """Re-emit here the records of logger `logger_name` (None: all) at `level` or
         above that tasks emit on workers, each with a `worker` attribute (the worker's
-        address); applies to current and future workers. Idempotent."""
+        address); applies to current and future workers. Idempotent. Returns
+        `{address: {"status": "OK"}}`. As in distributed, the logger's own level on the
+        workers still applies (records it drops are never created)."""
         from shoal import forward_logging as fl
 
-        async def call() -> None:
+        async def call() -> dict:
             assert self.scheduler_comm is not None
             self.scheduler_comm.handlers["forwarded_log"] = _on_forwarded_log
             await self.scheduler_comm.request("subscribe_logs", logger_name=logger_name, subscribe=True)
-            await self._worker_setup(fl.setup_name(logger_name), fl.install, (logger_name, level), {})
+            return await self._worker_setup(fl.setup_name(logger_name), fl.install, (logger_name, level), {})
 
         return self.sync(call)
 

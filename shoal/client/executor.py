@@ -7,6 +7,9 @@ cancelling the standard future cancels the cluster one. `kwargs` are the `submit
 ClientExecutor accepts (`workers`, `retries`, `resources`, `allow_other_workers`, `pure`);
 as there, `pure` defaults to the client's default (True: identical calls share one
 result; pass `pure=False` for calls with side effects).
+
+It is a blocking API: with an asynchronous client, await its futures with
+`asyncio.wrap_future` rather than calling `result()` or iterating `map` on the loop.
 """
 
 from __future__ import annotations
