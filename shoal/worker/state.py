@@ -215,19 +215,22 @@ class WorkerState:
         self._tiebreak = 0
         self._out: list[WorkerInstruction] = []
         self._sid = ""
+        self._now = 0.0
         self.executed_count = 0
         #: running average of task compute time, seconds (None until one finished)
         self.avg_duration: float | None = None
         self.prefetch_seconds = 0.001
         self.max_prefetch_per_thread = 16
         #: (key, start, finish, stimulus_id, time) per task state change, newest last;
-        #: `clock` gives the times (the shell passes wall time; none: 0.0)
+        #: `clock` gives the times, read once per `handle_stimulus` (the shell passes
+        #: wall time; none: 0.0)
         self.clock = clock or _no_clock
         self.story_log: deque[tuple] = deque(maxlen=story_length)
 
     # ------------------------------------------------------------------ the one door
 
     def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
+        self._now = self.clock()  # one time for the whole batch: the story's timestamps
         for ev in events:
             self._sid = ev.stimulus_id
             self._HANDLERS[type(ev)](self, ev)
@@ -399,9 +402,9 @@ class WorkerState:
 
     def _log(self, key: Key, start: str, finish: str, detail: Any = None) -> None:
         if detail is None:
-            self.story_log.append((key, start, finish, self._sid, self.clock()))
+            self.story_log.append((key, start, finish, self._sid, self._now))
         else:
-            self.story_log.append((key, start, finish, self._sid, self.clock(), detail))
+            self.story_log.append((key, start, finish, self._sid, self._now, detail))
 
     def story(self, *keys_or_stimuli: Any) -> list[tuple]:
         """Log entries `(key, start, finish, stimulus_id, time[, detail])` of these keys or
