@@ -364,8 +364,11 @@ class Worker:
         self._wake_pending = False
         done = self._done
         events = []
+        sid = f"execute-{next(self._sid)}"  # one stimulus id per batch of completions
         while done:
-            events.append(done.popleft())
+            ev = done.popleft()
+            ev.stimulus_id = sid
+            events.append(ev)
         if events and self.status == "running":
             self._handle(events)
 
