@@ -41,7 +41,7 @@ def collect():
 def test_forward_logging_of_one_logger(client, collect, poll):
     client.forward_logging("shoal.test.fwd", level=logging.INFO)
     status = client.forward_logging("shoal.test.fwd", level=logging.INFO)  # idempotent
-    assert status == dict.fromkeys(client.nthreads(), {"status": "OK"})
+    assert status == {w: {"status": "OK"} for w in client.nthreads()}
     where = client.submit(log_in_task, "shoal.test.fwd.child", logging.WARNING, "hello from a task", pure=False).result()
     [record] = poll(lambda: collect.forwarded("hello from a task"))
     assert record.worker == where
