@@ -269,6 +269,7 @@ class Client:
             self._identity = await self.scheduler_comm.request("identity")
         except Exception:  # pragma: no cover
             self._identity = {}
+        await self._warn_version_mismatch()
         if self._set_as_default:
             self._register_default()
 
@@ -1033,7 +1034,8 @@ class Client:
 
         async def call() -> Any:
             assert self.scheduler_comm is not None
-            return WhoHas(await self.scheduler_comm.request("who_has", keys=keys))
+            reply = await self.scheduler_comm.request("who_has", keys=keys)
+            return WhoHas({k: list(v) for k, v in reply.items()})  # lists, also after msgpack
 
         return self.sync(call)
 
@@ -1045,14 +1047,22 @@ class Client:
 
         async def call() -> Any:
             assert self.scheduler_comm is not None
-            return HasWhat(await self.scheduler_comm.request("has_what", workers=workers))
+            reply = await self.scheduler_comm.request("has_what", workers=workers)
+            return HasWhat({w: list(v) for w, v in reply.items()})
 
         return self.sync(call)
 
     def processing(self, workers: Any = None) -> Any:
+        """`{worker: [keys of the tasks sent to it and not finished]}`."""
         if isinstance(workers, (str, int, float)):
             workers = [workers]
-        return self._request("processing", workers=workers)
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            reply = await self.scheduler_comm.request("processing", workers=workers)
+            return {w: list(keys) for w, keys in reply.items()}  # lists, also after msgpack
+
+        return self.sync(call)
 
     # ------------------------------------------------------------------ diagnostics
 
@@ -1255,6 +1265,260 @@ class Client:
             mapping = self.__dict__["_datasets"] = Datasets(self)
         return mapping
 
+    # ------------------------------------------------------------------ executor, data placement, admin
+
+    def get_executor(self, **kwargs: Any) -> Any:
+        """A `concurrent.futures.Executor` submitting to this client (`shoal.client.executor`)."""
+        from shoal.client.executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)
+
+    def _keys_of(self, futures: Any) -> list:
+        from shoal.client.helpers import futures_of
+
+        return [f.key for f in futures_of(futures)]
+
+    async def _wait_keys(self, keys: list) -> None:
+        for key in keys:
+            st = self.futures.get(key)
+            if st is not None:
+                await st.wait()
+                if st.status != "finished":
+                    st.raise_if_failed()
+
+    def replicate(self, futures: Any, n: int | None = None, workers: Any = None, branching_factor: int = 2,
+                  **kwargs: Any) -> Any:  # fmt: skip
+        """Copy the futures' data so each lives on `n` workers (all of `workers`, or of the
+        cluster, when `n` is None); surplus copies beyond `n` are dropped. Waits for the
+        futures first. `branching_factor` is accepted for compatibility: each new copy is
+        fetched straight from the current holders (the recipient tries them in turn)."""
+        if n is not None and n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        keys = self._keys_of(futures)
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            await self._wait_keys(keys)
+            await self.scheduler_comm.request("replicate", keys=keys, n=n, workers=workers)
+
+        return self.sync(call)
+
+    def rebalance(self, futures: Any = None, workers: Any = None, **kwargs: Any) -> Any:
+        """Move data (of `futures`, else all) so every worker (of `workers`, else all)
+        holds about the same number of bytes. A key is copied before its old copy is
+        dropped, so nothing is lost."""
+        keys = None if futures is None else self._keys_of(futures)
+        if isinstance(workers, (str, int, float)):
+            workers = [workers]
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            if keys is not None:
+                await self._wait_keys(keys)
+            await self.scheduler_comm.request("rebalance", keys=keys, workers=workers)
+
+        return self.sync(call)
+
+    def nbytes(self, keys: Any = None, summary: bool = True, **kwargs: Any) -> Any:
+        """Bytes of the data in memory: `{key: bytes}`, or summed by key prefix with `summary`."""
+        if keys is not None:
+            keys = [k.key if isinstance(k, Future) else k for k in keys]
+        return self._request("nbytes", keys=keys, summary=summary)
+
+    def call_stack(self, futures: Any = None, keys: Any = None) -> Any:
+        """`{worker: {key: [formatted frames]}}` for the tasks executing right now (only
+        those of `futures` / `keys` when given)."""
+        wanted = None
+        if futures is not None or keys is not None:
+            wanted = (self._keys_of(futures) if futures is not None else []) + list(keys or ())
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            reply = await self.scheduler_comm.request("call_stack", keys=wanted)
+            return {w: {k: list(frames) for k, frames in stacks.items()} for w, stacks in reply.items()}
+
+        return self.sync(call)
+
+    def set_metadata(self, key: Any, value: Any) -> Any:
+        """Store small (msgpack) `value` on the scheduler under `key`; a list of keys is a
+        nested path: ``set_metadata(["x", "y"], 1)`` makes ``get_metadata("x") == {"y": 1}``."""
+        keys = list(key) if isinstance(key, list) else [key]
+        return self._request("set_metadata", keys=keys, value=value)
+
+    def get_metadata(self, keys: Any, default: Any = no_default) -> Any:
+        """The metadata stored at `keys` (a key or a nested path); `default` when missing,
+        else `KeyError`."""
+        path = list(keys) if isinstance(keys, list) else [keys]
+        if default is no_default:
+            return self._request("get_metadata", keys=path)
+        return self._request("get_metadata", keys=path, has_default=True, default=default)
+
+    async def _warn_version_mismatch(self) -> None:
+        """Warn (once, when connecting) if key packages differ across the cluster."""
+        from shoal.versions import format_mismatches, mismatches
+
+        assert self.scheduler_comm is not None
+        try:
+            theirs = await self.scheduler_comm.request("key_versions")
+        except Exception:  # noqa: BLE001 - an older scheduler without the handler: nothing to compare
+            return
+        found = mismatches(get_versions(), theirs["scheduler"], theirs["workers"])
+        if found:
+            import warnings
+
+            warnings.warn(format_mismatches(found), UserWarning, stacklevel=2)
+
+    def get_versions(self, check: bool = False, packages: Any = None) -> Any:
+        """`{"scheduler": ..., "workers": {address: ...}, "client": ...}`, each
+        `{"host": {...}, "packages": {...}}`; with `check`, `ValueError` (and a table of
+        the differences) when key packages (or `packages`) differ across the cluster."""
+        from shoal.versions import flat, format_mismatches, mismatches, versions_report
+
+        wanted = list(packages or ())
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            result = dict(await self.scheduler_comm.request("versions", packages=wanted))
+            result["workers"] = dict(result["workers"])
+            result["client"] = versions_report(wanted)
+            if check:
+                workers = {a: flat(r) for a, r in result["workers"].items()}
+                found = mismatches(flat(result["client"]), flat(result["scheduler"]), workers, wanted)
+                if found:
+                    raise ValueError(format_mismatches(found))
+            return result
+
+        return self.sync(call)
+
+    def story(self, *keys_or_stimuli: Any, on_error: str = "raise") -> Any:
+        """The cluster-wide log of these keys (or futures, or stimulus ids): scheduler
+        and worker entries `(source, key, start, finish, detail, stimulus_id, time)`,
+        `source` being "scheduler" or a worker address, sorted by (wall-clock) time.
+        `on_error="ignore"` leaves out workers that cannot answer."""
+        if on_error not in ("raise", "ignore"):
+            raise ValueError(f"on_error must be 'raise' or 'ignore'; got {on_error!r}")
+        keys = [k.key if isinstance(k, Future) else k for k in keys_or_stimuli]
+
+        async def call() -> list:
+            assert self.scheduler_comm is not None
+            entries = await self.scheduler_comm.request("cluster_story", keys=keys, on_error=on_error)
+            return [tuple(e) for e in entries]
+
+        return self.sync(call)
+
+    def dump_cluster_state(self, filename: str = "dask-cluster-dump", write_from_scheduler: bool | None = None,
+                           exclude: Any = (), format: str = "msgpack", **storage_options: Any) -> Any:  # fmt: skip
+        """Write the scheduler's and every worker's state plus versions to
+        ``filename.msgpack.gz`` (or ``.yaml`` with `format="yaml"`, needs PyYAML); read it
+        back with `shoal.cluster_dump.load_cluster_dump`. `write_from_scheduler` (default:
+        whether `filename` is a URL) has the scheduler write it instead of this process."""
+        from shoal import cluster_dump
+
+        if format not in cluster_dump.FORMATS:
+            raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
+        if format == "yaml":
+            cluster_dump._yaml()  # fail here, before collecting anything, without PyYAML
+        if write_from_scheduler is None:
+            write_from_scheduler = "://" in filename
+        exclude = list(exclude)
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            if write_from_scheduler:
+                await self.scheduler_comm.request(
+                    "dump_cluster_state", exclude=exclude, filename=filename, format=format,
+                    storage_options=storage_options,
+                )  # fmt: skip
+                return
+            state = await self.scheduler_comm.request("dump_cluster_state", exclude=exclude)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: cluster_dump.write_state(state, filename, format, **storage_options))
+
+        return self.sync(call)
+
+    async def _worker_setup(self, name: str, function: Any, args: tuple, kwargs: dict) -> dict:
+        """Have every current and future worker run `function(*args, **kwargs)` (given
+        `dask_worker=` if it takes it); errors on current workers are raised."""
+        assert self.scheduler_comm is not None
+        replies = await self.scheduler_comm.request(
+            "add_worker_setup", name=name, function=dumps(function), args=dumps((args, kwargs))
+        )
+        out = {}
+        for addr, (ok, value) in replies.items():
+            if not ok:
+                exc = loads(value) if isinstance(value, Pickled) else value
+                raise exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+            out[addr] = {"status": "OK"}
+        return out
+
+    def register_worker_callbacks(self, setup: Any = None) -> Any:
+        """Run `setup` (it may take `dask_worker=`) on every current worker now and on
+        every worker that joins later, before it gets any task. Returns
+        `{address: {"status": "OK"}}`; an exception in `setup` is re-raised."""
+        if not callable(setup):
+            raise TypeError(f"setup must be a callable, got {type(setup).__name__}")
+        name = f"{funcname(setup)}-{uuid.uuid4()}"
+        return self.sync(self._worker_setup, name, setup, (), {})
+
+    def forward_logging(self, logger_name: str | None = None, level: int = logging.NOTSET) -> Any:
+        """Re-emit here the records of logger `logger_name` (None: all) at `level` or
+        above that tasks emit on workers, each with a `worker` attribute (the worker's
+        address); applies to current and future workers. Idempotent. Returns
+        `{address: {"status": "OK"}}`. As in distributed, the logger's own level on the
+        workers still applies (records it drops are never created)."""
+        from shoal import forward_logging as fl
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            self.scheduler_comm.handlers["forwarded_log"] = _on_forwarded_log
+            await self.scheduler_comm.request("subscribe_logs", logger_name=logger_name, subscribe=True)
+            return await self._worker_setup(fl.setup_name(logger_name), fl.install, (logger_name, level), {})
+
+        return self.sync(call)
+
+    def unforward_logging(self, logger_name: str | None = None) -> Any:
+        """Stop forwarding `logger_name` (undoes `forward_logging(logger_name)`)."""
+        from shoal import forward_logging as fl
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            await self.scheduler_comm.request("subscribe_logs", logger_name=logger_name, subscribe=False)
+            await self.scheduler_comm.request(
+                "remove_worker_setup", name=fl.setup_name(logger_name), function=dumps(fl.uninstall),
+                args=dumps(((logger_name,), {})),
+            )  # fmt: skip
+
+        return self.sync(call)
+
+    def normalize_collection(self, collection: Any) -> Any:
+        """`collection` with the graph entries whose keys this client holds futures of
+        replaced by those futures, and the graph culled to what is still needed (so
+        computing it reuses the results already on the cluster). Unchanged if none."""
+        from shoal.client.graphs import insert_futures
+
+        graph = collection.__dask_graph__()
+        dsk = insert_futures(self, graph, collection.__dask_keys__())
+        if dsk is graph:
+            return collection
+        from dask.delayed import Delayed
+
+        if isinstance(collection, Delayed):
+            return Delayed(collection.key, dsk)
+        import copy
+
+        out = copy.copy(collection)
+        out.dask = dsk
+        return out
+
+    def benchmark_hardware(self) -> Any:
+        """Bandwidth in bytes/s by transfer size: `{"disk": {size: bw}, "memory": {...},
+        "network": {...}}`, averaged over the workers (network: between pairs of
+        workers); empty dicts without workers. Takes several seconds
+        (`shoal.benchmarking`)."""
+        return self._request("benchmark_hardware")
+
     # ------------------------------------------------------------------ dask integration
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,
@@ -1325,6 +1589,12 @@ def _plot_task_stream(records: list, plot: Any, filename: str) -> Any:
     if plot == "save":
         figure.save(filename)
     return records, figure
+
+
+async def _on_forwarded_log(peer: Peer, record: dict, worker: str) -> None:
+    from shoal.forward_logging import reemit
+
+    reemit(record, worker)
 
 
 def del_futures(futures: Any) -> None:

@@ -99,6 +99,30 @@ def _cull(nodes: dict, keys: list, held: Any) -> dict:
     return needed
 
 
+def insert_futures(client: Any, graph: Any, keys: Any) -> Any:
+    """`graph` with each key this client holds a future of replaced by that future and
+    culled to what `keys` still need; `graph` itself when no key is held."""
+    from dask._task_spec import convert_legacy_graph
+
+    held = [k for k in graph if k in client.futures]
+    if not held:
+        return graph
+    dsk = dict(graph)
+    for k in held:
+        dsk[k] = Future(k, client)
+    nodes = convert_legacy_graph({k: v for k, v in dsk.items() if not isinstance(v, Future)})
+    needed: dict = {}
+    stack = list(_flatten(keys))
+    while stack:
+        k = stack.pop()
+        if k in needed or k not in dsk:
+            continue
+        needed[k] = dsk[k]
+        if k in nodes:
+            stack.extend(nodes[k].dependencies)
+    return needed
+
+
 def graph_to_futures(
     client: Any, dsk: Any, keys: Any, *, workers: Any = None, allow_other_workers: Any = None,
     resources: Any = None, retries: Any = None, priority: int = 0, actors: Any = None,

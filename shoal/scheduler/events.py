@@ -48,3 +48,12 @@ class RemoveWorker(SchedulerEvent):
 class WorkerMsg(SchedulerEvent):
     address: str
     msg: Message
+
+
+@dataclass(slots=True)
+class DropReplicas(SchedulerEvent):
+    """Forget the copies of keys on some workers (`(key, address)` pairs), after the
+    shell copied them elsewhere (replicate / rebalance). The last copy of a key, and a
+    copy a task processing on that worker will read, are kept."""
+
+    replicas: list

@@ -7,7 +7,8 @@ the records they are given.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import itertools
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shoal.scheduler.state import SchedTask, SchedWorker
@@ -138,3 +139,100 @@ def plan_steals(
         if free_threads <= 0:
             break
     return out
+
+
+# ---------------------------------------------------------------------------- data placement
+# `Client.replicate` and `Client.rebalance`: plans over plain data (key -> holder
+# addresses, key -> bytes, worker -> bytes held). The scheduler shell executes a plan by
+# copying first and dropping a replica only once its copy is confirmed, so no key is lost.
+
+
+def plan_replicate(
+    holders: dict[Any, set[str]], nbytes: dict[Any, int], memory: dict[str, int], n: int | None
+) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    """Make each key of `holders` live on exactly `n` of the workers in `memory` (all of
+    them when `n` is None or larger). Returns `(copies, drops)`: `(key, recipient)` pairs,
+    least-loaded recipients first, and `(key, worker)` pairs of surplus replicas, dropped
+    from the most-loaded holders. Replicas outside `memory` are neither counted nor
+    dropped. Larger keys are placed first; `memory` is not modified."""
+    if not memory:
+        return [], []
+    target = len(memory) if n is None else min(n, len(memory))
+    if target < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    load = dict(memory)
+    copies: list[tuple[Any, str]] = []
+    drops: list[tuple[Any, str]] = []
+    for key in sorted(holders, key=lambda k: -max(nbytes.get(k, 0), 0)):
+        size = max(nbytes.get(key, 0), 0)
+        have = [w for w in holders[key] if w in load]
+        if len(have) < target:
+            free = sorted((w for w in load if w not in holders[key]), key=lambda w: (load[w], w))
+            for w in free[: target - len(have)]:
+                copies.append((key, w))
+                load[w] += size
+        elif len(have) > target:
+            for w in sorted(have, key=lambda w: (-load[w], w))[: len(have) - target]:
+                drops.append((key, w))
+                load[w] -= size
+    return copies, drops
+
+
+def plan_rebalance(
+    holders: dict[Any, set[str]], nbytes: dict[Any, int], memory: dict[str, int]
+) -> list[tuple[Any, str, str]]:
+    """Moves `(key, sender, recipient)` that even out the bytes held by the workers in
+    `memory` (worker -> bytes it holds, all keys counted). Only keys of `holders` move,
+    each at most once, never to a worker that already holds it. Each move takes a key of
+    at most half the gap between the pair, so a move never overshoots and the spread
+    shrinks with every move (the plan always ends). `memory` is not modified.
+
+    Greedy: the fullest worker that can give sends its largest fitting key to the
+    emptiest worker that can take it. A sender's keys are scanned largest first from a
+    cursor that skips keys already moved or too large for its widest gap (which only
+    narrows as the plan goes on), so a plan costs about O(moves x workers), not
+    O(moves x keys)."""
+    load = dict(memory)
+    on: dict[str, list[Any]] = {w: [] for w in load}
+    for key, addrs in holders.items():
+        if max(nbytes.get(key, 0), 0) > 0:
+            for w in addrs:
+                if w in on:
+                    on[w].append(key)
+    for keys in on.values():
+        keys.sort(key=lambda k: -nbytes[k])  # largest first
+    cursor = dict.fromkeys(load, 0)
+    moved: set = set()
+    moves: list[tuple[Any, str, str]] = []
+    while True:
+        order = sorted(load, key=lambda w: (load[w], w))
+        found = None
+        for sender in reversed(order):
+            widest = load[sender] - load[order[0]]
+            if widest <= 0:
+                break
+            keys, i = on[sender], cursor[sender]
+            while i < len(keys) and (keys[i] in moved or nbytes[keys[i]] * 2 > widest):
+                i += 1
+            cursor[sender] = i
+            for key in itertools.islice(keys, i, None):
+                if key in moved:
+                    continue
+                size = nbytes[key]
+                for recipient in order:
+                    if size * 2 > load[sender] - load[recipient]:
+                        break  # recipients only get fuller from here
+                    if recipient not in holders[key]:
+                        found = (key, sender, recipient)
+                        break
+                if found:
+                    break
+            if found:
+                break
+        if found is None:
+            return moves
+        key, sender, recipient = found
+        moved.add(key)
+        moves.append(found)
+        load[sender] -= nbytes[key]
+        load[recipient] += nbytes[key]

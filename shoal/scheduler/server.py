@@ -29,6 +29,7 @@ from shoal.datasets import register as register_datasets
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
+from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
@@ -117,6 +118,7 @@ class Scheduler:
         self.on_client_removed.append(self.events.unsubscribe)
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
+        self.admin = register_admin(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,6 +161,7 @@ class Scheduler:
         self.status = "closing"
         if self.listener is not None:
             await self.listener.stop()
+        await self.admin.close()
         peers = list(self.clients.values()) + list(self.workers.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
         self.status = "closed"
@@ -228,14 +231,21 @@ class Scheduler:
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
+                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
+                    continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))
                 self._workers_changed.set()
-                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
                 self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
             self._stimulate(events)
+
+    def _admit(self, sid: str, msg: m.RegisterWorker) -> None:
+        self._stimulate([AddWorker(sid, msg)])
+        self._workers_changed.set()
+        self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
 
     def _stimulate(self, events: list[Any]) -> None:
         big = gc.isenabled() and any(

@@ -40,6 +40,7 @@ from shoal.scheduler.events import (
     AddClient,
     AddWorker,
     ClientMsg,
+    DropReplicas,
     RemoveClient,
     RemoveWorker,
     SchedulerEvent,
@@ -551,6 +552,19 @@ class SchedulerState:
                 ws.has_what.add(ts)
                 ws.nbytes += max(nbytes, 0)
 
+    def _handle_drop_replicas(self, ev: DropReplicas, recs: Recs) -> None:
+        tasks, workers = self.tasks, self.workers
+        for key, address in ev.replicas:
+            ts, ws = tasks.get(key), workers.get(address)
+            if ts is None or ws is None or ts.state != "memory" or ws not in ts.who_has or len(ts.who_has) < 2:
+                continue
+            if any(dts.processing_on is ws for dts in ts.dependents):
+                continue  # a task sent there reads its input from there
+            _without(ts.who_has, ws)
+            ws.has_what.discard(ts)
+            ws.nbytes -= max(ts.nbytes, 0)
+            self._free_on.setdefault(ws, {})[key] = None
+
     # ------------------------------------------------------------------ shared mechanics
 
     def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
@@ -1007,6 +1021,7 @@ class SchedulerState:
         AddWorker: _handle_add_worker,
         RemoveWorker: _handle_remove_worker,
         WorkerMsg: _handle_worker_msg,
+        DropReplicas: _handle_drop_replicas,
     }
     _CLIENT_HANDLERS: dict[type, Callable] = {
         m.UpdateGraph: _update_graph,

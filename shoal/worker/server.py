@@ -5,8 +5,10 @@
   collected in a deque and fed back in batches (one loop wake-up per batch, not per task);
 - `Gather` instructions fetch many keys from one peer in one request;
 - `SendToScheduler` messages go on the scheduler connection, coalesced per loop tick.
-It also serves `get_data` to peers and clients, accepts `update_data` (scatter) and runs
-functions sent with `Client.run`.
+It also serves `get_data` to peers and clients, accepts `update_data` (scatter), runs
+functions sent with `Client.run`, fetches replicas when the scheduler asks
+(`acquire_replicas`, for replicate/rebalance), and answers the introspection requests
+(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks).
 
 Actors (`shoal.actor`): an actor task's object stays here (`WorkerState.actors`) and its
 proxy is the task's result. `actor-call` messages from any connection run the object's
@@ -26,6 +28,7 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -48,7 +51,7 @@ from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import typename
-from shoal.versions import get_versions
+from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.state import (
     ComputeTaskEvent,
     Execute,
@@ -162,11 +165,22 @@ class Worker:
         self._actor_thread: threading.Thread | None = None
         self._actor_done: collections.deque = collections.deque()
         self._actor_wake_pending = False
+        #: thread ident -> key of the task it executes (for `call_stack`)
+        self._running: dict[int, Any] = {}
         self.handlers = {
             "get_data": self._get_data,
             "update_data": self._update_data,
             "run": self._run,
             "task_stream": self._task_stream,
+            "acquire_replicas": self._acquire_replicas,
+            "call_stack": self._call_stack,
+            "versions": self._versions,
+            "story": self._story,
+            "dump_state": self._dump_state,
+            "echo": self._echo,
+            "benchmark_disk": self._benchmark_disk,
+            "benchmark_memory": self._benchmark_memory,
+            "benchmark_network": self._benchmark_network,
         }
 
     @property
@@ -198,6 +212,7 @@ class Worker:
             resources=self.resources,
             validate=self.validate,
             task_stream_length=int(config.get("worker.task-stream-length")),
+            clock=time.time,
         )
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
         for _ in range(self.nthreads):
@@ -395,8 +410,11 @@ class Worker:
         self._wake_pending = False
         done = self._done
         events = []
+        sid = f"execute-{next(self._sid)}"  # one stimulus id per batch of completions
         while done:
-            events.append(done.popleft())
+            ev = done.popleft()
+            ev.stimulus_id = sid
+            events.append(ev)
         if events and self.status == "running":
             self._handle(events)
 
@@ -404,6 +422,8 @@ class Worker:
         sid = "execute"
         _thread_state.key = inst.key
         _thread_state.run_id = inst.run_id
+        ident = threading.get_ident()
+        self._running[ident] = inst.key
         start = time.time()
         try:
             result = run_task(inst.key, inst.func, inst.spec, inst.deps, self._functions.load)
@@ -431,6 +451,7 @@ class Worker:
             return ExecuteFailure(sid, inst.key, inst.run_id, *_pack_exception(e), start, stop, get_ident())
         finally:
             _thread_state.key = None
+            self._running.pop(ident, None)
 
     def _actor_created(self, inst: Execute, instance: Any, start: float, stop: float) -> ExecuteSuccess:
         from shoal.actor import Actor
@@ -571,6 +592,91 @@ class Worker:
         self._handle([UpdateDataEvent(f"update-data-{next(self._sid)}", values, nbytes)])
         return {"nbytes": nbytes}
 
+    async def _acquire_replicas(self, peer: Peer, who_has: dict) -> dict:
+        """Fetch copies of keys (key -> holder addresses) from their holders, trying each
+        holder in turn; keep them and report them to the scheduler. -> `{"nbytes":
+        {key: bytes}}` of the keys now held here."""
+        assert self.pool is not None and self.state is not None
+        remaining = {k: [a for a in addrs if a != self.address] for k, addrs in who_has.items() if k not in self.data}
+        values: dict = {}
+        nbytes: dict = {}
+
+        async def fetch(holder: str, keys: list) -> dict:
+            try:
+                wpeer = await self.pool.get(holder)  # type: ignore[union-attr]
+                return await wpeer.request("get_data", keys=keys)
+            except Exception as e:  # noqa: BLE001 - an unreachable holder: try the next one
+                logger.info("could not fetch %d replicas from %s: %s", len(keys), holder, e)
+                self.pool.forget(holder)  # type: ignore[union-attr]
+                return {"data": {}, "nbytes": {}}
+
+        while remaining:
+            by_holder: dict[str, list] = {}
+            for key, addrs in remaining.items():
+                if addrs:
+                    by_holder.setdefault(addrs[0], []).append(key)
+            if not by_holder:
+                break
+            replies = await asyncio.gather(*(fetch(h, keys) for h, keys in by_holder.items()))
+            left = {}
+            for (holder, keys), reply in zip(by_holder.items(), replies):
+                for key in keys:
+                    if key in reply["data"]:
+                        values[key] = loads(reply["data"][key])
+                        nbytes[key] = reply["nbytes"].get(key, 0)
+                    else:
+                        left[key] = remaining[key][1:]
+            remaining = left
+        if values and self.status == "running":
+            self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
+        return {"nbytes": nbytes}
+
+    async def _echo(self, peer: Peer, data: Any = None) -> Any:
+        return data
+
+    async def _benchmark_disk(self, peer: Peer) -> dict:
+        from shoal import benchmarking
+
+        return await asyncio.to_thread(benchmarking.benchmark_disk, self.local_directory)
+
+    async def _benchmark_memory(self, peer: Peer) -> dict:
+        from shoal import benchmarking
+
+        return await asyncio.to_thread(benchmarking.benchmark_memory)
+
+    async def _benchmark_network(self, peer: Peer, address: str) -> dict:
+        """Bandwidth to the worker at `address`, by message size."""
+        from shoal import benchmarking
+
+        assert self.pool is not None
+        return await benchmarking.benchmark_network(await self.pool.get(address))
+
+    async def _dump_state(self, peer: Peer, exclude: Any = ()) -> dict:
+        from shoal.cluster_dump import worker_state
+
+        return worker_state(self, exclude)
+
+    async def _story(self, peer: Peer, keys: Any = ()) -> list:
+        """This worker's story entries of these keys or stimulus ids."""
+        return [list(e) for e in self.state.story(*keys)] if self.state is not None else []
+
+    async def _versions(self, peer: Peer, packages: Any = None) -> dict:
+        report = versions_report(packages)
+        report["packages"].update(get_versions_flat_packages())  # what this worker registered with
+        return report
+
+    async def _call_stack(self, peer: Peer, keys: Any = None) -> dict:
+        """`{key: [formatted frames]}` of the tasks executing right now (only `keys`)."""
+        wanted = None if keys is None else set(keys)
+        frames = sys._current_frames()
+        out = {}
+        for ident, key in list(self._running.items()):
+            frame = frames.get(ident)
+            if frame is None or (wanted is not None and key not in wanted):
+                continue
+            out[key] = tb_module.format_stack(frame)
+        return out
+
     async def _run(self, peer: Peer, function: Pickled, args: Pickled, wait: bool = True) -> Pickled:
         func = loads(function)
         a, kw = loads(args)
@@ -632,6 +738,12 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def get_versions_flat_packages() -> dict:
+    """The package versions this worker announces when it registers."""
+    versions = get_versions()
+    return {name: versions[name] for name in PACKAGES if name in versions}
 
 
 async def _await(aw: Any) -> Any:

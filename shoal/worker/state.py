@@ -19,6 +19,9 @@ ones), before the threads get them. A finished task's value goes into `data` and
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
 
+Every task state change is appended to `story_log` (key, start, finish, stimulus id,
+time from the `clock` the shell passes in), read with `story(*keys_or_stimuli)`.
+
 Task states: waiting, ready, executing, long-running (a task that seceded from the pool:
 it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
 results live in `data` until the scheduler frees them.
@@ -124,10 +127,12 @@ class GatherDone(WorkerEvent):
 
 @dataclass(slots=True)
 class UpdateDataEvent(WorkerEvent):
-    """Data put here directly by a client (scatter)."""
+    """Data put here directly by a client (scatter), or replicas fetched from peers at
+    the scheduler's request (`report`: tell the scheduler with `add-keys`)."""
 
     data: dict
     nbytes: dict
+    report: bool = False
 
 
 # ---------------------------------------------------------------------------- instructions
@@ -163,6 +168,11 @@ WorkerInstruction = Execute | Gather | SendToScheduler
 #: what each task-stream record tuple holds, in order; `transfers` is None or a list of
 #: ``(start, stop, source)``; `error` is None or ``(exception text, traceback frames)``
 TASK_STREAM_FIELDS = ("key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error")
+
+
+def _no_clock() -> float:
+    return 0.0
+
 
 
 class WorkerTask:
@@ -212,6 +222,8 @@ class WorkerState:
         validate: bool = False,
         max_keys_per_fetch: int = 1000,
         task_stream_length: int = 10_000,
+        clock: Callable[[], float] | None = None,
+        story_length: int = 100_000,
     ):
         self.address = address
         self.nthreads = nthreads
@@ -230,6 +242,8 @@ class WorkerState:
         self.max_keys_per_fetch = max_keys_per_fetch
         self._tiebreak = 0
         self._out: list[WorkerInstruction] = []
+        self._sid = ""
+        self._now = 0.0
         self.executed_count = 0
         #: running average of task compute time, seconds (None until one finished)
         self.avg_duration: float | None = None
@@ -240,11 +254,18 @@ class WorkerState:
         self.task_stream: deque[tuple] = deque(maxlen=max(task_stream_length, 0))
         #: records ever appended: the index one past the newest record
         self.task_stream_count = 0
+        #: (key, start, finish, stimulus_id, time) per task state change, newest last;
+        #: `clock` gives the times, read once per `handle_stimulus` (the shell passes
+        #: wall time; none: 0.0)
+        self.clock = clock or _no_clock
+        self.story_log: deque[tuple] = deque(maxlen=story_length)
 
     # ------------------------------------------------------------------ the one door
 
     def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
+        self._now = self.clock()  # one time for the whole batch: the story's timestamps
         for ev in events:
+            self._sid = ev.stimulus_id
             self._HANDLERS[type(ev)](self, ev)
         self._ensure_gathering()
         self._ensure_executing()
@@ -265,6 +286,7 @@ class WorkerState:
                 return
             self._drop_task(old)
         if key in self.data:  # we already hold the result (e.g. fetched it as a dependency)
+            self._log(key, "compute-task", "memory")
             self._send(m.TaskFinished(key, msg.run_id, self.nbytes.get(key, 0), "", 0.0, 0.0, None))
             return
         ts = self.tasks[key] = WorkerTask(msg)
@@ -280,15 +302,19 @@ class WorkerState:
                     if addr not in fs.holders and addr not in fs.tried:
                         fs.holders.append(addr)
             fs.needed_by.add(key)
-        if not ts.waiting_for:
-            self._make_ready(ts)
+        if ts.waiting_for:
+            self._log(key, "compute-task", "waiting")
+        else:
+            self._make_ready(ts, "compute-task")
 
     def _free_keys(self, ev: FreeKeysEvent) -> None:
         for key in ev.keys:
             ts = self.tasks.get(key)
             if ts is not None:
+                self._log(key, ts.state, "released")
                 self._drop_task(ts)
             if key in self.data:
+                self._log(key, "memory", "released")
                 del self.data[key]
                 self.nbytes.pop(key, None)
                 if self.actors:
@@ -301,6 +327,7 @@ class WorkerState:
         if self.executing.get(ev.key) == ev.run_id:
             del self.executing[ev.key]
         ts.state = "long-running"
+        self._log(ev.key, "executing", "long-running")
         self._send(m.LongRunning(ev.key, ev.run_id))
 
     def _steal_request(self, ev: StealRequestEvent) -> None:
@@ -308,6 +335,7 @@ class WorkerState:
         released = ts is not None and ts.run_id == ev.run_id and ts.state in ("waiting", "ready")
         if released:
             assert ts is not None
+            self._log(ev.key, ts.state, "stolen")
             self._drop_task(ts)
         self._send(m.StealResponse(ev.key, ev.run_id, released))
 
@@ -326,6 +354,7 @@ class WorkerState:
         self.task_stream.append(
             (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None)
         )
+        self._log(ev.key, ts.state, "memory")
         self._send(
             m.TaskFinished(ev.key, ev.run_id, ev.nbytes, ev.type_name, ev.start, ev.stop, ev.inline)
         )
@@ -337,6 +366,7 @@ class WorkerState:
             self.task_stream.append(
                 (ev.key, ev.thread, ev.start, ev.stop, "error", 0, None, ts.transfers, (ev.text, ev.traceback))
             )
+            self._log(ev.key, ts.state, "error")
             self._send(
                 m.TaskFailed(ev.key, ev.run_id, ev.exception, ev.traceback, ev.text, ev.start, ev.stop)
             )
@@ -344,6 +374,7 @@ class WorkerState:
     def _reschedule(self, ev: RescheduleEvent) -> None:
         ts = self._finish_execution(ev.key, ev.run_id)
         if ts is not None:
+            self._log(ev.key, ts.state, "rescheduled")
             self._send(m.RescheduleTask(ev.key, ev.run_id))
 
     def _gather_done(self, ev: GatherDone) -> None:
@@ -360,6 +391,7 @@ class WorkerState:
                     self.data[key] = value
                     self.nbytes[key] = ev.nbytes.get(key, 0)
                     got[key] = self.nbytes[key]
+                    self._log(key, "fetch", "memory")
                 if fs is not None:
                     for tkey in fs.needed_by:
                         ts = self.tasks.get(tkey)
@@ -377,6 +409,7 @@ class WorkerState:
             if fs is None:
                 continue
             fs.in_flight_from = None
+            self._log(key, "fetch", "missing", ev.worker)
             if ev.worker in fs.holders:
                 fs.holders.remove(ev.worker)
             fs.tried.append(ev.worker)
@@ -394,6 +427,7 @@ class WorkerState:
                 for tkey in fs.needed_by:
                     ts = self.tasks.get(tkey)
                     if ts is not None and ts.state == "waiting":
+                        self._log(tkey, "waiting", "missing-data", key)
                         self._drop_task(ts)
                         self._send(m.MissingData(tkey, ts.run_id, key, tuple(fs.tried)))
 
@@ -401,6 +435,7 @@ class WorkerState:
         for key, value in ev.data.items():
             self.data[key] = value
             self.nbytes[key] = ev.nbytes.get(key, 0)
+            self._log(key, "update-data", "memory")
             fs = self.fetch.pop(key, None)
             if fs is not None:
                 for tkey in fs.needed_by:
@@ -409,13 +444,28 @@ class WorkerState:
                         ts.waiting_for.discard(key)
                         if not ts.waiting_for:
                             self._make_ready(ts)
+        if ev.report and ev.data:
+            self._send(m.AddKeys({key: self.nbytes[key] for key in ev.data}))
 
     # ------------------------------------------------------------------ mechanics
 
     def _send(self, msg: m.Message) -> None:
         self._out.append(SendToScheduler(msg))
 
-    def _make_ready(self, ts: WorkerTask) -> None:
+    def _log(self, key: Key, start: str, finish: str, detail: Any = None) -> None:
+        if detail is None:
+            self.story_log.append((key, start, finish, self._sid, self._now))
+        else:
+            self.story_log.append((key, start, finish, self._sid, self._now, detail))
+
+    def story(self, *keys_or_stimuli: Any) -> list[tuple]:
+        """Log entries `(key, start, finish, stimulus_id, time[, detail])` of these keys or
+        stimulus ids, oldest first."""
+        wanted = set(keys_or_stimuli)
+        return [e for e in self.story_log if e[0] in wanted or e[3] in wanted]
+
+    def _make_ready(self, ts: WorkerTask, start: str | None = None) -> None:
+        self._log(ts.key, start or ts.state, "ready")
         ts.state = "ready"
         self._tiebreak += 1
         heapq.heappush(self.ready, (ts.priority, self._tiebreak, ts.key, ts.run_id))
@@ -481,6 +531,7 @@ class WorkerState:
                 for k, v in ts.resources.items():
                     avail[k] -= v
             ts.state = "executing"
+            self._log(ts.key, "ready", "executing")
             self.executing[ts.key] = ts.run_id
             data = self.data
             deps = {d: data[d] for d in ts.dependencies}

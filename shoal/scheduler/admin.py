@@ -1,0 +1,367 @@
+"""Scheduler request handlers behind the Client's management and introspection API:
+`replicate`, `rebalance`, `nbytes`, `call_stack`, metadata (a tree of small msgpack
+values kept on the scheduler), versions, the cluster-wide story of keys, cluster dumps,
+and worker setups (functions every current and future worker runs: a joining worker runs
+them before the state machine learns of it, so before it gets any task).
+
+Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
+of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
+them: it asks recipients to fetch copies (`acquire_replicas`, the worker reports them
+with `add-keys` before it answers), and only then drops the surplus replicas through the
+state machine (`DropReplicas`), which never drops a key's last copy. A failed copy is
+simply not followed by a drop, so no key is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import random
+import time
+from typing import Any
+
+from shoal import cluster_dump, forward_logging
+from shoal.protocol.serialize import Pickled
+from shoal.rpc import Peer
+from shoal.scheduler import placement
+from shoal.scheduler.events import DropReplicas
+from shoal.utils import key_prefix
+from shoal.versions import get_versions, versions_report
+
+logger = logging.getLogger("shoal.scheduler")
+
+_ids = itertools.count()
+
+
+class AdminServer:
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+        #: `Client.set_metadata` / `get_metadata`: a tree of small msgpack values
+        self.metadata: dict = {}
+        #: functions every worker runs when it joins: name -> (function, (args, kwargs)),
+        #: both opaque `Pickled` values from a client (`register_worker_callbacks`, ...)
+        self.worker_setups: dict[str, tuple[Pickled, Pickled]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        #: client id -> logger names whose forwarded records it wants (None: all)
+        self.log_subscribers: dict[str, set[str | None]] = {}
+        scheduler.on_client_removed.append(lambda client_id: self.log_subscribers.pop(client_id, None))
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ worker setups
+
+    async def add_worker_setup(self, peer: Peer, name: str, function: Pickled, args: Pickled) -> dict:
+        """Remember a setup for future workers and run it on the current ones now:
+        `{address: (ok, value)}` as `broadcast` returns it."""
+        self.worker_setups[name] = (function, args)
+        return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
+
+    async def remove_worker_setup(self, peer: Peer, name: str, function: Any = None, args: Any = None) -> dict:
+        """Forget a setup; run `function` (its teardown), if given, on the current workers."""
+        self.worker_setups.pop(name, None)
+        if function is None:
+            return {}
+        return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
+
+    def admit_worker(self, address: str, admit: Any) -> bool:
+        """Called for a worker that registers. With setups to run, run them on it first
+        and call `admit()` after (so no task reaches it before): returns True. Without
+        any, returns False and the caller admits the worker at once."""
+        if not self.worker_setups:
+            return False
+        task = asyncio.ensure_future(self._setup_then_admit(address, admit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _setup_then_admit(self, address: str, admit: Any) -> None:
+        wpeer = self.scheduler.workers.get(address)
+        done: set[str] = set()
+        while True:  # setups added meanwhile are not broadcast to this worker: run them too
+            todo = [(name, setup) for name, setup in self.worker_setups.items() if name not in done]
+            if not todo:
+                break
+            for name, (function, args) in todo:
+                done.add(name)
+                if wpeer is None or wpeer.closed:
+                    return
+                try:
+                    await wpeer.request("run", function=function, args=args, wait=True)
+                except Exception as e:  # noqa: BLE001 - the worker still joins; the error is logged
+                    logger.error("worker setup %r failed on %s: %s", name, address, e)
+        if self.scheduler.workers.get(address) is wpeer:
+            admit()
+
+    # ------------------------------------------------------------------ data placement
+
+    def _in_memory(self, keys: Any) -> list:
+        tasks = self.scheduler.state.tasks
+        missing = [k for k in keys if k not in tasks or tasks[k].state != "memory"]
+        if missing:
+            raise KeyError(f"these keys are not in memory on the cluster: {missing[:10]}")
+        return [tasks[k] for k in keys]
+
+    async def _copy(self, copies: list[tuple[Any, str]]) -> None:
+        """Have each recipient fetch its keys from their current holders; waits for all."""
+        tasks = self.scheduler.state.tasks
+        by_recipient: dict[str, dict] = {}
+        for key, recipient in copies:
+            ts = tasks.get(key)
+            if ts is not None and ts.state == "memory":
+                by_recipient.setdefault(recipient, {})[key] = [w.address for w in ts.who_has]
+
+        async def one(address: str, who_has: dict) -> None:
+            peer = self.scheduler.workers.get(address)
+            if peer is None:
+                return
+            try:
+                await peer.request("acquire_replicas", who_has=who_has)
+            except Exception as e:  # noqa: BLE001 - a failed copy is only not followed by a drop
+                logger.warning("worker %s could not fetch %d replicas: %s", address, len(who_has), e)
+
+        await asyncio.gather(*(one(a, wh) for a, wh in by_recipient.items()))
+
+    def _drop(self, drops: list[tuple[Any, str]]) -> None:
+        if drops:
+            self.scheduler._stimulate([DropReplicas(f"drop-replicas-{next(_ids)}", drops)])
+
+    async def replicate(self, peer: Peer, keys: list, n: int | None = None, workers: Any = None) -> None:
+        tasks = self._in_memory(keys)
+        targets = self.scheduler._select(workers)
+        if workers is not None and not targets:
+            raise ValueError(f"none of these workers is connected: {list(workers)}")
+        holders = {ts.key: {w.address for w in ts.who_has} for ts in tasks}
+        nbytes = {ts.key: ts.nbytes for ts in tasks}
+        copies, drops = placement.plan_replicate(holders, nbytes, {ws.address: ws.nbytes for ws in targets}, n)
+        await self._copy(copies)
+        self._drop(drops)
+
+    async def rebalance(self, peer: Peer, keys: list | None = None, workers: Any = None) -> None:
+        st = self.scheduler.state
+        if keys is None:
+            tasks = [ts for ts in st.tasks.values() if ts.state == "memory"]
+        else:
+            tasks = self._in_memory(keys)
+        targets = self.scheduler._select(workers)
+        holders = {ts.key: {w.address for w in ts.who_has} for ts in tasks}
+        nbytes = {ts.key: ts.nbytes for ts in tasks}
+        moves = placement.plan_rebalance(holders, nbytes, {ws.address: ws.nbytes for ws in targets})
+        await self._copy([(key, recipient) for key, _, recipient in moves])
+        drops = []
+        for key, sender, recipient in moves:
+            ts = st.tasks.get(key)
+            ws = st.workers.get(recipient)
+            if ts is not None and ws is not None and ws in ts.who_has:  # the copy arrived
+                drops.append((key, sender))
+        self._drop(drops)
+
+    async def nbytes(self, peer: Peer, keys: list | None = None, summary: bool = True) -> dict:
+        tasks = self.scheduler.state.tasks
+        if keys is None:
+            sizes = {k: ts.nbytes for k, ts in tasks.items() if ts.state == "memory"}
+        else:
+            sizes = {k: tasks[k].nbytes for k in keys if k in tasks and tasks[k].state == "memory"}
+        if not summary:
+            return sizes
+        out: dict[str, int] = collections.defaultdict(int)
+        for k, v in sizes.items():
+            out[key_prefix(k)] += v
+        return dict(out)
+
+    async def call_stack(self, peer: Peer, keys: list | None = None) -> dict:
+        """`{worker: {key: [frames]}}` of tasks executing now (workers running none are left out)."""
+        st = self.scheduler.state
+        if keys is None:
+            targets = [ws.address for ws in st.workers.values() if ws.processing]
+        else:
+            targets = sorted({ts.processing_on.address for k in keys if (ts := st.tasks.get(k)) and ts.processing_on})
+
+        async def one(address: str) -> dict:
+            wpeer = self.scheduler.workers.get(address)
+            if wpeer is None:
+                return {}
+            try:
+                return await wpeer.request("call_stack", keys=keys)
+            except Exception as e:  # noqa: BLE001 - a worker that cannot answer shows no stacks
+                logger.info("worker %s did not send its call stacks: %s", address, e)
+                return {}
+
+        stacks = await asyncio.gather(*(one(a) for a in targets))
+        return {a: s for a, s in zip(targets, stacks) if s}
+
+
+    # ------------------------------------------------------------------ metadata
+
+    async def set_metadata(self, peer: Peer, keys: list, value: Any) -> None:
+        """Store `value` at the nested path `keys`, creating (or replacing non-dict)
+        intermediate levels."""
+        if not keys:
+            raise ValueError("set_metadata needs at least one key")
+        node = self.metadata
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[keys[-1]] = value
+
+    async def get_metadata(self, peer: Peer, keys: list, has_default: bool = False, default: Any = None) -> Any:
+        node: Any = self.metadata
+        for i, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                if has_default:
+                    return default
+                raise KeyError(keys[: i + 1] if len(keys) > 1 else key)
+            node = node[key]
+        return node
+
+
+    # ------------------------------------------------------------------ stories
+
+    async def cluster_story(self, peer: Peer, keys: list, on_error: str = "raise") -> list:
+        """Scheduler and worker story entries of these keys / stimulus ids, as
+        `(source, key, start, finish, detail, stimulus_id, wall_time)` sorted by time;
+        `source` is "scheduler" or a worker address."""
+        # the scheduler state's clock is monotonic: shift its times to wall-clock time
+        offset = time.time() - time.monotonic()
+        entries = [
+            ("scheduler", key, start, finish, {}, sid, t + offset)
+            for key, start, finish, sid, t in self.scheduler.state.story(*keys)
+        ]
+        addresses = list(self.scheduler.workers)
+
+        async def one(address: str) -> list:
+            try:
+                return await self.scheduler.workers[address].request("story", keys=keys)
+            except Exception as e:
+                if on_error == "raise":
+                    raise RuntimeError(f"worker {address} did not send its story: {e}") from e
+                return []
+
+        for address, worker_entries in zip(addresses, await asyncio.gather(*(one(a) for a in addresses))):
+            for entry in worker_entries:
+                key, start, finish, sid, t = entry[:5]
+                detail = entry[5] if len(entry) > 5 else {}
+                entries.append((address, key, start, finish, detail, sid, t))
+        entries.sort(key=lambda e: e[-1])
+        return entries
+
+    # ------------------------------------------------------------------ forwarded logging
+
+    async def subscribe_logs(self, peer: Peer, logger_name: str | None, subscribe: bool = True) -> None:
+        names = self.log_subscribers.setdefault(peer.ident, set())
+        if subscribe:
+            names.add(logger_name)
+        else:
+            names.discard(logger_name)
+            if not names:
+                del self.log_subscribers[peer.ident]
+
+    async def forward_log(self, peer: Peer, record: dict) -> None:
+        """A worker's log record (plain data): on to the clients that want its logger."""
+        if peer.role != "worker":
+            return
+        name = record.get("name") or "root"
+        for client_id, names in self.log_subscribers.items():
+            if any(forward_logging.matches(n, name) for n in names):
+                cpeer = self.scheduler.clients.get(client_id)
+                if cpeer is not None and not cpeer.closed:
+                    cpeer.notify("forwarded_log", record=record, worker=peer.ident)
+
+    # ------------------------------------------------------------------ cluster dump
+
+    async def dump_cluster_state(
+        self, peer: Peer, exclude: Any = (), filename: str | None = None, format: str = "msgpack",
+        storage_options: dict | None = None,
+    ) -> Any:  # fmt: skip
+        """The whole cluster's state as plain data (`shoal.cluster_dump`); with
+        `filename`, written here by the scheduler and the path returned instead."""
+        addresses = list(self.scheduler.workers)
+
+        async def one(address: str) -> Any:
+            try:
+                return await self.scheduler.workers[address].request("dump_state", exclude=list(exclude))
+            except Exception as e:  # noqa: BLE001 - a dump shows what it could not get
+                return {"error": f"{type(e).__name__}: {e}"}
+
+        workers = await asyncio.gather(*(one(a) for a in addresses))
+        state = {
+            "scheduler": cluster_dump.scheduler_state(self.scheduler, exclude),
+            "workers": dict(zip(addresses, workers)),
+            "versions": cluster_dump.plain(await self.versions(peer)),
+        }
+        if filename is None:
+            return state
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, lambda: cluster_dump.write_state(state, filename, format, **(storage_options or {}))
+        )
+
+    # ------------------------------------------------------------------ hardware benchmark
+
+    async def benchmark_hardware(self, peer: Peer) -> dict:
+        """Disk and memory bandwidth of every worker, network bandwidth between pairs
+        of workers (shuffled), averaged by size (`shoal.benchmarking`)."""
+        out: dict[str, dict[str, list[float]]] = {"disk": {}, "memory": {}, "network": {}}
+
+        def add(kind: str, result: dict) -> None:
+            for size, bandwidth in result.items():
+                out[kind].setdefault(size, []).append(bandwidth)
+
+        for kind in ("disk", "memory"):
+            replies = await self.scheduler._broadcast(peer, f"benchmark_{kind}", {})
+            for ok, value in replies.values():
+                if ok:
+                    add(kind, value)
+        workers = list(self.scheduler.state.workers)
+        random.shuffle(workers)
+        pairs = [(workers[i], workers[i + 1]) for i in range(0, len(workers) - 1, 2)]
+
+        async def network(a: str, b: str) -> dict:
+            wpeer = self.scheduler.workers.get(a)
+            return await wpeer.request("benchmark_network", address=b) if wpeer is not None else {}
+
+        for result in await asyncio.gather(*(network(a, b) for a, b in pairs)):
+            add("network", result)
+        return {kind: {size: sum(v) / len(v) for size, v in by_size.items()} for kind, by_size in out.items()}
+
+    # ------------------------------------------------------------------ versions
+
+    async def versions(self, peer: Peer, packages: Any = None) -> dict:
+        """`{"scheduler": report, "workers": {address: report}}` (`versions.versions_report`)."""
+        addresses = list(self.scheduler.workers)
+
+        async def one(address: str) -> Any:
+            wpeer = self.scheduler.workers.get(address)
+            try:
+                return await wpeer.request("versions", packages=packages)
+            except Exception as e:  # noqa: BLE001 - a worker that cannot answer is reported as such
+                return {"error": f"{type(e).__name__}: {e}"}
+
+        reports = await asyncio.gather(*(one(a) for a in addresses))
+        return {"scheduler": versions_report(packages), "workers": dict(zip(addresses, reports))}
+
+    async def key_versions(self, peer: Peer) -> dict:
+        """The key package versions of the scheduler and of each worker as it registered
+        (no round trip to the workers): what a client checks when it connects."""
+        workers = {ws.address: ws.versions or {} for ws in self.scheduler.state.workers.values()}
+        return {"scheduler": get_versions(), "workers": workers}
+
+
+def register(scheduler: Any) -> AdminServer:
+    """Attach the admin handlers to `scheduler`."""
+    server = AdminServer(scheduler)
+    ops = (
+        "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
+        "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
+        "remove_worker_setup", "subscribe_logs", "forward_log",
+        "benchmark_hardware",
+    )  # fmt: skip
+    for op in ops:
+        scheduler.handlers[op] = getattr(server, op)
+    return server
