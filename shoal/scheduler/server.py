@@ -12,6 +12,7 @@ authenticated client.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import inspect
 import itertools
@@ -39,6 +40,9 @@ _LOOPBACK = ("127.", "localhost", "::1", "[::1]")
 
 #: graphs with at least this many tasks are ingested with the cyclic GC paused
 LARGE_GRAPH = 10_000
+
+#: events kept per topic (`Client.get_events`)
+EVENT_LOG_LENGTH = 10_000
 
 
 def _is_loopback(address: str) -> bool:
@@ -76,6 +80,14 @@ class Scheduler:
         self.listener: Any = None
         self.clients: dict[str, Peer] = {}
         self.workers: dict[str, Peer] = {}
+        #: nanny id -> its connection (nannies connect to the scheduler; they do not listen)
+        self.nannies: dict[str, Peer] = {}
+        #: why a worker is about to go away (told by its nanny), used when it disconnects
+        self._exit_reasons: dict[str, str] = {}
+        #: topic -> recent (timestamp, msg) events, e.g. "worker-restart-memory"
+        self.events: dict[str, collections.deque] = {}
+        self._background: set[asyncio.Task] = set()
+        self._closed = asyncio.Event()
         self.status = "created"
         self._sid = itertools.count()
         self._workers_changed = asyncio.Event()
@@ -91,6 +103,12 @@ class Scheduler:
             "broadcast": self._broadcast,
             "story": self._story,
             "task_spec": self._task_spec,
+            "register_nanny": self._register_nanny,
+            "worker_exit_reason": self._worker_exit_reason,
+            "log_event": self._log_event,
+            "get_events": self._get_events,
+            "restart": self._restart,
+            "terminate": self._terminate,
         }
         #: called with the id of each client that disconnects (e.g. to free its leases)
         self.on_client_removed: list[Any] = []
@@ -138,9 +156,18 @@ class Scheduler:
         self.status = "closing"
         if self.listener is not None:
             await self.listener.stop()
-        peers = list(self.clients.values()) + list(self.workers.values())
+        peers = list(self.clients.values()) + list(self.workers.values()) + list(self.nannies.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        current = asyncio.current_task()
+        for t in list(self._background):
+            if t is not current:
+                t.cancel()
         self.status = "closed"
+        self._closed.set()
+
+    async def finished(self) -> None:
+        """Wait until the scheduler has closed (e.g. after `Client.shutdown`)."""
+        await self._closed.wait()
 
     async def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -174,9 +201,12 @@ class Scheduler:
                     logger.exception("client-removed callback %r failed", callback)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
-            self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, "connection closed")])
+            reason = self._exit_reasons.pop(peer.ident, "connection closed")
+            self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, reason)])
             self._workers_changed.set()
-            logger.info("Remove worker %s", peer.ident)
+            logger.info("Remove worker %s (%s)", peer.ident, reason)
+        elif peer.role == "nanny" and self.nannies.get(peer.ident) is peer:
+            del self.nannies[peer.ident]
         try:
             await peer.close()
         except Exception:  # pragma: no cover
@@ -351,6 +381,122 @@ class Scheduler:
                 return dumps(None)
             result = await result
         return dumps(result)
+
+    # ------------------------------------------------------------------ nannies, restart, events
+
+    async def _register_nanny(self, peer: Peer, nanny_id: str) -> None:
+        if peer.role is not None:
+            raise ValueError(f"this connection already registered as a {peer.role}")
+        peer.role, peer.ident = "nanny", nanny_id
+        self.nannies[nanny_id] = peer
+
+    async def _worker_exit_reason(self, peer: Peer, worker: str, reason: str) -> None:
+        if worker in self.workers:
+            self._exit_reasons[worker] = reason
+
+    def log_event(self, topic: str | list[str], msg: Any) -> None:
+        """Record `msg` under `topic` (or each of several topics) with a timestamp."""
+        now = time.time()
+        for t in [topic] if isinstance(topic, str) else topic:
+            log = self.events.get(t)
+            if log is None:
+                log = self.events[t] = collections.deque(maxlen=EVENT_LOG_LENGTH)
+            log.append((now, msg))
+
+    async def _log_event(self, peer: Peer, topic: Any, msg: Any) -> None:
+        self.log_event(topic, msg)
+
+    async def _get_events(self, peer: Peer, topic: str | None = None) -> Any:
+        if topic is not None:
+            return [list(e) for e in self.events.get(topic, ())]
+        return {t: [list(e) for e in log] for t, log in self.events.items()}
+
+    def forget_all_tasks(self) -> None:
+        """Cancel every task for every client (reason `scheduler-restart`): the scheduler
+        forgets them all; clients drop their futures."""
+        sid = f"restart-{next(self._sid)}"
+        events = [
+            ClientMsg(sid, cs.id, m.CancelKeys(tuple(ts.key for ts in cs.wants), True, m.RESTART_REASON, m.RESTART_MSG))
+            for cs in list(self.state.clients.values())
+            if cs.wants
+        ]
+        if events:
+            self._stimulate(events)
+        marker = m.CancelledKeys((), m.RESTART_REASON, m.RESTART_MSG)  # "forget all your futures"
+        for peer in list(self.clients.values()):
+            if not peer.closed:
+                peer.send(marker)
+
+    async def restart(self, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
+        """Forget all tasks, restart every worker through its nanny (workers without one
+        are shut down), and, with `wait_for_workers`, wait until as many workers as had
+        nannies have registered again. `TimeoutError` after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        logger.info("Restarting all workers and forgetting all tasks")
+        self.forget_all_tasks()
+        old = dict(self.state.workers)
+        by_nanny: dict[str, list[str]] = {}
+        no_nanny: list[str] = []
+        for addr, ws in old.items():
+            if ws.nanny and ws.nanny in self.nannies:
+                by_nanny.setdefault(ws.nanny, []).append(addr)
+            else:
+                no_nanny.append(addr)
+        if no_nanny:
+            logger.warning("Workers %s do not use a nanny and will be shut down without restarting them", no_nanny)
+            for addr in no_nanny:
+                self._exit_reasons[addr] = "restart without a nanny"
+                wpeer = self.workers.get(addr)
+                if wpeer is not None:
+                    await wpeer.close()
+
+        async def restart_one(nanny_id: str) -> None:
+            await self.nannies[nanny_id].request("restart", reason=m.RESTART_REASON, timeout=timeout)
+
+        results = await asyncio.gather(
+            *(asyncio.wait_for(restart_one(n), max(0.0, deadline - loop.time())) for n in by_nanny),
+            return_exceptions=True,
+        )
+        failed = [n for n, r in zip(by_nanny, results) if isinstance(r, BaseException)]
+        for nanny_id in failed:  # make sure no old worker stays connected
+            for addr in by_nanny[nanny_id]:
+                wpeer = self.workers.get(addr)
+                if wpeer is not None:
+                    await wpeer.close()
+        self.log_event("all", {"action": "restart-workers", "workers": list(old)})
+        if failed:
+            raise TimeoutError(f"{len(failed)}/{len(by_nanny)} nanny worker(s) did not restart within {timeout}s")
+        # the old workers' connections close as their processes die
+        while any(a in self.state.workers for a in old) or (
+            wait_for_workers and len(self.state.workers) < len(by_nanny)
+        ):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                back = len([a for a in self.state.workers if a not in old])
+                raise TimeoutError(
+                    f"Waited for {len(by_nanny)} worker(s) to reconnect after restarting, but after "
+                    f"{timeout}s only {back} have returned. Consider a longer timeout, or "
+                    "`wait_for_workers=False`."
+                )
+            self._workers_changed.clear()
+            try:
+                await asyncio.wait_for(self._workers_changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _restart(self, peer: Peer, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
+        await self.restart(timeout=timeout, wait_for_workers=wait_for_workers)
+
+    async def _terminate(self, peer: Peer) -> None:
+        """Close the scheduler (after answering): its workers and nannies close with it."""
+        logger.info("Scheduler closing at the request of %s", peer.ident)
+        asyncio.get_running_loop().call_soon(lambda: self._spawn(self.close()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _broadcast(self, peer: Peer, name: str, kwargs: dict, workers: Any = None) -> dict:
         """Call `name` on each worker; return `{address: (ok, value)}` as the workers sent it."""
