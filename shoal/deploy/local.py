@@ -143,7 +143,7 @@ class LocalCluster:
         self.security: Security = security
         self._insecure = insecure
         memory_limit = worker_kwargs.pop("memory_limit", "auto")
-        self._memory_limit = _memory_limit(memory_limit, self._n_workers)
+        self._memory_limit = parse_memory_limit(memory_limit, self._n_workers)
         self._resources = worker_kwargs.pop("resources", None)
         self._worker_kwargs = worker_kwargs
         self._nanny_kwargs = {k: worker_kwargs[k] for k in ("local_directory", "env", "death_timeout") if k in worker_kwargs}
@@ -338,7 +338,9 @@ class LocalCluster:
         return f"<div><b>LocalCluster</b> {html.escape(repr(self))}</div>"
 
 
-def _memory_limit(value: Any, n_workers: int) -> int:
+def parse_memory_limit(value: Any, n_workers: int) -> int:
+    """Bytes per worker from 'auto' (memory / n_workers), 0/None (no limit), '4GiB', a
+    fraction of the memory (float <= 1) or a number of bytes."""
     total = psutil.virtual_memory().total
     if value in (None, 0, "0"):
         return 0
