@@ -72,6 +72,7 @@ def test_restart_cancels_all_work_and_brings_back_new_workers(poll, tmp_path):
                 f.result()
         assert c.futures == {}
         assert c.generation == 1
+        assert c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.state.tasks)) == 0
         new = worker_pids(c)
         assert len(new) == 2 and not new & old
         # the same keys can be computed again
