@@ -1141,6 +1141,29 @@ class Client:
 
         return self.sync(call)
 
+    def restart_workers(self, workers: list[str], timeout: Any = no_default, raise_for_error: bool = True) -> Any:
+        """Restart these workers (addresses or names) through their nannies; their tasks
+        are recomputed elsewhere as for any lost worker. Returns `{worker: "OK" | "removed"
+        | "timed out"}` keyed as given; `raise_for_error` raises `TimeoutError` instead."""
+        t = 4 * self._timeout if timeout is no_default else parse_timeout(timeout)
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            info = (await self.scheduler_comm.request("identity"))["workers"]
+            for addr, meta in info.items():
+                if (addr in workers or meta["name"] in workers) and meta["nanny"] is None:
+                    raise ValueError(
+                        f"Restarting workers requires a nanny to be used. Worker {addr} has type {meta['type']}."
+                    )
+            by_name = {meta["name"]: addr for addr, meta in info.items()}
+            addrs = [by_name.get(w, w) for w in workers]
+            out = await self.scheduler_comm.request(
+                "restart_workers", workers=addrs, timeout=t, on_error="raise" if raise_for_error else "return"
+            )
+            return {w: out.get(a, "removed") for w, a in zip(workers, addrs)}
+
+        return self.sync(call)
+
     def shutdown(self) -> Any:
         """Close the cluster: the scheduler and its workers (`cluster.close()` when the
         client knows its cluster), then this client."""

@@ -108,6 +108,7 @@ class Scheduler:
             "log_event": self._log_event,
             "get_events": self._get_events,
             "restart": self._restart,
+            "restart_workers": self._restart_workers,
             "terminate": self._terminate,
         }
         #: called with the id of each client that disconnects (e.g. to free its leases)
@@ -428,54 +429,71 @@ class Scheduler:
                 peer.send(marker)
 
     async def restart(self, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
-        """Forget all tasks, restart every worker through its nanny (workers without one
-        are shut down), and, with `wait_for_workers`, wait until as many workers as had
-        nannies have registered again. `TimeoutError` after `timeout` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        """Forget all tasks, then `restart_workers` on every worker."""
         logger.info("Restarting all workers and forgetting all tasks")
         self.forget_all_tasks()
-        old = dict(self.state.workers)
+        await self.restart_workers(None, timeout=timeout, wait_for_workers=wait_for_workers)
+        self.log_event("all", {"action": "restart"})
+
+    async def restart_workers(
+        self,
+        workers: list[str] | None = None,
+        timeout: float = 30.0,
+        wait_for_workers: bool = True,
+        on_error: str = "raise",
+    ) -> dict[str, str]:
+        """Restart these workers (addresses; all when None) through their nannies; workers
+        without one are shut down ("removed"). With `wait_for_workers`, return once none of
+        the old workers is left and the restarted ones are back. Returns `{address: "OK" |
+        "removed" | "timed out"}`; with `on_error="raise"` a nanny that does not restart its
+        worker in time is a `TimeoutError`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        n_before = len(self.state.workers)
+        targets = list(self.state.workers) if workers is None else [w for w in workers if w in self.state.workers]
         by_nanny: dict[str, list[str]] = {}
-        no_nanny: list[str] = []
-        for addr, ws in old.items():
+        out: dict[str, str] = {}
+        for addr in targets:
+            ws = self.state.workers[addr]
             if ws.nanny and ws.nanny in self.nannies:
                 by_nanny.setdefault(ws.nanny, []).append(addr)
             else:
-                no_nanny.append(addr)
-        if no_nanny:
-            logger.warning("Workers %s do not use a nanny and will be shut down without restarting them", no_nanny)
-            for addr in no_nanny:
+                out[addr] = "removed"
+        if out:
+            logger.warning("Workers %s do not use a nanny and will be shut down without restarting them", list(out))
+            for addr in out:
                 self._exit_reasons[addr] = "restart without a nanny"
                 wpeer = self.workers.get(addr)
                 if wpeer is not None:
                     await wpeer.close()
 
         async def restart_one(nanny_id: str) -> None:
-            await self.nannies[nanny_id].request("restart", reason=m.RESTART_REASON, timeout=timeout)
+            request = self.nannies[nanny_id].request("restart", reason="restart-workers", timeout=timeout)
+            await asyncio.wait_for(request, max(0.0, deadline - loop.time()))
 
-        results = await asyncio.gather(
-            *(asyncio.wait_for(restart_one(n), max(0.0, deadline - loop.time())) for n in by_nanny),
-            return_exceptions=True,
-        )
-        failed = [n for n, r in zip(by_nanny, results) if isinstance(r, BaseException)]
-        for nanny_id in failed:  # make sure no old worker stays connected
+        results = await asyncio.gather(*(restart_one(n) for n in by_nanny), return_exceptions=True)
+        failed: list[str] = []
+        for nanny_id, result in zip(by_nanny, results):
             for addr in by_nanny[nanny_id]:
-                wpeer = self.workers.get(addr)
-                if wpeer is not None:
-                    await wpeer.close()
-        self.log_event("all", {"action": "restart-workers", "workers": list(old)})
-        if failed:
-            raise TimeoutError(f"{len(failed)}/{len(by_nanny)} nanny worker(s) did not restart within {timeout}s")
+                out[addr] = "timed out" if isinstance(result, BaseException) else "OK"
+                if isinstance(result, BaseException):
+                    failed.append(addr)
+                    wpeer = self.workers.get(addr)
+                    if wpeer is not None:  # make sure no old worker stays connected
+                        await wpeer.close()
+        self.log_event("all", {"action": "restart-workers", "workers": targets})
+        if failed and on_error == "raise":
+            raise TimeoutError(f"{len(failed)}/{len(by_nanny)} nanny worker(s) did not restart within {timeout}s: {failed}")
+        expected = n_before - (len(out) - sum(v == "OK" for v in out.values()))
         # the old workers' connections close as their processes die
-        while any(a in self.state.workers for a in old) or (
-            wait_for_workers and len(self.state.workers) < len(by_nanny)
+        while any(a in self.state.workers for a in targets) or (
+            wait_for_workers and len(self.state.workers) < expected
         ):
             remaining = deadline - loop.time()
             if remaining <= 0:
-                back = len([a for a in self.state.workers if a not in old])
+                back = len([a for a in self.state.workers if a not in targets])
                 raise TimeoutError(
-                    f"Waited for {len(by_nanny)} worker(s) to reconnect after restarting, but after "
+                    f"Waited for {len(targets)} worker(s) to reconnect after restarting, but after "
                     f"{timeout}s only {back} have returned. Consider a longer timeout, or "
                     "`wait_for_workers=False`."
                 )
@@ -484,9 +502,15 @@ class Scheduler:
                 await asyncio.wait_for(self._workers_changed.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+        return out
 
     async def _restart(self, peer: Peer, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
         await self.restart(timeout=timeout, wait_for_workers=wait_for_workers)
+
+    async def _restart_workers(
+        self, peer: Peer, workers: list[str], timeout: float = 30.0, on_error: str = "raise"
+    ) -> dict[str, str]:
+        return await self.restart_workers(workers, timeout=timeout, on_error=on_error)
 
     async def _terminate(self, peer: Peer) -> None:
         """Close the scheduler (after answering): its workers and nannies close with it."""

@@ -103,3 +103,23 @@ def test_shutdown_closes_the_cluster():
     assert c.status == "closed"
     assert cluster.status == "closed"
     assert proc.poll() is not None
+
+
+def test_restart_workers_by_name_keeps_other_work(poll):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        data = c.map(inc, range(20))
+        assert c.gather(data) == list(range(1, 21))
+        pid0, pid1 = cluster.workers[0].pid, cluster.workers[1].pid
+        assert c.restart_workers([0], timeout=60) == {0: "OK"}
+        assert cluster.workers[0].pid != pid0 and cluster.workers[1].pid == pid1
+        assert len(c.nthreads()) == 2
+        # futures survive; results that lived on the restarted worker are recomputed
+        assert all(not f.cancelled() for f in data)
+        assert c.gather(data) == list(range(1, 21))
+
+
+def test_restart_workers_requires_a_nanny():
+    with LocalCluster(n_workers=1, processes=False) as cluster, Client(cluster) as c:
+        (addr,) = c.nthreads()
+        with pytest.raises(ValueError, match="Restarting workers requires a nanny"):
+            c.restart_workers([addr])
