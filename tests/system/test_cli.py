@@ -68,12 +68,40 @@ def test_scheduler_and_two_workers_through_a_scheduler_file(tmp_path):
                 Client(content["address"], timeout=5, set_as_default=False)
             with pytest.raises(OSError):
                 Client(content["address"], security=Security(b"wrong"), timeout=5, set_as_default=False)
+            worker_pids = list(c.run(os.getpid).values())
             c.shutdown()
         assert sched.wait(30) == 0
         assert workers.wait(30) == 0  # its nannies closed with the scheduler
+        assert all(gone_or_zombie(pid) for pid in worker_pids)  # the nannies stopped them
         assert not sfile.exists()  # removed by the scheduler on its way out
     finally:
         stop(workers, sched)
+
+
+def gone_or_zombie(pid: int) -> bool:
+    psutil = pytest.importorskip("psutil")
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_stops_the_nannies_and_their_workers(tmp_path, poll):
+    sfile = tmp_path / "scheduler.json"
+    sched = shoal_cli("scheduler", "--port", "0", "--scheduler-file", str(sfile), stderr=tmp_path / "s.log")
+    workers = shoal_cli("worker", "--scheduler-file", str(sfile), "--nthreads", "1", stderr=tmp_path / "w.log")
+    try:
+        with Client(scheduler_file=str(sfile), timeout=30, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout=60)
+            (pid,) = c.run(os.getpid).values()
+            assert pid != workers.pid  # a child of the nanny
+            workers.send_signal(signal.SIGTERM)
+            assert workers.wait(30) == 0
+            poll(lambda: gone_or_zombie(pid), timeout=30)
+            poll(lambda: not c.nthreads(), timeout=30)
+    finally:
+        stop(workers, sched)
+    assert sched.returncode == 0
 
 
 def test_secret_from_the_environment_and_a_worker_without_nanny(tmp_path, poll):
