@@ -89,7 +89,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--insecure", action="store_true", help="allow listening on a non-loopback address without a shared secret"
     )
-    p.add_argument("--dashboard-address", default=":8787", help="accepted for compatibility; shoal has no dashboard yet")
+    p.add_argument(
+        "--dashboard-address", default=":8787", help="accepted for compatibility; shoal has no dashboard yet"
+    )
     p.add_argument("--dashboard", dest="dashboard", action="store_true", default=True, help=argparse.SUPPRESS)
     p.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="accepted; there is no dashboard yet")
     p.add_argument("--pid-file", metavar="PATH", help="write the process id to this file")

@@ -43,9 +43,7 @@ def add_parser(sub: Any) -> None:
         help="bytes per worker: 'auto' (memory / nworkers), an int, a fraction, '4GiB', or 0 for no limit",
     )
     p.add_argument("--name", default=None, help="worker name (NAME-0, NAME-1, ... with several workers)")
-    p.add_argument(
-        "--resources", default=None, help='resources of each worker: "GPU=2 MEM=10e9" (or a JSON object)'
-    )
+    p.add_argument("--resources", default=None, help='resources of each worker: "GPU=2 MEM=10e9" (or a JSON object)')
     p.add_argument("--nanny", dest="nanny", action="store_true", default=True, help="supervise workers (default)")
     p.add_argument("--no-nanny", dest="nanny", action="store_false", help="run one worker in this process")
     p.add_argument("--host", default=None, help="address workers listen on (default: see above)")

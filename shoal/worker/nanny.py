@@ -108,7 +108,9 @@ class Nanny:
         self.env = dict(env or {})
         self.env.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")  # give freed memory back to the OS
         self.death_timeout = death_timeout
-        fraction = config.get("worker.memory.terminate") if memory_terminate_fraction is None else memory_terminate_fraction
+        fraction = (
+            config.get("worker.memory.terminate") if memory_terminate_fraction is None else memory_terminate_fraction
+        )
         self.memory_terminate_fraction: float | None = float(fraction) if fraction else None
         self.monitor_interval = (
             config.get_timedelta("worker.memory.monitor-interval") if monitor_interval is None else monitor_interval
@@ -185,9 +187,10 @@ class Nanny:
             return
         self.status = "closing"
         current = asyncio.current_task()
-        for t in list(self._tasks):
-            if t is not current:
-                t.cancel()
+        tasks = [t for t in self._tasks if t is not current]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._stop_worker(timeout)
         if self.scheduler is not None:
             await self.scheduler.close()
@@ -348,12 +351,16 @@ class Nanny:
         if rss <= self.memory_terminate_fraction * self.memory_limit:
             return
         if self._terminating_pid == proc.pid:
-            logger.warning("Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid)
+            logger.warning(
+                "Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid
+            )
             proc.kill()
             return
         pct = f"{self.memory_terminate_fraction * 100:.0f}%"
         reason = f"exceeded {pct} memory budget (RSS {rss} of memory_limit {self.memory_limit} bytes)"
-        logger.warning("Worker %s (pid=%d) exceeded %s memory budget. Restarting...", self.worker_address, proc.pid, pct)
+        logger.warning(
+            "Worker %s (pid=%d) exceeded %s memory budget. Restarting...", self.worker_address, proc.pid, pct
+        )
         self._terminating_pid = proc.pid
         self._exit_reason = reason
         event = {"worker": self.worker_address, "pid": proc.pid, "rss": rss, "memory_limit": self.memory_limit,

@@ -37,9 +37,10 @@ def test_killed_worker_comes_back_and_runs_new_work(poll):
 
 def test_worker_over_its_memory_limit_is_restarted(poll, tmp_path):
     limit = 400 * 2**20
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit=limit) as cluster, Client(
-        cluster
-    ) as c:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit=limit) as cluster,
+        Client(cluster) as c,
+    ):
         old_pid, old_address = cluster.workers[0].pid, cluster.workers[0].worker_address
         marker = tmp_path / "hogged"
         # the first run holds more than 95% of the limit and is killed; the rerun on the
@@ -82,9 +83,11 @@ def test_restart_cancels_all_work_and_brings_back_new_workers(poll, tmp_path):
 
 
 def test_restart_cancels_the_futures_of_other_clients(poll):
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster, Client(cluster) as a, Client(
-        cluster, set_as_default=False
-    ) as b:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as a,
+        Client(cluster, set_as_default=False) as b,
+    ):
         fa = a.submit(inc, 10)
         fb = b.submit(getpid, 1)
         assert fa.result() == 11 and fb.result() > 0

@@ -23,9 +23,10 @@ def slowinc(x):
 
 @pytest.mark.parametrize("worker_class", [Nanny, WorkerProcess])
 def test_sigkill_of_a_worker_mid_computation(poll, worker_class):
-    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, worker_class=worker_class) as cluster, Client(
-        cluster
-    ) as c:
+    with (
+        LocalCluster(n_workers=3, threads_per_worker=1, processes=True, worker_class=worker_class) as cluster,
+        Client(cluster) as c,
+    ):
         a = c.map(slowinc, range(150))
         b = c.map(slowinc, a)
         total = c.submit(sum, b)
