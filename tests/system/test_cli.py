@@ -60,6 +60,12 @@ def test_scheduler_and_two_workers_through_a_scheduler_file(tmp_path):
             assert all(w["nanny"] and w["memory_limit"] == 2**30 for w in info.values())
             x = da.arange(100_000, chunks=10_000)
             assert c.compute(x.sum()).result(timeout=60) == sum(range(100_000))
+            # the CLI's nannies restart their workers, which come back with their names
+            before = set(info)
+            c.restart(timeout=60)
+            info = c.scheduler_info()["workers"]
+            assert sorted(w["name"] for w in info.values()) == ["w-0", "w-1"] and not before & set(info)
+            assert c.compute(x.sum()).result(timeout=60) == sum(range(100_000))
             # the file holds a generated secret, readable by its owner only
             assert stat.S_IMODE(sfile.stat().st_mode) == 0o600
             content = json.loads(sfile.read_text())
