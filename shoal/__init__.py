@@ -28,6 +28,7 @@ from shoal.exceptions import (
 from shoal.scheduler.server import Scheduler
 from shoal.security import Security
 from shoal.sync import Event, Lock, MultiLock, Queue, Semaphore, Variable
+from shoal.worker.nanny import Nanny
 from shoal.worker.server import Worker, get_worker
 from shoal.worker_client import get_client, rejoin, secede, worker_client
 
@@ -48,6 +49,7 @@ __all__ = [
     "LocalCluster",
     "Lock",
     "MultiLock",
+    "Nanny",
     "Queue",
     "Reschedule",
     "Scheduler",

@@ -41,7 +41,15 @@ DEFAULTS: dict[str, Any] = {
             "events-log-length": 100_000,
         },
         "worker": {
-            "memory": {"target": 0.60, "spill": 0.70, "pause": 0.80, "terminate": 0.95},
+            "memory": {
+                "target": 0.60,
+                "spill": 0.70,
+                "pause": 0.80,
+                # a nanny restarts its worker above this fraction of memory_limit (RSS)
+                "terminate": 0.95,
+                # how often a nanny samples its worker's RSS (and checks that it is alive)
+                "monitor-interval": "100ms",
+            },
             "resources": {},
             "validate": False,
             # task-stream records each worker keeps (a ring buffer; 0 turns it off)

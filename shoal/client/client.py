@@ -155,10 +155,19 @@ class Client:
         if timeout is None:
             raise ValueError("None is an invalid value for global client timeout")
         self._timeout = parse_timeout(timeout)
+        self.scheduler_file = scheduler_file
         if address is None:
             address = dask.config.get("scheduler-address", None)
             if address is None and scheduler_file is not None:
-                address = _read_scheduler_file(scheduler_file, self._timeout)
+                from shoal.scheduler_file import read_scheduler_file, secret_from
+
+                info = read_scheduler_file(scheduler_file, self._timeout)
+                address = info["address"]
+                file_secret = secret_from(info)
+                if security is None and file_secret is not None:
+                    from shoal.security import Security
+
+                    security = Security(file_secret)
         if address is not None and kwargs:
             raise ValueError(f"Unexpected keyword arguments: {sorted(kwargs)}")
         self.cluster: Any = None
@@ -514,6 +523,9 @@ class Client:
                 if st is not None:
                     st.set_error(msg.exception, msg.traceback, msg.text)
             elif t is m.CancelledKeys:
+                if msg.reason == m.RESTART_REASON:  # no keys: the restart is complete
+                    self._forget_restarted(msg.keys or None, new_generation=not msg.keys)
+                    continue
                 for key in msg.keys:
                     st = futures.get(key)
                     if st is not None:
@@ -530,6 +542,19 @@ class Client:
                 self._handle_event(msg)
             else:
                 logger.warning("unexpected message from the scheduler: %s", msg.op)
+
+    def _forget_restarted(self, keys: Any, new_generation: bool = False) -> None:
+        """The scheduler restarted: cancel these futures (all if `keys` is None) and forget them."""
+        with self._lock:
+            if keys is None:
+                keys = list(self.futures)
+            states = [st for st in (self.futures.pop(k, None) for k in keys) if st is not None]
+            for k in keys:
+                self.refcount.pop(k, None)
+            if new_generation:
+                self.generation += 1
+        for st in states:
+            st.cancel(m.RESTART_REASON, m.RESTART_MSG)
 
     def _pickle_func(self, func: Any) -> Pickled:
         hit = self._func_cache.get(id(func))
@@ -1225,6 +1250,82 @@ class Client:
 
         return self.sync(call)
 
+    # ------------------------------------------------------------------ cluster management
+
+    def restart(self, timeout: Any = no_default, wait_for_workers: bool = True) -> Any:
+        """Restart every worker through its nanny (workers without one are shut down),
+        forget all tasks and cancel every client's futures (reason `scheduler-restart`).
+        With `wait_for_workers`, return once the restarted workers are back; `TimeoutError`
+        after `timeout` (default 4x the connect timeout)."""
+        t = 4 * self._timeout if timeout is no_default else parse_timeout(timeout)
+
+        async def call() -> None:
+            assert self.scheduler_comm is not None
+            self._flush()
+            try:
+                await self.scheduler_comm.request("restart", timeout=t, wait_for_workers=wait_for_workers)
+            finally:
+                self._forget_restarted(None)
+
+        return self.sync(call)
+
+    def restart_workers(self, workers: list[str], timeout: Any = no_default, raise_for_error: bool = True) -> Any:
+        """Restart these workers (addresses or names) through their nannies; their tasks
+        are recomputed elsewhere as for any lost worker. Returns `{worker: "OK" | "removed"
+        | "timed out"}` keyed as given; `raise_for_error` raises `TimeoutError` instead."""
+        t = 4 * self._timeout if timeout is no_default else parse_timeout(timeout)
+
+        async def call() -> Any:
+            assert self.scheduler_comm is not None
+            info = (await self.scheduler_comm.request("identity"))["workers"]
+            for addr, meta in info.items():
+                if (addr in workers or meta["name"] in workers) and meta["nanny"] is None:
+                    raise ValueError(
+                        f"Restarting workers requires a nanny to be used. Worker {addr} has type {meta['type']}."
+                    )
+            by_name = {meta["name"]: addr for addr, meta in info.items()}
+            addrs = [by_name.get(w, w) for w in workers]
+            out = await self.scheduler_comm.request(
+                "restart_workers", workers=addrs, timeout=t, on_error="raise" if raise_for_error else "return"
+            )
+            return {w: out.get(a, "removed") for w, a in zip(workers, addrs)}
+
+        return self.sync(call)
+
+    def shutdown(self) -> Any:
+        """Close the cluster: the scheduler and its workers (`cluster.close()` when the
+        client knows its cluster), then this client."""
+
+        async def call() -> None:
+            if self.cluster is not None:
+                closed = self.cluster.close()
+                if inspect.isawaitable(closed):
+                    await closed
+            elif self.scheduler_comm is not None and not self.scheduler_comm.closed:
+                try:
+                    await self.scheduler_comm.request("terminate")
+                except (CommClosedError, OSError):
+                    pass
+            await self._close()
+
+        if self.asynchronous:
+            return call()
+        if self.cluster is not None and not getattr(self.cluster, "asynchronous", False):
+            self.cluster.close()  # a blocking cluster closes from this thread
+            return self.close()
+        return self.sync(call)
+
+    def write_scheduler_file(self, scheduler_file: str) -> None:
+        """Write the scheduler's information (and this client's secret, mode 0600) to
+        `scheduler_file`, for `Client(scheduler_file=...)` and `shoal worker --scheduler-file`."""
+        from shoal.scheduler_file import write_scheduler_file
+
+        if self.scheduler_file is not None:
+            raise ValueError("Scheduler file already set")
+        self.scheduler_file = scheduler_file
+        info = dict(self.scheduler_info())
+        write_scheduler_file(scheduler_file, info, _secret_of(self.security))
+
     # ------------------------------------------------------------------ published datasets
 
     def publish_dataset(self, *args: Any, name: Any = None, override: bool = False, **kwargs: Any) -> Any:
@@ -1622,20 +1723,6 @@ def _secret_of(security: Any) -> bytes | None:
     if isinstance(security, (bytes, str)):
         return security.encode() if isinstance(security, str) else security
     return getattr(security, "secret", None)
-
-
-def _read_scheduler_file(path: str, timeout: float | None) -> str:
-    import json
-    import os
-    import time
-
-    deadline = time.monotonic() + (timeout or 30)
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"scheduler file {path} did not appear within {timeout} s")
-        time.sleep(0.05)  # poll the filesystem
-    with open(path) as f:
-        return json.load(f)["address"]
 
 
 @atexit.register

@@ -2,8 +2,10 @@
 
 The scheduler runs in this process, on the loop of whoever owns the cluster (the shared
 loop thread for a blocking cluster). Workers are separate processes (`processes=True`,
-the default) started with `python -m shoal.worker`, or `Worker` objects on the same loop
-(`processes=False`, over the in-process transport). Everything listens on 127.0.0.1 and
+the default), each supervised by a `Nanny` that restarts it when it dies or exceeds its
+memory limit (`worker_class=WorkerProcess`: bare `python -m shoal.worker` processes that
+nothing restarts), or `Worker` objects on the same loop (`processes=False`, over the
+in-process transport). Everything listens on 127.0.0.1 and
 every connection proves a random secret generated here.
 """
 
@@ -26,6 +28,7 @@ from shoal import _loop, config
 from shoal.scheduler.server import Scheduler
 from shoal.security import Security
 from shoal.utils import format_bytes
+from shoal.worker.nanny import Nanny, worker_process_env
 from shoal.worker.server import Worker
 
 _clusters: weakref.WeakSet = weakref.WeakSet()
@@ -40,21 +43,12 @@ def nprocesses_nthreads(n: int | None = None) -> tuple[int, int]:
 
 
 class WorkerProcess:
-    """A worker in its own Python process."""
+    """A worker in its own Python process, without a nanny (`worker_class=WorkerProcess`):
+    nothing restarts it when it dies."""
 
     def __init__(self, scheduler_address: str, name: Any, nthreads: int, memory_limit: int,
                  secret: bytes | None, resources: dict | None, host: str):  # fmt: skip
         self.name = name
-        env = dict(os.environ)
-        if secret:
-            env["SHOAL_SECRET"] = secret.hex()
-        # the worker must import what the user's process can: same paths, same directory
-        paths = [p for p in sys.path if p and os.path.isdir(p)]
-        if "" in sys.path or os.getcwd() not in paths:
-            paths.insert(0, os.getcwd())
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env.setdefault(var, "1")
         cmd = [
             sys.executable, "-m", "shoal.worker", scheduler_address,
             "--nthreads", str(nthreads), "--name", json.dumps(name),
@@ -62,7 +56,7 @@ class WorkerProcess:
         ]  # fmt: skip
         if resources:
             cmd += ["--resources", json.dumps(resources)]
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, env=worker_process_env(secret), stdin=subprocess.DEVNULL)
 
     @property
     def pid(self) -> int:
@@ -112,7 +106,10 @@ class LocalCluster:
         **worker_kwargs: Any,
     ):
         if processes is None:
-            processes = worker_class is None or getattr(worker_class, "__name__", "") == "Nanny"
+            processes = worker_class is None or getattr(worker_class, "__name__", "") in ("Nanny", "WorkerProcess")
+        if processes and worker_class is not None and worker_class not in (Nanny, WorkerProcess):
+            raise TypeError(f"worker_class must be Nanny or WorkerProcess with processes=True, got {worker_class!r}")
+        self._worker_class = (worker_class or Nanny) if processes else None
         cpu = os.cpu_count() or 1
         if n_workers is None and threads_per_worker is None:
             n_workers, threads_per_worker = nprocesses_nthreads(cpu) if processes else (1, cpu)
@@ -146,9 +143,10 @@ class LocalCluster:
         self.security: Security = security
         self._insecure = insecure
         memory_limit = worker_kwargs.pop("memory_limit", "auto")
-        self._memory_limit = _memory_limit(memory_limit, self._n_workers)
+        self._memory_limit = parse_memory_limit(memory_limit, self._n_workers)
         self._resources = worker_kwargs.pop("resources", None)
         self._worker_kwargs = worker_kwargs
+        self._nanny_kwargs = {k: worker_kwargs[k] for k in ("local_directory", "env", "death_timeout") if k in worker_kwargs}
         self.dashboard_address = dashboard_address
         self.scheduler: Scheduler | None = None
         self.workers: dict[Any, Any] = {}
@@ -193,12 +191,24 @@ class LocalCluster:
 
     async def _start_worker(self, name: Any) -> None:
         assert self.scheduler is not None
-        if self.processes:
+        host = self._host if "://" not in self._host else "127.0.0.1"
+        if self.processes and self._worker_class is WorkerProcess:
             proc = WorkerProcess(
                 self.scheduler.address, name, self._threads_per_worker, self._memory_limit,
-                self.security.secret, self._resources, self._host if "://" not in self._host else "127.0.0.1",
+                self.security.secret, self._resources, host,
             )  # fmt: skip
             self.workers[name] = proc
+        elif self.processes:
+            nanny = Nanny(
+                self.scheduler.address, nthreads=self._threads_per_worker, name=name,
+                memory_limit=self._memory_limit, resources=self._resources, secret=self.security.secret,
+                host=host, **self._nanny_kwargs,
+            )  # fmt: skip
+            self.workers[name] = nanny
+            try:
+                await nanny.start()
+            except Exception as e:
+                raise RuntimeError(f"Cluster failed to start: worker {name!r}: {e}") from e
         else:
             w = Worker(
                 self.scheduler.address, nthreads=self._threads_per_worker, name=name,
@@ -328,7 +338,9 @@ class LocalCluster:
         return cluster_html(self)
 
 
-def _memory_limit(value: Any, n_workers: int) -> int:
+def parse_memory_limit(value: Any, n_workers: int) -> int:
+    """Bytes per worker from 'auto' (memory / n_workers), 0/None (no limit), '4GiB', a
+    fraction of the memory (float <= 1) or a number of bytes."""
     total = psutil.virtual_memory().total
     if value in (None, 0, "0"):
         return 0

@@ -179,6 +179,12 @@ class CancelledKeys(Message):
     msg: str | None
 
 
+#: `CancelledKeys.reason` when the scheduler forgets everything (`Client.restart`):
+#: clients then drop these futures altogether
+RESTART_REASON = "scheduler-restart"
+RESTART_MSG = "Scheduler has restarted. Please re-run your work."
+
+
 @_message("lost-data")
 class LostData(Message):
     key: Any

@@ -2,8 +2,9 @@
 
 Prints its address on stdout once it listens. The shared secret comes from the
 environment variable SHOAL_SECRET (hex), never the command line; without it the
-scheduler only listens on loopback addresses (or with --insecure). The full `shoal
-scheduler` command line with the flags of `dask scheduler` is tracked separately.
+scheduler only listens on loopback addresses (or with --insecure). Users run `shoal
+scheduler` (`shoal.cli`), which has the flags of `dask scheduler`; this minimal entry
+point stays for scripts and tests that read the address from stdout.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ authenticated client.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import inspect
 import itertools
@@ -82,6 +83,12 @@ class Scheduler:
         self.listener: Any = None
         self.clients: dict[str, Peer] = {}
         self.workers: dict[str, Peer] = {}
+        #: nanny id -> its connection (nannies connect to the scheduler; they do not listen)
+        self.nannies: dict[str, Peer] = {}
+        #: why a worker is about to go away (told by its nanny), used when it disconnects
+        self._exit_reasons: dict[str, str] = {}
+        self._background: set[asyncio.Task] = set()
+        self._closed = asyncio.Event()
         self.status = "created"
         self._sid = itertools.count()
         self._workers_changed = asyncio.Event()
@@ -107,6 +114,11 @@ class Scheduler:
             "get_events": self._get_events,
             "subscribe_topic": self._subscribe_topic,
             "unsubscribe_topic": self._unsubscribe_topic,
+            "register_nanny": self._register_nanny,
+            "worker_exit_reason": self._worker_exit_reason,
+            "restart": self._restart,
+            "restart_workers": self._restart_workers,
+            "terminate": self._terminate,
         }
         self.events = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
@@ -162,9 +174,18 @@ class Scheduler:
         if self.listener is not None:
             await self.listener.stop()
         await self.admin.close()
-        peers = list(self.clients.values()) + list(self.workers.values())
+        peers = list(self.clients.values()) + list(self.workers.values()) + list(self.nannies.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        current = asyncio.current_task()
+        for t in list(self._background):
+            if t is not current:
+                t.cancel()
         self.status = "closed"
+        self._closed.set()
+
+    async def finished(self) -> None:
+        """Wait until the scheduler has closed (e.g. after `Client.shutdown`)."""
+        await self._closed.wait()
 
     async def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -199,10 +220,13 @@ class Scheduler:
                     logger.exception("client-removed callback %r failed", callback)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
-            self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, "connection closed")])
+            reason = self._exit_reasons.pop(peer.ident, "connection closed")
+            self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, reason)])
             self._workers_changed.set()
-            logger.info("Remove worker %s", peer.ident)
-            self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident})
+            logger.info("Remove worker %s (%s)", peer.ident, reason)
+            self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident, "reason": reason})
+        elif peer.role == "nanny" and self.nannies.get(peer.ident) is peer:
+            del self.nannies[peer.ident]
         try:
             await peer.close()
         except Exception:  # pragma: no cover
@@ -386,6 +410,128 @@ class Scheduler:
                 return dumps(None)
             result = await result
         return dumps(result)
+
+    # ------------------------------------------------------------------ nannies, restart, events
+
+    async def _register_nanny(self, peer: Peer, nanny_id: str) -> None:
+        if peer.role is not None:
+            raise ValueError(f"this connection already registered as a {peer.role}")
+        peer.role, peer.ident = "nanny", nanny_id
+        self.nannies[nanny_id] = peer
+
+    async def _worker_exit_reason(self, peer: Peer, worker: str, reason: str) -> None:
+        if worker in self.workers:
+            self._exit_reasons[worker] = reason
+
+    def forget_all_tasks(self) -> None:
+        """Cancel every task for every client (reason `scheduler-restart`): the scheduler
+        forgets them all; clients drop their futures."""
+        sid = f"restart-{next(self._sid)}"
+        events = [
+            ClientMsg(sid, cs.id, m.CancelKeys(tuple(ts.key for ts in cs.wants), True, m.RESTART_REASON, m.RESTART_MSG))
+            for cs in list(self.state.clients.values())
+            if cs.wants
+        ]
+        if events:
+            self._stimulate(events)
+        marker = m.CancelledKeys((), m.RESTART_REASON, m.RESTART_MSG)  # "forget all your futures"
+        for peer in list(self.clients.values()):
+            if not peer.closed:
+                peer.send(marker)
+
+    async def restart(self, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
+        """Forget all tasks, then `restart_workers` on every worker."""
+        logger.info("Restarting all workers and forgetting all tasks")
+        self.forget_all_tasks()
+        await self.restart_workers(None, timeout=timeout, wait_for_workers=wait_for_workers)
+        self.log_event("all", {"action": "restart"})
+
+    async def restart_workers(
+        self,
+        workers: list[str] | None = None,
+        timeout: float = 30.0,
+        wait_for_workers: bool = True,
+        on_error: str = "raise",
+    ) -> dict[str, str]:
+        """Restart these workers (addresses; all when None) through their nannies; workers
+        without one are shut down ("removed"). With `wait_for_workers`, return once none of
+        the old workers is left and the restarted ones are back. Returns `{address: "OK" |
+        "removed" | "timed out"}`; with `on_error="raise"` a nanny that does not restart its
+        worker in time is a `TimeoutError`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        n_before = len(self.state.workers)
+        targets = list(self.state.workers) if workers is None else [w for w in workers if w in self.state.workers]
+        by_nanny: dict[str, list[str]] = {}
+        out: dict[str, str] = {}
+        for addr in targets:
+            ws = self.state.workers[addr]
+            if ws.nanny and ws.nanny in self.nannies:
+                by_nanny.setdefault(ws.nanny, []).append(addr)
+            else:
+                out[addr] = "removed"
+        if out:
+            logger.warning("Workers %s do not use a nanny and will be shut down without restarting them", list(out))
+            for addr in out:
+                self._exit_reasons[addr] = "restart without a nanny"
+                wpeer = self.workers.get(addr)
+                if wpeer is not None:
+                    await wpeer.close()
+
+        async def restart_one(nanny_id: str) -> None:
+            request = self.nannies[nanny_id].request("restart", reason="restart-workers", timeout=timeout)
+            await asyncio.wait_for(request, max(0.0, deadline - loop.time()))
+
+        results = await asyncio.gather(*(restart_one(n) for n in by_nanny), return_exceptions=True)
+        failed: list[str] = []
+        for nanny_id, result in zip(by_nanny, results):
+            for addr in by_nanny[nanny_id]:
+                out[addr] = "timed out" if isinstance(result, BaseException) else "OK"
+                if isinstance(result, BaseException):
+                    failed.append(addr)
+                    wpeer = self.workers.get(addr)
+                    if wpeer is not None:  # make sure no old worker stays connected
+                        await wpeer.close()
+        self.log_event("all", {"action": "restart-workers", "workers": targets})
+        if failed and on_error == "raise":
+            raise TimeoutError(f"{len(failed)}/{len(by_nanny)} nanny worker(s) did not restart within {timeout}s: {failed}")
+        expected = n_before - (len(out) - sum(v == "OK" for v in out.values()))
+        # the old workers' connections close as their processes die
+        while any(a in self.state.workers for a in targets) or (
+            wait_for_workers and len(self.state.workers) < expected
+        ):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                back = len([a for a in self.state.workers if a not in targets])
+                raise TimeoutError(
+                    f"Waited for {len(targets)} worker(s) to reconnect after restarting, but after "
+                    f"{timeout}s only {back} have returned. Consider a longer timeout, or "
+                    "`wait_for_workers=False`."
+                )
+            self._workers_changed.clear()
+            try:
+                await asyncio.wait_for(self._workers_changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return out
+
+    async def _restart(self, peer: Peer, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
+        await self.restart(timeout=timeout, wait_for_workers=wait_for_workers)
+
+    async def _restart_workers(
+        self, peer: Peer, workers: list[str], timeout: float = 30.0, on_error: str = "raise"
+    ) -> dict[str, str]:
+        return await self.restart_workers(workers, timeout=timeout, on_error=on_error)
+
+    async def _terminate(self, peer: Peer) -> None:
+        """Close the scheduler (after answering): its workers and nannies close with it."""
+        logger.info("Scheduler closing at the request of %s", peer.ident)
+        asyncio.get_running_loop().call_soon(lambda: self._spawn(self.close()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _broadcast(self, peer: Peer, name: str, kwargs: dict, workers: Any = None) -> dict:
         """Call `name` on each worker; return `{address: (ok, value)}` as the workers sent it."""

@@ -1,8 +1,11 @@
 """`python -m shoal.worker SCHEDULER_ADDRESS ...`: one worker process.
 
-Started by `LocalCluster(processes=True)`; the shared secret arrives in the environment
-variable SHOAL_SECRET (hex), never on the command line where other users could read it.
-The process exits when its scheduler connection closes or its parent process dies.
+Started by a `Nanny` (and `LocalCluster(processes=True)` without nannies); users run
+`shoal worker`. The shared secret arrives in the environment variable SHOAL_SECRET (hex),
+never on the command line where other users could read it. The process exits when its
+scheduler connection closes, on SIGTERM/SIGINT, or when its parent process dies. With
+`--announce-fd N` it writes its address and a newline to file descriptor N once it has
+started, then closes it (how a nanny learns that its worker is up).
 """
 
 from __future__ import annotations
@@ -26,8 +29,14 @@ async def _main(args: argparse.Namespace) -> None:
         resources=json.loads(args.resources) if args.resources else None,
         secret=bytes.fromhex(secret_hex) if secret_hex else None,
         host=args.host,
+        local_directory=args.local_directory,
+        nanny=args.nanny,
+        death_timeout=args.death_timeout,
     )
     await worker.start()
+    if args.announce_fd is not None:
+        os.write(args.announce_fd, (worker.address + "\n").encode())
+        os.close(args.announce_fd)
     loop = asyncio.get_running_loop()
     closing: list[asyncio.Task] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--resources", default=None, help="JSON object")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--local-directory", default=None)
+    p.add_argument("--nanny", default=None, help="id of the supervising nanny")
+    p.add_argument("--death-timeout", type=float, default=None)
+    p.add_argument("--announce-fd", type=int, default=None)
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     from shoal._loop import run_process

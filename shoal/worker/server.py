@@ -129,6 +129,7 @@ class Worker:
         local_directory: str | None = None,
         nanny: str | None = None,
         validate: bool | None = None,
+        death_timeout: float | None = None,
     ):
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
@@ -144,6 +145,8 @@ class Worker:
         self.validate = bool(config.get("worker.validate")) if validate is None else validate
         self.inline_limit = config.get_bytes("client.inline-result-size")
         self.connect_timeout = config.get_timedelta("comm.timeouts.connect")
+        #: how long to keep trying to reach the scheduler at start (default: connect timeout)
+        self.death_timeout = death_timeout
         self.status = "created"
         self.state: WorkerState | None = None
         self.listener: Any = None
@@ -217,7 +220,8 @@ class Worker:
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
         for _ in range(self.nthreads):
             self._start_pool_thread()
-        comm = await connect(self.scheduler_address, secret=self.secret, timeout=self.connect_timeout, info=info)
+        timeout = self.death_timeout or self.connect_timeout
+        comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
         self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages)
         self.scheduler.send(
             m.RegisterWorker(

@@ -1,0 +1,400 @@
+"""`Nanny`: supervises one worker process and restarts it when it dies or uses too much memory.
+
+The nanny runs in the process that starts it (a `LocalCluster`, `shoal worker`) and starts
+`python -m shoal.worker` as a child. It does not listen on any port: it connects to the
+scheduler itself, registers as a nanny, and the scheduler reaches it over that connection
+(`restart`). The worker child writes its address to a pipe once it has started, so the
+nanny knows it is up (and that a child which dies before that failed to start).
+
+Every `shoal.worker.memory.monitor-interval` the nanny checks its child:
+
+- exited while the nanny and its scheduler connection are up: log why (exit code or
+  signal), record a `worker-restart` event on the scheduler, start a new worker;
+- resident memory above `terminate` (`shoal.worker.memory.terminate`, 0.95) × its
+  `memory_limit`: log "exceeded 95% memory budget", record a `worker-restart-memory`
+  event, tell the scheduler the reason (it becomes the worker's removal reason), send
+  SIGTERM (SIGKILL if still alive on the next check), then start a new worker.
+
+When the scheduler connection closes the nanny closes too, stopping its worker: a
+scheduler that went away is not a reason to restart anything. Each worker process gets a
+fresh local directory, removed by the nanny once the process is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import psutil
+
+from shoal import config
+from shoal.comm import connect
+from shoal.rpc import Peer
+from shoal.versions import get_versions
+
+logger = logging.getLogger("shoal.nanny")
+
+#: consecutive failed starts after which a nanny gives up restarting its worker
+MAX_FAILED_STARTS = 3
+
+
+def worker_process_env(secret: bytes | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker process: this process's import paths (so workers can
+    import what the user's process can), one BLAS thread, and the secret (never argv)."""
+    env = dict(os.environ)
+    env.pop("SHOAL_SECRET", None)
+    if secret:
+        env["SHOAL_SECRET"] = secret.hex()
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    if "" in sys.path or os.getcwd() not in paths:
+        paths.insert(0, os.getcwd())
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.setdefault(var, "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exited with code {code}"
+
+
+class Nanny:
+    """Supervise a worker process. `await Nanny(scheduler_address, ...)` starts it (and its
+    worker); `close()` stops both. Worker options are those of `Worker`."""
+
+    def __init__(
+        self,
+        scheduler_address: str,
+        *,
+        nthreads: int = 1,
+        name: Any = None,
+        memory_limit: int = 0,
+        resources: dict | None = None,
+        secret: bytes | None = None,
+        host: str = "127.0.0.1",
+        local_directory: str | None = None,
+        env: dict[str, str] | None = None,
+        death_timeout: float | None = None,
+        memory_terminate_fraction: float | None = None,
+        monitor_interval: float | None = None,
+        log_level: str | None = None,
+    ):
+        self.scheduler_address = scheduler_address
+        self.nthreads = int(nthreads)
+        self.name = name
+        self.memory_limit = int(memory_limit or 0)
+        self.resources = resources
+        self.secret = secret
+        self.host = host
+        self.local_directory = local_directory
+        self.env = dict(env or {})
+        self.env.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")  # give freed memory back to the OS
+        self.death_timeout = death_timeout
+        fraction = (
+            config.get("worker.memory.terminate") if memory_terminate_fraction is None else memory_terminate_fraction
+        )
+        self.memory_terminate_fraction: float | None = float(fraction) if fraction else None
+        self.monitor_interval = (
+            config.get_timedelta("worker.memory.monitor-interval") if monitor_interval is None else monitor_interval
+        )
+        self.log_level = log_level or logging.getLevelName(logging.getLogger("shoal").getEffectiveLevel())
+        self.id = f"Nanny-{uuid.uuid4()}"
+        self.status = "created"
+        self.process: subprocess.Popen | None = None
+        self.worker_address: str | None = None
+        self.worker_dir: str | None = None
+        self.scheduler: Peer | None = None
+        self.restarts = 0
+        self._ps: psutil.Process | None = None
+        self._terminating_pid: int | None = None
+        self._exit_reason: str | None = None
+        self._busy = asyncio.Lock()  # one start/stop of the child at a time
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = asyncio.Event()
+        self.handlers = {"restart": self._handle_restart}
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the current worker process."""
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def address(self) -> str | None:
+        """The address of the current worker (the nanny itself does not listen)."""
+        return self.worker_address
+
+    def __repr__(self) -> str:
+        return f"<Nanny {self.id} worker={self.worker_address!r} status={self.status}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Nanny:
+        if self.status == "running":
+            return self
+        self.status = "starting"
+        info = {"role": "nanny", "id": self.id, "versions": get_versions()}
+        timeout = self.death_timeout or config.get_timedelta("comm.timeouts.connect")
+        try:
+            comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
+            self.scheduler = Peer(comm, self.handlers)
+            self.scheduler.start()
+            await self.scheduler.request("register_nanny", nanny_id=self.id)
+            async with self._busy:
+                await self._start_worker()
+        except BaseException:
+            await self.close()
+            raise
+        self.status = "running"
+        self._own(self._monitor())
+        self._own(self._watch_scheduler())
+        return self
+
+    def __await__(self):
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Nanny:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def finished(self) -> None:
+        await self._closed.wait()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        if self.status in ("closing", "closed"):
+            await self._closed.wait()
+            return
+        self.status = "closing"
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._stop_worker(timeout)
+        if self.scheduler is not None:
+            await self.scheduler.close()
+        self.status = "closed"
+        self._closed.set()
+
+    def _own(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _watch_scheduler(self) -> None:
+        assert self.scheduler is not None
+        reader = self.scheduler._reader
+        if reader is not None:
+            try:
+                await asyncio.shield(reader)
+            except asyncio.CancelledError:
+                if self.status != "running":
+                    raise
+        if self.status == "running":
+            logger.info("Nanny %s lost its scheduler connection; closing it and its worker", self.id)
+            self._own(self.close())
+
+    # ------------------------------------------------------------------ the worker process
+
+    async def _start_worker(self) -> None:
+        """Start a worker process and wait until it says it is up (its address)."""
+        base = self.local_directory or tempfile.gettempdir()
+        os.makedirs(base, exist_ok=True)
+        self.worker_dir = tempfile.mkdtemp(prefix="shoal-worker-", dir=base)
+        read_fd, write_fd = os.pipe()
+        cmd = [
+            sys.executable, "-m", "shoal.worker", self.scheduler_address,
+            "--nthreads", str(self.nthreads), "--name", json.dumps(self.name),
+            "--memory-limit", str(self.memory_limit), "--host", self.host,
+            "--nanny", self.id, "--local-directory", self.worker_dir,
+            "--announce-fd", str(write_fd), "--log-level", self.log_level,
+        ]  # fmt: skip
+        if self.resources:
+            cmd += ["--resources", json.dumps(self.resources)]
+        if self.death_timeout:
+            cmd += ["--death-timeout", str(self.death_timeout)]
+        try:
+            self.process = subprocess.Popen(
+                cmd, env=worker_process_env(self.secret, self.env), stdin=subprocess.DEVNULL, pass_fds=(write_fd,)
+            )
+        finally:
+            os.close(write_fd)
+        self._ps = None
+        self._terminating_pid = None
+        self._exit_reason = None
+        try:
+            line = await asyncio.wait_for(_read_line(read_fd), config.get_timedelta("deploy.worker-start-timeout"))
+        except asyncio.TimeoutError:
+            await self._stop_worker(1.0)
+            raise TimeoutError(f"worker process of nanny {self.id} did not start in time") from None
+        finally:
+            os.close(read_fd)
+        if not line:
+            code = await self._wait_exit(5.0)
+            await self._stop_worker(1.0)
+            detail = describe_exit(code) if code is not None else "closed its start-up pipe"
+            raise RuntimeError(f"worker process of nanny {self.id} failed to start: it {detail}")
+        self.worker_address = line
+        logger.info("Nanny %s started worker %s (pid %d)", self.id, line, self.process.pid)
+
+    async def _wait_exit(self, timeout: float) -> int | None:
+        proc = self.process
+        if proc is None:
+            return None
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # no portable event for a child's exit: poll
+        return proc.returncode
+
+    async def _stop_worker(self, timeout: float) -> None:
+        """SIGTERM the worker process, SIGKILL it after `timeout` s; remove its directory."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            if await self._wait_exit(timeout) is None:
+                logger.info("Worker process %d still alive %.1f s after SIGTERM; sending SIGKILL", proc.pid, timeout)
+                proc.kill()
+                await self._wait_exit(30.0)
+        if self.worker_dir is not None:
+            shutil.rmtree(self.worker_dir, ignore_errors=True)
+            self.worker_dir = None
+
+    async def restart(self, timeout: float = 30.0, reason: str = "nanny-restart") -> None:
+        """Stop the worker process (SIGTERM, then SIGKILL) and start a new one."""
+        async with self._busy:
+            old = self.worker_address
+            if old is not None and self.scheduler is not None and not self.scheduler.closed:
+                try:
+                    await asyncio.wait_for(self.scheduler.request("worker_exit_reason", worker=old, reason=reason), 1.0)
+                except Exception:
+                    pass
+            await self._stop_worker(min(5.0, timeout / 4))
+            self.worker_address = None
+            if self.status in ("running", "starting"):
+                await self._start_worker()
+                self.restarts += 1
+
+    async def _handle_restart(self, peer: Peer, reason: str = "nanny-restart", timeout: float = 30.0) -> None:
+        logger.info("Nanny %s restarting its worker (%s)", self.id, reason)
+        await self.restart(timeout=timeout, reason=reason)
+
+    def _log_event(self, topic: Any, msg: dict) -> None:
+        if self.scheduler is not None and not self.scheduler.closed:
+            self.scheduler.notify("log_event", topic=topic, msg=msg)
+
+    async def _monitor(self) -> None:
+        failed_starts = 0
+        while self.status == "running":
+            await asyncio.sleep(self.monitor_interval)  # RSS can only be sampled: poll
+            if self._busy.locked():
+                continue  # a restart is under way
+            proc = self.process
+            if proc is None:
+                continue
+            code = proc.poll()
+            if code is None:
+                await self._check_memory(proc)
+                continue
+            if self.status != "running" or self.scheduler is None or self.scheduler.closed:
+                return
+            async with self._busy:
+                if self._exit_reason is None:  # not killed by us for memory: say what happened
+                    reason = describe_exit(code)
+                    logger.warning("Worker %s (pid=%d) %s; restarting it", self.worker_address, proc.pid, reason)
+                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason}
+                    self._log_event(["worker-restart", self.worker_address], event)
+                await self._stop_worker(1.0)
+                self.worker_address = None
+                try:
+                    await self._start_worker()
+                    self.restarts += 1
+                    failed_starts = 0
+                except Exception as e:
+                    failed_starts += 1
+                    logger.error("Nanny %s could not restart its worker: %s", self.id, e)
+                    if failed_starts >= MAX_FAILED_STARTS:
+                        logger.error("Nanny %s gives up after %d failed starts", self.id, failed_starts)
+                        self._own(self.close())
+                        return
+
+    async def _check_memory(self, proc: subprocess.Popen) -> None:
+        if not self.memory_limit or not self.memory_terminate_fraction:
+            return
+        try:
+            if self._ps is None or self._ps.pid != proc.pid:
+                self._ps = psutil.Process(proc.pid)
+            rss = self._ps.memory_info().rss
+        except psutil.Error:
+            return  # gone: the exit is seen on the next check
+        if rss <= self.memory_terminate_fraction * self.memory_limit:
+            return
+        if self._terminating_pid == proc.pid:
+            logger.warning(
+                "Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid
+            )
+            proc.kill()
+            return
+        pct = f"{self.memory_terminate_fraction * 100:.0f}%"
+        reason = f"exceeded {pct} memory budget (RSS {rss} of memory_limit {self.memory_limit} bytes)"
+        logger.warning(
+            "Worker %s (pid=%d) exceeded %s memory budget. Restarting...", self.worker_address, proc.pid, pct
+        )
+        self._terminating_pid = proc.pid
+        self._exit_reason = reason
+        event = {"worker": self.worker_address, "pid": proc.pid, "rss": rss, "memory_limit": self.memory_limit,
+                 "reason": reason}  # fmt: skip
+        self._log_event(["worker-restart-memory", self.worker_address], event)
+        if self.scheduler is not None and self.worker_address is not None:
+            try:  # the scheduler learns the reason before the connection drops
+                await asyncio.wait_for(
+                    self.scheduler.request("worker_exit_reason", worker=self.worker_address, reason=reason), 1.0
+                )
+            except Exception:
+                pass
+        proc.terminate()
+
+
+async def _read_line(fd: int) -> str:
+    """Read from pipe `fd` until a newline or end of file, without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    done: asyncio.Future = loop.create_future()
+    buf = bytearray()
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        buf.extend(chunk)
+        if (not chunk or b"\n" in buf) and not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return bytes(buf).split(b"\n", 1)[0].decode().strip()
