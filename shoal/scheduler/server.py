@@ -12,7 +12,6 @@ authenticated client.
 from __future__ import annotations
 
 import asyncio
-import collections
 import gc
 import inspect
 import itertools
