@@ -387,13 +387,20 @@ class SchedulerState:
         target = self.clients.get(msg.client_id)
         if target is None:
             target = self.clients[msg.client_id] = SchedClient(msg.client_id)
+        unknown = []
         for key in msg.keys:
             ts = self.tasks.get(key)
             if ts is None:
+                unknown.append(key)
                 continue
             if msg.client_id == FIRE_AND_FORGET and ts.state in ("memory", "erred"):
                 continue  # already done: nothing to keep alive
             self._want(target, ts, recs)
+        if unknown and msg.client_id != FIRE_AND_FORGET:
+            # a future for a key nobody holds (released, forgotten by a restart): it
+            # would otherwise wait forever
+            text = "the scheduler does not know this key (it was released or forgotten, e.g. by a restart)"
+            self._out.append(ToClient(msg.client_id, m.CancelledKeys(tuple(unknown), "unknown-key", text)))
 
     def _cancel_keys(self, cs: SchedClient, msg: m.CancelKeys, recs: Recs) -> None:
         reason = msg.reason or "unknown"

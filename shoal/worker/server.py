@@ -71,7 +71,11 @@ from shoal.worker.state import (
 logger = logging.getLogger("shoal.worker")
 
 #: frames of these modules are dropped from the front of remote tracebacks
-_OWN_FRAMES = (os.sep + os.path.join("shoal", "worker") + os.sep, os.path.join("dask", "_task_spec"))
+_OWN_FRAMES = (
+    os.sep + os.path.join("shoal", "worker") + os.sep,
+    os.sep + os.path.join("shoal", "graph") + os.sep,
+    os.path.join("dask", "_task_spec"),
+)
 
 _thread_state = task_state
 

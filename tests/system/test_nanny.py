@@ -82,6 +82,22 @@ def test_restart_cancels_all_work_and_brings_back_new_workers(poll, tmp_path):
         assert again.result(timeout=30) == 2
 
 
+def test_futures_published_before_a_restart_are_cancelled_not_hung():
+    """A restart forgets every task; a dataset or variable still names the keys. Getting
+    them must give cancelled futures at once, never ones that wait forever."""
+    from shoal import Variable
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        f = c.submit(inc, 1)
+        assert f.result() == 2
+        c.publish_dataset(f, name="before-restart")
+        Variable("before-restart").set(f)
+        c.restart(timeout=60)
+        for g in (c.get_dataset("before-restart"), Variable("before-restart").get(timeout=5)):
+            with pytest.raises(CancelledError, match="unknown-key"):
+                g.result(timeout=10)
+
+
 def test_restart_cancels_the_futures_of_other_clients(poll):
     with (
         LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster,
