@@ -41,6 +41,7 @@ from dask.sizeof import sizeof
 
 from shoal import config
 from shoal._context import task_state
+from shoal._loop import in_loop_thread
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.exceptions import Reschedule
@@ -380,7 +381,7 @@ class Worker:
             if self.scheduler is not None and not self.scheduler.closed:
                 self.scheduler.notify("log_event", topic=topic, msg=msg)
 
-        if _in_loop(self.loop):
+        if in_loop_thread(self.loop):
             send()
         else:
             try:
@@ -739,13 +740,6 @@ def _stream_record(r: tuple, worker: str) -> dict:
             f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames or ()
         )
     return rec
-
-
-def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def get_versions_flat_packages() -> dict:
