@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import cloudpickle
 
@@ -54,7 +54,9 @@ class Pickled:
 
     def __init__(self, header: bytes | memoryview, buffers: Iterable[Any] = ()) -> None:
         self.header = header
-        self.buffers = buffers if type(buffers) is list else list(buffers)
+        # most values have no out-of-band buffer: share one empty tuple rather than keep
+        # an empty list (56 bytes) per task spec
+        self.buffers: Sequence[Any] = (buffers if type(buffers) is list else list(buffers)) if buffers else ()
 
     @property
     def nbytes(self) -> int:

@@ -64,6 +64,34 @@ def _with(s: Any, item: Any) -> set:
     return s
 
 
+#: `dependents` stays a list up to this many entries (a 1-item list costs 64 bytes, a
+#: set 216; most tasks have one or two dependents), then becomes a set
+_SMALL = 8
+
+
+def _with_dependent(s: Any, item: Any) -> list | set:
+    """`s` plus `item` (store the result back): a short list, or a set once long."""
+    if s is _EMPTY:
+        return [item]
+    if type(s) is list:
+        if item in s:
+            return s
+        if len(s) < _SMALL:
+            s.append(item)
+            return s
+        s = set(s)
+    s.add(item)
+    return s
+
+
+def _without_dependent(s: Any, item: Any) -> None:
+    if type(s) is list:
+        if item in s:
+            s.remove(item)
+    elif s:
+        s.discard(item)
+
+
 def _without(s: Any, item: Any) -> None:
     if s:
         s.discard(item)
@@ -79,15 +107,72 @@ class InvalidState(AssertionError):
     """`validate_state` found a broken invariant."""
 
 
+class _TaskExtra:
+    """The fields of a task that most tasks never set (errors, annotations), kept apart
+    so a million plain tasks do not carry nine empty slots each."""
+
+    __slots__ = (
+        "exception", "traceback", "exception_text", "exception_blame", "retries", "restrictions",
+        "loose", "resources", "actor",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        for name, default in _EXTRA_DEFAULTS.items():
+            setattr(self, name, default)
+
+
+_EXTRA_DEFAULTS: dict[str, Any] = {
+    "exception": None,  # Pickled
+    "traceback": None,  # list of frames
+    "exception_text": "",
+    "exception_blame": None,  # the task whose failure this task inherits
+    "retries": 0,
+    "restrictions": None,  # frozenset of worker addresses, hosts or names
+    "loose": False,
+    "resources": None,  # dict
+    "actor": False,  # the result is a stateful actor living on the worker that made it
+}
+
+
+def _extra_field(name: str) -> property:
+    default = _EXTRA_DEFAULTS[name]
+
+    def get(self: SchedTask) -> Any:
+        x = self._extra
+        return default if x is None else getattr(x, name)
+
+    def put(self: SchedTask, value: Any) -> None:
+        x = self._extra
+        if x is None:
+            if value is default or (type(value) is type(default) and value == default):
+                return
+            x = self._extra = _TaskExtra()
+        setattr(x, name, value)
+
+    return property(get, put)
+
+
 class SchedTask:
-    """The scheduler's record of one task. Mutated only by `SchedulerState`."""
+    """The scheduler's record of one task. Mutated only by `SchedulerState`.
+
+    Kept small for million-task graphs: rarely set fields (errors, annotations) live in
+    an optional `_TaskExtra`, read and written through properties of the same names."""
 
     __slots__ = (
         "key", "state", "prefix", "func", "spec", "priority", "dependencies", "dependents",
         "n_waiting", "n_waiters", "who_has", "processing_on", "who_wants", "nbytes",
-        "type_name", "exception", "traceback", "exception_text", "exception_blame",
-        "retries", "restrictions", "loose", "resources", "run_id", "actor",
+        "type_name", "run_id", "_extra",
     )  # fmt: skip
+
+    exception = _extra_field("exception")
+    traceback = _extra_field("traceback")
+    exception_text = _extra_field("exception_text")
+    exception_blame = _extra_field("exception_blame")
+    retries = _extra_field("retries")
+    restrictions = _extra_field("restrictions")
+    loose = _extra_field("loose")
+    resources = _extra_field("resources")
+    actor = _extra_field("actor")
 
     def __init__(self, key: Key):
         self.key = key
@@ -99,7 +184,7 @@ class SchedTask:
         self.priority: tuple = ()
         self.dependencies: tuple[SchedTask, ...] = ()
         # the sets below start as the shared _EMPTY and become real sets on first insert
-        self.dependents: set[SchedTask] = _EMPTY  # type: ignore[assignment]
+        self.dependents: list[SchedTask] | set[SchedTask] = _EMPTY  # type: ignore[assignment]
         #: while waiting: how many dependencies are not in memory yet
         self.n_waiting = 0
         #: how many dependents are active (waiting, queued, no-worker, processing) and so
@@ -110,18 +195,8 @@ class SchedTask:
         self.who_wants: set[SchedClient] = _EMPTY  # type: ignore[assignment]
         self.nbytes = -1
         self.type_name: str | None = None
-        self.exception: Pickled | None = None
-        self.traceback: list | None = None
-        self.exception_text = ""
-        #: the task whose failure this task inherits
-        self.exception_blame: SchedTask | None = None
-        self.retries = 0
-        self.restrictions: frozenset | None = None
-        self.loose = False
-        self.resources: dict | None = None
         self.run_id = 0
-        #: the result is a stateful actor that lives on the worker that created it
-        self.actor = False
+        self._extra: _TaskExtra | None = None
 
     def __repr__(self) -> str:
         return f"<SchedTask {self.key!r} {self.state}>"
@@ -337,7 +412,7 @@ class SchedulerState:
                     break
                 if dts not in linked:
                     linked.append(dts)
-                    dts.dependents = _with(dts.dependents, ts)
+                    dts.dependents = _with_dependent(dts.dependents, ts)
             ts.dependencies = tuple(linked)
         cancelled: set[SchedTask] = set()
         for ts in lost:
@@ -858,7 +933,7 @@ class SchedulerState:
         if self.suspicious:
             self.suspicious.pop(ts.key, None)
         for dts in ts.dependencies:
-            _without(dts.dependents, ts)
+            _without_dependent(dts.dependents, ts)
             if dts.state == "released" and self._forgettable(dts):
                 recs[dts.key] = "forgotten"
             elif not dts.n_waiters and not dts.who_wants and dts.state in ("memory", "erred"):

@@ -69,7 +69,7 @@ def test_pickled_numpy_out_of_band_is_zero_copy():
     big = np.arange(200_000, dtype=np.float64)
     small = np.arange(4, dtype=np.int8)
     p_big, p_small = dumps(big), dumps(small)
-    assert len(p_big.buffers) == 1 and p_small.buffers == []
+    assert len(p_big.buffers) == 1 and not p_small.buffers
     msgs = [("task", ("key", 0), p_big, {"small": p_small}), ("other", p_big)]
     parts = encode_packet(msgs)
     # prelude, body, (header + buffer) twice; the small one travels inside the body

@@ -32,7 +32,7 @@ from shoal.protocol.serialize import OOB_THRESHOLD, Pickled, dumps, dumps_bytes,
 def test_builtins_round_trip(obj):
     p = dumps(obj)
     assert isinstance(p, Pickled)
-    assert p.buffers == []
+    assert p.buffers == ()
     out = loads(p)
     if isinstance(obj, Exception):
         assert type(out) is type(obj) and out.args == obj.args
@@ -56,7 +56,7 @@ def test_small_numpy_array_stays_in_band():
     arr = np.arange(10, dtype=np.int64)
     assert arr.nbytes < OOB_THRESHOLD
     p = dumps(arr)
-    assert p.buffers == []
+    assert p.buffers == ()
     np.testing.assert_array_equal(loads(p), arr)
 
 
@@ -131,7 +131,7 @@ def test_pickled_repr_and_nbytes():
     p = Pickled(b"abc", [b"12345", memoryview(bytearray(10))])
     assert p.nbytes == 3 + 5 + 10
     assert "18" in repr(p) and "2 buffer" in repr(p)
-    assert Pickled(b"x").buffers == []
+    assert Pickled(b"x").buffers == ()
 
 
 def test_shared_function_travels_by_reference():
