@@ -392,7 +392,7 @@ class Scheduler:
         return {
             "key": ts.key,
             "func": ts.func,
-            "spec": ts.spec,
+            "spec": ts.run_spec,
             "deps": [d.key for d in ts.dependencies],
             "missing": [d.key for d in ts.dependencies if known.get(d.key) is not d],
         }

@@ -179,8 +179,9 @@ class SchedTask:
         self.state = "released"
         self.prefix = key_prefix(key)
         self.func: Pickled | None = None
-        #: the opaque run spec; None for data placed by a client (scatter)
-        self.spec: Pickled | None = None
+        #: the opaque run spec (its pickle bytes when it has no out-of-band buffers: see
+        #: `run_spec`); None for data placed by a client (scatter)
+        self.spec: Pickled | bytes | None = None
         self.priority: tuple = ()
         self.dependencies: tuple[SchedTask, ...] = ()
         # the sets below start as the shared _EMPTY and become real sets on first insert
@@ -197,6 +198,12 @@ class SchedTask:
         self.type_name: str | None = None
         self.run_id = 0
         self._extra: _TaskExtra | None = None
+
+    @property
+    def run_spec(self) -> Pickled | None:
+        """The run spec as it travels to a worker."""
+        spec = self.spec
+        return Pickled(spec) if type(spec) is bytes else spec
 
     def __repr__(self) -> str:
         return f"<SchedTask {self.key!r} {self.state}>"
@@ -397,7 +404,8 @@ class SchedulerState:
             if ts is None:
                 ts = tasks[key] = SchedTask(key)
             ts.func = funcs[func_index] if func_index >= 0 else None
-            ts.spec = spec
+            # no out-of-band buffers: keep just the bytes (a Pickled wrapper is 48 B a task)
+            ts.spec = spec.header if type(spec) is Pickled and not spec.buffers and type(spec.header) is bytes else spec
             ts.priority = tuple(priority)
             if ann:
                 self._annotate(ts, ann)
@@ -1023,7 +1031,7 @@ class SchedulerState:
             ToWorker(
                 ws.address,
                 m.ComputeTask(
-                    ts.key, ts.run_id, ts.func, ts.spec, ts.priority, who_has, nbytes,
+                    ts.key, ts.run_id, ts.func, ts.run_spec, ts.priority, who_has, nbytes,
                     ts.resources, bool(ts.who_wants), ts.actor,
                 ),
             )
