@@ -50,7 +50,7 @@ from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
-from shoal.utils import typename
+from shoal.utils import overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.state import (
     ComputeTaskEvent,
@@ -112,6 +112,10 @@ class _FunctionCache:
                 self.cache.popitem(last=False)
         return func
 
+    def clear(self) -> None:
+        with self.lock:
+            self.cache.clear()
+
 
 class Worker:
     """A worker server. `await Worker(scheduler_address, ...)` starts it."""
@@ -170,6 +174,10 @@ class Worker:
         self._actor_wake_pending = False
         #: thread ident -> key of the task it executes (for `call_stack`)
         self._running: dict[int, Any] = {}
+        #: worker plugins by name (`plugin_add`; see `shoal.diagnostics.plugin`)
+        self.plugins: dict[str, Any] = {}
+        #: those of them with a `transition` hook (they observe the state machine)
+        self._transition_plugins: dict[str, Any] = {}
         self.handlers = {
             "get_data": self._get_data,
             "update_data": self._update_data,
@@ -266,6 +274,11 @@ class Worker:
                 await callback()
             except Exception:
                 logger.exception("error in a worker close callback")
+        for name in list(self.plugins):
+            try:
+                await self.plugin_remove(name)
+            except Exception:
+                logger.exception("teardown of worker plugin %r failed", name)
         if self.listener is not None:
             await self.listener.stop()
         if self.scheduler is not None:
@@ -282,6 +295,8 @@ class Worker:
                     await t
                 except BaseException:
                     pass
+        if self.local_directory in sys.path:  # put there by `upload_file`
+            sys.path.remove(self.local_directory)
         if self._own_directory:
             shutil.rmtree(self.local_directory, ignore_errors=True)
         self.status = "closed"
@@ -699,6 +714,55 @@ class Worker:
         return dumps(result)
 
 
+    # ------------------------------------------------------------------ plugins
+
+    async def plugin_add(self, plugin: Any, name: str) -> None:
+        """Add a worker plugin under `name` (replacing, after its teardown, one of the
+        same name) and run its `setup(worker)`; errors in `setup` are raised (the plugin
+        stays registered, as in distributed)."""
+        if name in self.plugins:
+            await self.plugin_remove(name)
+        self.plugins[name] = plugin
+        if overrides_hook(plugin, "transition"):
+            self._transition_plugins[name] = plugin
+            assert self.state is not None
+            if self._plugin_transition not in self.state.observers:
+                self.state.observers.append(self._plugin_transition)
+        setup = getattr(plugin, "setup", None)
+        if setup is not None:
+            result = setup(worker=self)
+            if inspect.isawaitable(result):
+                await result
+
+    async def plugin_remove(self, name: str) -> None:
+        """Remove plugin `name` and run its `teardown(worker)`; errors are raised."""
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            raise ValueError(f"The worker plugin {name} does not exist")
+        self._transition_plugins.pop(name, None)
+        if not self._transition_plugins and self.state is not None and self._plugin_transition in self.state.observers:
+            self.state.observers.remove(self._plugin_transition)
+        teardown = getattr(plugin, "teardown", None)
+        if teardown is not None:
+            result = teardown(worker=self)
+            if inspect.isawaitable(result):
+                await result
+
+    def _plugin_transition(self, key: Any, start: str, finish: str, stimulus_id: str) -> None:
+        """State machine observer: the story entry, to each plugin's `transition` (a new
+        task enters from "released", as in distributed)."""
+        if start == "compute-task":
+            start = "released"
+        for name, plugin in list(self._transition_plugins.items()):
+            try:
+                plugin.transition(key, start, finish, stimulus_id=stimulus_id)
+            except Exception:
+                logger.exception("worker plugin %r failed in transition(%r, %r, %r)", name, key, start, finish)
+
+    def clear_function_cache(self) -> None:
+        """Forget unpickled task functions (after `upload_file` reloaded their module)."""
+        self._functions.clear()
+
     async def _task_stream(
         self, peer: Peer, since: int | None = None, start: float | None = None, stop: float | None = None,
         count: int | None = None,
@@ -764,3 +828,4 @@ def _pack_exception(e: BaseException) -> tuple:
     except Exception:
         p = dumps(RuntimeError(f"{text} (the original exception could not be serialized)"))
     return p, frames, text
+
