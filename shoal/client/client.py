@@ -1646,16 +1646,23 @@ class Client:
         return self.sync(call)
 
     def upload_file(self, filename: str, load: bool = True) -> Any:
-        """Copy a local file into the local directory of every current and future
-        worker (that directory goes on their `sys.path`); with `load`, import it there
-        (`.py`: the module, reloaded if it was imported before; `.zip` / `.egg` /
-        `.pyz`: put on `sys.path` and its top-level modules imported), so tasks can use
-        it. Other file types need `load=False` (`ValueError` otherwise). Returns
-        `{address: {"status": "OK"}}`; an import error on a worker is re-raised."""
-        from shoal.diagnostics.plugin import UploadFile
+        """Copy a local file to the scheduler and into the local directory of every
+        current and future worker (that directory goes on their `sys.path`); with
+        `load`, import it there (`.py`: the module, reloaded if it was imported before;
+        `.zip` / `.egg` / `.pyz`: put on `sys.path` and its top-level modules imported),
+        so tasks can use it. Other file types need `load=False` (`ValueError`
+        otherwise). Uploading a file of the same name again replaces it everywhere.
+        Returns `{address: {"status": "OK"}}`; an import error is re-raised."""
+        from shoal.diagnostics.plugin import SchedulerUploadFile, UploadFile
 
         plugin = UploadFile(filename, load=load)
-        return self.sync(self._register_worker_plugin, plugin, f"upload-file-{plugin.filename}", False)
+        name = f"upload-file-{plugin.filename}"  # a new upload of the file replaces the old one
+
+        async def call() -> dict:
+            await self._register_scheduler_plugin(SchedulerUploadFile(filename, load=load), name, False)
+            return await self._register_worker_plugin(plugin, name, False)
+
+        return self.sync(call)
 
     def register_worker_callbacks(self, setup: Any = None) -> Any:
         """Run `setup` (it may take `dask_worker=`) on every current worker now and on

@@ -1,5 +1,5 @@
 """Plugin base classes (`SchedulerPlugin`, `WorkerPlugin`, `NannyPlugin`) and the
-`UploadFile` worker plugin behind `Client.upload_file`.
+`UploadFile` / `SchedulerUploadFile` plugins behind `Client.upload_file`.
 
 A plugin is an object whose hooks the scheduler, each worker or each nanny calls at
 points of its life; every hook may be a plain method or a coroutine function. The base
@@ -26,7 +26,9 @@ import importlib
 import logging
 import os
 import pkgutil
+import shutil
 import sys
+import tempfile
 import uuid
 from importlib.util import cache_from_source
 from types import ModuleType
@@ -175,6 +177,40 @@ class UploadFile(WorkerPlugin):
             worker.clear_function_cache()  # functions unpickled before refer to the old code
 
 
+class SchedulerUploadFile(SchedulerPlugin):
+    """The scheduler's side of `upload_file`: the file in a directory of its own (on
+    `sys.path`, removed when the plugin closes), imported with `load`, so functions sent
+    with `run_on_scheduler` can use it too."""
+
+    name = "upload_file"
+
+    def __init__(self, filepath: str, load: bool = True):
+        self.upload = UploadFile(filepath, load=load)
+        self.directory: str | None = None
+
+    def start(self, scheduler: Any) -> None:  # type: ignore[override]  # sync: a small file
+        self.directory = tempfile.mkdtemp(prefix="shoal-scheduler-upload-")
+        path = os.path.join(self.directory, self.upload.filename)
+        with open(path, "wb") as f:
+            f.write(self.upload.data)
+        sys.path.insert(0, self.directory)
+        if self.upload.load:
+            try:
+                import_file(path)
+            except BaseException:
+                self.close()  # not registered: nothing else would clean up
+                raise
+
+    def close(self) -> None:  # type: ignore[override]
+        if self.directory is None:
+            return
+        for entry in (os.path.join(self.directory, self.upload.filename), self.directory):
+            if entry in sys.path:
+                sys.path.remove(entry)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory = None
+
+
 def check_importable(filename: str) -> None:
     ext = os.path.splitext(filename)[1]
     if ext not in IMPORTABLE:
@@ -219,6 +255,7 @@ def import_file(path: str) -> list[ModuleType]:
 __all__ = [
     "NannyPlugin",
     "SchedulerPlugin",
+    "SchedulerUploadFile",
     "UploadFile",
     "WorkerPlugin",
     "import_file",

@@ -47,11 +47,11 @@ class PluginHost:
 
     async def add(self, plugin: Any, name: str, idempotent: bool = False) -> None:
         """Register `plugin` under `name` and run its `start(scheduler)`; a plugin of
-        the same name is replaced (without `idempotent`) or kept (with it)."""
+        the same name is replaced, after its `close()` (without `idempotent`), or kept."""
         if name in self.plugins:
             if idempotent:
                 return
-            self._forget(name)
+            await self.remove(name)  # the replaced plugin is closed
         start = getattr(plugin, "start", None)
         if start is not None:
             result = start(self.scheduler)

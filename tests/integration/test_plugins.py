@@ -262,3 +262,27 @@ def test_unique_names_by_default(small):
     names = c.run(pc.plugin_names)[addr]
     assert len(names) == 2 and all(n.startswith("RecordingWorkerPlugin-") for n in names)
     uuid.UUID(names[0].split("-", 1)[1])  # the generated part is a uuid
+
+
+@pytest.mark.parametrize("protocol", ["inproc://", "tcp://"])
+def test_plugins_on_an_asynchronous_client(protocol, tmp_path):
+    import asyncio
+
+    name = f"shoal_async_upload_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("value = 7\n")
+
+    async def main():
+        async with (
+            LocalCluster(n_workers=1, processes=False, asynchronous=True, protocol=protocol) as cluster,
+            Client(cluster, asynchronous=True) as c,
+        ):
+            [addr] = await c.nthreads()
+            assert await c.register_plugin(pc.RecordingWorkerPlugin("as"), name="as") == {addr: {"status": "OK"}}
+            assert await c.register_plugin(pc.RecordingSchedulerPlugin()) is None
+            assert await c.upload_file(str(tmp_path / f"{name}.py")) == {addr: {"status": "OK"}}
+            assert await c.submit(pc.import_attr, name, "value") == 7
+            await c.unregister_worker_plugin("as")
+            await c.unregister_scheduler_plugin("recording-scheduler-plugin")
+            assert (await c.run(pc.plugin_log))[addr][-1] == ("as", "teardown")
+
+    asyncio.run(main())

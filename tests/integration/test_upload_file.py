@@ -82,3 +82,17 @@ def test_upload_errors(small, tmp_path):
     _, broken = _module(tmp_path, "def oops(:\n")
     with pytest.raises(SyntaxError):
         c.upload_file(str(broken))
+
+
+def test_upload_reaches_the_scheduler(small, tmp_path):
+    _, c = small
+    name, path = _module(tmp_path, "value = 'on the scheduler'\n")
+    c.upload_file(str(path))
+
+    def from_scheduler(dask_scheduler=None):
+        return pc.import_attr(name, "value")
+
+    assert c.run_on_scheduler(from_scheduler) == "on the scheduler"
+    assert c.run_on_scheduler(pc.scheduler_plugin_names) == [f"upload-file-{path.name}"]
+    c.upload_file(str(path))  # again: replaces the plugin (and its directory)
+    assert c.run_on_scheduler(pc.scheduler_plugin_names) == [f"upload-file-{path.name}"]
