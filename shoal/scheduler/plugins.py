@@ -88,7 +88,13 @@ class PluginHost:
         return plugin
 
     def wants(self, hook: str) -> bool:
+        """Whether some plugin has hook `hook`."""
         return hook in self._hooks
+
+    @property
+    def active(self) -> bool:
+        """Whether some plugin has any hook the shell fires."""
+        return bool(self._hooks)
 
     def fire(self, hook: str, *args: Any, **kwargs: Any) -> None:
         """Call `hook(*args, **kwargs)` on every plugin that overrides it."""
@@ -104,7 +110,11 @@ class PluginHost:
                 task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """`before_close()` then `close()` of every plugin; background hooks cancelled."""
+        """`before_close()` then `close()` of every plugin; background hooks cancelled.
+        No hook fires after this (e.g. for the workers that leave as the scheduler closes)."""
+        self._hooks.clear()
+        if self in self.scheduler.state.observers:
+            self.scheduler.state.observers.remove(self)
         for hook in ("before_close", "close"):
             for name, plugin in list(self.plugins.items()):
                 method = getattr(plugin, hook, None)

@@ -5,8 +5,8 @@ It decides nothing. A packet from a client or worker becomes one batch of events
 name (each connection coalesces what is sent in one loop tick into one packet). It also
 answers read-only queries (`who_has`, `identity`, ...) and relays `run` calls to workers.
 Task specs, results and exceptions pass through as opaque `Pickled` values; the only user
-code the scheduler ever unpickles is a function sent with `run_on_scheduler` by an
-authenticated client.
+code the scheduler ever unpickles is what an authenticated client sends to run there: a
+function for `run_on_scheduler`, or a scheduler plugin (`plugins.py`).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ class Scheduler:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
             self._stimulate(events)
-            if self.plugin_host._hooks:
+            if self.plugin_host.active:
                 self._fire_plugins(events)
 
     def _fire_plugins(self, events: list[Any]) -> None:
@@ -312,7 +312,7 @@ class Scheduler:
         self._stimulate(events)
         self._workers_changed.set()
         self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
-        if self.plugin_host._hooks:
+        if self.plugin_host.active:
             self._fire_plugins(events)
 
     def _stimulate(self, events: list[Any]) -> None:
