@@ -11,7 +11,7 @@ from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.local import LocalCluster
-from shoal.diagnostics.plugin import NannyPlugin, SchedulerPlugin, UploadFile, WorkerPlugin
+from shoal.diagnostics.plugin import Environ, NannyPlugin, SchedulerPlugin, UploadFile, WorkerPlugin
 from shoal.diagnostics.progressbar import progress
 from shoal.diagnostics.remote_print import print, warn  # noqa: A004 - distributed's names
 from shoal.diagnostics.task_metadata import get_task_metadata
@@ -42,6 +42,7 @@ __all__ = [
     "CancelledError",
     "Client",
     "ClosedClientError",
+    "Environ",
     "Event",
     "Future",
     "FutureCancelledError",

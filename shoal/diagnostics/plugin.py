@@ -1,5 +1,6 @@
-"""Plugin base classes (`SchedulerPlugin`, `WorkerPlugin`, `NannyPlugin`) and the
-`UploadFile` / `SchedulerUploadFile` plugins behind `Client.upload_file`.
+"""Plugin base classes (`SchedulerPlugin`, `WorkerPlugin`, `NannyPlugin`), the
+`UploadFile` / `SchedulerUploadFile` plugins behind `Client.upload_file`, and `Environ`
+(environment variables for worker processes).
 
 A plugin is an object whose hooks the scheduler, each worker or each nanny calls at
 points of its life; every hook may be a plain method or a coroutine function. The base
@@ -123,6 +124,24 @@ class NannyPlugin:
 
     def teardown(self, nanny: Any) -> None:
         """Run when the plugin is removed or the nanny closes."""
+
+
+class Environ(NannyPlugin):
+    """Environment variables for the worker processes of every current and future
+    nanny (the nannies restart their workers so the variables apply)."""
+
+    name = "environ"
+    restart = True
+
+    def __init__(self, environ: dict | None = None):
+        self.environ = {str(k): str(v) for k, v in (environ or {}).items()}
+
+    def setup(self, nanny: Any) -> None:
+        nanny.env.update(self.environ)
+
+    def teardown(self, nanny: Any) -> None:
+        for k in self.environ:
+            nanny.env.pop(k, None)
 
 
 def plugin_name(plugin: Any) -> str:
@@ -253,6 +272,7 @@ def import_file(path: str) -> list[ModuleType]:
 
 
 __all__ = [
+    "Environ",
     "NannyPlugin",
     "SchedulerPlugin",
     "SchedulerUploadFile",

@@ -10,7 +10,7 @@ import plugin_classes as pc
 import pytest
 from task_functions import inc
 
-from shoal import Client, LocalCluster
+from shoal import Client, Environ, LocalCluster
 
 pytestmark = pytest.mark.system
 
@@ -76,3 +76,19 @@ def test_nanny_plugin_restarts_workers_and_reaches_new_nannies(poll):
                 c.unregister_worker_plugin(plugin.name, nanny=True)
     finally:
         os.environ.pop(var, None)
+
+
+def test_environ_plugin_sets_worker_process_variables(poll):
+    var = f"SHOAL_TEST_ENVIRON_{uuid.uuid4().hex}"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cl, Client(cl) as c:
+        [nanny] = cl.workers.values()
+        [old] = c.nthreads()
+        c.register_plugin(Environ({var: 42}))
+        poll(lambda: old not in c.nthreads() and len(c.nthreads()) == 1, timeout=30)
+        assert set(c.run(pc.getenv, var).values()) == {"42"}
+        assert var not in os.environ  # only the worker processes get it
+        cl.scale(2)
+        c.wait_for_workers(2)
+        assert set(c.run(pc.getenv, var).values()) == {"42"}
+        c.unregister_worker_plugin("environ", nanny=True)
+        assert var not in nanny.env
