@@ -8,7 +8,9 @@
 It also serves `get_data` to peers and clients, accepts `update_data` (scatter), runs
 functions sent with `Client.run`, fetches replicas when the scheduler asks
 (`acquire_replicas`, for replicate/rebalance), and answers the introspection requests
-(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks).
+(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks), and hosts worker
+plugins (`plugin_add` / `plugin_remove`, run as worker setups the scheduler keeps; their
+`transition` hooks observe the state machine's story only while one is registered).
 
 Actors (`shoal.actor`): an actor task's object stays here (`WorkerState.actors`) and its
 proxy is the task's result. `actor-call` messages from any connection run the object's
@@ -828,4 +830,3 @@ def _pack_exception(e: BaseException) -> tuple:
     except Exception:
         p = dumps(RuntimeError(f"{text} (the original exception could not be serialized)"))
     return p, frames, text
-
