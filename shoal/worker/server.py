@@ -8,7 +8,7 @@
 It also serves `get_data` to peers and clients, accepts `update_data` (scatter), runs
 functions sent with `Client.run`, fetches replicas when the scheduler asks
 (`acquire_replicas`, for replicate/rebalance), and answers the introspection requests
-(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks), and hosts worker
+(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks). It hosts worker
 plugins (`plugin_add` / `plugin_remove`, run as worker setups the scheduler keeps; their
 `transition` hooks observe the state machine's story only while one is registered).
 
