@@ -11,6 +11,7 @@ from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.local import LocalCluster
+from shoal.diagnostics.plugin import Environ, NannyPlugin, SchedulerPlugin, UploadFile, WorkerPlugin
 from shoal.diagnostics.progressbar import progress
 from shoal.diagnostics.remote_print import print, warn  # noqa: A004 - distributed's names
 from shoal.diagnostics.task_metadata import get_task_metadata
@@ -41,6 +42,7 @@ __all__ = [
     "CancelledError",
     "Client",
     "ClosedClientError",
+    "Environ",
     "Event",
     "Future",
     "FutureCancelledError",
@@ -50,14 +52,18 @@ __all__ = [
     "Lock",
     "MultiLock",
     "Nanny",
+    "NannyPlugin",
     "Queue",
     "Reschedule",
     "Scheduler",
+    "SchedulerPlugin",
     "Security",
     "Semaphore",
     "TimeoutError",
+    "UploadFile",
     "Variable",
     "Worker",
+    "WorkerPlugin",
     "WorkerStartTimeoutError",
     "as_completed",
     "default_client",

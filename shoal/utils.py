@@ -36,3 +36,12 @@ def format_bytes(n: float) -> str:
     from dask.utils import format_bytes as fb
 
     return fb(int(n))
+
+
+def overrides_hook(plugin: Any, hook: str) -> bool:
+    """Whether `plugin` has a hook `hook` other than the no-op of a base class in
+    `shoal.diagnostics.plugin` (so hosts skip calling no-ops on hot paths)."""
+    for klass in type(plugin).__mro__:
+        if hook in vars(klass):
+            return klass.__module__ != "shoal.diagnostics.plugin"
+    return hook in getattr(plugin, "__dict__", {})

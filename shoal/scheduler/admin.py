@@ -2,7 +2,8 @@
 `replicate`, `rebalance`, `nbytes`, `call_stack`, metadata (a tree of small msgpack
 values kept on the scheduler), versions, the cluster-wide story of keys, cluster dumps,
 and worker setups (functions every current and future worker runs: a joining worker runs
-them before the state machine learns of it, so before it gets any task).
+them before the state machine learns of it, so before it gets any task; worker plugins
+are kept as such setups).
 
 Policy lives elsewhere: which worker gets a copy and what moves where are the pure plans
 of `placement.plan_replicate` / `placement.plan_rebalance`; this module only executes
@@ -55,15 +56,25 @@ class AdminServer:
 
     # ------------------------------------------------------------------ worker setups
 
-    async def add_worker_setup(self, peer: Peer, name: str, function: Pickled, args: Pickled) -> dict:
+    async def add_worker_setup(
+        self, peer: Peer, name: str, function: Pickled, args: Pickled, idempotent: bool = False
+    ) -> dict:
         """Remember a setup for future workers and run it on the current ones now:
-        `{address: (ok, value)}` as `broadcast` returns it."""
+        `{address: (ok, value)}` as `broadcast` returns it. With `idempotent`, a setup
+        of the same name already kept is left alone (`{}`). Worker plugins are setups
+        that add the plugin to the worker (`shoal.diagnostics.plugin`)."""
+        if idempotent and name in self.worker_setups:
+            return {}
         self.worker_setups[name] = (function, args)
         return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
 
-    async def remove_worker_setup(self, peer: Peer, name: str, function: Any = None, args: Any = None) -> dict:
-        """Forget a setup; run `function` (its teardown), if given, on the current workers."""
-        self.worker_setups.pop(name, None)
+    async def remove_worker_setup(
+        self, peer: Peer, name: str, function: Any = None, args: Any = None, missing: str | None = None
+    ) -> dict:
+        """Forget a setup; run `function` (its teardown), if given, on the current
+        workers. An unknown name is a `ValueError(missing)` when `missing` is given."""
+        if self.worker_setups.pop(name, None) is None and missing is not None:
+            raise ValueError(missing)
         if function is None:
             return {}
         return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})

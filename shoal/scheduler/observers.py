@@ -1,10 +1,12 @@
 """Read-only observers of the scheduler's transitions: progress counts, task metadata.
 
-PURE. `SchedulerState.observers` holds objects with ``transition(ts, start)``, called
-after every state change (``ts.state`` is the new state), and ``new_keys(client_id,
-keys)``, called for the keys a client asks for in each `update-graph`. Observers never
-change the state; the I/O shell adds and removes them (one per open progress bar or
-`get_task_metadata` block). With no observer the cost is one falsy check per transition.
+PURE. `SchedulerState.observers` holds objects with ``transition(ts, start,
+stimulus_id)``, called after every state change (``ts.state`` is the new state), and
+``new_keys(client_id, keys)``, called for the keys a client asks for in each
+`update-graph`. Observers never change the state; the I/O shell adds and removes them
+(one per open progress bar or `get_task_metadata` block, one for all scheduler plugins
+with a `transition` hook, `shoal/scheduler/plugins.py`). With no observer the cost is
+one falsy check per transition.
 
 * `ProgressWatch` counts, per group (the key prefix), how many tasks of a watched graph
   are done, erred or cancelled, so a progress bar polls a few counters instead of asking
@@ -84,7 +86,7 @@ class ProgressWatch:
     def finished(self) -> bool:
         return not self.pending
 
-    def transition(self, ts: Any, start: str) -> None:
+    def transition(self, ts: Any, start: str, stimulus_id: str = "") -> None:
         state = ts.state
         if state == "memory":
             slot = DONE
@@ -123,7 +125,7 @@ class MetadataWatch:
     def new_keys(self, client_id: str, keys: tuple) -> None:
         self.keys.update(keys)
 
-    def transition(self, ts: Any, start: str) -> None:
+    def transition(self, ts: Any, start: str, stimulus_id: str = "") -> None:
         state = ts.state
         if (state == "memory" or state == "erred") and ts.key in self.keys:
             self.keys.discard(ts.key)

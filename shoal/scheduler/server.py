@@ -5,8 +5,8 @@ It decides nothing. A packet from a client or worker becomes one batch of events
 name (each connection coalesces what is sent in one loop tick into one packet). It also
 answers read-only queries (`who_has`, `identity`, ...) and relays `run` calls to workers.
 Task specs, results and exceptions pass through as opaque `Pickled` values; the only user
-code the scheduler ever unpickles is a function sent with `run_on_scheduler` by an
-authenticated client.
+code the scheduler ever unpickles is what an authenticated client sends to run there: a
+function for `run_on_scheduler`, or a scheduler plugin (`plugins.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
+from shoal.scheduler.plugins import register as register_plugins
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
@@ -65,6 +66,7 @@ class Scheduler:
         insecure: bool = False,
         validate: bool | None = None,
         dashboard_address: Any = None,
+        plugins: Any = (),
     ):
         self._requested_address = address
         self.secret = secret
@@ -130,6 +132,9 @@ class Scheduler:
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
         self.admin = register_admin(self)
+        #: scheduler plugins (`Scheduler.plugins`) and the nanny plugins the scheduler keeps
+        self.plugin_host = register_plugins(self)
+        self._initial_plugins = list(plugins or ())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,7 +160,15 @@ class Scheduler:
         )
         self.status = "running"
         logger.info("Scheduler at %s", self.address)
+        for plugin in self._initial_plugins:
+            name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
+            await self.plugin_host.add(plugin, name)
         return self
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The scheduler plugins, by name."""
+        return self.plugin_host.plugins
 
     def __await__(self):
         return self.start().__await__()
@@ -172,6 +185,7 @@ class Scheduler:
         self.status = "closing"
         if self.listener is not None:
             await self.listener.stop()
+        await self.plugin_host.close()
         await self.admin.close()
         peers = list(self.clients.values()) + list(self.workers.values()) + list(self.nannies.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
@@ -212,6 +226,8 @@ class Scheduler:
             del self.clients[peer.ident]
             self._stimulate([RemoveClient(f"client-gone-{next(self._sid)}", peer.ident)])
             self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
+            if self.plugin_host.wants("remove_client"):
+                self.plugin_host.fire("remove_client", self, client=peer.ident)
             for callback in list(self.on_client_removed):
                 try:
                     callback(peer.ident)
@@ -220,7 +236,10 @@ class Scheduler:
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
             reason = self._exit_reasons.pop(peer.ident, "connection closed")
-            self._stimulate([RemoveWorker(f"worker-gone-{next(self._sid)}", peer.ident, reason)])
+            sid = f"worker-gone-{next(self._sid)}"
+            self._stimulate([RemoveWorker(sid, peer.ident, reason)])
+            if self.plugin_host.wants("remove_worker"):
+                self.plugin_host.fire("remove_worker", self, worker=peer.ident, stimulus_id=sid)
             self._workers_changed.set()
             logger.info("Remove worker %s (%s)", peer.ident, reason)
             self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident, "reason": reason})
@@ -264,11 +283,37 @@ class Scheduler:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
             self._stimulate(events)
+            if self.plugin_host.active:
+                self._fire_plugins(events)
+
+    def _fire_plugins(self, events: list[Any]) -> None:
+        """The scheduler plugin hooks for what these (just handled) events did."""
+        host = self.plugin_host
+        for ev in events:
+            kind = type(ev)
+            if kind is ClientMsg and type(ev.msg) is m.UpdateGraph and host.wants("update_graph"):
+                msg = ev.msg
+                annotations: dict[str, dict] = {}
+                for key, _, _, _, _, ann in msg.tasks:
+                    for name, value in (ann or {}).items():
+                        annotations.setdefault(name, {})[key] = value
+                host.fire(
+                    "update_graph", self, client=ev.client_id, keys=set(msg.wanted),
+                    tasks=[t[0] for t in msg.tasks], annotations=annotations,
+                    priority={t[0]: tuple(t[4]) for t in msg.tasks}, stimulus_id=ev.stimulus_id,
+                )  # fmt: skip
+            elif kind is AddClient and host.wants("add_client"):
+                host.fire("add_client", self, client=ev.client_id)
+            elif kind is AddWorker and host.wants("add_worker"):
+                host.fire("add_worker", self, worker=ev.msg.address)
 
     def _admit(self, sid: str, msg: m.RegisterWorker) -> None:
-        self._stimulate([AddWorker(sid, msg)])
+        events = [AddWorker(sid, msg)]
+        self._stimulate(events)
         self._workers_changed.set()
         self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
+        if self.plugin_host.active:
+            self._fire_plugins(events)
 
     def _stimulate(self, events: list[Any]) -> None:
         big = gc.isenabled() and any(
@@ -412,11 +457,13 @@ class Scheduler:
 
     # ------------------------------------------------------------------ nannies, restart, events
 
-    async def _register_nanny(self, peer: Peer, nanny_id: str) -> None:
+    async def _register_nanny(self, peer: Peer, nanny_id: str) -> dict:
+        """Register a nanny; it gets the nanny plugins to set up before its worker starts."""
         if peer.role is not None:
             raise ValueError(f"this connection already registered as a {peer.role}")
         peer.role, peer.ident = "nanny", nanny_id
         self.nannies[nanny_id] = peer
+        return {"plugins": list(self.plugin_host.nanny_plugins.items())}
 
     async def _worker_exit_reason(self, peer: Peer, worker: str, reason: str) -> None:
         if worker in self.workers:
@@ -442,6 +489,8 @@ class Scheduler:
         """Forget all tasks, then `restart_workers` on every worker."""
         logger.info("Restarting all workers and forgetting all tasks")
         self.forget_all_tasks()
+        if self.plugin_host.wants("restart"):
+            self.plugin_host.fire("restart", self)
         await self.restart_workers(None, timeout=timeout, wait_for_workers=wait_for_workers)
         self.log_event("all", {"action": "restart"})
 
@@ -587,6 +636,9 @@ class Scheduler:
     def log_event(self, topic: Any, msg: Any) -> None:
         """Log `msg` under `topic` (a name or a list of names) and push it to subscribers."""
         clients = self.clients
+        if self.plugin_host.wants("log_event"):
+            for name in [topic] if isinstance(topic, str) else topic:
+                self.plugin_host.fire("log_event", name, msg)
         for client_id, name, event in self.events.log(topic, msg, time.time()):
             peer = clients.get(client_id)
             if peer is not None and not peer.closed:

@@ -795,7 +795,7 @@ class SchedulerState:
         self.story_log.append((ts.key, start, ts.state, sid, self.clock()))
         if self.observers:
             for obs in self.observers:
-                obs.transition(ts, start)
+                obs.transition(ts, start, sid)
 
     def _t_released_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         if ts.spec is None:

@@ -18,11 +18,17 @@ Every `shoal.worker.memory.monitor-interval` the nanny checks its child:
 When the scheduler connection closes the nanny closes too, stopping its worker: a
 scheduler that went away is not a reason to restart anything. Each worker process gets a
 fresh local directory, removed by the nanny once the process is gone.
+
+Nanny plugins (`NannyPlugin`): the scheduler hands the ones it keeps to the nanny when it
+registers, and they are set up before the first worker process starts; plugins
+registered later arrive as `plugin_add` (one with `restart` restarts the worker). They
+stay in the nanny across worker restarts and are torn down when it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -39,6 +45,7 @@ import psutil
 
 from shoal import config
 from shoal.comm import connect
+from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
 from shoal.versions import get_versions
 
@@ -129,7 +136,13 @@ class Nanny:
         self._busy = asyncio.Lock()  # one start/stop of the child at a time
         self._tasks: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
-        self.handlers = {"restart": self._handle_restart}
+        #: nanny plugins by name (`shoal.diagnostics.plugin.NannyPlugin`)
+        self.plugins: dict[str, Any] = {}
+        self.handlers = {
+            "restart": self._handle_restart,
+            "plugin_add": self._handle_plugin_add,
+            "plugin_remove": self._handle_plugin_remove,
+        }
 
     # ------------------------------------------------------------------ introspection
 
@@ -158,7 +171,12 @@ class Nanny:
             comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
             self.scheduler = Peer(comm, self.handlers)
             self.scheduler.start()
-            await self.scheduler.request("register_nanny", nanny_id=self.id)
+            registered = await self.scheduler.request("register_nanny", nanny_id=self.id)
+            for name, plugin in (registered or {}).get("plugins", ()):
+                try:
+                    await self.plugin_add(loads(plugin), name)
+                except Exception:  # the worker still starts, as for failing worker setups
+                    logger.exception("nanny plugin %r failed to set up on %s", name, self.id)
             async with self._busy:
                 await self._start_worker()
         except BaseException:
@@ -192,6 +210,11 @@ class Nanny:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._stop_worker(timeout)
+        for name in list(self.plugins):
+            try:
+                await self.plugin_remove(name)
+            except Exception:
+                logger.exception("teardown of nanny plugin %r failed", name)
         if self.scheduler is not None:
             await self.scheduler.close()
         self.status = "closed"
@@ -299,6 +322,42 @@ class Nanny:
     async def _handle_restart(self, peer: Peer, reason: str = "nanny-restart", timeout: float = 30.0) -> None:
         logger.info("Nanny %s restarting its worker (%s)", self.id, reason)
         await self.restart(timeout=timeout, reason=reason)
+
+    # ------------------------------------------------------------------ plugins
+
+    async def plugin_add(self, plugin: Any, name: str) -> None:
+        """Add a nanny plugin (replacing, after its teardown, one of the same name) and
+        run its `setup(nanny)`; errors are raised. A plugin with `restart` restarts the
+        running worker afterwards, so the new process starts with what `setup` did."""
+        if name in self.plugins:
+            await self.plugin_remove(name)
+        self.plugins[name] = plugin
+        setup = getattr(plugin, "setup", None)
+        if setup is not None:
+            result = setup(nanny=self)
+            if inspect.isawaitable(result):
+                await result
+        if getattr(plugin, "restart", False) and self.status == "running" and self.worker_address is not None:
+            await self.restart(reason=f"nanny-plugin-{name}")
+
+    async def plugin_remove(self, name: str) -> None:
+        """Remove plugin `name` and run its `teardown(nanny)`; errors are raised."""
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            raise ValueError(f"The nanny plugin {name} does not exist")
+        teardown = getattr(plugin, "teardown", None)
+        if teardown is not None:
+            result = teardown(nanny=self)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _handle_plugin_add(self, peer: Peer, plugin: Any, name: str) -> dict:
+        await self.plugin_add(loads(plugin), name)
+        return {"status": "OK"}
+
+    async def _handle_plugin_remove(self, peer: Peer, name: str) -> dict:
+        await self.plugin_remove(name)
+        return {"status": "OK"}
 
     def _log_event(self, topic: Any, msg: dict) -> None:
         if self.scheduler is not None and not self.scheduler.closed:

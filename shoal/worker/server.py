@@ -8,7 +8,9 @@
 It also serves `get_data` to peers and clients, accepts `update_data` (scatter), runs
 functions sent with `Client.run`, fetches replicas when the scheduler asks
 (`acquire_replicas`, for replicate/rebalance), and answers the introspection requests
-(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks).
+(`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks). It hosts worker
+plugins (`plugin_add` / `plugin_remove`, run as worker setups the scheduler keeps; their
+`transition` hooks observe the state machine's story only while one is registered).
 
 Actors (`shoal.actor`): an actor task's object stays here (`WorkerState.actors`) and its
 proxy is the task's result. `actor-call` messages from any connection run the object's
@@ -51,7 +53,7 @@ from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
-from shoal.utils import typename
+from shoal.utils import overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.state import (
     ComputeTaskEvent,
@@ -117,6 +119,10 @@ class _FunctionCache:
                 self.cache.popitem(last=False)
         return func
 
+    def clear(self) -> None:
+        with self.lock:
+            self.cache.clear()
+
 
 class Worker:
     """A worker server. `await Worker(scheduler_address, ...)` starts it."""
@@ -175,6 +181,10 @@ class Worker:
         self._actor_wake_pending = False
         #: thread ident -> key of the task it executes (for `call_stack`)
         self._running: dict[int, Any] = {}
+        #: worker plugins by name (`plugin_add`; see `shoal.diagnostics.plugin`)
+        self.plugins: dict[str, Any] = {}
+        #: those of them with a `transition` hook (they observe the state machine)
+        self._transition_plugins: dict[str, Any] = {}
         self.handlers = {
             "get_data": self._get_data,
             "update_data": self._update_data,
@@ -271,6 +281,11 @@ class Worker:
                 await callback()
             except Exception:
                 logger.exception("error in a worker close callback")
+        for name in list(self.plugins):
+            try:
+                await self.plugin_remove(name)
+            except Exception:
+                logger.exception("teardown of worker plugin %r failed", name)
         if self.listener is not None:
             await self.listener.stop()
         if self.scheduler is not None:
@@ -287,6 +302,8 @@ class Worker:
                     await t
                 except BaseException:
                     pass
+        if self.local_directory in sys.path:  # put there by `upload_file`
+            sys.path.remove(self.local_directory)
         if self._own_directory:
             shutil.rmtree(self.local_directory, ignore_errors=True)
         self.status = "closed"
@@ -703,6 +720,55 @@ class Worker:
             result = await result
         return dumps(result)
 
+
+    # ------------------------------------------------------------------ plugins
+
+    async def plugin_add(self, plugin: Any, name: str) -> None:
+        """Add a worker plugin under `name` (replacing, after its teardown, one of the
+        same name) and run its `setup(worker)`; errors in `setup` are raised (the plugin
+        stays registered, as in distributed)."""
+        if name in self.plugins:
+            await self.plugin_remove(name)
+        self.plugins[name] = plugin
+        if overrides_hook(plugin, "transition"):
+            self._transition_plugins[name] = plugin
+            assert self.state is not None
+            if self._plugin_transition not in self.state.observers:
+                self.state.observers.append(self._plugin_transition)
+        setup = getattr(plugin, "setup", None)
+        if setup is not None:
+            result = setup(worker=self)
+            if inspect.isawaitable(result):
+                await result
+
+    async def plugin_remove(self, name: str) -> None:
+        """Remove plugin `name` and run its `teardown(worker)`; errors are raised."""
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            raise ValueError(f"The worker plugin {name} does not exist")
+        self._transition_plugins.pop(name, None)
+        if not self._transition_plugins and self.state is not None and self._plugin_transition in self.state.observers:
+            self.state.observers.remove(self._plugin_transition)
+        teardown = getattr(plugin, "teardown", None)
+        if teardown is not None:
+            result = teardown(worker=self)
+            if inspect.isawaitable(result):
+                await result
+
+    def _plugin_transition(self, key: Any, start: str, finish: str, stimulus_id: str) -> None:
+        """State machine observer: the story entry, to each plugin's `transition` (a new
+        task enters from "released", as in distributed)."""
+        if start == "compute-task":
+            start = "released"
+        for name, plugin in list(self._transition_plugins.items()):
+            try:
+                plugin.transition(key, start, finish, stimulus_id=stimulus_id)
+            except Exception:
+                logger.exception("worker plugin %r failed in transition(%r, %r, %r)", name, key, start, finish)
+
+    def clear_function_cache(self) -> None:
+        """Forget unpickled task functions (after `upload_file` reloaded their module)."""
+        self._functions.clear()
 
     async def _task_stream(
         self, peer: Peer, since: int | None = None, start: float | None = None, stop: float | None = None,

@@ -20,7 +20,8 @@ cannot serve a key is dropped from that key's holders; when no holder is left th
 dependent task is handed back to the scheduler with `missing-data`.
 
 Every task state change is appended to `story_log` (key, start, finish, stimulus id,
-time from the `clock` the shell passes in), read with `story(*keys_or_stimuli)`.
+time from the `clock` the shell passes in), read with `story(*keys_or_stimuli)`, and
+passed to the read-only `observers` the shell registers (worker plugins).
 
 Task states: waiting, ready, executing, long-running (a task that seceded from the pool:
 it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
@@ -259,6 +260,10 @@ class WorkerState:
         #: wall time; none: 0.0)
         self.clock = clock or _no_clock
         self.story_log: deque[tuple] = deque(maxlen=story_length)
+        #: read-only observers of the story, called `(key, start, finish, stimulus_id)`
+        #: after each entry (worker plugins' `transition` hooks); they never change the
+        #: state. None registered: one falsy check per entry
+        self.observers: list[Callable[[Key, str, str, str], None]] = []
 
     # ------------------------------------------------------------------ the one door
 
@@ -457,6 +462,9 @@ class WorkerState:
             self.story_log.append((key, start, finish, self._sid, self._now))
         else:
             self.story_log.append((key, start, finish, self._sid, self._now, detail))
+        if self.observers:
+            for obs in self.observers:
+                obs(key, start, finish, self._sid)
 
     def story(self, *keys_or_stimuli: Any) -> list[tuple]:
         """Log entries `(key, start, finish, stimulus_id, time[, detail])` of these keys or

@@ -89,3 +89,23 @@ def test_metadata_watch_records_final_state_of_keys_asked_for_while_active(state
     assert watch.state == {"y-1": "memory", "e-1": "erred"}
     assert watch.metadata["y-1"]["workers"] == [W] and watch.metadata["y-1"]["nbytes"] == 8
     assert watch.metadata["e-1"]["exception_text"] == "ValueError: x"
+
+
+def test_observers_get_the_stimulus_id_of_each_transition(state):
+    class Recorder:
+        def __init__(self):
+            self.seen = []
+
+        def transition(self, ts, start, stimulus_id):
+            self.seen.append((ts.key, start, ts.state, stimulus_id))
+
+        def new_keys(self, client_id, keys):
+            pass
+
+    rec = Recorder()
+    state.observers.append(rec)
+    graph(state, {"x": []}, ["x"])
+    finish(state, "x")
+    assert [e[1:3] for e in rec.seen] == [("released", "waiting"), ("waiting", "queued"), ("queued", "processing"),
+                                         ("processing", "memory")]  # fmt: skip
+    assert [e[3] for e in rec.seen] == [e[3] for e in state.story("x")]

@@ -75,3 +75,19 @@ def test_fetched_replicas_are_reported_scattered_data_is_not():
     out = ws.handle_stimulus(UpdateDataEvent("u2", {"b": 2}, {"b": 16}, report=True))
     assert out == [SendToScheduler(m.AddKeys({"b": 16}))]
     assert ws.data == {"a": 1, "b": 2}
+
+
+def test_observers_see_every_story_entry_with_its_stimulus():
+    ws = make()
+    seen = []
+    ws.observers.append(lambda *entry: seen.append(entry))
+    ws.handle_stimulus(compute("x", "s1"))
+    ws.handle_stimulus(ExecuteSuccess("s2", "x", 1, 2, 28, "int", 0.0, 0.1, None))
+    ws.observers.clear()
+    ws.handle_stimulus(FreeKeysEvent("s3", ("x",)))  # no observer any more
+    assert seen == [
+        ("x", "compute-task", "ready", "s1"),
+        ("x", "ready", "executing", "s1"),
+        ("x", "executing", "memory", "s2"),
+    ]
+    assert [e[:4] for e in ws.story("x")] == [*seen, ("x", "memory", "released", "s3")]
