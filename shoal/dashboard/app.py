@@ -42,6 +42,9 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 _JSON = "application/json"
 #: records of the task stream kept for viewers that connect later
 RECENT_STREAM = 2000
+#: at most this many (the newest) task-stream records per update: enough to draw a
+#: thousand tasks a second; beyond that the page shows the newest and counts the rest
+STREAM_PER_UPDATE = 500
 
 
 def parse_dashboard_address(address: Any, default_host: str) -> tuple[str, int] | None:
@@ -148,26 +151,33 @@ class Dashboard:
             self._build_cost = time.monotonic() - now
         return self._summary
 
-    async def _fetch_stream(self) -> list[list]:
+    async def _fetch_stream(self) -> tuple[list[list], int]:
+        """Task-stream records added since the last update (the newest
+        `STREAM_PER_UPDATE`), and how many more there were."""
+        marks = self._marks
         try:
             reply = await asyncio.wait_for(
-                self.scheduler._get_task_stream(None, count=RECENT_STREAM, since=self._marks), max(2.0, 4 * self.interval)
+                self.scheduler._get_task_stream(None, count=STREAM_PER_UPDATE, since=marks),
+                max(2.0, 4 * self.interval),
             )
         except (TimeoutError, OSError) as e:
             logger.info("dashboard: no task stream this round: %s", e)
-            return []
-        self._marks = reply["counts"]
+            return [], 0
+        counts = reply["counts"]
+        added = sum(n - marks.get(w, n) for w, n in counts.items())
+        self._marks = counts
         records = snapshot.compact_stream(reply["records"])
         self._recent.extend(records)
-        return records
+        return records, max(0, added - len(records))
 
     async def _tick(self) -> None:
         try:
             while self.viewers:
-                stream = await self._fetch_stream()
+                stream, skipped = await self._fetch_stream()
                 if not self.viewers:
                     break
-                update = {"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream}
+                update = {"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream,
+                          "skipped": skipped}  # fmt: skip
                 started = time.monotonic()
                 frame = ws_frame(json.dumps(update, separators=(",", ":"), default=str).encode())
                 self._build_cost += time.monotonic() - started

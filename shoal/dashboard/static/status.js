@@ -11,6 +11,7 @@ let serverTime = 0;            // the scheduler's clock at the last update
 let clockSkew = 0;             // serverTime - local time
 let updates = 0;
 let streamTotal = 0;
+let streamSkipped = 0;         // records the scheduler did not send (more than it draws)
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -43,7 +44,8 @@ function bar(parts, total) {
   return b;
 }
 
-function addStream(records) {
+function addStream(records, skipped) {
+  streamSkipped += skipped || 0;
   for (const r of records) {
     stream.push(r);
     const lane = r[0] + " " + r[1];
@@ -52,7 +54,7 @@ function addStream(records) {
   streamTotal += records.length;
   if (stream.length > STREAM_KEEP) stream.splice(0, stream.length - STREAM_KEEP);
   const c = document.getElementById("stream-count");
-  c.textContent = streamTotal + " tasks";
+  c.textContent = streamTotal + " tasks" + (streamSkipped ? " (+" + streamSkipped + " not drawn)" : "");
   c.dataset.count = String(streamTotal);
 }
 
@@ -139,7 +141,7 @@ function connect() {
     const msg = JSON.parse(ev.data);
     serverTime = msg.time;
     clockSkew = serverTime - Date.now() / 1000;
-    if (msg.stream) addStream(msg.stream);
+    if (msg.stream) addStream(msg.stream, msg.skipped);
     if (msg.summary) {
       renderProgress(msg.summary);
       renderWorkers(msg.summary);
