@@ -155,6 +155,8 @@ def test_insecure_scheduler_starts_and_stops_on_sigterm(tmp_path, poll):
                       str(tmp_path / "pid"), stderr=tmp_path / "s.log", env=env)  # fmt: skip
     try:
         poll(lambda: "Scheduler at:" in (tmp_path / "s.log").read_text(), timeout=60)
+        # the pid file is written just after the banner
+        poll(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), timeout=10)
         assert int((tmp_path / "pid").read_text()) == sched.pid
         assert "Authentication: none" in (tmp_path / "s.log").read_text()
         sched.send_signal(signal.SIGTERM)
