@@ -186,7 +186,11 @@ class HTTPServer:
                     break
         if handler is None:
             return self._write(writer, method, Response(f"not found: {req.path}", "text/plain; charset=utf-8", 404))
-        result = handler(req)
+        try:
+            result = handler(req)
+        except Exception:
+            logger.exception("dashboard page %s failed", req.path)
+            result = Response("internal error (see the scheduler's log)", "text/plain", 500)
         if result is WEBSOCKET:
             await self._websocket(req, reader, writer)
             return

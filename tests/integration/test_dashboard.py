@@ -291,3 +291,15 @@ def test_busy_port_falls_back_to_a_free_one(caplog):
             assert cl.scheduler.dashboard.port != port
             assert get(base(cl) + "/health")[0] == 200
         assert f"Port {port} is already in use" in caplog.text
+
+
+def test_a_failing_page_is_a_500_and_the_server_keeps_serving(dash_cluster, caplog):
+    routes = dash_cluster.scheduler.dashboard.routes
+    routes["/boom"] = lambda req: 1 / 0
+    try:
+        with caplog.at_level(logging.ERROR, logger="shoal.dashboard"):
+            assert get(base(dash_cluster) + "/boom")[0] == 500
+        assert "ZeroDivisionError" in caplog.text
+        assert get(base(dash_cluster) + "/health")[0] == 200
+    finally:
+        del routes["/boom"]

@@ -130,3 +130,43 @@ def test_websocket_frames_and_accept_key():
     assert ws_frame(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
     assert ws_frame(b"x" * 70000)[:10] == b"\x81\x7f" + (70000).to_bytes(8, "big")
     assert ws_frame(b"", 8) == b"\x88\x00"
+
+
+class FakeTransport:
+    def __init__(self, buffered: int):
+        self.buffered = buffered
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class FakeWriter:
+    def __init__(self, transport: FakeTransport):
+        self.transport = transport
+
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 1)
+
+    def close(self) -> None:
+        self.transport.closing = True
+
+
+def test_a_viewer_that_does_not_read_is_closed_not_buffered():
+    from shoal.dashboard.httpserver import WebSocket
+
+    reading = WebSocket(FakeWriter(FakeTransport(0)), max_buffer=100)
+    reading.send_frame(b"frame")
+    assert reading.writer.transport.written == [b"frame"] and not reading.closed
+    stuck = WebSocket(FakeWriter(FakeTransport(101)), max_buffer=100)
+    stuck.send_frame(b"frame")
+    assert stuck.closed and stuck.writer.transport.written == [ws_frame(b"", 8)]  # a close frame, no data
+    stuck.send_frame(b"more")
+    assert stuck.writer.transport.written == [ws_frame(b"", 8)]
