@@ -88,6 +88,7 @@ def main() -> None:
         worker_cpu: dict[bool, list[float]] = {False: [], True: []}
         workers = me.children(recursive=True)
         updates = 0
+        busy = 0.0
         for _ in range(args.repeat):
             for watched in (False, True):
                 viewers = None
@@ -98,7 +99,7 @@ def main() -> None:
                         if time.monotonic() > deadline:
                             raise RuntimeError("the viewers did not connect")
                         time.sleep(0.01)
-                before = dashboard.updates
+                before, busy_before = dashboard.updates, dashboard.busy
                 c0, w0 = cpu([me]), cpu(workers)
                 t0 = time.perf_counter()
                 futures = client.map(inc, range(args.tasks), pure=False)
@@ -109,6 +110,7 @@ def main() -> None:
                 del futures
                 if viewers is not None:
                     updates += dashboard.updates - before
+                    busy += dashboard.busy - busy_before
                     viewers.terminate()
                     viewers.wait()
                     while dashboard.viewers:
@@ -122,6 +124,9 @@ def main() -> None:
             a, b = statistics.median(d[False]), statistics.median(d[True])
             print(f"  {label:<21}: {a:.3f} s -> {b:.3f} s   ({100 * (b / a - 1):+.1f} %)")
         print(f"  updates pushed       : {updates} while watched, every {dashboard.interval * 1000:.0f} ms")
+        watched = sum(times[True])
+        print(f"  dashboard work       : {1000 * busy / max(updates, 1):.1f} ms per update on the scheduler's loop, "
+              f"{100 * busy / watched:.1f} % of the watched runs' wall time")  # fmt: skip
         print("  all wall times (s)   :", {k: [round(t, 3) for t in v] for k, v in (("none", times[False]), ("5", times[True]))})
 
 

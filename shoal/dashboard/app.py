@@ -86,12 +86,13 @@ class Dashboard:
         self.viewers: set[WebSocket] = set()
         self._summary: dict | None = None
         self._summary_at = -1e9
-        self._build_cost = 0.0
         self._ticker: asyncio.Task | None = None
         self._marks: dict[str, int] = {}
         self._recent: deque[list] = deque(maxlen=RECENT_STREAM)
-        #: how many updates were pushed (tests and the bench read it)
+        #: how many updates were pushed, and the scheduler loop's seconds spent building
+        #: and sending them (tests and the bench read these)
         self.updates = 0
+        self.busy = 0.0
         self._static = resources.files("shoal.dashboard") / "static"
         routes = {
             "/": self._root,
@@ -148,22 +149,25 @@ class Dashboard:
         if self._summary is None or now - self._summary_at >= self.interval:
             self._summary = snapshot.summary(self.scheduler.state)
             self._summary_at = now
-            self._build_cost = time.monotonic() - now
         return self._summary
 
-    async def _fetch_stream(self) -> tuple[list[list], int]:
-        """Task-stream records added since the last update (the newest
-        `STREAM_PER_UPDATE`), and how many more there were."""
-        marks = self._marks
+    async def _fetch_stream(self) -> dict | None:
+        """Task-stream records added since the last update, the newest
+        `STREAM_PER_UPDATE` of them (the workers' `task_stream` reply, merged)."""
         try:
-            reply = await asyncio.wait_for(
-                self.scheduler._get_task_stream(None, count=STREAM_PER_UPDATE, since=marks),
+            return await asyncio.wait_for(
+                self.scheduler._get_task_stream(None, count=STREAM_PER_UPDATE, since=self._marks),
                 max(2.0, 4 * self.interval),
             )
         except (TimeoutError, OSError) as e:
             logger.info("dashboard: no task stream this round: %s", e)
+            return None
+
+    def _take_stream(self, reply: dict | None) -> tuple[list[list], int]:
+        """The records to draw, and how many more were added and not sent."""
+        if reply is None:
             return [], 0
-        counts = reply["counts"]
+        marks, counts = self._marks, reply["counts"]
         added = sum(n - marks.get(w, n) for w, n in counts.items())
         self._marks = counts
         records = snapshot.compact_stream(reply["records"])
@@ -173,20 +177,22 @@ class Dashboard:
     async def _tick(self) -> None:
         try:
             while self.viewers:
-                stream, skipped = await self._fetch_stream()
+                reply = await self._fetch_stream()
                 if not self.viewers:
                     break
+                started = time.monotonic()
+                stream, skipped = self._take_stream(reply)
                 update = {"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream,
                           "skipped": skipped}  # fmt: skip
-                started = time.monotonic()
                 frame = ws_frame(json.dumps(update, separators=(",", ":"), default=str).encode())
-                self._build_cost += time.monotonic() - started
                 for ws in list(self.viewers):
                     ws.send_frame(frame)
                     if ws.closed:
                         self.viewers.discard(ws)
+                cost = time.monotonic() - started
+                self.busy += cost
                 self.updates += 1
-                await asyncio.sleep(max(self.interval, 50 * self._build_cost))
+                await asyncio.sleep(max(self.interval, 50 * cost))
         finally:
             self._ticker = None
 
