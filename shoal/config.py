@@ -56,6 +56,13 @@ DEFAULTS: dict[str, Any] = {
             "task-stream-length": 10_000,
         },
         "deploy": {"worker-start-timeout": "60s"},
+        "dashboard": {
+            # how often the live pages are updated (one update for all viewers)
+            "interval": "500ms",
+            # what `dashboard_link` shows; environment variables may be used, as in dask
+            "link": "{scheme}://{host}:{port}/status",
+            "prometheus": {"namespace": "dask"},
+        },
     }
 }
 

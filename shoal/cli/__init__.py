@@ -90,10 +90,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="allow listening on a non-loopback address without a shared secret"
     )
     p.add_argument(
-        "--dashboard-address", default=":8787", help="accepted for compatibility; shoal has no dashboard yet"
+        "--dashboard-address", default=":8787",
+        help="scheduler: where the dashboard listens (':PORT' binds the scheduler's host; default :8787); "
+        "worker: accepted and ignored (workers serve no dashboard)",
     )
     p.add_argument("--dashboard", dest="dashboard", action="store_true", default=True, help=argparse.SUPPRESS)
-    p.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="accepted; there is no dashboard yet")
+    p.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="scheduler: serve no dashboard")
     p.add_argument("--pid-file", metavar="PATH", help="write the process id to this file")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     for flag in TLS_FLAGS:

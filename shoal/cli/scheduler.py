@@ -67,7 +67,8 @@ async def _serve(args: argparse.Namespace, address: str, secret: bytes | None) -
     from shoal.scheduler.server import Scheduler
     from shoal.scheduler_file import remove_scheduler_file, write_scheduler_file
 
-    scheduler = Scheduler(address, secret=secret, insecure=args.insecure)
+    dashboard = args.dashboard_address if args.dashboard else None
+    scheduler = Scheduler(address, secret=secret, insecure=args.insecure, dashboard_address=dashboard)
     await scheduler.start()
     contact = scheduler.address
     if not is_loopback_host(args.host) and args.host in ("0.0.0.0", "::"):
@@ -75,8 +76,8 @@ async def _serve(args: argparse.Namespace, address: str, secret: bytes | None) -
     logger.info("-" * 47)
     logger.info("  Scheduler at: %25s", contact)
     logger.info("  Authentication: %s", "shared secret" if secret else "none")
-    if args.dashboard and args.dashboard_address:
-        logger.info("  Dashboard: not available in this version of shoal")
+    if scheduler.dashboard_link:
+        logger.info("  Dashboard at: %25s", scheduler.dashboard_link)
     logger.info("-" * 47)
     if args.scheduler_file:
         info = dict(scheduler.identity(), address=contact)

@@ -427,7 +427,17 @@ class Client:
     @property
     def dashboard_link(self) -> str:
         link = getattr(self.cluster, "dashboard_link", "") if self.cluster is not None else ""
-        return link or ""
+        if link:
+            return link
+        port = (self._identity.get("services") or {}).get("dashboard")
+        if not port or not self._address:
+            return ""
+        from shoal.comm.addressing import parse_address
+        from shoal.dashboard.app import format_dashboard_link
+
+        scheme, loc = parse_address(self._address)
+        host = "127.0.0.1" if scheme == "inproc" else loc.rsplit(":", 1)[0].strip("[]")
+        return format_dashboard_link(host, port)
 
     def __repr__(self) -> str:
         if self.status in ("newly-created", "connecting") and not self._address:

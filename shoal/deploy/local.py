@@ -184,7 +184,9 @@ class LocalCluster:
             return
         self.status = "starting"
         address = f"{self._protocol}{self._host}:{self._scheduler_port}" if self._protocol != "inproc://" else "inproc://"
-        self.scheduler = Scheduler(address, secret=self.security.secret, insecure=self._insecure)
+        self.scheduler = Scheduler(
+            address, secret=self.security.secret, insecure=self._insecure, dashboard_address=self.dashboard_address
+        )
         await self.scheduler.start()
         await self._scale_to(self._n_workers)
         self.status = "running"
@@ -311,7 +313,8 @@ class LocalCluster:
 
     @property
     def dashboard_link(self) -> str:
-        return ""
+        """The scheduler's dashboard (`/status`), or "" when it has none."""
+        return self.scheduler.dashboard_link if self.scheduler is not None else ""
 
     def wait_for_workers(self, n_workers: int, timeout: Any = None) -> Any:
         from shoal.client.client import Client

@@ -69,6 +69,9 @@ class Scheduler:
         plugins: Any = (),
     ):
         self._requested_address = address
+        #: where the web dashboard listens (`":8787"`, `"host:port"`, a port; None/False: none)
+        self.dashboard_address = dashboard_address
+        self.dashboard: Any = None
         self.secret = secret
         self.insecure = insecure
         self.id = f"Scheduler-{uuid.uuid4()}"
@@ -163,12 +166,34 @@ class Scheduler:
         for plugin in self._initial_plugins:
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
             await self.plugin_host.add(plugin, name)
+        await self._start_dashboard()
         return self
 
     @property
     def plugins(self) -> dict[str, Any]:
         """The scheduler plugins, by name."""
         return self.plugin_host.plugins
+
+    async def _start_dashboard(self) -> None:
+        from shoal.dashboard import Dashboard, parse_dashboard_address
+
+        scheme, loc = parse_address(self.address)
+        host = "127.0.0.1" if scheme == "inproc" else loc.rsplit(":", 1)[0].strip("[]")
+        where = parse_dashboard_address(self.dashboard_address, host)
+        if where is None:
+            return
+        dashboard = Dashboard(self)
+        try:
+            await dashboard.start(*where)
+        except BaseException:
+            await self.close()
+            raise
+        self.dashboard = dashboard
+
+    @property
+    def dashboard_link(self) -> str:
+        """The dashboard's status page (`shoal.dashboard.link`), or "" without a dashboard."""
+        return self.dashboard.link if self.dashboard is not None else ""
 
     def __await__(self):
         return self.start().__await__()
@@ -183,6 +208,8 @@ class Scheduler:
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
+        if self.dashboard is not None:
+            await self.dashboard.close()
         if self.listener is not None:
             await self.listener.stop()
         await self.plugin_host.close()
@@ -374,7 +401,7 @@ class Scheduler:
             "type": "Scheduler",
             "id": self.id,
             "address": self.address,
-            "services": {},
+            "services": {"dashboard": self.dashboard.port} if self.dashboard is not None else {},
             "started": self.started,
             "n_workers": len(workers),
             "total_threads": sum(w["nthreads"] for w in workers.values()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.request
 
 from shoal import Client, LocalCluster, wait
 from shoal.diagnostics import reprs
@@ -27,7 +28,14 @@ def test_client_repr_totals_match_the_worker_list(client):
     for addr in info["workers"]:
         assert addr in text
     assert client.id in text and "Cluster object: LocalCluster" in text
-    assert "<script" not in text and "http" not in text  # no dashboard: no dead link
+    assert "<script" not in text
+    link = client.dashboard_link
+    if link:  # the link shown is the live dashboard
+        assert f'href="{link}"' in text
+        with urllib.request.urlopen(link, timeout=10) as r:
+            assert r.status == 200
+    else:
+        assert "http" not in text  # no dashboard: no dead link
 
 
 def test_cluster_repr(cluster):

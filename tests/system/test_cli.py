@@ -155,6 +155,8 @@ def test_insecure_scheduler_starts_and_stops_on_sigterm(tmp_path, poll):
                       str(tmp_path / "pid"), stderr=tmp_path / "s.log", env=env)  # fmt: skip
     try:
         poll(lambda: "Scheduler at:" in (tmp_path / "s.log").read_text(), timeout=60)
+        # the pid file is written just after the banner
+        poll(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), timeout=10)
         assert int((tmp_path / "pid").read_text()) == sched.pid
         assert "Authentication: none" in (tmp_path / "s.log").read_text()
         sched.send_signal(signal.SIGTERM)
@@ -168,3 +170,28 @@ def test_tls_flags_are_refused_clearly(tmp_path):
     proc = shoal_cli("scheduler", "--tls-cert", "x.pem", stderr=tmp_path / "err.log")
     assert proc.wait(60) == 1
     assert "TLS is not supported yet" in (tmp_path / "err.log").read_text()
+
+
+def test_scheduler_dashboard_address_and_no_dashboard(tmp_path, poll):
+    import re
+    import urllib.request
+
+    sfile = tmp_path / "scheduler.json"
+    sched = shoal_cli("scheduler", "--port", "0", "--dashboard-address", ":0", "--scheduler-file", str(sfile),
+                      stderr=tmp_path / "s.log")  # fmt: skip
+    quiet = shoal_cli("scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(tmp_path / "q.json"),
+                      stderr=tmp_path / "q.log")  # fmt: skip
+    try:
+        poll(lambda: "Dashboard at:" in (tmp_path / "s.log").read_text(), timeout=60)
+        link = re.search(r"Dashboard at:\s+(http://127\.0\.0\.1:\d+/status)", (tmp_path / "s.log").read_text())
+        assert link, (tmp_path / "s.log").read_text()
+        with urllib.request.urlopen(link.group(1).replace("/status", "/health"), timeout=10) as r:
+            assert r.read() == b"ok"
+        with Client(scheduler_file=str(sfile), timeout=30, set_as_default=False) as c:
+            assert c.dashboard_link == link.group(1)
+        poll(lambda: "Scheduler at:" in (tmp_path / "q.log").read_text(), timeout=60)
+        assert "Dashboard" not in (tmp_path / "q.log").read_text()
+        with Client(scheduler_file=str(tmp_path / "q.json"), timeout=30, set_as_default=False) as c:
+            assert c.dashboard_link == "" and c.scheduler_info()["services"] == {}
+    finally:
+        stop(sched, quiet)

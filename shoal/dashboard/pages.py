@@ -1,0 +1,108 @@
+"""Server-rendered dashboard pages: the workers table and the `/info` pages.
+
+Every value shown passes through `html.escape` (task keys, worker names, addresses and
+exception texts are user-provided), and links put them through `urllib.parse.quote`.
+Links are relative (`root` is the way back to the dashboard's root from the page), so
+the pages also work behind a proxy that serves them under a sub-path. No scripts.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from dask.utils import format_bytes
+
+NAV = (("status", "Status"), ("workers", "Workers"), ("info/main/workers.html", "Info"),
+       ("json/index.html", "JSON"), ("metrics", "Metrics"))  # fmt: skip
+
+
+def root_of(path: str) -> str:
+    """The relative way from `path` back to the root: `/a` -> `./`, `/a/b/c` -> `../../`."""
+    depth = path.count("/") - 1
+    return "../" * depth if depth > 0 else "./"
+
+
+def page(title: str, body: str, root: str) -> str:
+    nav = " ".join(f'<a href="{root}{href}">{escape(label)}</a>' for href, label in NAV)
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)} — shoal</title>"
+        f'<link rel="stylesheet" href="{root}statics/style.css"></head>'
+        f"<body><nav><b>shoal</b> {nav}</nav><main><h1>{escape(title)}</h1>{body}</main></body></html>"
+    )
+
+
+def _bytes(n: Any) -> str:
+    return format_bytes(int(n)) if n else "0 B"
+
+
+def worker_link(address: str, root: str, text: str | None = None) -> str:
+    return f'<a href="{root}info/worker/{quote(address, safe="")}.html">{escape(text or address)}</a>'
+
+
+def task_link(key: str, root: str) -> str:
+    return f'<a href="{root}info/task/{quote(key, safe="")}.html">{escape(key)}</a>'
+
+
+def workers_table(workers: list[dict], root: str) -> str:
+    rows = []
+    for w in workers:
+        limit = w["memory_limit"]
+        mem = _bytes(w["nbytes"]) + (f" / {_bytes(limit)}" if limit else "")
+        rows.append(
+            f"<tr><td>{worker_link(w['address'], root)}</td><td>{escape(str(w['name']))}</td>"
+            f"<td>{w['nthreads']}</td><td>{w['processing']}</td><td>{w['executing']}</td>"
+            f"<td>{w['in_memory']}</td><td>{escape(mem)}</td></tr>"
+        )
+    head = (
+        "<tr><th>Address</th><th>Name</th><th>Threads</th><th>Processing</th><th>Executing</th>"
+        "<th>Keys in memory</th><th>Memory (managed / limit)</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No workers.</p>"
+
+
+def worker_info(ws: Any, root: str, limit: int = 200) -> str:
+    """A worker's details and the tasks it processes and holds (the first `limit` of each)."""
+    pairs = [
+        ("Address", ws.address), ("Name", ws.name), ("Host", ws.host), ("Threads", ws.nthreads),
+        ("Memory limit", _bytes(ws.memory_limit)), ("Managed memory", _bytes(ws.nbytes)),
+        ("Process id", ws.pid), ("Nanny", ws.nanny or "none"), ("Local directory", ws.local_directory),
+        ("Resources", ws.resources or "none"),
+    ]  # fmt: skip
+    body = "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in pairs)
+    body += "</table>"
+    for title, tasks in (("Processing", list(ws.processing)), ("In memory", list(ws.has_what))):
+        items = "".join(f"<li>{task_link(_key(ts.key), root)}</li>" for ts in tasks[:limit])
+        more = f"<p>… and {len(tasks) - limit} more</p>" if len(tasks) > limit else ""
+        body += f"<h2>{escape(title)} ({len(tasks)})</h2><ul>{items}</ul>{more}"
+    return body
+
+
+def task_info(ts: Any, root: str, limit: int = 100) -> str:
+    pairs: list[tuple[str, str]] = [
+        ("Key", escape(_key(ts.key))), ("State", escape(ts.state)), ("Prefix", escape(ts.prefix)),
+        ("Priority", escape(str(ts.priority))),
+    ]  # fmt: skip
+    if ts.state == "memory":
+        pairs.append(("Bytes", escape(_bytes(ts.nbytes))))
+        pairs.append(("Type", escape(str(ts.type_name))))
+    if ts.processing_on is not None:
+        pairs.append(("Processing on", worker_link(ts.processing_on.address, root)))
+    if ts.who_has:
+        pairs.append(("Held by", ", ".join(worker_link(w.address, root) for w in ts.who_has)))
+    if ts.exception_text:
+        pairs.append(("Exception", f"<pre>{escape(ts.exception_text)}</pre>"))
+    if ts.who_wants:
+        pairs.append(("Wanted by", escape(", ".join(sorted(c.id for c in ts.who_wants)))))
+    body = "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"
+    for title, tasks in (("Dependencies", list(ts.dependencies)), ("Dependents", list(ts.dependents))):
+        items = "".join(f"<li>{task_link(_key(d.key), root)} ({escape(d.state)})</li>" for d in tasks[:limit])
+        more = f"<p>… and {len(tasks) - limit} more</p>" if len(tasks) > limit else ""
+        body += f"<h2>{escape(title)} ({len(tasks)})</h2><ul>{items}</ul>{more}"
+    return body
+
+
+def _key(key: Any) -> str:
+    return key if isinstance(key, str) else str(key)

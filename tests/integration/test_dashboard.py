@@ -1,0 +1,305 @@
+"""The scheduler's dashboard over real HTTP and WebSocket connections: routes, escaping,
+one update per interval for all viewers, nothing computed without viewers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import socket
+import struct
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+import pytest
+
+from shoal import Client, LocalCluster, _loop
+from shoal.worker.server import Worker
+
+EVIL_KEY = "<script>alert(1)</script>"
+EVIL_NAME = "<img src=x onerror=alert(2)>"
+
+
+def inc(x):
+    return x + 1
+
+
+@pytest.fixture(scope="module")
+def dash_cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cl:
+        yield cl
+
+
+@pytest.fixture
+def dclient(dash_cluster):
+    with Client(dash_cluster) as c:
+        yield c
+
+
+def base(cluster) -> str:
+    return cluster.dashboard_link.rsplit("/", 1)[0]
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+class WS:
+    """A minimal blocking WebSocket client (reads text frames, sends close)."""
+
+    def __init__(self, port: int, origin: str | None = None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        origin = origin or f"http://127.0.0.1:{port}"
+        self.sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n".encode()
+        )
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ", 2)[1])
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def raw_frame(self) -> tuple[int, bytes]:
+        b0, b1 = self._read(2)
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", self._read(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", self._read(8))
+        return b0 & 0x0F, self._read(n)
+
+    def message(self) -> dict:
+        opcode, payload = self.raw_frame()
+        assert opcode == 1
+        return json.loads(payload)
+
+    def close(self) -> None:
+        mask = os.urandom(4)
+        self.sock.sendall(bytes([0x88, 0x80]) + mask)
+        self.sock.close()
+
+
+def test_dashboard_link(dash_cluster, dclient):
+    link = dash_cluster.dashboard_link
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/status", link)
+    assert dclient.dashboard_link == link
+    port = dash_cluster.scheduler.dashboard.port
+    assert dclient.scheduler_info()["services"] == {"dashboard": port}
+
+
+def test_health_and_root_redirect(dash_cluster):
+    assert get(base(dash_cluster) + "/health")[::2] == (200, "ok")
+    status, _, text = get(base(dash_cluster) + "/")
+    assert status == 200 and "<title>shoal — status</title>" in text  # followed the redirect
+
+
+def test_metrics_parse_as_prometheus_text(dash_cluster, dclient, poll):
+    futures = dclient.map(inc, range(7))
+    dclient.gather(futures)
+    key = (("task_prefix_name", "inc"), ("state", "memory"))
+    # the metrics come from a summary at most one update interval old
+    families = poll(lambda: (f := parse_prometheus(get(base(dash_cluster) + "/metrics")[2]))
+                    .get("dask_scheduler_prefix_tasks", {}).get(key) == 7 and f)
+    status, ctype, _ = get(base(dash_cluster) + "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    assert families["dask_scheduler_workers"][()] == 2
+    assert families["dask_scheduler_clients"][()] >= 1
+    assert families["dask_scheduler_tasks"][(("state", "memory"),)] >= 7
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+]+|NaN|[+-]Inf)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+
+
+def parse_prometheus(text: str) -> dict[str, dict[tuple, float]]:
+    """A strict reader of the text exposition format: HELP and TYPE before each family's
+    samples, well-formed names, labels and values; raises on anything else."""
+    assert text.endswith("\n")
+    families: dict[str, dict[tuple, float]] = {}
+    typed: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("gauge", "counter", "histogram", "summary", "untyped"), line
+            typed.add(name)
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a Prometheus sample: {line!r}"
+        name, _, labels, value = m.groups()
+        assert name in typed, f"sample before its TYPE: {line!r}"
+        pairs = tuple(_LABEL.findall(labels or ""))
+        assert ",".join(f'{k}="{v}"' for k, v in pairs) == (labels or ""), line
+        families.setdefault(name, {})[pairs] = float(value)
+    return families
+
+
+def test_counts_identity_and_sitemap(dash_cluster):
+    b = base(dash_cluster)
+    status, ctype, text = get(b + "/json/counts.json")
+    counts = json.loads(text)
+    assert status == 200 and ctype == "application/json"
+    assert {"bytes", "clients", "cores", "erred", "idle", "memory", "processing", "tasks", "waiting", "workers"} <= set(
+        counts
+    )
+    assert counts["workers"] == 2 and counts["cores"] == 2
+    identity = json.loads(get(b + "/json/identity.json")[2])
+    assert identity["address"] == dash_cluster.scheduler_address and len(identity["workers"]) == 2
+    paths = json.loads(get(b + "/sitemap.json")[2])["paths"]
+    assert {"/status", "/workers", "/health", "/metrics", "/json/counts.json"} <= set(paths)
+    for p in paths:
+        assert get(b + p)[0] == 200, p
+
+
+def test_read_only_and_no_path_traversal(dash_cluster):
+    b = base(dash_cluster)
+    req = urllib.request.Request(b + "/health", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 405
+    assert get(b + "/statics/..%2f..%2fapp.py")[0] == 404
+    assert get(b + "/statics/nope.js")[0] == 404
+    assert get(b + "/nothing-here")[0] == 404
+
+
+def test_status_page_needs_no_internet(dash_cluster):
+    b = base(dash_cluster)
+    status, _, html = get(b + "/status")
+    assert status == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "statics/status.js" in assets and "statics/style.css" in assets
+    for asset in assets:
+        assert "//" not in asset, asset  # relative links only: nothing fetched from elsewhere
+    for name in ("status.js", "style.css"):
+        status, _, text = get(f"{b}/statics/{name}")
+        assert status == 200 and "http://" not in text and "https://" not in text
+    assert "innerHTML" not in get(b + "/statics/status.js")[2]
+
+
+def test_task_and_worker_pages_escape_user_strings(dash_cluster, dclient, poll):
+    b = base(dash_cluster)
+    x = dclient.submit(inc, 1, key=EVIL_KEY)
+    x.result()
+    status, _, text = get(f"{b}/info/task/{quote(EVIL_KEY, safe='')}.html")
+    assert status == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>" not in text
+    assert "memory" in text
+    assert get(f"{b}/info/task/{quote('<b>never</b>', safe='')}.html")[0] == 404
+
+    async def add_worker() -> Worker:
+        return await Worker(
+            dash_cluster.scheduler_address, name=EVIL_NAME, secret=dash_cluster.security.secret, nthreads=1
+        )
+
+    w = _loop.sync(dash_cluster.loop, add_worker)
+    try:
+        dclient.wait_for_workers(3)
+        # the pages are built from a summary at most one update interval old
+        poll(lambda: "&lt;img" in get(b + "/workers")[2])
+        for page in ("/workers", "/info/main/workers.html", f"/info/worker/{quote(w.address, safe='')}.html"):
+            status, _, text = get(b + page)
+            assert status == 200, page
+            assert "&lt;img src=x onerror=alert(2)&gt;" in text and "<img" not in text, page
+    finally:
+        _loop.sync(dash_cluster.loop, w.close)
+    dclient.wait_for_workers(2)
+
+
+def test_one_update_per_interval_for_all_viewers(dash_cluster, dclient, poll):
+    dashboard = dash_cluster.scheduler.dashboard
+    viewers = [WS(dashboard.port) for _ in range(5)]
+    try:
+        assert all(v.status == 101 for v in viewers)
+        for v in viewers:
+            assert v.message()["type"] == "init"
+        futures = dclient.map(inc, range(20), key=[f"viewed-{i}" for i in range(20)])
+        dclient.gather(futures)
+        # each viewer reads updates until it has seen the tasks run; viewers that joined
+        # later missed the first updates, but every update they share came as the same bytes
+        received: list[dict[float, bytes]] = []
+        for v in viewers:
+            seen: set[str] = set()
+            frames: dict[float, bytes] = {}
+            while len(seen) < 20:
+                opcode, payload = v.raw_frame()
+                update = json.loads(payload)
+                assert opcode == 1 and update["type"] == "update"
+                frames[update["time"]] = payload
+                seen.update(r[4] for r in update["stream"] if r[4].startswith("viewed-"))
+            received.append(frames)
+        common = set.intersection(*(set(f) for f in received))
+        assert common
+        for t in common:
+            assert len({f[t] for f in received}) == 1
+        summary = update["summary"]
+        assert {w["address"] for w in summary["workers"]} == set(dclient.scheduler_info()["workers"])
+        assert summary["states"][5] == "memory"
+    finally:
+        for v in viewers:
+            v.close()
+    poll(lambda: not dashboard.viewers and dashboard._ticker is None)
+    n = dashboard.updates
+    dclient.gather(dclient.map(inc, range(5), key=[f"unviewed-{i}" for i in range(5)]))
+    assert dashboard.updates == n  # nobody watching: nothing is built or sent
+
+
+def test_cross_origin_websocket_refused(dash_cluster):
+    ws = WS(dash_cluster.scheduler.dashboard.port, origin="http://evil.example")
+    assert ws.status == 403
+    ws.sock.close()
+
+
+def test_dashboard_disabled():
+    for address in (None, False):
+        with LocalCluster(n_workers=1, processes=False, dashboard_address=address) as cl, Client(cl) as c:
+            assert cl.dashboard_link == "" and c.dashboard_link == ""
+            assert cl.scheduler.dashboard is None
+            assert c.scheduler_info()["services"] == {}
+
+
+def test_busy_port_falls_back_to_a_free_one(caplog):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with (
+            caplog.at_level(logging.WARNING, logger="shoal.dashboard"),
+            LocalCluster(n_workers=0, processes=False, dashboard_address=f":{port}") as cl,
+        ):
+            assert cl.scheduler.dashboard.port != port
+            assert get(base(cl) + "/health")[0] == 200
+        assert f"Port {port} is already in use" in caplog.text
+
+
+def test_a_failing_page_is_a_500_and_the_server_keeps_serving(dash_cluster, caplog):
+    routes = dash_cluster.scheduler.dashboard.routes
+    routes["/boom"] = lambda req: 1 / 0
+    try:
+        with caplog.at_level(logging.ERROR, logger="shoal.dashboard"):
+            assert get(base(dash_cluster) + "/boom")[0] == 500
+        assert "ZeroDivisionError" in caplog.text
+        assert get(base(dash_cluster) + "/health")[0] == 200
+    finally:
+        del routes["/boom"]
