@@ -33,6 +33,7 @@ from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
+from shoal.scheduler.profiling import register as register_profiling
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
@@ -130,6 +131,7 @@ class Scheduler:
         self.sync = register_sync(self)
         self.datasets = register_datasets(self)
         self.admin = register_admin(self)
+        self.profiling = register_profiling(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,6 +156,7 @@ class Scheduler:
             info={"role": "scheduler", "id": self.id, "versions": get_versions()},
         )
         self.status = "running"
+        self.profiling.start()
         logger.info("Scheduler at %s", self.address)
         return self
 
@@ -170,6 +173,7 @@ class Scheduler:
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
+        self.profiling.close()
         if self.listener is not None:
             await self.listener.stop()
         await self.admin.close()

@@ -40,6 +40,7 @@ from typing import Any
 from dask.sizeof import sizeof
 
 from shoal import config
+from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
@@ -50,7 +51,7 @@ from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
-from shoal.utils import typename
+from shoal.utils import key_prefix, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.state import (
     ComputeTaskEvent,
@@ -72,6 +73,9 @@ logger = logging.getLogger("shoal.worker")
 
 #: frames of these modules are dropped from the front of remote tracebacks
 _OWN_FRAMES = (os.sep + os.path.join("shoal", "worker") + os.sep, os.path.join("dask", "_task_spec"))
+
+#: frames of these files (how a task's function gets called) are left out of profiles
+_PROFILE_SKIP = (os.sep + os.path.join("shoal", "graph") + os.sep, os.path.join("dask", "_task_spec"))
 
 _thread_state = task_state
 
@@ -170,11 +174,15 @@ class Worker:
         self._actor_wake_pending = False
         #: thread ident -> key of the task it executes (for `call_stack`)
         self._running: dict[int, Any] = {}
+        #: the statistical profiler and RSS history (`shoal.profile`), started with the worker
+        self.profiler: profile_mod.Sampler | None = None
         self.handlers = {
             "get_data": self._get_data,
             "update_data": self._update_data,
             "run": self._run,
             "task_stream": self._task_stream,
+            "profile": self._profile,
+            "memory_history": self._memory_history,
             "acquire_replicas": self._acquire_replicas,
             "call_stack": self._call_stack,
             "versions": self._versions,
@@ -220,6 +228,7 @@ class Worker:
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
         for _ in range(self.nthreads):
             self._start_pool_thread()
+        self._start_profiler()
         timeout = self.death_timeout or self.connect_timeout
         comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
         self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages)
@@ -266,6 +275,8 @@ class Worker:
                 await callback()
             except Exception:
                 logger.exception("error in a worker close callback")
+        if self.profiler is not None:
+            self.profiler.close()
         if self.listener is not None:
             await self.listener.stop()
         if self.scheduler is not None:
@@ -292,6 +303,21 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _start_profiler(self) -> None:
+        loop_thread = threading.get_ident()
+        running = self._running
+
+        def targets() -> list[tuple[int, str]]:
+            out = [(ident, key_prefix(key)) for ident, key in running.copy().items()]
+            out.append((loop_thread, profile_mod.SERVER))
+            return out
+
+        self.profiler = profile_mod.sampler_from_config(
+            "worker", targets, memory=True, stop_code=Worker._execute.__code__, skip_files=_PROFILE_SKIP,
+            name="shoal-worker-profile",
+        )  # fmt: skip
+        self.profiler.start()
 
     # ------------------------------------------------------------------ events in, instructions out
 
@@ -699,6 +725,22 @@ class Worker:
         return dumps(result)
 
 
+    async def _profile(
+        self, peer: Peer, start: float | None = None, stop: float | None = None, key: str | None = None,
+        server: bool = False,
+    ) -> dict:
+        """The merged profile tree of [`start`, `stop`]: the task threads' (only tasks of
+        prefix `key`), or the event loop's with `server` (see `shoal.profile`)."""
+        if self.profiler is None:
+            return profile_mod.create()
+        return self.profiler.get_profile(start, stop, key, server)
+
+    async def _memory_history(self, peer: Peer, start: float | None = None, stop: float | None = None) -> list:
+        """`[(time, rss)]` samples of this worker process in [`start`, `stop`]."""
+        if self.profiler is None:
+            return []
+        return self.profiler.get_memory(start, stop)
+
     async def _task_stream(
         self, peer: Peer, since: int | None = None, start: float | None = None, stop: float | None = None,
         count: int | None = None,
@@ -723,7 +765,9 @@ class Worker:
 
 def _stream_record(r: tuple, worker: str) -> dict:
     key, thread, start, stop, status, nbytes, type_name, transfers, error = r
-    startstops = [{"action": "transfer", "start": a, "stop": b, "source": src} for a, b, src in transfers or ()]
+    startstops = [
+        {"action": "transfer", "start": a, "stop": b, "source": src, "nbytes": n} for a, b, src, n in transfers or ()
+    ]
     startstops.append({"action": "compute", "start": start, "stop": stop})
     rec = {"key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops}
     if error is None:
