@@ -240,7 +240,7 @@ class Sampler:
         the server thread's with `server`, else the tasks' (only prefix `prefix`)."""
         with self._lock:
             cycles = list(self.history)
-            cycles.append((self._current_start, float("inf"), self._current))
+            cycles.append((self._current_start, time.time(), self._current))
             out = create()
             for c_start, c_stop, groups in cycles:
                 if (start is not None and c_stop < start) or (stop is not None and c_start > stop):

@@ -171,7 +171,9 @@ def _block_source(frame: Any) -> str:
         block.append(line)
     while block and not block[-1].strip():
         block.pop()
-    return where + "".join(line[indent:] if line[:indent].isspace() else line for line in block)
+    return where + "".join(
+        "\n" if not line.strip() else line[indent:] if line[:indent].isspace() else line for line in block
+    )
 
 
 def summarize(records: list[dict]) -> dict:
