@@ -22,3 +22,10 @@ def spin_until(path: str, timeout: float = 30.0) -> str:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
     return "done"
+
+
+def recurse_then_spin(depth: int, path: str) -> str:
+    """`spin_until` at the bottom of `depth` nested calls (deeper than any profile keeps)."""
+    if depth == 0:
+        return spin_until(path)
+    return recurse_then_spin(depth - 1, path)

@@ -9,9 +9,9 @@ import time
 
 import dask.config
 import pytest
-from profile_task_functions import spin_until
+from profile_task_functions import recurse_then_spin, spin_until
 
-from shoal import Client, LocalCluster, performance_report
+from shoal import Client, LocalCluster, performance_report, profile
 from shoal.diagnostics.profile_plot import ProfileFigure
 
 
@@ -67,6 +67,23 @@ def test_profile_time_window_and_workers(client, poll, tmp_path):
     other = next(w for w in by_worker if w != worker)
     assert client.profile(key="spin_until", workers=[other], start=before)["count"] == by_worker[other]["count"]
     assert client.profile(key="spin_until", workers=worker, start=before)["count"] >= by_worker[worker]["count"]
+
+
+def test_profile_of_deep_recursion_is_capped_and_travels(client, poll, tmp_path):
+    flag = str(tmp_path / "stop")
+    fut = client.submit(recurse_then_spin, 400, flag, pure=False)
+
+    def depth(tree: dict) -> int:
+        n = 0
+        while tree["children"]:
+            tree = max(tree["children"].values(), key=lambda c: c["count"])
+            n += 1
+        return n
+
+    tree = poll(lambda: (t := client.profile(key="recurse_then_spin")) and t["count"] > 0 and t, timeout=20)
+    open(flag, "w").close()
+    assert fut.result() == "done"
+    assert 0 < depth(tree) <= profile.MAX_DEPTH
 
 
 def test_profile_of_event_loops(client, poll):
