@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Sampler", "create", "identifier", "merge", "process", "sampler_from_config"]
+__all__ = ["Sampler", "create", "identifier", "merge", "path", "process", "sampler_from_config"]
 
 #: frames deeper than this are not recorded (msgpack nests at most ~500 levels)
 MAX_DEPTH = 200
@@ -62,6 +62,13 @@ def process(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool
     """Add the stack ending in `frame` to `tree`: from the outermost frame inwards, up to
     (not including) a frame running code object `stop`; frames whose filename `skip`
     accepts are left out."""
+    for node in path(frame, tree, stop, skip):
+        node["count"] += 1
+
+
+def path(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] | None = None) -> list[dict]:
+    """The nodes of `tree` (root first) that a sample of this stack counts in, created
+    with count 0 where missing (see `process`)."""
     stack = []
     while frame is not None:
         code = frame.f_code
@@ -73,7 +80,7 @@ def process(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool
     if len(stack) > MAX_DEPTH:
         stack = stack[-MAX_DEPTH:]
     node = tree
-    node["count"] += 1
+    nodes = [node]
     for f in reversed(stack):
         co = f.f_code
         ident = f"{co.co_name};{co.co_filename};{co.co_firstlineno}"
@@ -81,8 +88,9 @@ def process(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool
         child = children.get(ident)
         if child is None:
             child = children[ident] = {"count": 0, "children": {}, "identifier": ident, "description": _describe(f)}
-        child["count"] += 1
+        nodes.append(child)
         node = child
+    return nodes
 
 
 def merge(*trees: dict) -> dict:
@@ -151,6 +159,8 @@ class Sampler:
         #: (time, rss bytes) samples of this process
         self.memory: collections.deque[tuple[float, int]] = collections.deque(maxlen=max(memory_history, 1))
         self._current: dict[str, dict] = {}
+        #: this cycle's stacks seen so far: ids of (group, code objects...) -> (those objects, tree nodes)
+        self._paths: dict[tuple, tuple[list, list[dict]]] = {}
         self._current_start = time.time()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -195,19 +205,36 @@ class Sampler:
                 next_memory = now + self.memory_interval
 
     def sample(self) -> None:
-        """Take one sample of every target thread."""
+        """Take one sample of every target thread. A stack seen before in this cycle (the
+        same code objects) reuses its list of tree nodes: one walk and one dict lookup."""
         frames = sys._current_frames()
         stop, skip = self.stop_code, self.skip
         with self._lock:
-            current = self._current
+            current, paths = self._current, self._paths
             for ident, group in self.targets():
                 frame = frames.get(ident)
                 if frame is None:
                     continue
-                tree = current.get(group)
-                if tree is None:
-                    tree = current[group] = create()
-                process(frame, tree, stop if group != SERVER else None, skip if group != SERVER else None)
+                server = group == SERVER
+                end = None if server else stop
+                codes = [group]
+                f = frame
+                while f is not None:
+                    code = f.f_code
+                    if code is end:
+                        break
+                    codes.append(code)
+                    f = f.f_back
+                # keyed by identity; the entry holds the code objects, so no id is reused
+                key = tuple(map(id, codes))
+                hit = paths.get(key)
+                if hit is None:
+                    tree = current.get(group)
+                    if tree is None:
+                        tree = current[group] = create()
+                    hit = paths[key] = (codes, path(frame, tree, end, None if server else skip))
+                for node in hit[1]:
+                    node["count"] += 1
         del frames
 
     def rotate(self, now: float | None = None) -> None:
@@ -217,6 +244,7 @@ class Sampler:
             if self._current:
                 self.history.append((self._current_start, now, self._current))
             self._current = {}
+            self._paths = {}
             self._current_start = now
 
     def sample_memory(self, now: float | None = None) -> None:
