@@ -164,6 +164,9 @@ def test_performance_report_async(cluster_kwargs, tmp_path):
             async with performance_report(filename=filename) as pr:
                 futs = c.map(lambda x: x * 2, range(3), key=["double-0", "double-1", "double-2"])
                 assert await c.gather(futs) == [0, 2, 4]  # ASYNC-BLOCK-MARKER
+            tree = await c.profile(key="double")
+            assert set(tree) == {"count", "children", "description", "identifier"}
+            assert set(await c.profile(merge_workers=False)) == {w.address for w in cl.workers.values()}
             return pr.data
 
     data = asyncio.run(asyncio.wait_for(main(), 30))
