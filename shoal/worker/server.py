@@ -172,7 +172,7 @@ class Worker:
         self._actor_thread: threading.Thread | None = None
         self._actor_done: collections.deque = collections.deque()
         self._actor_wake_pending = False
-        #: thread ident -> key of the task it executes (for `call_stack`)
+        #: thread ident -> key of the task it executes (for `call_stack` and the profiler)
         self._running: dict[int, Any] = {}
         #: the statistical profiler and RSS history (`shoal.profile`), started with the worker
         self.profiler: profile_mod.Sampler | None = None
@@ -228,7 +228,6 @@ class Worker:
         self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
         for _ in range(self.nthreads):
             self._start_pool_thread()
-        self._start_profiler()
         timeout = self.death_timeout or self.connect_timeout
         comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
         self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages)
@@ -239,6 +238,7 @@ class Worker:
             )
         )  # fmt: skip
         self._own(self._watch_scheduler())
+        self._start_profiler()
         self.status = "running"
         return self
 
