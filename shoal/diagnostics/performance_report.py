@@ -69,7 +69,7 @@ class performance_report:
     # ---------------------------------------------------------------- context manager
 
     def __enter__(self) -> Self:
-        self._code = _block_source(sys._getframe(self._stacklevel))
+        self._code = _caller_source(self._stacklevel + 1)
         client = self._client = self._get_client()
         self._since = client.sync(self._begin, client, asynchronous=False)
         return self
@@ -80,7 +80,7 @@ class performance_report:
         self._write()
 
     async def __aenter__(self) -> Self:
-        self._code = _block_source(sys._getframe(self._stacklevel))
+        self._code = _caller_source(self._stacklevel + 1)
         client = self._client = self._get_client()
         self._since = await self._begin(client)
         return self
@@ -151,6 +151,15 @@ def _versions() -> dict:
     import shoal
 
     return {"shoal": shoal.__version__, "dask": dask.__version__, "python": platform.python_version()}
+
+
+def _caller_source(depth: int) -> str:
+    """`_block_source` of the frame `depth` levels above this function's (1: its caller)."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:  # stacklevel beyond the outermost frame
+        return "# (source not available: stacklevel is deeper than the call stack)\n"
+    return _block_source(frame)
 
 
 def _block_source(frame: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -154,6 +155,25 @@ def test_performance_report_default_filename_and_transfers(client, tmp_path, mon
     assert os.path.exists("dask-report.html")
     s = pr.data["summary"]
     assert s["transfers"] == 1 and s["bytes_moved"] > 1000
+
+
+@contextlib.contextmanager
+def team_report(filename, stacklevel):
+    with performance_report(filename=filename, stacklevel=stacklevel):
+        yield
+
+
+def test_performance_report_stacklevel(client, tmp_path):
+    # the helper's generator frame, contextlib's __enter__, then this function
+    with team_report(str(tmp_path / "r.html"), stacklevel=3):
+        client.submit(sum, [1, 2], pure=False).result()  # CALLER-OF-THE-HELPER
+    assert "CALLER-OF-THE-HELPER" in (tmp_path / "r.html").read_text()
+    with team_report(str(tmp_path / "r1.html"), stacklevel=1):
+        client.submit(sum, [1, 2], pure=False).result()
+    assert "with performance_report(filename=filename, stacklevel=stacklevel)" in (tmp_path / "r1.html").read_text()
+    with team_report(str(tmp_path / "r2.html"), stacklevel=10_000):
+        pass
+    assert "source not available" in (tmp_path / "r2.html").read_text()
 
 
 def test_performance_report_async(cluster_kwargs, tmp_path):
