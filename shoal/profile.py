@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import linecache
+import logging
 import os
 import sys
 import threading
@@ -29,6 +30,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Sampler", "create", "identifier", "merge", "path", "process", "sampler_from_config"]
+
+logger = logging.getLogger("shoal.profile")
 
 #: frames deeper than this are not recorded (msgpack nests at most ~500 levels)
 MAX_DEPTH = 200
@@ -195,14 +198,17 @@ class Sampler:
         wait = self._stop.wait
         while not wait(tick):
             now = time.time()
-            if profiling:
-                self.sample()
-                if now >= next_cycle:
-                    self.rotate(now)
-                    next_cycle = now + self.cycle
-            if self.memory_interval > 0 and now >= next_memory:
-                self.sample_memory(now)
-                next_memory = now + self.memory_interval
+            try:
+                if profiling:
+                    self.sample()
+                    if now >= next_cycle:
+                        self.rotate(now)
+                        next_cycle = now + self.cycle
+                if self.memory_interval > 0 and now >= next_memory:
+                    self.sample_memory(now)
+                    next_memory = now + self.memory_interval
+            except Exception:  # a bad sample must not end profiling for good
+                logger.exception("%s: sampling failed", self.name)
 
     def sample(self) -> None:
         """Take one sample of every target thread. A stack seen before in this cycle (the

@@ -1155,7 +1155,8 @@ class Client:
         a call tree ``{"count", "children", "description", "identifier"}`` (see
         `shoal.profile`), merged over `workers` (all by default; ``merge_workers=False``
         gives ``{worker: tree}``). `key` keeps tasks of that key prefix; `start`/`stop`
-        are epoch seconds, datetimes or durations before now (``"60s"``). `server=True`
+        are epoch seconds, datetimes or durations before now (``"60s"``), matched to whole
+        cycles (`shoal.worker.profile.cycle`, 1 s) that overlap the window. `server=True`
         profiles the workers' event loops instead, `scheduler=True` the scheduler's.
         With `plot` (or a `filename`, where the page is written) returns ``(tree, figure)``,
         the figure an offline HTML icicle graph."""
