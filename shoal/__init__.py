@@ -12,6 +12,7 @@ from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.local import LocalCluster
 from shoal.diagnostics.plugin import Environ, NannyPlugin, SchedulerPlugin, UploadFile, WorkerPlugin
+from shoal.diagnostics.performance_report import performance_report
 from shoal.diagnostics.progressbar import progress
 from shoal.diagnostics.remote_print import print, warn  # noqa: A004 - distributed's names
 from shoal.diagnostics.task_metadata import get_task_metadata
@@ -73,6 +74,7 @@ __all__ = [
     "get_task_metadata",
     "get_task_stream",
     "get_worker",
+    "performance_report",
     "print",
     "progress",
     "rejoin",

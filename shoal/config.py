@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
             "validate": False,
             # events kept per topic (Client.log_event / get_events)
             "events-log-length": 100_000,
+            # sample the scheduler's event-loop thread (Client.profile(scheduler=True))
+            "profile": {"enabled": True, "interval": "10ms", "cycle": "1000ms", "history": 3600},
         },
         "worker": {
             "memory": {
@@ -54,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
             "validate": False,
             # task-stream records each worker keeps (a ring buffer; 0 turns it off)
             "task-stream-length": 10_000,
+            # the statistical profiler (Client.profile, performance_report): one thread per
+            # worker samples the task threads every `interval` and closes a call tree every
+            # `cycle`; `history` cycles are kept. `enabled: False` (or interval 0) turns it off.
+            "profile": {"enabled": True, "interval": "10ms", "cycle": "1000ms", "history": 3600},
+            # worker RSS samples for performance_report's memory chart (0 turns it off)
+            "memory-history": {"interval": "200ms", "length": 10_000},
         },
         "deploy": {"worker-start-timeout": "60s"},
         "dashboard": {

@@ -1135,6 +1135,64 @@ class Client:
 
         return self.sync(call)
 
+    async def _profile(
+        self, key: Any = None, start: Any = None, stop: Any = None, workers: Any = None, merge_workers: bool = True,
+        server: bool = False, scheduler: bool = False,
+    ) -> dict:
+        from shoal.diagnostics.task_stream import parse_time
+
+        assert self.scheduler_comm is not None
+        if isinstance(workers, str):
+            workers = [workers]
+        return await self.scheduler_comm.request(
+            "profile", key=key, start=parse_time(start), stop=parse_time(stop),
+            workers=None if workers is None else list(workers), merge_workers=merge_workers, server=server,
+            scheduler=scheduler,
+        )  # fmt: skip
+
+    def profile(
+        self,
+        key: Any = None,
+        start: Any = None,
+        stop: Any = None,
+        workers: Any = None,
+        merge_workers: bool = True,
+        plot: Any = False,
+        filename: str | None = None,
+        server: bool = False,
+        scheduler: bool = False,
+    ) -> Any:
+        """The statistical profile of where the workers' task threads spent their time:
+        a call tree ``{"count", "children", "description", "identifier"}`` (see
+        `shoal.profile`), merged over `workers` (all by default; ``merge_workers=False``
+        gives ``{worker: tree}``). `key` keeps tasks of that key prefix; `start`/`stop`
+        are epoch seconds, datetimes or durations before now (``"60s"``), matched to whole
+        cycles (`shoal.worker.profile.cycle`, 1 s) that overlap the window. `server=True`
+        profiles the workers' event loops instead, `scheduler=True` the scheduler's.
+        With `plot` (or a `filename`, where the page is written) returns ``(tree, figure)``,
+        the figure an offline HTML icicle graph."""
+
+        async def call() -> Any:
+            state = await self._profile(key, start, stop, workers, merge_workers, server, scheduler)
+            name = filename
+            if not plot and not name:
+                return state
+            from shoal.diagnostics.profile_plot import ProfileFigure
+
+            tree = state
+            if not merge_workers and not scheduler:
+                from shoal.profile import merge
+
+                tree = merge(*state.values())
+            figure = ProfileFigure(tree)
+            if plot == "save" and not name:
+                name = "dask-profile.html"
+            if name:
+                figure.save(name)
+            return state, figure
+
+        return self.sync(call)
+
     def log_event(self, topic: Any, msg: Any) -> Any:
         """Log `msg` (msgpack-serializable data) on the scheduler under `topic` (a name or
         a list of names); subscribers of the topic receive it."""

@@ -34,6 +34,7 @@ from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.plugins import register as register_plugins
+from shoal.scheduler.profiling import register as register_profiling
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
@@ -138,6 +139,7 @@ class Scheduler:
         #: scheduler plugins (`Scheduler.plugins`) and the nanny plugins the scheduler keeps
         self.plugin_host = register_plugins(self)
         self._initial_plugins = list(plugins or ())
+        self.profiling = register_profiling(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -162,6 +164,7 @@ class Scheduler:
             info={"role": "scheduler", "id": self.id, "versions": get_versions()},
         )
         self.status = "running"
+        self.profiling.start()
         logger.info("Scheduler at %s", self.address)
         for plugin in self._initial_plugins:
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
@@ -210,6 +213,7 @@ class Scheduler:
         self.status = "closing"
         if self.dashboard is not None:
             await self.dashboard.close()
+        self.profiling.close()
         if self.listener is not None:
             await self.listener.stop()
         await self.plugin_host.close()

@@ -42,6 +42,7 @@ from typing import Any
 from dask.sizeof import sizeof
 
 from shoal import config
+from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
 from shoal.comm import connect, listen
@@ -53,7 +54,7 @@ from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
-from shoal.utils import overrides_hook, typename
+from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.state import (
     ComputeTaskEvent,
@@ -79,6 +80,9 @@ _OWN_FRAMES = (
     os.sep + os.path.join("shoal", "graph") + os.sep,
     os.path.join("dask", "_task_spec"),
 )
+
+#: frames of these files (how a task's function gets called) are left out of profiles
+_PROFILE_SKIP = (os.sep + os.path.join("shoal", "graph") + os.sep, os.path.join("dask", "_task_spec"))
 
 _thread_state = task_state
 
@@ -179,17 +183,21 @@ class Worker:
         self._actor_thread: threading.Thread | None = None
         self._actor_done: collections.deque = collections.deque()
         self._actor_wake_pending = False
-        #: thread ident -> key of the task it executes (for `call_stack`)
+        #: thread ident -> key of the task it executes (for `call_stack` and the profiler)
         self._running: dict[int, Any] = {}
         #: worker plugins by name (`plugin_add`; see `shoal.diagnostics.plugin`)
         self.plugins: dict[str, Any] = {}
         #: those of them with a `transition` hook (they observe the state machine)
         self._transition_plugins: dict[str, Any] = {}
+        #: the statistical profiler and RSS history (`shoal.profile`), started with the worker
+        self.profiler: profile_mod.Sampler | None = None
         self.handlers = {
             "get_data": self._get_data,
             "update_data": self._update_data,
             "run": self._run,
             "task_stream": self._task_stream,
+            "profile": self._profile,
+            "memory_history": self._memory_history,
             "acquire_replicas": self._acquire_replicas,
             "call_stack": self._call_stack,
             "versions": self._versions,
@@ -245,6 +253,7 @@ class Worker:
             )
         )  # fmt: skip
         self._own(self._watch_scheduler())
+        self._start_profiler()
         self.status = "running"
         return self
 
@@ -286,6 +295,8 @@ class Worker:
                 await self.plugin_remove(name)
             except Exception:
                 logger.exception("teardown of worker plugin %r failed", name)
+        if self.profiler is not None:
+            self.profiler.close()
         if self.listener is not None:
             await self.listener.stop()
         if self.scheduler is not None:
@@ -314,6 +325,21 @@ class Worker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _start_profiler(self) -> None:
+        loop_thread = threading.get_ident()
+        running = self._running
+
+        def targets() -> list[tuple[int, str]]:
+            out = [(ident, key_prefix(key)) for ident, key in running.copy().items()]
+            out.append((loop_thread, profile_mod.SERVER))
+            return out
+
+        self.profiler = profile_mod.sampler_from_config(
+            "worker", targets, memory=True, stop_code=Worker._execute.__code__, skip_files=_PROFILE_SKIP,
+            name="shoal-worker-profile",
+        )  # fmt: skip
+        self.profiler.start()
 
     # ------------------------------------------------------------------ events in, instructions out
 
@@ -770,6 +796,22 @@ class Worker:
         """Forget unpickled task functions (after `upload_file` reloaded their module)."""
         self._functions.clear()
 
+    async def _profile(
+        self, peer: Peer, start: float | None = None, stop: float | None = None, key: str | None = None,
+        server: bool = False,
+    ) -> dict:
+        """The merged profile tree of [`start`, `stop`]: the task threads' (only tasks of
+        prefix `key`), or the event loop's with `server` (see `shoal.profile`)."""
+        if self.profiler is None:
+            return profile_mod.create()
+        return self.profiler.get_profile(start, stop, key, server)
+
+    async def _memory_history(self, peer: Peer, start: float | None = None, stop: float | None = None) -> list:
+        """`[(time, rss)]` samples of this worker process in [`start`, `stop`]."""
+        if self.profiler is None:
+            return []
+        return self.profiler.get_memory(start, stop)
+
     async def _task_stream(
         self, peer: Peer, since: int | None = None, start: float | None = None, stop: float | None = None,
         count: int | None = None,
@@ -794,7 +836,9 @@ class Worker:
 
 def _stream_record(r: tuple, worker: str) -> dict:
     key, thread, start, stop, status, nbytes, type_name, transfers, error = r
-    startstops = [{"action": "transfer", "start": a, "stop": b, "source": src} for a, b, src in transfers or ()]
+    startstops = [
+        {"action": "transfer", "start": a, "stop": b, "source": src, "nbytes": n} for a, b, src, n in transfers or ()
+    ]
     startstops.append({"action": "compute", "start": start, "stop": stop})
     rec = {"key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops}
     if error is None:

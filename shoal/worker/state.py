@@ -167,7 +167,7 @@ WorkerInstruction = Execute | Gather | SendToScheduler
 # ---------------------------------------------------------------------------- records
 
 #: what each task-stream record tuple holds, in order; `transfers` is None or a list of
-#: ``(start, stop, source)``; `error` is None or ``(exception text, traceback frames)``
+#: ``(start, stop, source, bytes fetched in that transfer)``; `error` is None or ``(exception text, traceback frames)``
 TASK_STREAM_FIELDS = ("key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error")
 
 
@@ -385,6 +385,7 @@ class WorkerState:
     def _gather_done(self, ev: GatherDone) -> None:
         self.in_flight.pop(ev.worker, None)
         got: dict[Key, int] = {}
+        transfer = (ev.start, ev.stop, ev.worker, sum(ev.nbytes.values())) if ev.stop else None
         for key in ev.requested:
             fs = self.fetch.get(key)
             if key in ev.data:
@@ -401,8 +402,7 @@ class WorkerState:
                     for tkey in fs.needed_by:
                         ts = self.tasks.get(tkey)
                         if ts is not None and ts.state == "waiting":
-                            if ev.stop:
-                                transfer = (ev.start, ev.stop, ev.worker)
+                            if transfer is not None:
                                 if ts.transfers is None:
                                     ts.transfers = [transfer]
                                 elif ts.transfers[-1] != transfer:

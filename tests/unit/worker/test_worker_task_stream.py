@@ -46,7 +46,7 @@ def test_transfers_of_fetched_dependencies_are_attached_to_the_dependent():
     ws.handle_stimulus(GatherDone("s", "tcp://p:1", ("x", "y"), {"x": 1, "y": 2}, {"x": 8, "y": 8}, start=5.0, stop=6.0))
     ws.handle_stimulus(ExecuteSuccess("s", "z", 1, 3, 28, "int", 7.0, 8.0, None, thread=1))
     # one fetch brought both dependencies: one transfer entry
-    assert record(ws)["transfers"] == [(5.0, 6.0, "tcp://p:1")]
+    assert record(ws)["transfers"] == [(5.0, 6.0, "tcp://p:1", 16)]
 
 
 def test_dropped_results_are_not_recorded():

@@ -1,0 +1,316 @@
+"""The statistical profiler: call trees of sampled stacks, and the thread that samples them.
+
+A profile is a call tree in `distributed.profile`'s shape, plain msgpack data::
+
+    {"count": samples through this frame,
+     "children": {identifier: <node>, ...},
+     "description": {"filename", "name", "line_number", "line"},
+     "identifier": "name;filename;first line" (the root: "root")}
+
+`process` adds one sampled stack to a tree, `merge` sums trees. `Sampler` owns one daemon
+thread that every `interval` walks `sys._current_frames()` of the threads its `targets`
+callable names (a worker: the threads running tasks, grouped by task prefix; plus an
+optional "server" thread, the event loop), and every `cycle` closes the current trees
+into a bounded history of `(start, stop, {group: tree})`. It also samples the process's
+RSS every `memory_interval` into a bounded `(time, rss)` history. Times are wall-clock
+(`time.time()`), like the task stream, so a report can line the two up. Nothing here
+runs on a hot path of task execution: the cost is one thread waking up every `interval`.
+"""
+
+from __future__ import annotations
+
+import collections
+import linecache
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["Sampler", "create", "identifier", "merge", "path", "process", "sampler_from_config"]
+
+logger = logging.getLogger("shoal.profile")
+
+#: frames deeper than this are not recorded (msgpack nests at most ~500 levels)
+MAX_DEPTH = 200
+
+#: the group holding samples of the server (event-loop) thread
+SERVER = "__server__"
+
+
+def create() -> dict:
+    """An empty profile tree."""
+    return {
+        "count": 0,
+        "children": {},
+        "identifier": "root",
+        "description": {"filename": "", "name": "", "line_number": 0, "line": ""},
+    }
+
+
+def identifier(frame: Any) -> str:
+    co = frame.f_code
+    return f"{co.co_name};{co.co_filename};{co.co_firstlineno}"
+
+
+def _describe(frame: Any) -> dict:
+    co = frame.f_code
+    line = linecache.getline(co.co_filename, frame.f_lineno, frame.f_globals).strip()
+    return {"filename": co.co_filename, "name": co.co_name, "line_number": frame.f_lineno, "line": line}
+
+
+def process(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] | None = None) -> None:
+    """Add the stack ending in `frame` to `tree`: from the outermost frame inwards, up to
+    (not including) a frame running code object `stop`; frames whose filename `skip`
+    accepts are left out."""
+    for node in path(frame, tree, stop, skip):
+        node["count"] += 1
+
+
+def path(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] | None = None) -> list[dict]:
+    """The nodes of `tree` (root first) that a sample of this stack counts in, created
+    with count 0 where missing (see `process`)."""
+    stack = []
+    while frame is not None:
+        code = frame.f_code
+        if code is stop:
+            break
+        if skip is None or not skip(code.co_filename):
+            stack.append(frame)
+        frame = frame.f_back
+    if len(stack) > MAX_DEPTH:
+        stack = stack[-MAX_DEPTH:]
+    node = tree
+    nodes = [node]
+    for f in reversed(stack):
+        co = f.f_code
+        ident = f"{co.co_name};{co.co_filename};{co.co_firstlineno}"
+        children = node["children"]
+        child = children.get(ident)
+        if child is None:
+            child = children[ident] = {"count": 0, "children": {}, "identifier": ident, "description": _describe(f)}
+        nodes.append(child)
+        node = child
+    return nodes
+
+
+def merge(*trees: dict) -> dict:
+    """One tree summing `trees` (which are left unchanged)."""
+    out = create()
+    for t in trees:
+        _add(out, t)
+    return out
+
+
+def _add(into: dict, tree: dict) -> None:
+    into["count"] += tree["count"]
+    children = into["children"]
+    for ident, child in tree["children"].items():
+        mine = children.get(ident)
+        if mine is None:
+            mine = children[ident] = {
+                "count": 0, "children": {}, "identifier": ident, "description": dict(child["description"])
+            }  # fmt: skip
+        _add(mine, child)
+
+
+class _FilenameFilter:
+    """`skip(filename)`: whether a frame belongs to the machinery around a task (cached)."""
+
+    def __init__(self, fragments: Iterable[str]):
+        self.fragments = tuple(fragments)
+        self.cache: dict[str, bool] = {}
+
+    def __call__(self, filename: str) -> bool:
+        hit = self.cache.get(filename)
+        if hit is None:
+            hit = self.cache[filename] = any(f in filename for f in self.fragments)
+        return hit
+
+
+class Sampler:
+    """A sampling thread. `targets()` returns `[(thread ident, group)]` to sample now;
+    `stop_code` ends each stack walk (e.g. the worker's `_execute`), `skip_files` lists
+    path fragments of frames to leave out. `interval`/`cycle`/`memory_interval` in
+    seconds; an `interval` of 0 turns the profiler off, a `memory_interval` of 0 the RSS
+    history. `start()` and `close()` (joins the thread) are the owner's to call."""
+
+    def __init__(
+        self,
+        targets: Callable[[], Iterable[tuple[int, str]]],
+        *,
+        interval: float = 0.01,
+        cycle: float = 1.0,
+        history: int = 3600,
+        memory_interval: float = 0.0,
+        memory_history: int = 10_000,
+        stop_code: Any = None,
+        skip_files: Iterable[str] = (),
+        name: str = "shoal-profile",
+    ):
+        self.targets = targets
+        self.interval = float(interval)
+        self.cycle = max(float(cycle), self.interval)
+        self.memory_interval = float(memory_interval)
+        self.stop_code = stop_code
+        self.skip = _FilenameFilter(skip_files) if skip_files else None
+        self.name = name
+        #: closed cycles: (start, stop, {group: tree}); empty cycles are not kept
+        self.history: collections.deque[tuple[float, float, dict]] = collections.deque(maxlen=max(history, 1))
+        #: (time, rss bytes) samples of this process
+        self.memory: collections.deque[tuple[float, int]] = collections.deque(maxlen=max(memory_history, 1))
+        self._current: dict[str, dict] = {}
+        #: this cycle's stacks seen so far: ids of (group, code objects...) -> (those objects, tree nodes)
+        self._paths: dict[tuple, tuple[list, list[dict]]] = {}
+        self._current_start = time.time()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._process: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0 or self.memory_interval > 0
+
+    def start(self) -> None:
+        if self._thread is not None or not self.enabled:
+            return
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    # ---------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        profiling = self.interval > 0
+        tick = self.interval if profiling else self.memory_interval
+        if profiling and self.memory_interval > 0:
+            tick = min(tick, self.memory_interval)
+        next_memory = 0.0
+        next_cycle = time.time() + self.cycle
+        wait = self._stop.wait
+        while not wait(tick):
+            now = time.time()
+            try:
+                if profiling:
+                    self.sample()
+                    if now >= next_cycle:
+                        self.rotate(now)
+                        next_cycle = now + self.cycle
+                if self.memory_interval > 0 and now >= next_memory:
+                    self.sample_memory(now)
+                    next_memory = now + self.memory_interval
+            except Exception:  # a bad sample must not end profiling for good
+                logger.exception("%s: sampling failed", self.name)
+
+    def sample(self) -> None:
+        """Take one sample of every target thread. A stack seen before in this cycle (the
+        same code objects) reuses its list of tree nodes: one walk and one dict lookup."""
+        frames = sys._current_frames()
+        stop, skip = self.stop_code, self.skip
+        with self._lock:
+            current, paths = self._current, self._paths
+            for ident, group in self.targets():
+                frame = frames.get(ident)
+                if frame is None:
+                    continue
+                server = group == SERVER
+                end = None if server else stop
+                codes = [group]
+                f = frame
+                while f is not None:
+                    code = f.f_code
+                    if code is end:
+                        break
+                    codes.append(code)
+                    f = f.f_back
+                # keyed by identity; the entry holds the code objects, so no id is reused
+                key = tuple(map(id, codes))
+                hit = paths.get(key)
+                if hit is None:
+                    tree = current.get(group)
+                    if tree is None:
+                        tree = current[group] = create()
+                    hit = paths[key] = (codes, path(frame, tree, end, None if server else skip))
+                for node in hit[1]:
+                    node["count"] += 1
+        del frames
+
+    def rotate(self, now: float | None = None) -> None:
+        """Close the current cycle into the history."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._current:
+                self.history.append((self._current_start, now, self._current))
+            self._current = {}
+            self._paths = {}
+            self._current_start = now
+
+    def sample_memory(self, now: float | None = None) -> None:
+        try:
+            import psutil
+
+            if self._process is None:
+                self._process = psutil.Process(os.getpid())
+            rss = self._process.memory_info().rss
+        except Exception:  # noqa: BLE001 - no psutil or the OS refused: no memory history
+            self.memory_interval = 0.0
+            return
+        self.memory.append((time.time() if now is None else now, int(rss)))
+
+    # ---------------------------------------------------------------- queries
+
+    def get_profile(
+        self, start: float | None = None, stop: float | None = None, prefix: str | None = None, server: bool = False
+    ) -> dict:
+        """The merged tree of cycles overlapping [`start`, `stop`] (the open cycle too):
+        the server thread's with `server`, else the tasks' (only prefix `prefix`)."""
+        with self._lock:
+            cycles = list(self.history)
+            cycles.append((self._current_start, time.time(), self._current))
+            out = create()
+            for c_start, c_stop, groups in cycles:
+                if (start is not None and c_stop < start) or (stop is not None and c_start > stop):
+                    continue
+                for group, tree in groups.items():
+                    if server:
+                        if group == SERVER:
+                            _add(out, tree)
+                    elif group != SERVER and (prefix is None or group == prefix):
+                        _add(out, tree)
+        return out
+
+    def get_memory(self, start: float | None = None, stop: float | None = None) -> list[tuple[float, int]]:
+        return [(t, rss) for t, rss in list(self.memory) if (start is None or t >= start) and (stop is None or t <= stop)]
+
+
+def sampler_from_config(
+    section: str, targets: Callable[[], Iterable[tuple[int, str]]], *, memory: bool = False, **kwargs: Any
+) -> Sampler:
+    """A `Sampler` set up from `shoal.<section>.profile` (and, with `memory`,
+    `shoal.<section>.memory-history`)."""
+    from shoal import config
+
+    enabled = bool(config.get(f"{section}.profile.enabled", True))
+    interval = config.get_timedelta(f"{section}.profile.interval") if enabled else 0.0
+    memory_interval = 0.0
+    memory_length = 1
+    if memory:
+        memory_interval = config.get_timedelta(f"{section}.memory-history.interval")
+        memory_length = int(config.get(f"{section}.memory-history.length"))
+    return Sampler(
+        targets,
+        interval=interval,
+        cycle=config.get_timedelta(f"{section}.profile.cycle"),
+        history=int(config.get(f"{section}.profile.history")),
+        memory_interval=memory_interval,
+        memory_history=memory_length,
+        **kwargs,
+    )
