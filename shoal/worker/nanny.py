@@ -37,7 +37,7 @@ from typing import Any
 
 import psutil
 
-from shoal import config
+from shoal import config, log_buffer
 from shoal.comm import connect
 from shoal.rpc import Peer
 from shoal.versions import get_versions
@@ -129,7 +129,7 @@ class Nanny:
         self._busy = asyncio.Lock()  # one start/stop of the child at a time
         self._tasks: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
-        self.handlers = {"restart": self._handle_restart}
+        self.handlers = {"restart": self._handle_restart, "terminate": self._handle_terminate, "get_logs": self._get_logs}
 
     # ------------------------------------------------------------------ introspection
 
@@ -152,6 +152,7 @@ class Nanny:
         if self.status == "running":
             return self
         self.status = "starting"
+        log_buffer.install()
         info = {"role": "nanny", "id": self.id, "versions": get_versions()}
         timeout = self.death_timeout or config.get_timedelta("comm.timeouts.connect")
         try:
@@ -299,6 +300,18 @@ class Nanny:
     async def _handle_restart(self, peer: Peer, reason: str = "nanny-restart", timeout: float = 30.0) -> None:
         logger.info("Nanny %s restarting its worker (%s)", self.id, reason)
         await self.restart(timeout=timeout, reason=reason)
+
+    async def _handle_terminate(self, peer: Peer, reason: str = "terminate") -> None:
+        """Stop the worker for good and close this nanny (`retire_workers`): answered once
+        the worker process is gone, then the nanny closes."""
+        logger.info("Nanny %s stopping its worker for good (%s)", self.id, reason)
+        self.status = "closing-gracefully"  # the monitor must not restart the worker
+        async with self._busy:
+            await self._stop_worker(5.0)
+        asyncio.get_running_loop().call_soon(lambda: self._own(self.close()))
+
+    def _get_logs(self, peer: Peer, n: int | None = None) -> list:
+        return log_buffer.recent(n)
 
     def _log_event(self, topic: Any, msg: dict) -> None:
         if self.scheduler is not None and not self.scheduler.closed:
