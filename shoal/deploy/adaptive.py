@@ -150,12 +150,19 @@ class Adaptive:
             await result
 
     async def scale_down(self, workers: list) -> None:
+        """Retire these workers (their data moves first), then drop them from the cluster.
+        Workers the scheduler would not retire (their data has nowhere to go) stay."""
         if not workers:
             return
         observed = self.cluster._names_to_addresses(workers)
+        gone = [w for w in workers if w not in observed]  # asked for, never arrived
         if observed:
-            await self.scheduler.retire_workers(workers=list(observed.values()), close_workers=True, remove=True)
-        await self.cluster._scale_down(workers)
+            retired = await self.scheduler.retire_workers(workers=list(observed.values()), close_workers=True)
+            gone += [name for name, address in observed.items() if address in retired]
+        for name in gone:
+            self.close_counts.pop(name, None)
+        if gone:
+            await self.cluster._scale_down(gone)
 
     async def adapt(self) -> None:
         """One round: compute the target, act on the recommendation (not re-entrant)."""
@@ -163,6 +170,7 @@ class Adaptive:
             return
         self._adapting = True
         try:
+            self.cluster._prune_closed()
             target = await self.safe_target()
             rec = await self.recommendations(target)
             if rec["status"] == "same":

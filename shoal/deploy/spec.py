@@ -321,7 +321,19 @@ class SpecCluster:
             n = max(n, math.ceil(cores / nthreads))
         return n
 
+    def _prune_closed(self) -> None:
+        """Forget workers that went away by themselves (retired through the scheduler, a
+        nanny that gave up, a worker process that exited) so scaling replaces them."""
+        observed = self.observed
+        for name, w in list(self.workers.items()):
+            proc = getattr(w, "proc", None)
+            dead = getattr(w, "status", None) == "closed" or (proc is not None and proc.poll() is not None)
+            if dead and name not in observed:
+                del self.workers[name]
+                self.worker_spec.pop(name, None)
+
     def _plan_scale(self, n: int) -> None:
+        self._prune_closed()
         while len(self.worker_spec) > n:
             not_launched = [name for name in self.worker_spec if name not in self.workers]
             if not_launched:

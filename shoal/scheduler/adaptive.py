@@ -40,15 +40,19 @@ def adaptive_target(
     return target
 
 
-def workers_to_close(workers: Sequence[tuple[Any, int, int]], target: int) -> list[Any]:
-    """Of `workers` as `(name, tasks processing, bytes held)`, the idle ones to close to come
-    down to `target` workers: those with the least data first (it must be moved). Busy
-    workers are never closed."""
+def workers_to_close(workers: Sequence[tuple[Any, int, int, int]], target: int) -> list[Any]:
+    """Of `workers` as `(name, tasks processing, bytes held, keys held)`, the idle ones to
+    close to come down to `target` workers: those with the least data first (it must be
+    moved). Busy workers are never closed, nor the last worker holding data (its data
+    would have nowhere to go)."""
     excess = len(workers) - max(target, 0)
     if excess <= 0:
         return []
-    idle = sorted((w for w in workers if w[1] == 0), key=lambda w: (w[2], str(w[0])))
-    return [w[0] for w in idle[:excess]]
+    idle = sorted((w for w in workers if w[1] == 0), key=lambda w: (w[2], w[3], str(w[0])))
+    chosen = idle[:excess]
+    if len(chosen) == len(workers) and any(w[3] for w in chosen):
+        chosen = chosen[:-1]
+    return [w[0] for w in chosen]
 
 
 def recommendations(

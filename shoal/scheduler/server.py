@@ -433,7 +433,7 @@ class Scheduler:
         if target is None:
             target = len(st.workers) - n if n is not None else 0
         chosen = adaptive.workers_to_close(
-            [(ws.address, len(ws.processing), ws.nbytes) for ws in st.workers.values()], target
+            [(ws.address, len(ws.processing), ws.nbytes, len(ws.has_what)) for ws in st.workers.values()], target
         )
         if attribute == "name":
             return [st.workers[a].name for a in chosen]

@@ -198,9 +198,11 @@ def test_adapt_grows_under_load_and_shrinks_when_idle(poll):
         assert c.gather(futures) == list(range(30))
         assert kept.result() == "kept"
         del futures
-        # one worker must stay: `kept` lives somewhere and an idle cluster with data keeps it
-        poll(lambda: len(cluster.observed) <= 1 and len(cluster.worker_spec) <= 1, timeout=10)
+        # one worker must stay: `kept` lives there, and its data has nowhere else to go
+        poll(lambda: len(cluster.observed) == 1 and len(cluster.worker_spec) == 1, timeout=10)
         assert kept.result() == "kept"
+        del kept
+        poll(lambda: not cluster.observed and not cluster.worker_spec, timeout=10)
         assert any(rec["status"] == "up" for _, rec in adaptive.log)
         assert any(rec["status"] == "down" for _, rec in adaptive.log)
         again = cluster.adapt(maximum=1)  # replaces the first; keeps its other options

@@ -31,10 +31,15 @@ def test_target_doubles_under_memory_pressure():
 
 
 def test_workers_to_close_only_idle_least_data_first():
-    workers = [("a", 0, 500), ("b", 2, 0), ("c", 0, 10), ("d", 0, 100)]
+    workers = [("a", 0, 500, 5), ("b", 2, 0, 0), ("c", 0, 10, 1), ("d", 0, 100, 2)]
     assert workers_to_close(workers, target=2) == ["c", "d"]
     assert workers_to_close(workers, target=0) == ["c", "d", "a"]  # "b" is busy
     assert workers_to_close(workers, target=4) == []
+
+
+def test_workers_to_close_keeps_the_last_holder_of_data():
+    assert workers_to_close([("a", 0, 10, 1), ("b", 0, 0, 0)], target=0) == ["b"]
+    assert workers_to_close([("a", 0, 0, 0), ("b", 0, 0, 0)], target=0) == ["a", "b"]
 
 
 def test_recommend_same_and_up_reset_counts():
