@@ -60,6 +60,45 @@ def _accepts(cls: Any, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+class ProcessInterface:
+    """Base for what a spec may start in place of a `Worker`/`Nanny` (dask-jobqueue's job,
+    a cloud VM, ...): override `start` (launch, e.g., `python -m shoal.worker <scheduler>
+    --name <name>`, and return once launched) and `close`. The cluster calls
+    `cls(scheduler_address, name=..., secret=..., **options)` when those are accepted and
+    waits for a worker of that name to register with the scheduler."""
+
+    def __init__(self, scheduler: Any = None, name: Any = None):
+        self.address: str | None = None
+        self.external_address: str | None = None
+        self.scheduler_address = scheduler
+        self.name = name
+        self.status = "created"
+        self._closed = asyncio.Event()
+
+    async def start(self) -> ProcessInterface:
+        self.status = "running"
+        return self
+
+    async def close(self) -> None:
+        self.status = "closed"
+        self._closed.set()
+
+    async def finished(self) -> None:
+        await self._closed.wait()
+
+    def __await__(self):
+        return self.start().__await__()
+
+    async def __aenter__(self) -> ProcessInterface:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: name={self.name!r} status={self.status}>"
+
+
 class SpecCluster:
     """A cluster made of a scheduler and workers described by specs. See the module docstring."""
 

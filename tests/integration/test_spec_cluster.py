@@ -278,3 +278,33 @@ def test_local_cluster_is_a_spec_cluster():
         assert cluster.observed == {0}
         with pytest.raises(NotImplementedError):
             cluster.start_worker()
+
+
+def test_process_interface_in_a_spec():
+    from shoal.deploy import ProcessInterface
+
+    class InProcessWorker(ProcessInterface):
+        """What a job-queue spec does, with a Worker on this loop instead of a batch job."""
+
+        def __init__(self, scheduler, name=None, secret=None, nthreads=1):
+            super().__init__(scheduler, name)
+            self.worker = Worker(scheduler, name=name, secret=secret, nthreads=nthreads)
+
+        async def start(self):
+            await self.worker.start()
+            self.address = self.worker.address
+            return await super().start()
+
+        async def close(self):
+            await self.worker.close()
+            await super().close()
+
+    scheduler = {"cls": Scheduler, "options": {"address": "inproc://"}}
+    worker = {"cls": InProcessWorker, "options": {"nthreads": 2}}
+    with SpecCluster(workers={"job-0": worker}, scheduler=scheduler, worker=worker) as cluster:
+        assert cluster.observed == {"job-0"}
+        job = cluster.workers["job-0"]
+        assert job.status == "running" and job.address.startswith("inproc://")
+        cluster.scale(2)
+        assert cluster.observed == {"job-0", 0}
+    assert job.status == "closed"
