@@ -26,7 +26,7 @@ from shoal import cluster_dump, forward_logging, log_buffer
 from shoal.protocol.serialize import Pickled
 from shoal.rpc import Peer
 from shoal.scheduler import placement
-from shoal.scheduler.events import DropReplicas
+from shoal.scheduler.events import DropReplicas, SetRetiring
 from shoal.utils import key_prefix
 from shoal.versions import get_versions, versions_report
 
@@ -179,6 +179,16 @@ class AdminServer:
         retiring = {ws.address for ws in selected}
         if not retiring:
             return {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._set_retiring(retiring, True)  # no new tasks for them from now on
+        if close_workers or remove:
+            # let the tasks they are running finish (their results then move too)
+            while any((ws := st.workers.get(a)) is not None and ws.processing for a in retiring):
+                if loop.time() >= deadline:
+                    logger.warning("retiring workers %s still running tasks after %s s", sorted(retiring), timeout)
+                    break
+                await asyncio.sleep(0.05)  # no event for "a worker finished everything": poll
         for _ in range(10):  # tasks may finish on a retiring worker while copies are made
             unique = [
                 ts for a in retiring if (ws := st.workers.get(a)) is not None for ts in ws.has_what
@@ -200,7 +210,9 @@ class AdminServer:
         info = sched.identity()["workers"]
         out = {a: info[a] for a in retiring - keep if a in info}
         if not (close_workers or remove):
+            self._set_retiring(retiring, False)
             return out
+        self._set_retiring(keep, False)
         for address in out:
             sched._exit_reasons[address] = "retired"
             ws = st.workers.get(address)
@@ -214,7 +226,6 @@ class AdminServer:
             wpeer = sched.workers.get(address)
             if wpeer is not None:
                 await wpeer.close()  # a worker closes itself when it loses the scheduler
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while any(a in st.workers for a in out) and loop.time() < deadline:
             sched._workers_changed.clear()
@@ -225,6 +236,10 @@ class AdminServer:
         sched.log_event("all", {"action": "retire-workers", "workers": sorted(out)})
         logger.info("Retired workers %s", sorted(out))
         return out
+
+    def _set_retiring(self, addresses: Any, retiring: bool) -> None:
+        if addresses:
+            self.scheduler._stimulate([SetRetiring(f"retire-workers-{next(_ids)}", list(addresses), retiring)])
 
     # ------------------------------------------------------------------ logs
 

@@ -4,7 +4,9 @@ retire_workers and logs (in-process: one loop, inproc and tcp transports)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 
 import pytest
 
@@ -308,3 +310,32 @@ def test_process_interface_in_a_spec():
         cluster.scale(2)
         assert cluster.observed == {"job-0", 0}
     assert job.status == "closed"
+
+
+RUNS: list = []
+RELEASE = threading.Event()
+
+
+def slow(tag):
+    RUNS.append(tag)
+    RELEASE.wait(10)
+    return tag
+
+
+def test_retire_busy_worker_lets_its_task_finish_and_gives_it_nothing_new(poll):
+    scheduler, worker, workers = specs("inproc://", n=2)
+    with SpecCluster(workers=workers, scheduler=scheduler, worker=worker) as cluster, Client(cluster) as c:
+        a0, a1 = cluster.workers[0].address, cluster.workers[1].address
+        busy = c.submit(slow, "busy", workers=[a0], allow_other_workers=True)
+        poll(lambda: RUNS == ["busy"])
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            retired = pool.submit(c.retire_workers, [a0])
+            poll(lambda: cluster.scheduler.state.workers[a0].retiring)
+            later = c.map(lambda i: i, range(5), pure=False)
+            assert c.gather(later) == list(range(5))
+            assert all(v == [a1] for v in c.who_has(later).values())  # nothing new for the retiring one
+            assert not retired.done()  # it waits for the running task
+            RELEASE.set()
+            assert list(retired.result(timeout=10)) == [a0]
+        assert busy.result() == "busy" and RUNS == ["busy"]  # finished there, not run again
+        assert c.who_has([busy])[busy.key] == [a1]
