@@ -10,9 +10,11 @@ from shoal.actor import Actor, ActorFuture, BaseActorFuture
 from shoal.client.client import Client, default_client
 from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
+from shoal.deploy.adaptive import Adaptive
 from shoal.deploy.local import LocalCluster
 from shoal.diagnostics.plugin import Environ, NannyPlugin, SchedulerPlugin, UploadFile, WorkerPlugin
 from shoal.diagnostics.performance_report import performance_report
+from shoal.deploy.spec import SpecCluster
 from shoal.diagnostics.progressbar import progress
 from shoal.diagnostics.remote_print import print, warn  # noqa: A004 - distributed's names
 from shoal.diagnostics.task_metadata import get_task_metadata
@@ -39,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Actor",
     "ActorFuture",
+    "Adaptive",
     "BaseActorFuture",
     "CancelledError",
     "Client",
@@ -60,6 +63,7 @@ __all__ = [
     "SchedulerPlugin",
     "Security",
     "Semaphore",
+    "SpecCluster",
     "TimeoutError",
     "UploadFile",
     "Variable",

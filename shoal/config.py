@@ -71,6 +71,10 @@ DEFAULTS: dict[str, Any] = {
             "link": "{scheme}://{host}:{port}/status",
             "prometheus": {"namespace": "dask"},
         },
+        # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
+        "admin": {"log-length": 10_000},
+        # defaults of `cluster.adapt()` / `shoal.deploy.Adaptive`
+        "adaptive": {"interval": "1s", "minimum": 0, "maximum": float("inf"), "wait-count": 3, "target-duration": "5s"},
     }
 }
 

@@ -45,3 +45,25 @@ def overrides_hook(plugin: Any, hook: str) -> bool:
         if hook in vars(klass):
             return klass.__module__ != "shoal.diagnostics.plugin"
     return hook in getattr(plugin, "__dict__", {})
+
+
+class Log(str):
+    """Log lines of one process: a `str` that shows as preformatted, escaped text in notebooks."""
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f'<pre style="white-space: pre-wrap; margin: 0">{escape(str(self))}</pre>'
+
+
+class Logs(dict):
+    """`{process name: Log}`: a `dict` that shows each process's log under its name in notebooks."""
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        parts = []
+        for title, log in sorted(self.items(), key=lambda kv: str(kv[0])):
+            body = log._repr_html_() if isinstance(log, Log) else f"<pre>{escape(str(log))}</pre>"
+            parts.append(f"<details><summary>{escape(str(title))}</summary>{body}</details>")
+        return "<div>" + "".join(parts) + "</div>"

@@ -73,18 +73,19 @@ async def _serve(args: argparse.Namespace, address: str, secret: bytes | None) -
     contact = scheduler.address
     if not is_loopback_host(args.host) and args.host in ("0.0.0.0", "::"):
         contact = contact.replace(f"//{args.host}:", f"//{local_ip_towards('10.255.255.255')}:")
-    logger.info("-" * 47)
-    logger.info("  Scheduler at: %25s", contact)
-    logger.info("  Authentication: %s", "shared secret" if secret else "none")
-    if scheduler.dashboard_link:
-        logger.info("  Dashboard at: %25s", scheduler.dashboard_link)
-    logger.info("-" * 47)
+    # files first: whoever waits for the banner may read them at once
     if args.scheduler_file:
         info = dict(scheduler.identity(), address=contact)
         write_scheduler_file(args.scheduler_file, info, secret)
     if args.pid_file:
         with open(args.pid_file, "w") as f:
             f.write(str(os.getpid()))
+    logger.info("-" * 47)
+    logger.info("  Scheduler at: %25s", contact)
+    logger.info("  Authentication: %s", "shared secret" if secret else "none")
+    if scheduler.dashboard_link:
+        logger.info("  Dashboard at: %25s", scheduler.dashboard_link)
+    logger.info("-" * 47)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -176,15 +176,15 @@ async def _serve(args: argparse.Namespace, address: str, names: list[Any], optio
     logger.info("Waiting to connect to: %s", address)
     try:
         await asyncio.gather(*(s.start() for s in servers))
+        if args.pid_file:  # before the banner: whoever waits for it may read the file at once
+            with open(args.pid_file, "w") as f:
+                f.write(str(os.getpid()))
         for s in servers:
             logger.info("-" * 47)
             logger.info("  Start worker at: %25s", s.address)
             logger.info("  Threads: %d", options["nthreads"])
             logger.info("  Memory: %s", options["memory_limit"] or "no limit")
             logger.info("  Nanny: %s", s.id if args.nanny else "none")
-        if args.pid_file:
-            with open(args.pid_file, "w") as f:
-                f.write(str(os.getpid()))
         stopping = asyncio.ensure_future(stop.wait())
         running = {asyncio.ensure_future(s.finished()) for s in servers}
         try:  # until a signal, or every worker (nanny) has closed, e.g. the scheduler went away

@@ -1361,6 +1361,45 @@ class Client:
 
         return self.sync(call)
 
+    def retire_workers(self, workers: list[str] | None = None, close_workers: bool = True, **kwargs: Any) -> Any:
+        """Retire workers gracefully: every result only they hold is first copied to a
+        remaining worker, then they are closed (through their nanny, which then does not
+        restart them). `workers` are addresses or names; with none, `names=` or `n=` idle
+        workers (all idle ones by default). `remove=False` with `close_workers=False` only
+        moves the data. Returns `{address: worker info}` of the workers retired; a worker
+        whose data cannot go anywhere (the last one) is kept and left out."""
+        if isinstance(workers, (str, int)):
+            workers = [workers]
+        unknown = set(kwargs) - {"names", "n", "remove", "timeout"}
+        if unknown:
+            raise TypeError(f"retire_workers() got unexpected keyword arguments {sorted(unknown)}")
+        if "timeout" in kwargs:
+            kwargs["timeout"] = parse_timeout(kwargs["timeout"])
+        return self._request("retire_workers", workers=workers, close_workers=close_workers, **kwargs)
+
+    def get_scheduler_logs(self, n: int | None = None) -> Any:
+        """The scheduler's recent log lines, newest first: `[(level, line), ...]`
+        (at most `shoal.admin.log-length`)."""
+
+        async def call() -> list:
+            assert self.scheduler_comm is not None
+            return [tuple(x) for x in await self.scheduler_comm.request("get_scheduler_logs", n=n)]
+
+        return self.sync(call)
+
+    def get_worker_logs(self, n: int | None = None, workers: Any = None, nanny: bool = False) -> Any:
+        """`{worker address: [(level, line), ...]}`, newest first, of every worker (or those
+        in `workers`); with `nanny=True` the logs of their nannies."""
+        if isinstance(workers, (str, int)):
+            workers = [workers]
+
+        async def call() -> dict:
+            assert self.scheduler_comm is not None
+            reply = await self.scheduler_comm.request("get_worker_logs", n=n, workers=workers, nanny=nanny)
+            return {a: [tuple(x) for x in lines] for a, lines in reply.items()}
+
+        return self.sync(call)
+
     def shutdown(self) -> Any:
         """Close the cluster: the scheduler and its workers (`cluster.close()` when the
         client knows its cluster), then this client."""

@@ -1,4 +1,6 @@
-"""Starting and stopping clusters."""
+"""Starting and stopping clusters: `SpecCluster`, `LocalCluster`, `Adaptive`."""
+from shoal.deploy.adaptive import Adaptive
 from shoal.deploy.local import LocalCluster
+from shoal.deploy.spec import ProcessInterface, SpecCluster
 
-__all__ = ["LocalCluster"]
+__all__ = ["Adaptive", "LocalCluster", "ProcessInterface", "SpecCluster"]

@@ -169,6 +169,9 @@ def dumps(obj: object, ref: object = None) -> Pickled:
             header = _dump_ref(_RefCloudPickler, obj, ref, callback)
     except Exception as exc:
         raise _failure(obj, exc) from (first_exc or exc)
+    # the kept exception's traceback holds this frame and its callers' (a cycle): drop it,
+    # or e.g. the Future that `submit` of a lambda returns lives until the next GC
+    first_exc = None
     return Pickled(header, buffers)
 
 
@@ -191,9 +194,11 @@ def dumps_bytes(obj: object) -> bytes:
         if _MAIN_MARKER not in data:
             return data
     try:
-        return cloudpickle.dumps(obj, protocol=_PROTOCOL)
+        data = cloudpickle.dumps(obj, protocol=_PROTOCOL)
     except Exception as exc:
         raise _failure(obj, exc) from (first_exc or exc)
+    first_exc = None  # break the frame <-> traceback cycle (see `dumps`)
+    return data
 
 
 def loads_bytes(data: bytes | bytearray | memoryview) -> Any:

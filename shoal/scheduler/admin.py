@@ -23,11 +23,11 @@ import random
 import time
 from typing import Any
 
-from shoal import cluster_dump, forward_logging
+from shoal import cluster_dump, forward_logging, log_buffer
 from shoal.protocol.serialize import Pickled
 from shoal.rpc import Peer
 from shoal.scheduler import placement
-from shoal.scheduler.events import DropReplicas
+from shoal.scheduler.events import DropReplicas, SetRetiring
 from shoal.utils import key_prefix
 from shoal.versions import get_versions, versions_report
 
@@ -170,6 +170,116 @@ class AdminServer:
             if ts is not None and ws is not None and ws in ts.who_has:  # the copy arrived
                 drops.append((key, sender))
         self._drop(drops)
+
+    async def retire_workers(
+        self, peer: Peer | None, workers: Any = None, names: Any = None, n: int | None = None,
+        close_workers: bool = True, remove: bool = True, timeout: float = 60.0,
+    ) -> dict:  # fmt: skip
+        """Retire workers gracefully: copy every key only they hold to the remaining workers
+        (`plan_replicate`, least-loaded first), then close them (through their nanny, so it
+        does not restart them) and wait until they are gone. `workers` are addresses or
+        names, `names` names; with neither, `n` (or every) idle worker the adaptive policy
+        would close. A worker whose data could not be moved (no other worker, a failed copy)
+        is kept and left out of the result. Returns `{address: identity}` of those retired.
+        Tasks still processing on a retired worker are run again elsewhere."""
+        sched = self.scheduler
+        st = sched.state
+        if workers is None and names is None:
+            names = sched.workers_to_close(n=n)
+        selected = sched._select(list(workers if workers is not None else names))
+        retiring = {ws.address for ws in selected}
+        if not retiring:
+            return {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._set_retiring(retiring, True)  # no new tasks for them from now on
+        if close_workers or remove:
+            # let the tasks they are running finish (their results then move too)
+            while any((ws := st.workers.get(a)) is not None and ws.processing for a in retiring):
+                if loop.time() >= deadline:
+                    logger.warning("retiring workers %s still running tasks after %s s", sorted(retiring), timeout)
+                    break
+                await asyncio.sleep(0.05)  # no event for "a worker finished everything": poll
+        for _ in range(10):  # tasks may finish on a retiring worker while copies are made
+            unique = [
+                ts for a in retiring if (ws := st.workers.get(a)) is not None for ts in ws.has_what
+                if all(h.address in retiring for h in ts.who_has) and not ts.actor
+            ]  # fmt: skip
+            remaining = {ws.address: ws.nbytes for ws in st.workers.values() if ws.address not in retiring}
+            if not unique or not remaining:
+                break
+            holders = {ts.key: set() for ts in unique}
+            copies, _ = placement.plan_replicate(holders, {ts.key: ts.nbytes for ts in unique}, remaining, 1)
+            await self._copy(copies)
+        keep = set()
+        for a in retiring:
+            ws = st.workers.get(a)
+            if ws is not None and any(all(h.address in retiring for h in ts.who_has) for ts in ws.has_what):
+                keep.add(a)
+        if keep:
+            logger.warning("not retiring workers %s: their data could not be moved to another worker", sorted(keep))
+        info = sched.identity()["workers"]
+        out = {a: info[a] for a in retiring - keep if a in info}
+        if not (close_workers or remove):
+            self._set_retiring(retiring, False)
+            return out
+        self._set_retiring(keep, False)
+        for address in out:
+            sched._exit_reasons[address] = "retired"
+            ws = st.workers.get(address)
+            nanny = sched.nannies.get(ws.nanny) if ws is not None and ws.nanny else None
+            if close_workers and nanny is not None and not nanny.closed:
+                try:
+                    await asyncio.wait_for(nanny.request("terminate", reason="retired"), timeout)
+                    continue
+                except Exception as e:  # noqa: BLE001 - fall back to closing the worker's connection
+                    logger.warning("nanny of %s did not stop it: %s", address, e)
+            wpeer = sched.workers.get(address)
+            if wpeer is not None:
+                await wpeer.close()  # a worker closes itself when it loses the scheduler
+        deadline = loop.time() + timeout
+        while any(a in st.workers for a in out) and loop.time() < deadline:
+            sched._workers_changed.clear()
+            try:
+                await asyncio.wait_for(sched._workers_changed.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                pass
+        sched.log_event("all", {"action": "retire-workers", "workers": sorted(out)})
+        logger.info("Retired workers %s", sorted(out))
+        return out
+
+    def _set_retiring(self, addresses: Any, retiring: bool) -> None:
+        if addresses:
+            self.scheduler._stimulate([SetRetiring(f"retire-workers-{next(_ids)}", list(addresses), retiring)])
+
+    # ------------------------------------------------------------------ logs
+
+    async def get_scheduler_logs(self, peer: Peer | None, n: int | None = None) -> list:
+        return log_buffer.recent(n)
+
+    async def get_worker_logs(
+        self, peer: Peer | None, n: int | None = None, workers: Any = None, nanny: bool = False
+    ) -> dict:
+        """`{worker address: [(level, line), ...]}` newest first, from each worker (or its
+        nanny with `nanny=True`; workers without one are left out)."""
+        sched = self.scheduler
+        targets = sched._select(workers)
+
+        async def one(ws: Any) -> Any:
+            if nanny:
+                p = sched.nannies.get(ws.nanny) if ws.nanny else None
+            else:
+                p = sched.workers.get(ws.address)
+            if p is None or p.closed:
+                return None
+            try:
+                return await p.request("get_logs", n=n)
+            except Exception as e:  # noqa: BLE001 - a process that cannot answer shows no logs
+                logger.info("no logs from %s: %s", ws.address, e)
+                return None
+
+        results = await asyncio.gather(*(one(ws) for ws in targets))
+        return {ws.address: r for ws, r in zip(targets, results) if r is not None}
 
     async def nbytes(self, peer: Peer, keys: list | None = None, summary: bool = True) -> dict:
         tasks = self.scheduler.state.tasks
@@ -371,7 +481,7 @@ def register(scheduler: Any) -> AdminServer:
         "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
         "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
         "remove_worker_setup", "subscribe_logs", "forward_log",
-        "benchmark_hardware",
+        "benchmark_hardware", "retire_workers", "get_scheduler_logs", "get_worker_logs",
     )  # fmt: skip
     for op in ops:
         scheduler.handlers[op] = getattr(server, op)

@@ -57,3 +57,13 @@ class DropReplicas(SchedulerEvent):
     copy a task processing on that worker will read, are kept."""
 
     replicas: list
+
+
+@dataclass(slots=True)
+class SetRetiring(SchedulerEvent):
+    """Mark workers as retiring (`retiring=True`: no new task is placed on them, nor stolen
+    to them, while their data moves away) or no longer retiring (`retire_workers` kept
+    them)."""
+
+    addresses: list
+    retiring: bool = True

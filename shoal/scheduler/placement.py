@@ -104,7 +104,7 @@ def plan_steals(
     there). The most recently sent (lowest priority) surplus tasks are taken first,
     never more than the idle threads can use, and only when moving their dependencies
     costs less than waiting behind the victim's queue."""
-    idle = [ws for ws in workers.values() if ws.occupied < ws.nthreads]
+    idle = [ws for ws in workers.values() if ws.occupied < ws.nthreads and not ws.retiring]
     if not idle:
         return []
     free_threads = sum(ws.nthreads - ws.occupied for ws in idle)

@@ -22,13 +22,14 @@ from typing import Any
 
 import msgpack
 
-from shoal import config
+from shoal import config, log_buffer
 from shoal.comm import listen
 from shoal.comm.addressing import parse_address
 from shoal.datasets import register as register_datasets
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
+from shoal.scheduler import adaptive
 from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
@@ -124,6 +125,8 @@ class Scheduler:
             "restart": self._restart,
             "restart_workers": self._restart_workers,
             "terminate": self._terminate,
+            "adaptive_target": self._adaptive_target,
+            "workers_to_close": self._workers_to_close,
         }
         self.events = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
@@ -165,6 +168,7 @@ class Scheduler:
         )
         self.status = "running"
         self.profiling.start()
+        log_buffer.install()
         logger.info("Scheduler at %s", self.address)
         for plugin in self._initial_plugins:
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
@@ -485,6 +489,46 @@ class Scheduler:
                 return dumps(None)
             result = await result
         return dumps(result)
+
+    # ------------------------------------------------------------------ adaptive scaling
+
+    def adaptive_target(self, target_duration: float = 5.0) -> int:
+        """Workers the current work needs (`scheduler.adaptive.adaptive_target`)."""
+        st = self.state
+        workers = st.workers.values()
+        n_pending = st.n_queued + len(st.unrunnable) + sum(len(ws.processing) for ws in workers)
+        return adaptive.adaptive_target(
+            n_pending, st.avg_duration, target_duration, len(st.workers), sum(ws.nthreads for ws in workers),
+            sum(ws.nbytes for ws in workers), sum(ws.memory_limit or 0 for ws in workers),
+        )  # fmt: skip
+
+    def workers_to_close(self, target: int | None = None, n: int | None = None, attribute: str = "address") -> list:
+        """Idle workers to close to come down to `target` workers (or `n` fewer; by default
+        every idle worker), least data first, as addresses or (`attribute="name"`) names."""
+        st = self.state
+        if target is None:
+            target = len(st.workers) - n if n is not None else 0
+        chosen = adaptive.workers_to_close(
+            [(ws.address, len(ws.processing), ws.nbytes, len(ws.has_what)) for ws in st.workers.values()], target
+        )
+        if attribute == "name":
+            return [st.workers[a].name for a in chosen]
+        return chosen
+
+    async def retire_workers(self, workers: Any = None, **kwargs: Any) -> dict:
+        """Move the data only these workers hold elsewhere, then close them (`admin.retire_workers`)."""
+        return await self.admin.retire_workers(None, workers=workers, **kwargs)
+
+    async def get_worker_logs(self, n: int | None = None, workers: Any = None, nanny: bool = False) -> dict:
+        return await self.admin.get_worker_logs(None, n=n, workers=workers, nanny=nanny)
+
+    async def _adaptive_target(self, peer: Peer, target_duration: float = 5.0) -> int:
+        return self.adaptive_target(target_duration)
+
+    async def _workers_to_close(
+        self, peer: Peer, target: int | None = None, n: int | None = None, attribute: str = "address"
+    ) -> list:
+        return self.workers_to_close(target=target, n=n, attribute=attribute)
 
     # ------------------------------------------------------------------ nannies, restart, events
 

@@ -42,6 +42,7 @@ from shoal.scheduler.events import (
     ClientMsg,
     DropReplicas,
     RemoveClient,
+    SetRetiring,
     RemoveWorker,
     SchedulerEvent,
     WorkerMsg,
@@ -213,7 +214,7 @@ class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
         "local_directory", "versions", "nanny", "processing", "long_running", "executing", "has_what",
-        "nbytes", "added", "actors",
+        "nbytes", "added", "actors", "retiring",
     )  # fmt: skip
 
     def __init__(self, msg: m.RegisterWorker, now: float):
@@ -239,6 +240,8 @@ class SchedWorker:
         self.added = now
         #: actor tasks whose object lives here (other holders only have proxies)
         self.actors: set[SchedTask] = _EMPTY  # type: ignore[assignment]
+        #: being retired (`SetRetiring`): gets no new tasks while its data moves away
+        self.retiring = False
 
     @property
     def occupied(self) -> int:
@@ -655,6 +658,12 @@ class SchedulerState:
             ws.nbytes -= max(ts.nbytes, 0)
             self._free_on.setdefault(ws, {})[key] = None
 
+    def _handle_set_retiring(self, ev: SetRetiring, recs: Recs) -> None:
+        for address in ev.addresses:
+            ws = self.workers.get(address)
+            if ws is not None:
+                ws.retiring = ev.retiring
+
     # ------------------------------------------------------------------ shared mechanics
 
     def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
@@ -981,7 +990,7 @@ class SchedulerState:
             if queue and not self.workers:
                 self._drain_stale()
             return
-        free = {ws: self.capacity(ws) - ws.occupied for ws in self.workers.values()}
+        free = {ws: self.capacity(ws) - ws.occupied for ws in self.workers.values() if not ws.retiring}
         free = {ws: n for ws, n in free.items() if n > 0}
         deferred: list[tuple[tuple, int, SchedTask]] = []
         while queue and free:
@@ -1112,6 +1121,7 @@ class SchedulerState:
         RemoveWorker: _handle_remove_worker,
         WorkerMsg: _handle_worker_msg,
         DropReplicas: _handle_drop_replicas,
+        SetRetiring: _handle_set_retiring,
     }
     _CLIENT_HANDLERS: dict[type, Callable] = {
         m.UpdateGraph: _update_graph,

@@ -43,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from shoal import config
+from shoal import config, log_buffer
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
@@ -140,6 +140,8 @@ class Nanny:
         self.plugins: dict[str, Any] = {}
         self.handlers = {
             "restart": self._handle_restart,
+            "terminate": self._handle_terminate,
+            "get_logs": self._get_logs,
             "plugin_add": self._handle_plugin_add,
             "plugin_remove": self._handle_plugin_remove,
         }
@@ -165,6 +167,7 @@ class Nanny:
         if self.status == "running":
             return self
         self.status = "starting"
+        log_buffer.install()
         info = {"role": "nanny", "id": self.id, "versions": get_versions()}
         timeout = self.death_timeout or config.get_timedelta("comm.timeouts.connect")
         try:
@@ -358,6 +361,18 @@ class Nanny:
     async def _handle_plugin_remove(self, peer: Peer, name: str) -> dict:
         await self.plugin_remove(name)
         return {"status": "OK"}
+
+    async def _handle_terminate(self, peer: Peer, reason: str = "terminate") -> None:
+        """Stop the worker for good and close this nanny (`retire_workers`): answered once
+        the worker process is gone, then the nanny closes."""
+        logger.info("Nanny %s stopping its worker for good (%s)", self.id, reason)
+        self.status = "closing-gracefully"  # the monitor must not restart the worker
+        async with self._busy:
+            await self._stop_worker(5.0)
+        asyncio.get_running_loop().call_soon(lambda: self._own(self.close()))
+
+    def _get_logs(self, peer: Peer, n: int | None = None) -> list:
+        return log_buffer.recent(n)
 
     def _log_event(self, topic: Any, msg: dict) -> None:
         if self.scheduler is not None and not self.scheduler.closed:

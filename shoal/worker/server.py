@@ -41,7 +41,7 @@ from typing import Any
 
 from dask.sizeof import sizeof
 
-from shoal import config
+from shoal import config, log_buffer
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -207,6 +207,7 @@ class Worker:
             "benchmark_disk": self._benchmark_disk,
             "benchmark_memory": self._benchmark_memory,
             "benchmark_network": self._benchmark_network,
+            "get_logs": self._get_logs,
         }
 
     @property
@@ -228,6 +229,7 @@ class Worker:
         if self.status == "running":
             return self
         self.loop = asyncio.get_running_loop()
+        log_buffer.install()
         scheme, _ = parse_address(self.scheduler_address)
         listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:0"
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
@@ -685,6 +687,10 @@ class Worker:
 
     async def _echo(self, peer: Peer, data: Any = None) -> Any:
         return data
+
+    def _get_logs(self, peer: Peer, n: int | None = None) -> list:
+        """This process's recent log lines, newest first (`shoal.log_buffer`)."""
+        return log_buffer.recent(n)
 
     async def _benchmark_disk(self, peer: Peer) -> dict:
         from shoal import benchmarking
