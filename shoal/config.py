@@ -17,7 +17,10 @@ from dask.utils import parse_bytes, parse_timedelta
 DEFAULTS: dict[str, Any] = {
     "shoal": {
         "comm": {
-            "timeouts": {"connect": "30s"},
+            # tcp: how long a TCP connection may go unanswered (unacknowledged data or
+            # keepalive probes) before it counts as broken: a cut link with no reset
+            # otherwise keeps a connection "open" for many minutes
+            "timeouts": {"connect": "30s", "tcp": "30s"},
             # Largest packet a peer may announce; checked before anything is allocated.
             "max-packet-size": "8 GiB",
         },
@@ -39,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
             "validate": False,
             # events kept per topic (Client.log_event / get_events)
             "events-log-length": 100_000,
+            # a worker not heard from (no message, no heartbeat) for this long is removed
+            "worker-ttl": "5 minutes",
         },
         "worker": {
             "memory": {
@@ -54,6 +59,8 @@ DEFAULTS: dict[str, Any] = {
             "validate": False,
             # task-stream records each worker keeps (a ring buffer; 0 turns it off)
             "task-stream-length": 10_000,
+            # how often a worker tells the scheduler it is alive (see scheduler.worker-ttl)
+            "heartbeat-interval": "1s",
         },
         "deploy": {"worker-start-timeout": "60s"},
     }

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -80,6 +81,8 @@ class Peer:
         self._pending: dict[int, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self._reader: asyncio.Task | None = None
+        #: `time.monotonic()` when the last packet arrived (for liveness checks)
+        self.last_seen = time.monotonic()
 
     @property
     def address(self) -> str:
@@ -103,6 +106,7 @@ class Peer:
         try:
             while True:
                 batch = await comm.read()
+                self.last_seen = time.monotonic()
                 self._dispatch(batch)
         except (CommClosedError, OSError, EOFError):
             pass

@@ -32,6 +32,7 @@ from shoal.rpc import Peer
 from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
+from shoal.scheduler.liveness import check_interval, expired, parse_ttl
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
@@ -118,7 +119,10 @@ class Scheduler:
             "restart": self._restart,
             "restart_workers": self._restart_workers,
             "terminate": self._terminate,
+            "heartbeat": self._heartbeat,
         }
+        #: seconds a worker may stay silent before it is removed (None: never)
+        self.worker_ttl = parse_ttl(config.get("scheduler.worker-ttl"))
         self.events = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
         self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
@@ -154,6 +158,8 @@ class Scheduler:
             info={"role": "scheduler", "id": self.id, "versions": get_versions()},
         )
         self.status = "running"
+        if self.worker_ttl is not None:
+            self._spawn(self._watch_worker_ttl(self.worker_ttl))
         logger.info("Scheduler at %s", self.address)
         return self
 
@@ -526,6 +532,23 @@ class Scheduler:
         """Close the scheduler (after answering): its workers and nannies close with it."""
         logger.info("Scheduler closing at the request of %s", peer.ident)
         asyncio.get_running_loop().call_soon(lambda: self._spawn(self.close()))
+
+    def _heartbeat(self, peer: Peer) -> None:
+        """A worker saying it is alive (the packet itself updates `peer.last_seen`)."""
+
+    async def _watch_worker_ttl(self, ttl: float) -> None:
+        """Remove workers not heard from for `ttl` seconds (see `liveness.py`)."""
+        interval = check_interval(ttl)
+        while self.status == "running":
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            silent = expired({addr: peer.last_seen for addr, peer in self.workers.items()}, now, ttl)
+            for addr in silent:
+                peer = self.workers[addr]
+                reason = f"worker-ttl: not heard from for {now - peer.last_seen:.1f} s (worker-ttl {ttl:g} s)"
+                logger.warning("Removing worker %s: %s", addr, reason)
+                self._exit_reasons[addr] = reason
+                self._spawn(self._peer_gone(peer))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
