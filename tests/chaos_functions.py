@@ -27,3 +27,21 @@ def total(blocks: list) -> float:
     for b in blocks:
         out += float(np.sum(b))
     return out
+
+
+def shuffle_workload(nparts: int = 250, rows: int = 200):
+    """A task-based shuffle of a random frame on `k` (about 40 tasks per partition:
+    10,157 tasks for 250 partitions), as a dask collection."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    rng = np.random.default_rng(42)
+    n = nparts * rows
+    frame = pd.DataFrame({"k": rng.integers(0, 500, n), "x": rng.random(n), "i": rng.integers(0, 1000, n)})
+    parts = dd.from_pandas(frame, npartitions=nparts, sort=False)
+    return parts.shuffle(on="k", npartitions=nparts, shuffle_method="tasks")
+
+
+def reduce_workload(shuffled):
+    """Per-key sums of the shuffled frame (a tree reduction over all partitions)."""
+    return shuffled.groupby("k").agg({"x": "sum", "i": "sum"}, split_out=1)
