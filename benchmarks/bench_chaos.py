@@ -52,6 +52,17 @@ def transitions(backend: str, cluster) -> int:
     return cluster.scheduler.transition_counter
 
 
+def forget_all(backend: str, cluster, timeout: float = 60) -> None:
+    """Wait until the scheduler has forgotten every task, so the next run computes
+    everything again instead of reusing results still held from the previous one."""
+    tasks = cluster.scheduler.state.tasks if backend == "shoal" else cluster.scheduler.tasks
+    deadline = time.monotonic() + timeout
+    while tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if tasks:
+        raise RuntimeError(f"{len(tasks)} tasks still held {timeout} s after the run")
+
+
 def child(backend: str, nparts: int, kills: int, n_workers: int) -> dict:
     import pandas as pd
 
@@ -101,8 +112,7 @@ def child(backend: str, nparts: int, kills: int, n_workers: int) -> dict:
             try:
                 shuffled = c.persist(shuffle_workload(nparts))
                 frame = c.compute(reduce_workload(shuffled)).result()
-                parts = mod.futures_of(shuffled)
-                lost = sum(f.status != "finished" for f in parts)
+                lost = sum(f.status != "finished" for f in mod.futures_of(shuffled))
                 identical = True
                 try:
                     pd.testing.assert_frame_equal(frame, expected, check_exact=True)
@@ -123,6 +133,7 @@ def child(backend: str, nparts: int, kills: int, n_workers: int) -> dict:
                 "error": error,
             }
             del shuffled
+            forget_all(backend, cluster)
             c.wait_for_workers(n_workers, timeout=120)
     return out
 
