@@ -267,9 +267,12 @@ class ConnectionPool:
         timeout: float,
         info: dict | None = None,
         handlers: dict[str, Handler] | None = None,
+        retry_refused: bool = True,
     ):
         self.secret = secret
         self.timeout = timeout
+        #: False: a refused connection fails at once (see `shoal.comm.connect`)
+        self.retry_refused = retry_refused
         self.info = info
         self.handlers = handlers
         self.peers: dict[str, Peer] = {}
@@ -288,7 +291,9 @@ class ConnectionPool:
         fut = asyncio.get_running_loop().create_future()
         self._connecting[address] = fut
         try:
-            comm = await connect(address, secret=self.secret, timeout=self.timeout, info=self.info)
+            comm = await connect(
+                address, secret=self.secret, timeout=self.timeout, info=self.info, retry_refused=self.retry_refused
+            )
             peer = Peer(comm, self.handlers)
             peer.start()
             self.peers[address] = peer

@@ -221,7 +221,9 @@ class Worker:
             task_stream_length=int(config.get("worker.task-stream-length")),
             clock=time.time,
         )
-        self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
+        # peers are other workers, which listened before anyone learned their address: a
+        # refused connection means that worker died, so fail the fetch at once
+        self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info, retry_refused=False)
         for _ in range(self.nthreads):
             self._start_pool_thread()
         timeout = self.death_timeout or self.connect_timeout

@@ -72,6 +72,7 @@ def run_once(c: Client, cluster: LocalCluster, poll, kills: int, transitions: in
         result = c.compute(reduce_workload(shuffled))
         frame = result.result(timeout=120)  # a KilledWorker would be raised here
         elapsed = time.perf_counter() - start
+        transitions_to_result = cluster.scheduler.state.transition_counter - start_count
         # no future lost: every partition of the shuffle is (again) in memory somewhere
         parts = futures_of(shuffled)
         assert len(parts) == 250 and all(f.status == "finished" for f in parts)
@@ -84,7 +85,7 @@ def run_once(c: Client, cluster: LocalCluster, poll, kills: int, transitions: in
         if killer is not None:
             killer.stop.set()
             killer.join()
-    return frame, elapsed, cluster.scheduler.state.transition_counter - start_count, killer
+    return frame, elapsed, transitions_to_result, killer
 
 
 # two full runs of a 10,000-task graph on a shared 2-core machine: more than the default 120 s
