@@ -17,7 +17,10 @@ from dask.utils import parse_bytes, parse_timedelta
 DEFAULTS: dict[str, Any] = {
     "shoal": {
         "comm": {
-            "timeouts": {"connect": "30s"},
+            # tcp: how long a TCP connection may go unanswered (unacknowledged data or
+            # keepalive probes) before it counts as broken: a cut link with no reset
+            # otherwise keeps a connection "open" for many minutes
+            "timeouts": {"connect": "30s", "tcp": "30s"},
             # Largest packet a peer may announce; checked before anything is allocated.
             "max-packet-size": "8 GiB",
         },
@@ -41,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
             "events-log-length": 100_000,
             # sample the scheduler's event-loop thread (Client.profile(scheduler=True))
             "profile": {"enabled": True, "interval": "10ms", "cycle": "1000ms", "history": 3600},
+            # a worker not heard from (no message, no heartbeat) for this long is removed
+            "worker-ttl": "5 minutes",
         },
         "worker": {
             "memory": {
@@ -62,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
             "profile": {"enabled": True, "interval": "10ms", "cycle": "1000ms", "history": 3600},
             # worker RSS samples for performance_report's memory chart (0 turns it off)
             "memory-history": {"interval": "200ms", "length": 10_000},
+            # how often a worker tells the scheduler it is alive (see scheduler.worker-ttl)
+            "heartbeat-interval": "1s",
         },
         "deploy": {"worker-start-timeout": "60s"},
         "dashboard": {

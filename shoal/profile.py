@@ -57,8 +57,9 @@ def identifier(frame: Any) -> str:
 
 def _describe(frame: Any) -> dict:
     co = frame.f_code
-    line = linecache.getline(co.co_filename, frame.f_lineno, frame.f_globals).strip()
-    return {"filename": co.co_filename, "name": co.co_name, "line_number": frame.f_lineno, "line": line}
+    lineno = frame.f_lineno or 0  # None while a frame has no line (e.g. starting up)
+    line = linecache.getline(co.co_filename, lineno, frame.f_globals).strip() if lineno else ""
+    return {"filename": co.co_filename, "name": co.co_name, "line_number": lineno, "line": line}
 
 
 def process(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] | None = None) -> None:

@@ -18,7 +18,10 @@ def spin_until(path: str, timeout: float = 30.0) -> str:
     """Keep a task thread busy in `burn_cpu_here` until the file `path` exists."""
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
-        burn_cpu_here(2000)
+        # long bursts between checks: the sampler can only take the GIL at the interpreter's
+        # switch interval (5 ms) or at a syscall such as the `stat` of the check, so short
+        # bursts would put nearly every sample in `os.path.exists`
+        burn_cpu_here(200_000)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
     return "done"

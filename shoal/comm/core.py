@@ -320,12 +320,16 @@ async def connect(
     timeout: float = 30.0,
     info: dict | None = None,
     max_packet_bytes: int = DEFAULT_MAX_PACKET,
+    retry_refused: bool = True,
 ) -> Comm:
     """Connect to ``address`` and run the handshake; returns a ready :class:`Comm`.
 
     Refused or reset connections are retried with a short backoff until ``timeout``
     seconds have passed, then ``OSError("Timed out trying to connect to ...")`` is
-    raised.  Authentication and protocol errors are raised at once.
+    raised.  Authentication and protocol errors are raised at once. With
+    ``retry_refused=False`` a refused connection raises its ``ConnectionRefusedError`` at
+    once: for a peer known to have been listening (another worker), a refusal means its
+    process is gone, and waiting out ``timeout`` would only stall whoever needs its data.
     """
     scheme, loc = parse_address(address)
     backend = _backend(scheme)
@@ -345,6 +349,10 @@ async def connect(
             raise
         except asyncio.TimeoutError:
             last_error = TimeoutError("connection attempt timed out")
+        except ConnectionRefusedError as exc:
+            if not retry_refused:
+                raise
+            last_error = exc
         except OSError as exc:
             last_error = exc
         remaining = deadline - loop.time()

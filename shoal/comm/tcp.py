@@ -35,6 +35,7 @@ import struct
 from collections import deque
 from typing import Any, Iterable
 
+from shoal import config
 from shoal.comm.addressing import parse_host_port, unparse_host_port
 from shoal.comm.core import Comm, Listener, logger
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
@@ -91,6 +92,32 @@ def _format_sockaddr(sockaddr: Any) -> str:
     if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
         return "tcp://" + unparse_host_port(str(sockaddr[0]), int(sockaddr[1]))
     return f"tcp://{sockaddr}"
+
+
+def set_tcp_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make the kernel give up on a connection whose peer stopped answering for about
+    `seconds` (a cut link, a vanished host): keepalive probes for an idle connection, and
+    on Linux ``TCP_USER_TIMEOUT`` for unacknowledged data. The connection then fails like
+    any closed one. Without this a link cut with no reset keeps a connection "open" for
+    many minutes. Options the platform lacks are skipped; 0 leaves the OS defaults."""
+    if seconds <= 0:
+        return
+    idle = max(1, int(seconds / 3))
+    interval = max(1, int(seconds / 6))
+    options = [
+        (socket.SOL_SOCKET, getattr(socket, "SO_KEEPALIVE", None), 1),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPIDLE", None), idle),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), interval),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), 3),
+        (socket.IPPROTO_TCP, getattr(socket, "TCP_USER_TIMEOUT", None), int(seconds * 1000)),
+    ]
+    for level, option, value in options:
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError:
+            pass
 
 
 class TCP(Comm, asyncio.BufferedProtocol):
@@ -162,6 +189,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, AttributeError):
                 pass
+            set_tcp_timeout(sock, config.get_timedelta("comm.timeouts.tcp"))
         self.local_address = _format_sockaddr(transport.get_extra_info("sockname"))
         self.peer_address = _format_sockaddr(transport.get_extra_info("peername"))
         try:

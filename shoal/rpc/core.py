@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -80,6 +81,8 @@ class Peer:
         self._pending: dict[int, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self._reader: asyncio.Task | None = None
+        #: `time.monotonic()` when the last packet arrived (for liveness checks)
+        self.last_seen = time.monotonic()
 
     @property
     def address(self) -> str:
@@ -103,6 +106,7 @@ class Peer:
         try:
             while True:
                 batch = await comm.read()
+                self.last_seen = time.monotonic()
                 self._dispatch(batch)
         except (CommClosedError, OSError, EOFError):
             pass
@@ -263,9 +267,12 @@ class ConnectionPool:
         timeout: float,
         info: dict | None = None,
         handlers: dict[str, Handler] | None = None,
+        retry_refused: bool = True,
     ):
         self.secret = secret
         self.timeout = timeout
+        #: False: a refused connection fails at once (see `shoal.comm.connect`)
+        self.retry_refused = retry_refused
         self.info = info
         self.handlers = handlers
         self.peers: dict[str, Peer] = {}
@@ -284,7 +291,9 @@ class ConnectionPool:
         fut = asyncio.get_running_loop().create_future()
         self._connecting[address] = fut
         try:
-            comm = await connect(address, secret=self.secret, timeout=self.timeout, info=self.info)
+            comm = await connect(
+                address, secret=self.secret, timeout=self.timeout, info=self.info, retry_refused=self.retry_refused
+            )
             peer = Peer(comm, self.handlers)
             peer.start()
             self.peers[address] = peer

@@ -33,6 +33,7 @@ from shoal.scheduler import adaptive
 from shoal.scheduler.admin import register as register_admin
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
 from shoal.scheduler.instructions import ToClient, ToWorker
+from shoal.scheduler.liveness import check_interval, expired, parse_ttl
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.plugins import register as register_plugins
 from shoal.scheduler.profiling import register as register_profiling
@@ -127,7 +128,10 @@ class Scheduler:
             "terminate": self._terminate,
             "adaptive_target": self._adaptive_target,
             "workers_to_close": self._workers_to_close,
+            "heartbeat": self._heartbeat,
         }
+        #: seconds a worker may stay silent before it is removed (None: never)
+        self.worker_ttl = parse_ttl(config.get("scheduler.worker-ttl"))
         self.events = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
         self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
@@ -169,6 +173,8 @@ class Scheduler:
         self.status = "running"
         self.profiling.start()
         log_buffer.install()
+        if self.worker_ttl is not None:
+            self._spawn(self._watch_worker_ttl(self.worker_ttl))
         logger.info("Scheduler at %s", self.address)
         for plugin in self._initial_plugins:
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
@@ -650,6 +656,23 @@ class Scheduler:
         """Close the scheduler (after answering): its workers and nannies close with it."""
         logger.info("Scheduler closing at the request of %s", peer.ident)
         asyncio.get_running_loop().call_soon(lambda: self._spawn(self.close()))
+
+    def _heartbeat(self, peer: Peer) -> None:
+        """A worker saying it is alive (the packet itself updates `peer.last_seen`)."""
+
+    async def _watch_worker_ttl(self, ttl: float) -> None:
+        """Remove workers not heard from for `ttl` seconds (see `liveness.py`)."""
+        interval = check_interval(ttl)
+        while self.status == "running":
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            silent = expired({addr: peer.last_seen for addr, peer in self.workers.items()}, now, ttl)
+            for addr in silent:
+                peer = self.workers[addr]
+                reason = f"worker-ttl: not heard from for {now - peer.last_seen:.1f} s (worker-ttl {ttl:g} s)"
+                logger.warning("Removing worker %s: %s", addr, reason)
+                self._exit_reasons[addr] = reason
+                self._spawn(self._peer_gone(peer))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

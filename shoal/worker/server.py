@@ -47,6 +47,7 @@ from shoal._context import task_state
 from shoal._loop import in_loop_thread
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
+from shoal.comm.errors import CommClosedError
 from shoal.exceptions import Reschedule
 from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
@@ -160,6 +161,8 @@ class Worker:
         self.validate = bool(config.get("worker.validate")) if validate is None else validate
         self.inline_limit = config.get_bytes("client.inline-result-size")
         self.connect_timeout = config.get_timedelta("comm.timeouts.connect")
+        #: seconds between heartbeats to the scheduler (see `shoal.scheduler.liveness`)
+        self.heartbeat_interval = config.get_timedelta("worker.heartbeat-interval")
         #: how long to keep trying to reach the scheduler at start (default: connect timeout)
         self.death_timeout = death_timeout
         self.status = "created"
@@ -179,6 +182,7 @@ class Worker:
         self._tasks: set[asyncio.Task] = set()
         self._sid = itertools.count()
         self._closed = asyncio.Event()
+        self._heartbeat_task: asyncio.Task | None = None
         self._actor_queue: queue.SimpleQueue | None = None
         self._actor_thread: threading.Thread | None = None
         self._actor_done: collections.deque = collections.deque()
@@ -242,7 +246,9 @@ class Worker:
             task_stream_length=int(config.get("worker.task-stream-length")),
             clock=time.time,
         )
-        self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info)
+        # peers are other workers, which listened before anyone learned their address: a
+        # refused connection means that worker died, so fail the fetch at once
+        self.pool = ConnectionPool(secret=self.secret, timeout=self.connect_timeout, info=info, retry_refused=False)
         for _ in range(self.nthreads):
             self._start_pool_thread()
         timeout = self.death_timeout or self.connect_timeout
@@ -256,6 +262,8 @@ class Worker:
         )  # fmt: skip
         self._own(self._watch_scheduler())
         self._start_profiler()
+        if self.heartbeat_interval > 0:
+            self._heartbeat_task = self._own(self._heartbeat(self.scheduler, self.heartbeat_interval))
         self.status = "running"
         return self
 
@@ -274,6 +282,15 @@ class Worker:
         if self.status == "running":
             logger.info("lost the scheduler connection; closing worker %s", self.address)
             self._own(self.close())
+
+    async def _heartbeat(self, scheduler: Peer, interval: float) -> None:
+        """Tell the scheduler we are alive, so it can tell a silent worker from a quiet one."""
+        while not scheduler.closed:
+            await asyncio.sleep(interval)
+            try:
+                scheduler.notify("heartbeat")
+            except CommClosedError:
+                return
 
     async def finished(self) -> None:
         await self._closed.wait()

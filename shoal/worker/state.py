@@ -427,6 +427,8 @@ class WorkerState:
             self._send(m.AddKeys(got))
         # dependencies with no holder left: hand their dependents back to the scheduler
         for key, fs in list(self.fetch.items()):
+            if self.fetch.get(key) is not fs:
+                continue  # dropped with a task handed back earlier in this loop
             if not fs.holders and fs.in_flight_from is None:
                 del self.fetch[key]
                 for tkey in fs.needed_by:

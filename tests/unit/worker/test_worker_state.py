@@ -67,6 +67,16 @@ def test_missing_dependency_tries_other_holders_then_gives_up(ws):
     assert "z" not in ws.tasks
 
 
+def test_losing_the_only_holder_of_two_dependencies_hands_the_task_back_once(ws):
+    # z needs x and y, both held only by p; p vanishes. Handing z back drops its other
+    # fetch (y) too, which must not be handed back a second time (nor crash the worker).
+    ws.handle_stimulus(compute("z", {"x": ("tcp://p:1",), "y": ("tcp://p:1",)}))
+    out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", ("x", "y"), {}, {}, failed=True))
+    [missing] = sent(out, m.MissingData)
+    assert missing.key == "z" and missing.dep in ("x", "y")
+    assert "z" not in ws.tasks and not ws.fetch
+
+
 def test_failure_is_reported_and_slot_freed(ws):
     ws.handle_stimulus(compute("a"), compute("b"))
     out = ws.handle_stimulus(ExecuteFailure("s", "a", 1, dumps(ValueError()), [], "ValueError", 0, 0))
