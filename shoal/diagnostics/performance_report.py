@@ -30,10 +30,10 @@ import os
 import platform
 import sys
 import time
-import zlib
 from typing import Any, Self
 
 from shoal.diagnostics.profile_plot import profile_svg, top_functions
+from shoal.diagnostics.svg_page import hue
 from shoal.diagnostics.task_stream import _render_svg
 from shoal.utils import format_bytes, key_prefix
 
@@ -279,7 +279,7 @@ def _memory_svg(memory: dict, start: float, stop: float) -> str:
     ly = top + height + 36
     lx = left
     for w, samples in sorted(series.items()):
-        color = f"hsl({zlib.crc32(w.encode()) % 360}, 60%, 45%)"
+        color = hue(w, 60, 45)
         pts = " ".join(
             f"{left + (t - t0) / span * width:.1f},{top + height - rss / peak * height:.1f}" for t, rss in samples
         )

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import html
 import os
-import zlib
+
+from shoal.diagnostics.svg_page import SVGFigure, hue
 
 __all__ = ["ProfileFigure", "profile_svg", "top_functions"]
 
@@ -22,8 +23,7 @@ _MIN_PX = 0.5
 
 
 def _color(filename: str) -> str:
-    h = zlib.crc32(filename.encode("utf-8", "replace")) % 360
-    return f"hsl({h}, 65%, 70%)"
+    return hue(filename, 65, 70)
 
 
 def profile_svg(tree: dict, width: int = _WIDTH, label: str = "profile") -> str:
@@ -93,7 +93,7 @@ def top_functions(tree: dict, n: int = 20) -> list[tuple[str, str, int, int]]:
     return [(name, where, own.get((name, where), 0), incl[(name, where)]) for name, where in ranked]
 
 
-class ProfileFigure:
+class ProfileFigure(SVGFigure):
     """An icicle graph of a profile tree; `html` is a complete page, `save` writes it."""
 
     def __init__(self, tree: dict, title: str = "Profile"):
@@ -102,20 +102,8 @@ class ProfileFigure:
         self.svg = profile_svg(tree)
 
     @property
-    def html(self) -> str:
-        t = html.escape(self.title)
-        return (
-            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{t}</title>'
-            "<style>body{font-family:sans-serif;margin:1em}</style></head>"
-            f"<body><h2>{t}</h2><p>{self.tree.get('count', 0)} samples</p>{self.svg}</body></html>\n"
-        )
-
-    def save(self, filename: str) -> None:
-        with open(filename, "w", encoding="utf-8") as f:
-            f.write(self.html)
-
-    def _repr_html_(self) -> str:
-        return self.svg
+    def caption(self) -> str:
+        return f"{self.tree.get('count', 0)} samples"
 
     def __repr__(self) -> str:
         return f"<ProfileFigure: {self.tree.get('count', 0)} samples>"

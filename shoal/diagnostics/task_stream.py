@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime
 import html
 import time
-import zlib
 from typing import Any
 
 from dask.utils import parse_timedelta
 
+from shoal.diagnostics.svg_page import SVGFigure, hue
 from shoal.utils import key_prefix
 
 __all__ = ["TaskStreamFigure", "get_task_stream"]
@@ -115,34 +115,25 @@ _ERROR_COLOR = "#000000"
 
 
 def _prefix_color(prefix: str) -> str:
-    h = zlib.crc32(prefix.encode("utf-8", "replace")) % 360
-    return f"hsl({h}, 60%, 55%)"
+    return hue(prefix)
 
 
-class TaskStreamFigure:
+class TaskStreamFigure(SVGFigure):
     """A task-stream timeline: one row per worker thread, one bar per compute, transfer or
     disk action (per-prefix colours, red transfers, black errors). `html` is a complete,
     self-contained page; `save(filename)` writes it; notebooks render it inline."""
+
+    title = "Task Stream"
+    css = " svg text{font-size:11px}"
 
     def __init__(self, records: list[dict]):
         self.records = records
         self.svg = _render_svg(records)
 
     @property
-    def html(self) -> str:
+    def caption(self) -> str:
         n = len(self.records)
-        return (
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Task Stream</title>"
-            "<style>body{font-family:sans-serif;margin:1em} svg text{font-size:11px}</style></head>"
-            f"<body><h2>Task Stream</h2><p>{n} task{'s' if n != 1 else ''}</p>{self.svg}</body></html>\n"
-        )
-
-    def save(self, filename: str) -> None:
-        with open(filename, "w", encoding="utf-8") as f:
-            f.write(self.html)
-
-    def _repr_html_(self) -> str:
-        return self.svg
+        return f"{n} task{'s' if n != 1 else ''}"
 
     def __repr__(self) -> str:
         return f"<TaskStreamFigure: {len(self.records)} tasks>"
