@@ -19,6 +19,7 @@ and unmake it.  It is pure: no asyncio, no sockets.
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 from typing import Any, Iterable, Sequence
@@ -177,10 +178,28 @@ def dumps(obj: object, ref: object = None) -> Pickled:
 
 def loads(p: Pickled, ref: object = None) -> Any:
     """Rebuild the object held by ``p`` (filling in ``ref`` where ``dumps`` left a
-    reference).  Only ever called where user code runs."""
-    if ref is None:
-        return pickle.loads(p.header, buffers=p.buffers)
-    return _RefUnpickler(io.BytesIO(p.header), ref, p.buffers).load()
+    reference).  Only ever called where user code runs.
+
+    Unpickling imports modules, and two threads of one process (a worker's event loop
+    fetching data, its task threads loading functions) may import the same package at
+    once. When that package imports itself in a cycle (dask.dataframe does), CPython
+    breaks the deadlock by handing one thread a half-initialized module, which fails
+    with "partially initialized module". Then the other thread is still importing it:
+    import it here too — that waits for the other thread to finish — and try again."""
+    for attempt in range(_IMPORT_RETRIES + 1):
+        try:
+            if ref is None:
+                return pickle.loads(p.header, buffers=p.buffers)
+            return _RefUnpickler(io.BytesIO(p.header), ref, p.buffers).load()
+        except ImportError as e:
+            if attempt == _IMPORT_RETRIES or not e.name or "partially initialized module" not in str(e):
+                raise
+            importlib.import_module(e.name)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: how often `loads` waits for a module another thread is importing and tries again
+_IMPORT_RETRIES = 3
 
 
 def dumps_bytes(obj: object) -> bytes:

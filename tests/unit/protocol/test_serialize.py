@@ -147,3 +147,37 @@ def test_shared_function_travels_by_reference():
     back = loads(with_ref, ref=local_fn)
     assert back({"a": 40}) == 42
     assert back.dependencies == node.dependencies
+
+
+def test_loads_waits_for_a_module_another_thread_is_importing(monkeypatch):
+    """Two threads importing a self-referencing package at once: CPython gives one of
+    them a half-initialized module. `loads` then imports the module itself (waiting for
+    the other thread) and tries again, instead of failing the task."""
+    import importlib
+    import pickle
+
+    from shoal.protocol import serialize
+
+    calls = []
+    real_loads = pickle.loads
+
+    def flaky_loads(data, **kw):
+        calls.append("loads")
+        if len(calls) == 1:
+            raise ImportError(
+                "cannot import name 'X' from partially initialized module 'json.decoder' "
+                "(most likely due to a circular import)",
+                name="json.decoder",
+            )
+        return real_loads(data, **kw)
+
+    imported = []
+    real_import = importlib.import_module
+    monkeypatch.setattr(serialize.pickle, "loads", flaky_loads)
+    monkeypatch.setattr(serialize.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
+    assert serialize.loads(dumps({"a": 1})) == {"a": 1}
+    assert imported == ["json.decoder"] and calls == ["loads", "loads"]
+    # any other ImportError is the user's: raised at once
+    monkeypatch.setattr(serialize.pickle, "loads", lambda data, **kw: (_ for _ in ()).throw(ImportError("no module x", name="x")))
+    with pytest.raises(ImportError, match="no module x"):
+        serialize.loads(dumps(1))
