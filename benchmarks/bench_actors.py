@@ -13,15 +13,13 @@ figures and the ratio (>1: shoal better).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
+
+from _pair import compare
 
 
 class Counter:
@@ -72,46 +70,20 @@ def run_child(backend: str, repeat: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", choices=("shoal", "distributed"))
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--markdown", action="store_true")
-    args = ap.parse_args(argv)
-    if args.backend:
-        run_child(args.backend, args.repeat)
-        return
-    results: dict = {}
-    for backend in ("shoal", "distributed"):
-        if importlib.util.find_spec(backend) is None:
-            print(f"{backend}: not installed, skipped", file=sys.stderr)
-            continue
-        cmd = [sys.executable, os.path.abspath(__file__), "--backend", backend, "--json", "--repeat", str(args.repeat)]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=900)
-        try:
-            results[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
-        except Exception:
-            results[backend] = {"sequential": {"error": f"run failed (exit {proc.returncode})"}}
-    rows = [
-        ("sequential", "increment().result() in a loop", "calls/s"),
-        ("pipelined", "1000 calls sent, then results", "calls/s"),
-        ("attribute", "counter.n in a loop", "reads/s"),
-    ]
-    sep = " | " if args.markdown else "  "
-    head = ["workload", "metric", "unit", "shoal", "distributed", "ratio (>1: shoal better)"]
-    print(("| " + sep.join(head) + " |") if args.markdown else sep.join(f"{h:<16}" for h in head))
-    if args.markdown:
-        print("|---|---|---|---:|---:|---:|")
-    for wl, label, unit in rows:
-        s = results.get("shoal", {}).get(wl, {}).get("rate")
-        d = results.get("distributed", {}).get(wl, {}).get("rate")
-        ratio = f"{s / d:.2f}x" if s and d else "-"
-        cells = [wl, label, unit, f"{s:,.0f}" if s else "-", f"{d:,.0f}" if d else "-", ratio]
-        print(("| " + sep.join(cells) + " |") if args.markdown else sep.join(f"{c:<16}" for c in cells))
-    for backend, res in results.items():
-        for wl, r in res.items():
-            if "error" in r:
-                print(f"{backend} {wl}: {r['error']}")
+    compare(
+        __file__,
+        __doc__,
+        run_child,
+        [
+            ("sequential", "increment().result() in a loop", "calls/s"),
+            ("pipelined", "1000 calls sent, then results", "calls/s"),
+            ("attribute", "counter.n in a loop", "reads/s"),
+        ],
+        key="rate",
+        higher_is_better=True,
+        fmt=",.0f",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
