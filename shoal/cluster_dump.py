@@ -21,6 +21,8 @@ from typing import Any
 
 import msgpack
 
+from shoal.scheduler.placement import priority_parts
+
 FORMATS = ("msgpack", "yaml")
 
 
@@ -52,7 +54,7 @@ def scheduler_state(scheduler: Any, exclude: Any = ()) -> dict:
             {
                 "key": ts.key,
                 "state": ts.state,
-                "priority": ts.priority,
+                "priority": priority_parts(ts.priority),
                 "dependencies": [d.key for d in ts.dependencies],
                 "dependents": [d.key for d in ts.dependents],
                 "who_has": [w.address for w in ts.who_has],
@@ -129,7 +131,7 @@ def worker_state(worker: Any, exclude: Any = ()) -> dict:
                             "key": t.key,
                             "state": t.state,
                             "run_id": t.run_id,
-                            "priority": t.priority,
+                            "priority": priority_parts(t.priority),
                             "dependencies": t.dependencies,
                             "waiting_for": t.waiting_for,
                             "resources": t.resources,

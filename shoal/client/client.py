@@ -496,6 +496,10 @@ class Client:
             msg = outbox.popleft()
             try:
                 peer.send(msg)
+                if type(msg) is m.UpdateGraph:
+                    # one packet per graph batch: the scheduler decodes and ingests it
+                    # before the next arrives, instead of holding the whole graph decoded
+                    peer.comm.flush()
             except CommClosedError:
                 outbox.clear()
                 return

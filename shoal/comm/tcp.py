@@ -62,9 +62,12 @@ WRITE_CHUNK = 4 * 1024 * 1024
 #: Transport write-buffer limits (pause_writing above HIGH, resume below LOW).
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
-#: Pause reading when this many packets / bytes wait unread in the inbox.
+#: Pause reading when this many packets / bytes wait unread in the inbox. Packets are
+#: decoded as they arrive, and the event loop may read many before the reader runs: a
+#: client sending a big graph in 6 MB batches would otherwise have every batch decoded
+#: at once (5x its wire size) instead of one after another.
 INBOX_MAX_PACKETS = 1024
-INBOX_MAX_BYTES = 256 * 1024 * 1024
+INBOX_MAX_BYTES = 4 * 1024 * 1024
 
 _U32 = struct.Struct("<I")
 _MAP_FLAGS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from dask.utils import format_bytes
 
+from shoal.scheduler.placement import priority_parts
+
 NAV = (("status", "Status"), ("workers", "Workers"), ("info/main/workers.html", "Info"),
        ("json/index.html", "JSON"), ("metrics", "Metrics"))  # fmt: skip
 
@@ -83,7 +85,7 @@ def worker_info(ws: Any, root: str, limit: int = 200) -> str:
 def task_info(ts: Any, root: str, limit: int = 100) -> str:
     pairs: list[tuple[str, str]] = [
         ("Key", escape(_key(ts.key))), ("State", escape(ts.state)), ("Prefix", escape(ts.prefix)),
-        ("Priority", escape(str(ts.priority))),
+        ("Priority", escape(str(priority_parts(ts.priority)))),
     ]  # fmt: skip
     if ts.state == "memory":
         pairs.append(("Bytes", escape(_bytes(ts.nbytes))))

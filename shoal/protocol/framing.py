@@ -61,6 +61,9 @@ PICKLED_EXT_CODE = 1
 #: ExtType(INLINE_PICKLED_EXT_CODE, header bytes) instead of as a frame of its own.
 INLINE_PICKLED_EXT_CODE = 2
 INLINE_PICKLED_MAX = 4096
+#: An int beyond msgpack's 64 bits (e.g. a task priority rank) travels as
+#: ExtType(BIG_INT_EXT_CODE, its two's-complement bytes, big-endian).
+BIG_INT_EXT_CODE = 3
 #: Largest possible prelude (u32 count + MAX_FRAMES u64 lengths).
 PRELUDE_MAX_BYTES = 4 + 8 * MAX_FRAMES
 #: A :class:`PacketEncoder` starts a new packet once the current one holds this much.
@@ -205,6 +208,8 @@ class PacketEncoder:
                     append(_as_frame(b))
                 # tuple.__new__ skips ExtType's validating __new__ (a hot path).
                 return _new_tuple(_ExtType, (PICKLED_EXT_CODE, ref(0x92, 0xCE, first, 0xCE, 1 + len(buffers))))
+            if type(o) is int:  # msgpack hands over ints that do not fit 64 bits
+                return _new_tuple(_ExtType, (BIG_INT_EXT_CODE, o.to_bytes(o.bit_length() // 8 + 1, "big", signed=True)))
             raise _not_encodable(o)
 
         self._packer = msgpack.Packer(default=default, use_bin_type=True, buf_size=16 * 1024)
@@ -356,6 +361,8 @@ def encode_packet(msgs: Iterable[Any]) -> list:
 def _reject_ext(code: int, data: bytes) -> Any:
     if code == INLINE_PICKLED_EXT_CODE:
         return Pickled(data)
+    if code == BIG_INT_EXT_CODE:
+        return int.from_bytes(data, "big", signed=True)
     if code == PICKLED_EXT_CODE:
         raise DecodeError("Pickled reference to a frame that is not in the packet")
     raise DecodeError(f"unknown msgpack extension type {code}")
@@ -379,6 +386,8 @@ def decode_packet(frames: Sequence[bytes | bytearray | memoryview]) -> list | tu
             if code != PICKLED_EXT_CODE:
                 if code == INLINE_PICKLED_EXT_CODE:
                     return Pickled(data)
+                if code == BIG_INT_EXT_CODE:
+                    return int.from_bytes(data, "big", signed=True)
                 raise DecodeError(f"unknown msgpack extension type {code}")
             if len(data) == _REF_LEN and data[1] == 0xCE and data[6] == 0xCE and data[0] == 0x92:
                 _, _, first, _, n = _ref_unpack(data)

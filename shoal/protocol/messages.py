@@ -218,7 +218,8 @@ class ComputeTask(Message):
     run_id: int
     func: Pickled | None
     spec: Pickled
-    priority: tuple
+    #: one int, lower runs first (`shoal.scheduler.placement.priority_rank`)
+    priority: int
     who_has: dict
     nbytes: dict
     resources: dict | None

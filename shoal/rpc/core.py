@@ -105,9 +105,10 @@ class Peer:
         comm = self.comm
         try:
             while True:
-                batch = await comm.read()
+                # no local keeps the packet: a big graph batch is freed as soon as it
+                # has been handled, not when the next packet arrives
+                self._dispatch(await comm.read())
                 self.last_seen = time.monotonic()
-                self._dispatch(batch)
         except (CommClosedError, OSError, EOFError):
             pass
         finally:

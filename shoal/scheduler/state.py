@@ -30,6 +30,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable
+from sys import intern
 from typing import Any
 
 from shoal.exceptions import KilledWorker
@@ -42,12 +43,13 @@ from shoal.scheduler.events import (
     ClientMsg,
     DropReplicas,
     RemoveClient,
-    SetRetiring,
     RemoveWorker,
     SchedulerEvent,
+    SetRetiring,
     WorkerMsg,
 )
 from shoal.scheduler.instructions import Instruction, ToClient, ToWorker
+from shoal.scheduler.placement import priority_rank
 from shoal.utils import Key, key_prefix
 
 FIRE_AND_FORGET = "fire-and-forget"
@@ -65,32 +67,35 @@ def _with(s: Any, item: Any) -> set:
     return s
 
 
-#: `dependents` stays a list up to this many entries (a 1-item list costs 64 bytes, a
-#: set 216; most tasks have one or two dependents), then becomes a set
+#: `dependents` stays a tuple up to this many entries (a 1-item tuple costs 48 bytes, a
+#: list 72, a set 216; most tasks have one or two dependents), then becomes a set
 _SMALL = 8
 
 
-def _with_dependent(s: Any, item: Any) -> list | set:
-    """`s` plus `item` (store the result back): a short list, or a set once long."""
+def _with_dependent(s: Any, item: Any) -> tuple | set:
+    """`s` plus `item` (store the result back): a short tuple, or a set once long."""
     if s is _EMPTY:
-        return [item]
-    if type(s) is list:
+        return (item,)
+    if type(s) is tuple:
         if item in s:
             return s
         if len(s) < _SMALL:
-            s.append(item)
-            return s
+            return (*s, item)
         s = set(s)
     s.add(item)
     return s
 
 
-def _without_dependent(s: Any, item: Any) -> None:
-    if type(s) is list:
+def _without_dependent(s: Any, item: Any) -> Any:
+    """`s` without `item` (store the result back)."""
+    if type(s) is tuple:
         if item in s:
-            s.remove(item)
-    elif s:
+            rest = tuple(x for x in s if x is not item)
+            return rest if rest else _EMPTY
+        return s
+    if s:
         s.discard(item)
+    return s
 
 
 def _without(s: Any, item: Any) -> None:
@@ -183,10 +188,11 @@ class SchedTask:
         #: the opaque run spec (its pickle bytes when it has no out-of-band buffers: see
         #: `run_spec`); None for data placed by a client (scatter)
         self.spec: Pickled | bytes | None = None
-        self.priority: tuple = ()
+        #: `placement.priority_rank` of the client's priority tuple: lower runs first
+        self.priority = 0
         self.dependencies: tuple[SchedTask, ...] = ()
         # the sets below start as the shared _EMPTY and become real sets on first insert
-        self.dependents: list[SchedTask] | set[SchedTask] = _EMPTY  # type: ignore[assignment]
+        self.dependents: tuple[SchedTask, ...] | set[SchedTask] = _EMPTY  # type: ignore[assignment]
         #: while waiting: how many dependencies are not in memory yet
         self.n_waiting = 0
         #: how many dependents are active (waiting, queued, no-worker, processing) and so
@@ -409,7 +415,7 @@ class SchedulerState:
             ts.func = funcs[func_index] if func_index >= 0 else None
             # no out-of-band buffers: keep just the bytes (a Pickled wrapper is 48 B a task)
             ts.spec = spec.header if type(spec) is Pickled and not spec.buffers and type(spec.header) is bytes else spec
-            ts.priority = tuple(priority)
+            ts.priority = priority_rank(priority)
             if ann:
                 self._annotate(ts, ann)
             new.append((ts, deps))
@@ -705,7 +711,8 @@ class SchedulerState:
     ) -> None:
         start = ts.state
         ts.state = "memory"
-        ts.nbytes, ts.type_name = nbytes, type_name
+        # interned: a million results of one type share one name, not one decoded copy each
+        ts.nbytes, ts.type_name = nbytes, intern(type_name) if type(type_name) is str else type_name
         for ws in holders:
             if ws not in ts.who_has:
                 ts.who_has = _with(ts.who_has, ws)
@@ -950,7 +957,7 @@ class SchedulerState:
         if self.suspicious:
             self.suspicious.pop(ts.key, None)
         for dts in ts.dependencies:
-            _without_dependent(dts.dependents, ts)
+            dts.dependents = _without_dependent(dts.dependents, ts)
             if dts.state == "released" and self._forgettable(dts):
                 recs[dts.key] = "forgotten"
             elif not dts.n_waiters and not dts.who_wants and dts.state in ("memory", "erred"):

@@ -88,7 +88,7 @@ def test_pages_escape_everything():
     assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
     assert 'href="./info/worker/tcp%3A%2F%2F%3Cscript%3E' in table
     ts = SimpleNamespace(
-        key=evil, state="erred", prefix="p", priority=(0,), nbytes=-1, type_name=None, processing_on=None,
+        key=evil, state="erred", prefix="p", priority=0, nbytes=-1, type_name=None, processing_on=None,
         who_has=set(), exception_text="ValueError('<b>x</b>')", who_wants=set(), dependencies=(task(evil, "memory"),),
         dependents=set(),
     )  # fmt: skip

@@ -47,6 +47,7 @@ MESSAGES = [
     [{"nested": {"deep": [1, [2, [3, (4, 5)]]]}}],
     ["unicode ✓ 日本語 \u0000 end", b"\x00\xffbinary", bytearray(b"ba"), memoryview(b"mv")],
     [2**63, -(2**63), 0, -1, 127, 128, 1e300, float("inf")],
+    [2**64, -(2**63) - 1, 2**200, -(2**200), ((-5 << 96) | 7, "beyond 64 bits")],
     [("op", i, {"x": i}) for i in range(1000)],
     [("op", "x" * 100_000)],
 ]

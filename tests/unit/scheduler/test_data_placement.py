@@ -12,7 +12,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
 from shoal.scheduler.events import AddWorker, ClientMsg, DropReplicas, WorkerMsg
 from shoal.scheduler.instructions import ToWorker
-from shoal.scheduler.placement import plan_rebalance, plan_replicate
+from shoal.scheduler.placement import plan_rebalance, plan_replicate, priority_parts, priority_rank
 from shoal.scheduler.state import SchedulerState
 
 W1, W2, W3 = "tcp://w1:1", "tcp://w2:1", "tcp://w3:1"
@@ -177,3 +177,19 @@ def test_rebalance_many_keys_stays_cheap_and_even():
         after[sender] -= nbytes[key]
         after[recipient] += nbytes[key]
     assert max(after.values()) - min(after.values()) <= 2 * max(nbytes.values())
+
+
+def test_priority_rank_orders_exactly_like_the_priority_tuple():
+    rng = random.Random(7)
+    prios = [(-rng.choice([0, 0, 1, 10, -3, 2**20]), rng.randrange(5), rng.randrange(1_000_000)) for _ in range(3000)]
+    prios += [(-p, c) for p in (0, 1, -2) for c in range(4)]  # submit's 2-tuples
+    prios += [(-2.5, 1, 0), (-2.25, 1, 0), (-2, 1, 0), (-3, 1, 0), (0.5, 0, 0)]  # float user priorities
+    by_tuple = sorted(prios, key=lambda p: (p + (0, 0))[:3])
+    assert sorted(prios, key=priority_rank) == by_tuple
+    for p in prios:
+        assert priority_parts(priority_rank(p)) == (p + (0, 0))[:3]
+
+
+def test_priority_rank_clamps_out_of_range_counters():
+    assert priority_rank((0, -5, 2**50)) == priority_rank((0, 0, 2**40 - 1))
+    assert priority_rank(()) == 0
