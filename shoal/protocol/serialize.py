@@ -127,6 +127,17 @@ class _RefUnpickler(pickle.Unpickler):
         return self._ref
 
 
+_FRAMED = b"\x80\x05\x95"  # PROTO 5, FRAME <u64 length>
+
+
+def _unframed(data: bytes) -> bytes:
+    """A small pickle without its one 9-byte FRAME opcode (framing is optional and only
+    helps big streams): task specs are stored by the scheduler, ~100 bytes each."""
+    if len(data) < 4096 and data[:3] == _FRAMED and int.from_bytes(data[3:11], "little") == len(data) - 11:
+        return data[:2] + data[11:]
+    return data
+
+
 def _dump_ref(pickler_cls: Any, obj: object, ref: object, callback: Any) -> bytes:
     f = io.BytesIO()
     pickler_cls(f, ref, callback).dump(obj)
@@ -159,7 +170,7 @@ def dumps(obj: object, ref: object = None) -> Pickled:
         first_exc = exc
     else:
         if _MAIN_MARKER not in header:
-            return Pickled(header, buffers)
+            return Pickled(_unframed(header), buffers)
     # Either plain pickle failed, or it referenced __main__ (which a worker cannot
     # import): redo it with cloudpickle, which pickles such objects by value.
     buffers.clear()
@@ -173,7 +184,7 @@ def dumps(obj: object, ref: object = None) -> Pickled:
     # the kept exception's traceback holds this frame and its callers' (a cycle): drop it,
     # or e.g. the Future that `submit` of a lambda returns lives until the next GC
     first_exc = None
-    return Pickled(header, buffers)
+    return Pickled(_unframed(header), buffers)
 
 
 def loads(p: Pickled, ref: object = None) -> Any:

@@ -167,7 +167,7 @@ class SchedTask:
     __slots__ = (
         "key", "state", "prefix", "func", "spec", "priority", "dependencies", "dependents",
         "n_waiting", "n_waiters", "who_has", "processing_on", "who_wants", "nbytes",
-        "type_name", "run_id", "_extra",
+        "type_name", "_extra",
     )  # fmt: skip
 
     exception = _extra_field("exception")
@@ -203,8 +203,14 @@ class SchedTask:
         self.who_wants: set[SchedClient] = _EMPTY  # type: ignore[assignment]
         self.nbytes = -1
         self.type_name: str | None = None
-        self.run_id = 0
         self._extra: _TaskExtra | None = None
+
+    @property
+    def run_id(self) -> int | None:
+        """The id of the current run while processing (kept in the worker's
+        `processing` map, not in every task record), else None."""
+        ws = self.processing_on
+        return None if ws is None else ws.processing.get(self)
 
     @property
     def run_spec(self) -> Pickled | None:
@@ -235,7 +241,8 @@ class SchedWorker:
         self.versions = msg.versions
         self.nanny = msg.nanny
         #: tasks sent to this worker and not finished, in dispatch order
-        self.processing: dict[SchedTask, None] = {}
+        #: (-> the run id it was sent with: a stale report names an older run)
+        self.processing: dict[SchedTask, int] = {}
         #: processing tasks that seceded from the worker's pool: they take no slot
         self.long_running: set[SchedTask] = _EMPTY  # type: ignore[assignment]
         #: processing tasks the worker reported as started in a thread (`task-started`):
@@ -315,6 +322,8 @@ class SchedulerState:
         #: shell adds and removes them, they never change the state
         self.observers: list[Any] = []
         self._tiebreak = 0
+        #: run ids handed out with `compute-task` (one counter: unique per run of any task)
+        self._run_id = 0
         self._out: list[Instruction] = []
         #: keys each worker must forget, sent at the end of the stimulus
         self._free_on: dict[SchedWorker, dict[Key, None]] = {}
@@ -565,7 +574,7 @@ class SchedulerState:
 
     def _task_finished(self, ws: SchedWorker, msg: m.TaskFinished, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
-        if ts is None or ts.state != "processing" or ts.processing_on is not ws or ts.run_id != msg.run_id:
+        if ts is None or ws.processing.get(ts) != msg.run_id:
             if ts is None or ws not in ts.who_has:
                 self._free_on.setdefault(ws, {})[msg.key] = None
             return
@@ -583,7 +592,7 @@ class SchedulerState:
 
     def _task_failed(self, ws: SchedWorker, msg: m.TaskFailed, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
-        if ts is None or ts.state != "processing" or ts.processing_on is not ws or ts.run_id != msg.run_id:
+        if ts is None or ws.processing.get(ts) != msg.run_id:
             return
         if ts.retries > 0:
             ts.retries -= 1
@@ -603,24 +612,24 @@ class SchedulerState:
             if dts.state == "memory" and not dts.who_has:
                 self._lost(dts, recs, "no worker holds it any more")
         ts = self.tasks.get(msg.key)
-        if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+        if ts is not None and ws.processing.get(ts) == msg.run_id:
             self._transition(ts, "waiting", sid, recs)
 
     def _reschedule(self, ws: SchedWorker, msg: m.RescheduleTask, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
-        if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+        if ts is not None and ws.processing.get(ts) == msg.run_id:
             self._transition(ts, "waiting", sid, recs)
 
     def _task_started(self, ws: SchedWorker, msg: m.TaskStarted, recs: Recs, sid: str) -> None:
         tasks = self.tasks
         for key, run_id in zip(msg.keys, msg.run_ids):
             ts = tasks.get(key)
-            if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == run_id:
+            if ts is not None and ws.processing.get(ts) == run_id:
                 ws.executing = _with(ws.executing, ts)
 
     def _long_running(self, ws: SchedWorker, msg: m.LongRunning, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
-        if ts is not None and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+        if ts is not None and ws.processing.get(ts) == msg.run_id:
             ws.long_running = _with(ws.long_running, ts)
 
     def _steal_response(self, ws: SchedWorker, msg: m.StealResponse, recs: Recs, sid: str) -> None:
@@ -628,7 +637,7 @@ class SchedulerState:
         if ts is None or self.stealing.get(ts) is not ws:
             return
         del self.stealing[ts]
-        if msg.released and ts.state == "processing" and ts.processing_on is ws and ts.run_id == msg.run_id:
+        if msg.released and ws.processing.get(ts) == msg.run_id:
             self._transition(ts, "waiting", sid, recs)  # -> queued -> the idle worker
         elif not msg.released:
             self.steal_refused.add(ts)
@@ -638,7 +647,7 @@ class SchedulerState:
             victim = ts.processing_on
             assert victim is not None
             self.stealing[ts] = victim
-            self._out.append(ToWorker(victim.address, m.StealRequest(ts.key, ts.run_id)))
+            self._out.append(ToWorker(victim.address, m.StealRequest(ts.key, victim.processing[ts])))
 
     def _add_keys(self, ws: SchedWorker, msg: m.AddKeys, recs: Recs, sid: str) -> None:
         for key, nbytes in msg.nbytes.items():
@@ -1035,8 +1044,8 @@ class SchedulerState:
         self.n_queued -= 1
         ts.state = "processing"
         ts.processing_on = ws
-        ws.processing[ts] = None
-        ts.run_id += 1
+        self._run_id += 1
+        ws.processing[ts] = run_id = self._run_id
         who_has = {}
         nbytes = {}
         for dts in ts.dependencies:
@@ -1047,7 +1056,7 @@ class SchedulerState:
             ToWorker(
                 ws.address,
                 m.ComputeTask(
-                    ts.key, ts.run_id, ts.func, ts.run_spec, ts.priority, who_has, nbytes,
+                    ts.key, run_id, ts.func, ts.run_spec, ts.priority, who_has, nbytes,
                     ts.resources, bool(ts.who_wants), ts.actor,
                 ),
             )

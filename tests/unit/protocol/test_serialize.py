@@ -181,3 +181,16 @@ def test_loads_waits_for_a_module_another_thread_is_importing(monkeypatch):
     monkeypatch.setattr(serialize.pickle, "loads", lambda data, **kw: (_ for _ in ()).throw(ImportError("no module x", name="x")))
     with pytest.raises(ImportError, match="no module x"):
         serialize.loads(dumps(1))
+
+
+def test_small_pickles_drop_their_frame_opcode_and_still_load():
+    import pickletools
+
+    small = dumps(("x", 1, [1.5, "y"]))
+    ops = [op.name for op, _, _ in pickletools.genops(small.header)]
+    assert "FRAME" not in ops
+    assert loads(small) == ("x", 1, [1.5, "y"])
+    many = [str(i) for i in range(20_000)]
+    big = dumps(many)  # big streams keep framing
+    assert "FRAME" in [op.name for op, _, _ in pickletools.genops(big.header)]
+    assert loads(big) == many
