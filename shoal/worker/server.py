@@ -39,8 +39,6 @@ import uuid
 from threading import get_ident
 from typing import Any
 
-from dask.sizeof import sizeof
-
 from shoal import config, log_buffer
 from shoal import profile as profile_mod
 from shoal._context import task_state
@@ -57,6 +55,7 @@ from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
+from shoal.worker.sizeof import sizeof
 from shoal.worker.state import (
     ComputeTaskEvent,
     Execute,
