@@ -91,23 +91,28 @@ def has_valid(ts: SchedTask, workers: dict[str, SchedWorker]) -> bool:
 def decide_worker(
     ts: SchedTask, workers: dict[str, SchedWorker], free: dict[SchedWorker, int], avg_duration: float = 0.0
 ) -> SchedWorker | None:
-    """The worker with free slots that will finish `ts` soonest, or None if none may."""
+    """The worker that will finish `ts` soonest, if it has a free slot (`free`); None if
+    that worker is busy (the task waits for it) or no worker with a free slot may run it.
+
+    A task without dependencies goes to the least loaded worker with a free slot. One
+    with dependencies weighs, on every worker it may run on, moving the data it lacks
+    there against the work queued ahead of it: a task that would have to copy a large
+    input rather waits for a slot on the worker holding it than runs elsewhere now."""
     valid = valid_workers(ts, workers)
     if valid is None:
-        candidates = list(free)
+        candidates = [ws for ws in workers.values() if not ws.retiring] if ts.dependencies else list(free)
     else:
-        candidates = [ws for ws in valid if ws in free]
+        candidates = [ws for ws in valid if ws in free or (ts.dependencies and not ws.retiring)]
         if ts.loose and ts.restrictions:
             preferred = [ws for ws in candidates if _matches(ws, ts.restrictions)]
             candidates = preferred or candidates
     if not candidates:
         return None
-    if len(candidates) == 1:
-        return candidates[0]
     if ts.actor:  # spread actors: each one's calls are served by its worker's actor thread
-        return min(candidates, key=lambda ws: (len(ws.actors), _load(ws)))
+        candidates = [ws for ws in candidates if ws in free]
+        return min(candidates, key=lambda ws: (len(ws.actors), _load(ws))) if candidates else None
     if not ts.dependencies:
-        return min(candidates, key=_load)
+        return candidates[0] if len(candidates) == 1 else min(candidates, key=_load)
     # weigh moving dependency data against how busy each worker is
     per_thread = max(avg_duration, 1e-4)
 
@@ -115,7 +120,8 @@ def decide_worker(
         missing = sum(max(d.nbytes, 0) for d in ts.dependencies if ws not in d.who_has)
         return missing / BANDWIDTH + _load(ws) * per_thread
 
-    return min(candidates, key=cost)
+    best = candidates[0] if len(candidates) == 1 else min(candidates, key=cost)
+    return best if best in free else None
 
 
 def _load(ws: SchedWorker) -> float:
@@ -127,6 +133,7 @@ def plan_steals(
     stealing: dict[SchedTask, SchedWorker],
     refused: set[SchedTask],
     avg_duration: float,
+    prefix_durations: dict[str, float] | None = None,
 ) -> list[SchedTask]:
     """Tasks to take back from busy workers so that idle threads elsewhere can run them.
 
@@ -134,7 +141,9 @@ def plan_steals(
     fewer tasks than threads; a *victim* holds more tasks than threads (the surplus waits
     there). The most recently sent (lowest priority) surplus tasks are taken first,
     never more than the idle threads can use, and only when moving their dependencies
-    costs less than waiting behind the victim's queue."""
+    costs less than waiting behind the victim's queue and no more than running the task
+    itself (its prefix's recent duration): a quick task on big data, such as picking one
+    piece out of a shuffle split, stays where its data is."""
     idle = [ws for ws in workers.values() if ws.occupied < ws.nthreads and not ws.retiring]
     if not idle:
         return []
@@ -162,8 +171,10 @@ def plan_steals(
             if not thieves:
                 continue
             missing = sum(max(d.nbytes, 0) for d in ts.dependencies if not (d.who_has & set(thieves)))
-            if missing / BANDWIDTH > wait:
-                continue
+            if missing:
+                moving = missing / BANDWIDTH
+                if moving > wait or moving > (prefix_durations or {}).get(ts.prefix, per_task):
+                    continue
             out.append(ts)
             surplus -= 1
             free_threads -= 1

@@ -54,6 +54,10 @@ from shoal.utils import Key, key_prefix
 
 FIRE_AND_FORGET = "fire-and-forget"
 
+#: how many key prefixes' task durations are remembered (graphs whose keys have no
+#: shared prefix would otherwise add one entry per task)
+MAX_PREFIXES = 10_000
+
 #: Shared stand-in for an empty set: most tasks' relation sets are empty most of the
 #: time, and an empty `set()` costs 216 bytes. `_with` makes a real set on first insert.
 _EMPTY: frozenset = frozenset()
@@ -314,6 +318,9 @@ class SchedulerState:
         self.queue_seconds = queue_seconds
         self.queue_max_per_thread = queue_max_per_thread
         self.avg_duration = unknown_task_duration
+        #: key prefix -> recent duration of its tasks (seconds): what stealing weighs a
+        #: task's data against (at most MAX_PREFIXES of them)
+        self.prefix_durations: dict[str, float] = {}
         self._seen_durations = False
         self.validate = validate
         self.story_log: deque[tuple] = deque(maxlen=story_length)
@@ -583,6 +590,12 @@ class SchedulerState:
             self.avg_duration = 0.9 * self.avg_duration + 0.1 * duration
         else:
             self.avg_duration, self._seen_durations = duration, True
+        durations = self.prefix_durations
+        known = durations.get(ts.prefix)
+        if known is not None:
+            durations[ts.prefix] = 0.5 * known + 0.5 * duration
+        elif len(durations) < MAX_PREFIXES:
+            durations[ts.prefix] = duration
         self._stop_processing(ts)
         ts.exception_blame = None
         if ts.actor:
@@ -643,7 +656,9 @@ class SchedulerState:
             self.steal_refused.add(ts)
 
     def _steal(self, sid: str) -> None:
-        for ts in placement.plan_steals(self.workers, self.stealing, self.steal_refused, self.avg_duration):
+        for ts in placement.plan_steals(
+            self.workers, self.stealing, self.steal_refused, self.avg_duration, self.prefix_durations
+        ):
             victim = ts.processing_on
             assert victim is not None
             self.stealing[ts] = victim

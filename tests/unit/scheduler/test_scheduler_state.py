@@ -411,3 +411,36 @@ def test_task_started_from_a_stale_run_is_ignored():
     assert not s.workers["tcp://a:1"].executing
     s.handle_stimulus(RemoveWorker(sid(), "tcp://a:1", "died"))
     assert s.tasks["x"].state in ("queued", "no-worker")
+
+
+def finish_timed(s, worker, key, nbytes, duration):
+    ts = s.tasks[key]
+    msg = m.TaskFinished(key, ts.run_id, nbytes, "int", 10.0, 10.0 + duration, None)
+    return s.handle_stimulus(WorkerMsg(sid(), worker, msg))
+
+
+def test_task_with_big_input_waits_for_the_holder_rather_than_copying_it():
+    state = SchedulerState(clock=lambda: 0.0, validate=True, queue_max_per_thread=1)  # 2 tasks per thread
+    add_worker(state, "tcp://a:1")
+    graph(state, "c", {"big": []}, ["big"])
+    finish(state, "tcp://a:1", "big", nbytes=10**9)  # 5 s to copy at the assumed bandwidth
+    graph(state, "c", {"f0": [], "f1": [], "use": ["big"]}, ["f0", "f1", "use"])
+    assert len(state.workers["tcp://a:1"].processing) == 2  # a is full: f0, f1
+    out = add_worker(state, "tcp://b:1", nthreads=4)  # b has free slots, but not the data
+    assert "use" not in computes(out) and state.tasks["use"].state == "queued"
+    out = finish(state, "tcp://a:1", "f0")  # a slot frees up where the data is
+    assert computes(out, "tcp://a:1") == ["use"]
+    state.validate_state()
+
+
+def test_quick_task_on_big_data_is_not_stolen(state):
+    add_worker(state, "tcp://a:1")
+    graph(state, "c", {"big": []}, ["big"])
+    finish_timed(state, "tcp://a:1", "big", 10**8, 2.0)  # slow tasks so far: a long wait on a
+    graph(state, "c", {"use-9": ["big"]}, ["use-9"])
+    finish_timed(state, "tcp://a:1", "use-9", 8, 0.001)  # "use" tasks take a millisecond
+    graph(state, "c", {"use-0": ["big"], "use-1": ["big"]}, ["use-0", "use-1"])
+    assert len(state.workers["tcp://a:1"].processing) == 2
+    out = add_worker(state, "tcp://b:1")
+    # copying 100 MB (0.5 s) beats waiting behind a's queue, but not running a 1 ms task
+    assert steal_requests(out) == []
