@@ -91,13 +91,15 @@ def has_valid(ts: SchedTask, workers: dict[str, SchedWorker]) -> bool:
 def decide_worker(
     ts: SchedTask, workers: dict[str, SchedWorker], free: dict[SchedWorker, int], avg_duration: float = 0.0
 ) -> SchedWorker | None:
-    """The worker that will finish `ts` soonest, if it has a free slot (`free`); None if
-    that worker is busy (the task waits for it) or no worker with a free slot may run it.
+    """The worker that will finish `ts` soonest, or None if no worker may run it now.
 
-    A task without dependencies goes to the least loaded worker with a free slot. One
-    with dependencies weighs, on every worker it may run on, moving the data it lacks
-    there against the work queued ahead of it: a task that would have to copy a large
-    input rather waits for a slot on the worker holding it than runs elsewhere now."""
+    A task without dependencies goes to the least loaded worker with a free slot
+    (`free`). One with dependencies weighs, on every worker it may run on, moving the
+    data it lacks there against the work queued ahead of it, and the answer may be a
+    busy worker (it queues the task beyond its slots): a task that would have to copy a
+    large input rather waits behind the worker holding it than runs elsewhere now. Each
+    task queued there raises that worker's cost, so the queue stays as long as copying
+    the input would take."""
     valid = valid_workers(ts, workers)
     if valid is None:
         candidates = [ws for ws in workers.values() if not ws.retiring] if ts.dependencies else list(free)
@@ -120,8 +122,7 @@ def decide_worker(
         missing = sum(max(d.nbytes, 0) for d in ts.dependencies if ws not in d.who_has)
         return missing / BANDWIDTH + _load(ws) * per_thread
 
-    best = candidates[0] if len(candidates) == 1 else min(candidates, key=cost)
-    return best if best in free else None
+    return candidates[0] if len(candidates) == 1 else min(candidates, key=cost)
 
 
 def _load(ws: SchedWorker) -> float:

@@ -63,6 +63,32 @@ MAX_PREFIXES = 10_000
 _EMPTY: frozenset = frozenset()
 
 
+#: how many distinct key parts (layer names, chunk indices) are shared before the table
+#: starts over
+MAX_KEY_PARTS = 100_000
+
+
+def _shared_parts(key: tuple, parts: dict) -> tuple:
+    """`key` rebuilt from one shared object per distinct str / int part. Every key of a
+    graph is decoded on its own, so a million `("getitem-<token>", i, j)` keys would
+    otherwise hold a million copies of the layer name and of each index above 256."""
+    out = []
+    for part in key:
+        kind = type(part)
+        if kind is str or kind is int:  # exact types: never merge True with 1
+            shared = parts.get(part)
+            if shared is None:
+                if len(parts) >= MAX_KEY_PARTS:
+                    parts.clear()
+                parts[part] = shared = part
+            out.append(shared)
+        elif kind is tuple:
+            out.append(_shared_parts(part, parts))
+        else:
+            out.append(part)
+    return tuple(out)
+
+
 def _with(s: Any, item: Any) -> set:
     """`s` plus `item`, as a mutable set (store the result back)."""
     if s is _EMPTY:
@@ -307,7 +333,7 @@ class SchedulerState:
         self.workers: dict[str, SchedWorker] = {}
         self.clients: dict[str, SchedClient] = {}
         #: heap of (priority, tie-breaker, task) ready to run; stale entries skipped
-        self.queue: list[tuple[tuple, int, SchedTask]] = []
+        self.queue: list[tuple[int, int, SchedTask]] = []
         self.unrunnable: set[SchedTask] = set()
         #: how many tasks are in state "queued" (the heap also holds stale entries)
         self.n_queued = 0
@@ -329,6 +355,8 @@ class SchedulerState:
         #: shell adds and removes them, they never change the state
         self.observers: list[Any] = []
         self._tiebreak = 0
+        #: str / int parts of task keys -> the one object all keys share (`_shared_parts`)
+        self._key_parts: dict[Any, Any] = {}
         #: run ids handed out with `compute-task` (one counter: unique per run of any task)
         self._run_id = 0
         self._out: list[Instruction] = []
@@ -427,6 +455,8 @@ class SchedulerState:
             if ts is not None and (ts.spec is not None or ts.state != "released"):
                 continue  # known key: the existing task wins (distributed semantics)
             if ts is None:
+                if type(key) is tuple:
+                    key = _shared_parts(key, self._key_parts)
                 ts = tasks[key] = SchedTask(key)
             ts.func = funcs[func_index] if func_index >= 0 else None
             # no out-of-band buffers: keep just the bytes (a Pickled wrapper is 48 B a task)
@@ -1023,7 +1053,7 @@ class SchedulerState:
             return
         free = {ws: self.capacity(ws) - ws.occupied for ws in self.workers.values() if not ws.retiring}
         free = {ws: n for ws, n in free.items() if n > 0}
-        deferred: list[tuple[tuple, int, SchedTask]] = []
+        deferred: list[tuple[int, int, SchedTask]] = []
         while queue and free:
             item = heapq.heappop(queue)
             ts = item[2]
@@ -1040,9 +1070,11 @@ class SchedulerState:
                     self._log(ts, "queued", sid)
                 continue
             self._assign(ts, ws, sid)
-            n = free[ws] - 1
-            if n:
-                free[ws] = n
+            n = free.get(ws)
+            if n is None:
+                continue  # a busy worker holding the task's data: beyond its slots
+            if n > 1:
+                free[ws] = n - 1
             else:
                 del free[ws]
         for item in deferred:

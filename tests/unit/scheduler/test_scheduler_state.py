@@ -419,7 +419,7 @@ def finish_timed(s, worker, key, nbytes, duration):
     return s.handle_stimulus(WorkerMsg(sid(), worker, msg))
 
 
-def test_task_with_big_input_waits_for_the_holder_rather_than_copying_it():
+def test_task_with_big_input_queues_behind_its_holder_rather_than_copying_it():
     state = SchedulerState(clock=lambda: 0.0, validate=True, queue_max_per_thread=1)  # 2 tasks per thread
     add_worker(state, "tcp://a:1")
     graph(state, "c", {"big": []}, ["big"])
@@ -427,9 +427,9 @@ def test_task_with_big_input_waits_for_the_holder_rather_than_copying_it():
     graph(state, "c", {"f0": [], "f1": [], "use": ["big"]}, ["f0", "f1", "use"])
     assert len(state.workers["tcp://a:1"].processing) == 2  # a is full: f0, f1
     out = add_worker(state, "tcp://b:1", nthreads=4)  # b has free slots, but not the data
-    assert "use" not in computes(out) and state.tasks["use"].state == "queued"
-    out = finish(state, "tcp://a:1", "f0")  # a slot frees up where the data is
-    assert computes(out, "tcp://a:1") == ["use"]
+    assert computes(out, "tcp://a:1") == ["use"]  # queued behind f0, f1 where the data is
+    out = finish(state, "tcp://a:1", "f0")
+    assert steal_requests(out) == []  # b is idle, but copying 1 GB costs more than waiting
     state.validate_state()
 
 
@@ -444,3 +444,19 @@ def test_quick_task_on_big_data_is_not_stolen(state):
     out = add_worker(state, "tcp://b:1")
     # copying 100 MB (0.5 s) beats waiting behind a's queue, but not running a 1 ms task
     assert steal_requests(out) == []
+
+
+def test_task_keys_share_their_parts(state):
+    from shoal.protocol import framing
+
+    keys = [("layer-abc123", 300 + i, 1000) for i in range(3)] + [("layer-abc123", (7, 300), True)]
+    wire = tuple((k, -1, SPEC, (), (0, i), None) for i, k in enumerate(keys))
+    packet = framing.encode_packet([m.UpdateGraph(wire, (), ()).to_wire()])
+    [decoded] = framing.decode_packet(packet[1:])  # every part decoded on its own, as off the wire
+    state.handle_stimulus(ClientMsg(sid(), "c", m.from_wire(decoded)))
+    stored = [ts.key for ts in state.tasks.values()]
+    assert sorted(map(repr, stored)) == sorted(map(repr, keys))  # same keys, same types
+    names = {id(k[0]) for k in stored}
+    thousands = {id(k[2]) for k in stored[:3]}
+    assert len(names) == 1 and len(thousands) == 1
+    assert stored[3][2] is True and stored[3][1][1] is stored[0][1]  # nested parts too
