@@ -118,11 +118,27 @@ def _frame():
     return dd.from_pandas(pdf, npartitions=100), pdf
 
 
+def _n_tasks(dask_scheduler=None) -> int:
+    st = getattr(dask_scheduler, "state", None)  # shoal keeps its state machine apart
+    return len(st.tasks if hasattr(st, "tasks") else dask_scheduler.tasks)
+
+
+def _settle(client, timeout: float = 30.0) -> None:
+    """Wait (untimed) until the scheduler has forgotten every task, so the next repeat of
+    the same graph cannot pick up results the last one still held: releases are
+    asynchronous (distributed's set_index 'ran' in 0.07-0.3 s that way)."""
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    while client.run_on_scheduler(_n_tasks) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def wl_array(client, repeat):
     import dask.array as da
 
     times = []
     for _ in range(repeat):
+        _settle(client)
         x = da.ones((4000, 4000), chunks=(100, 100))
         t = time.perf_counter()
         value = (x + x.T).sum().compute()
@@ -136,6 +152,7 @@ def wl_groupby(client, repeat):
     expected = pdf.groupby("key").value.sum()
     times = []
     for _ in range(repeat):
+        _settle(client)
         t = time.perf_counter()
         out = ddf.groupby("key").value.agg(["sum", "mean"]).compute()
         times.append(time.perf_counter() - t)
@@ -150,6 +167,7 @@ def wl_set_index(client, repeat):
     times = []
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):
         for _ in range(repeat):
+            _settle(client)
             t = time.perf_counter()
             rows = ddf.set_index("key").map_partitions(len).compute().sum()
             times.append(time.perf_counter() - t)
