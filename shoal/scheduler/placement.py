@@ -102,9 +102,9 @@ def decide_worker(
     the input would take."""
     valid = valid_workers(ts, workers)
     if valid is None:
-        candidates = [ws for ws in workers.values() if not ws.retiring] if ts.dependencies else list(free)
+        candidates = [ws for ws in workers.values() if _open(ws)] if ts.dependencies else list(free)
     else:
-        candidates = [ws for ws in valid if ws in free or (ts.dependencies and not ws.retiring)]
+        candidates = [ws for ws in valid if ws in free or (ts.dependencies and _open(ws))]
         if ts.loose and ts.restrictions:
             preferred = [ws for ws in candidates if _matches(ws, ts.restrictions)]
             candidates = preferred or candidates
@@ -123,6 +123,11 @@ def decide_worker(
         return missing / BANDWIDTH + _load(ws) * per_thread
 
     return candidates[0] if len(candidates) == 1 else min(candidates, key=cost)
+
+
+def _open(ws: SchedWorker) -> bool:
+    """May take new tasks, even beyond its slots: not retiring, and has threads."""
+    return not ws.retiring and ws.nthreads > 0
 
 
 def _load(ws: SchedWorker) -> float:

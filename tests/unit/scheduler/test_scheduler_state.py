@@ -460,3 +460,12 @@ def test_task_keys_share_their_parts(state):
     thousands = {id(k[2]) for k in stored[:3]}
     assert len(names) == 1 and len(thousands) == 1
     assert stored[3][2] is True and stored[3][1][1] is stored[0][1]  # nested parts too
+
+
+def test_worker_without_threads_is_never_given_tasks(state):
+    add_worker(state, "tcp://a:1")
+    add_worker(state, "tcp://z:1", nthreads=0)
+    graph(state, "c", {"x": []}, ["x"])
+    finish(state, "tcp://a:1", "x", nbytes=10**9)
+    out = graph(state, "c", {"y": ["x"], "w": []}, ["y", "w"])
+    assert computes(out, "tcp://z:1") == [] and sorted(computes(out, "tcp://a:1")) == ["w", "y"]
