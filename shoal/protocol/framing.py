@@ -358,7 +358,9 @@ def encode_packet(msgs: Iterable[Any]) -> list:
 # --------------------------------------------------------------------------- decoding
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
+def _inline_ext(code: int, data: bytes) -> Any:
+    """An extension inside the msgpack body (inline pickle, big int); a reference to a
+    frame is only valid where the packet has frames."""
     if code == INLINE_PICKLED_EXT_CODE:
         return Pickled(data)
     if code == BIG_INT_EXT_CODE:
@@ -378,17 +380,13 @@ def decode_packet(frames: Sequence[bytes | bytearray | memoryview]) -> list | tu
     if nf == 0:
         raise DecodeError("packet has no body frame")
     if nf == 1:
-        hook = _reject_ext
+        hook = _inline_ext
     else:
         views = [f if type(f) is memoryview else memoryview(f) for f in frames]
 
         def hook(code: int, data: bytes) -> Any:
             if code != PICKLED_EXT_CODE:
-                if code == INLINE_PICKLED_EXT_CODE:
-                    return Pickled(data)
-                if code == BIG_INT_EXT_CODE:
-                    return int.from_bytes(data, "big", signed=True)
-                raise DecodeError(f"unknown msgpack extension type {code}")
+                return _inline_ext(code, data)  # the in-body extensions, decoded in one place
             if len(data) == _REF_LEN and data[1] == 0xCE and data[6] == 0xCE and data[0] == 0x92:
                 _, _, first, _, n = _ref_unpack(data)
             else:

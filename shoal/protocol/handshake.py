@@ -119,7 +119,7 @@ def encode_handshake(msg: dict) -> list:
     return encode_packet([msg])
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
+def _inline_ext(code: int, data: bytes) -> Any:
     raise HandshakeError("handshake messages may not carry serialized objects")
 
 
@@ -132,7 +132,7 @@ def decode_handshake(frames: Sequence[bytes | bytearray | memoryview]) -> dict:
         raise HandshakeError("handshake packet too large")
     try:
         msgs = msgpack.unpackb(
-            body, use_list=False, strict_map_key=False, raw=False, ext_hook=_reject_ext
+            body, use_list=False, strict_map_key=False, raw=False, ext_hook=_inline_ext
         )
     except HandshakeError:
         raise

@@ -163,6 +163,7 @@ def plan_steals(
     for victim in stealing.values():
         in_flight[victim] = in_flight.get(victim, 0) + 1
     per_task = max(avg_duration, 1e-4)
+    durations = prefix_durations or {}
     out: list[SchedTask] = []
     for victim in victims:
         surplus = victim.occupied - victim.nthreads - in_flight.get(victim, 0)
@@ -179,7 +180,7 @@ def plan_steals(
             missing = sum(max(d.nbytes, 0) for d in ts.dependencies if not (d.who_has & set(thieves)))
             if missing:
                 moving = missing / BANDWIDTH
-                if moving > wait or moving > (prefix_durations or {}).get(ts.prefix, per_task):
+                if moving > wait or moving > durations.get(ts.prefix, per_task):
                     continue
             out.append(ts)
             surplus -= 1
