@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from shoal.scheduler.state import SchedTask, SchedWorker
 
 #: assumed network bandwidth, bytes/s, to weigh moving data against waiting for a busy worker
-BANDWIDTH = 200e6
+BANDWIDTH = 100e6
 
 
 #: bits for each of a priority's two counters (submission number, order in the graph)
@@ -89,7 +89,11 @@ def has_valid(ts: SchedTask, workers: dict[str, SchedWorker]) -> bool:
 
 
 def decide_worker(
-    ts: SchedTask, workers: dict[str, SchedWorker], free: dict[SchedWorker, int], avg_duration: float = 0.0
+    ts: SchedTask,
+    workers: dict[str, SchedWorker],
+    free: dict[SchedWorker, int],
+    avg_duration: float = 0.0,
+    prefix_durations: dict[str, float] | None = None,
 ) -> SchedWorker | None:
     """The worker that will finish `ts` soonest, or None if no worker may run it now.
 
@@ -99,7 +103,14 @@ def decide_worker(
     busy worker (it queues the task beyond its slots): a task that would have to copy a
     large input rather waits behind the worker holding it than runs elsewhere now. Each
     task queued there raises that worker's cost, so the queue stays as long as copying
-    the input would take."""
+    the input would take.
+
+    Moving data to a worker that is busy anyway only pays when the task's work (its
+    prefix's recent duration) outweighs the copy: both ends spend CPU on it, and the
+    busy worker would not have idled. So while some worker already holds all of a
+    task's inputs, a busy worker that lacks them is considered only for such tasks;
+    idle workers are always considered (they would idle otherwise), and stealing
+    evens out queues once a worker runs dry."""
     valid = valid_workers(ts, workers)
     if valid is None:
         candidates = [ws for ws in workers.values() if _open(ws)] if ts.dependencies else list(free)
@@ -116,13 +127,18 @@ def decide_worker(
     if not ts.dependencies:
         return candidates[0] if len(candidates) == 1 else min(candidates, key=_load)
     # weigh moving dependency data against how busy each worker is
+    if len(candidates) == 1:
+        return candidates[0]
     per_thread = max(avg_duration, 1e-4)
-
-    def cost(ws: SchedWorker) -> float:
-        missing = sum(max(d.nbytes, 0) for d in ts.dependencies if ws not in d.who_has)
-        return missing / BANDWIDTH + _load(ws) * per_thread
-
-    return candidates[0] if len(candidates) == 1 else min(candidates, key=cost)
+    deps = ts.dependencies
+    missing = {ws: sum(max(d.nbytes, 0) for d in deps if ws not in d.who_has) for ws in candidates}
+    if 0 in missing.values():  # someone holds every input: copy only where it pays
+        work = prefix_durations.get(ts.prefix, per_thread) if prefix_durations else per_thread
+        candidates = [
+            ws for ws in candidates
+            if not missing[ws] or ws.occupied < ws.nthreads or missing[ws] / BANDWIDTH <= work
+        ]  # fmt: skip
+    return min(candidates, key=lambda ws: missing[ws] / BANDWIDTH + _load(ws) * per_thread)
 
 
 def _open(ws: SchedWorker) -> bool:

@@ -1059,7 +1059,7 @@ class SchedulerState:
             ts = item[2]
             if ts.state != "queued":
                 continue
-            ws = placement.decide_worker(ts, self.workers, free, self.avg_duration)
+            ws = placement.decide_worker(ts, self.workers, free, self.avg_duration, self.prefix_durations)
             if ws is None:
                 if placement.valid_workers(ts, self.workers) is None or placement.has_valid(ts, self.workers):
                     deferred.append(item)  # its workers are busy; others may take the rest

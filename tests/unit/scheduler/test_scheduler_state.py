@@ -446,6 +446,48 @@ def test_quick_task_on_big_data_is_not_stolen(state):
     assert steal_requests(out) == []
 
 
+def _busy_holder_of_big_data(n_busy_elsewhere):
+    """Workers a and b (one thread each); `big` (10 MB: 0.1 s to copy) lives on a, `use-*`
+    tasks are known to take a millisecond, a has two 0.5 s tasks queued and b has
+    `n_busy_elsewhere`."""
+    state = SchedulerState(clock=lambda: 0.0, validate=True, unknown_task_duration=0.5)
+    add_worker(state, "tcp://a:1")
+    add_worker(state, "tcp://b:1")
+    wire = (("big", -1, SPEC, (), (0, 0), {"workers": ["tcp://a:1"]}),)
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("big",))))
+    finish_timed(state, "tcp://a:1", "big", 10**7, 0.5)
+    graph(state, "c", {"use-9": ["big"]}, ["use-9"])
+    finish_timed(state, state.tasks["use-9"].processing_on.address, "use-9", 8, 0.001)
+    pinned = [(f"slow-{i}", "tcp://a:1") for i in range(2)] + [(f"other-{i}", "tcp://b:1") for i in range(n_busy_elsewhere)]
+    wire = tuple((k, -1, SPEC, (), (0, 1 + i), {"workers": [w]}) for i, (k, w) in enumerate(pinned))
+    state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), tuple(k for k, _ in pinned))))
+    assert state.workers["tcp://a:1"].occupied == 2 and state.workers["tcp://b:1"].occupied == n_busy_elsewhere
+    return state
+
+
+def test_quick_task_on_big_data_waits_for_its_busy_holder_rather_than_busy_worker():
+    state = _busy_holder_of_big_data(n_busy_elsewhere=1)
+    # waiting behind a's two slow tasks takes longer than copying to b and waiting behind
+    # one, but b is busy too: copying 10 MB for a millisecond of work only burns CPU
+    out = graph(state, "c", {"use-0": ["big"]}, ["use-0"])
+    assert computes(out, "tcp://a:1") == ["use-0"]
+    state.validate_state()
+
+
+def test_quick_task_on_big_data_goes_to_an_idle_worker_when_that_is_sooner():
+    state = _busy_holder_of_big_data(n_busy_elsewhere=0)
+    out = graph(state, "c", {"use-0": ["big"]}, ["use-0"])
+    assert computes(out, "tcp://b:1") == ["use-0"]  # b would idle: the copy is worth it
+    state.validate_state()
+
+
+def test_slow_task_on_big_data_may_move_to_a_busy_worker():
+    state = _busy_holder_of_big_data(n_busy_elsewhere=1)
+    out = graph(state, "c", {"crunch-0": ["big"]}, ["crunch-0"])  # unknown prefix: 0.5 s of work
+    assert computes(out, "tcp://b:1") == ["crunch-0"]
+    state.validate_state()
+
+
 def test_task_keys_share_their_parts(state):
     from shoal.protocol import framing
 
