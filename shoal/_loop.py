@@ -97,10 +97,14 @@ def sync(
 
 def run_process(main: Callable[[], Any], log_level: str = "WARNING") -> None:
     """Entry point of a shoal process (`python -m shoal.worker`, `python -m
-    shoal.scheduler`): log to stderr, run coroutine function `main` on a fresh loop."""
+    shoal.scheduler`): log to stderr, run coroutine function `main` on a fresh loop,
+    with the process's garbage-collector policy (`shoal._gc`)."""
     import logging
     import sys
 
+    from shoal._gc import freeze_survivors
+
+    freeze_survivors()
     logging.basicConfig(
         level=log_level,
         stream=sys.stderr,

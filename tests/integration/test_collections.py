@@ -400,6 +400,22 @@ def test_missing_dependency(client):
     assert client.get({"ok-1": (inc, 1)}, "ok-1") == 2
 
 
+def test_graph_submission_leaves_the_collector_as_it_found_it(client):
+    import gc
+
+    assert gc.isenabled()
+    assert client.get({"gc-1": (inc, 1)}, "gc-1") == 2
+    with pytest.raises(Exception, match="zz"):
+        client.get({"gc-2": Task("gc-2", inc, TaskRef("zz"))}, "gc-2")
+    assert gc.isenabled()  # paused while the graph was built, resumed even on failure
+    gc.disable()
+    try:
+        assert client.get({"gc-3": (inc, 2)}, "gc-3") == 3
+        assert not gc.isenabled()  # a user who turned it off keeps it off
+    finally:
+        gc.enable()
+
+
 def test_cycle_rejected(client):
     with pytest.raises(Exception, match="(?i)cycle"):
         fut = client.get({"cyc-a": (inc, "cyc-b"), "cyc-b": (inc, "cyc-a")}, "cyc-a", sync=False)

@@ -142,3 +142,16 @@ def test_restart_workers_requires_a_nanny():
         (addr,) = c.nthreads()
         with pytest.raises(ValueError, match="Restarting workers requires a nanny"):
             c.restart_workers([addr])
+
+
+def test_worker_processes_get_shoals_allocator_and_collector_settings():
+    def settings() -> tuple:
+        import gc
+
+        gc.collect()
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_"), gc.get_freeze_count()
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        ((trim, mmap, frozen),) = c.run(settings).values()
+        assert (trim, mmap) == ("65536", "4194304")  # heap blocks under 4 MiB: no page faults
+        assert frozen > 1000  # survivors of full collections are not walked again (shoal._gc)
