@@ -74,9 +74,15 @@ def cluster(cluster_kwargs: dict[str, Any]):
 
 
 @pytest.fixture
-def client(cluster: LocalCluster):
-    with Client(cluster) as c:
-        yield c
+def client(cluster: LocalCluster, transport: str):
+    if transport == "tcp":
+        # by address: `Client(cluster)` would reach its in-process scheduler in-process
+        with Client(cluster.scheduler_address, security=cluster.security) as c:
+            assert c.scheduler_comm.comm.peer_address.startswith("tcp://")
+            yield c
+    else:
+        with Client(cluster) as c:
+            yield c
 
 
 @pytest.fixture(name="poll")

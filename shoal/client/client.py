@@ -261,14 +261,17 @@ class Client:
             address = self._address = cluster.scheduler_address
         secret = _secret_of(self.security)
         info = {"role": "client", "id": self.id, "versions": get_versions()}
+        # a scheduler in this process (a LocalCluster's) is reached in-process: messages
+        # go over as objects; `address` stays what users see and workers use
+        local = getattr(getattr(self.cluster, "scheduler", None), "local_address", None)
         try:
-            comm = await connect(address, secret=secret, timeout=self._timeout, info=info)
+            comm = await connect(local or address, secret=secret, timeout=self._timeout, info=info)
         except BaseException:
             self.status = "closed"
             if self._owns_cluster and self.cluster is not None:
                 await self.cluster.close()
             raise
-        self.scheduler_comm = Peer(comm, None, self._on_messages)
+        self.scheduler_comm = Peer(comm, None, self._on_messages, address=address)
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
         if self._event_handlers:
             self.scheduler_comm.notify("subscribe_topic", topics=list(self._event_handlers))

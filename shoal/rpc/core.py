@@ -72,8 +72,12 @@ class Peer:
         comm: Any,
         handlers: dict[str, Handler] | None = None,
         on_messages: Callable[[Peer, list[Message]], None] | None = None,
+        address: str | None = None,
     ):
         self.comm = comm
+        #: the address this peer is known by (default: the comm's); a client that reaches
+        #: its scheduler in-process still names the scheduler's network address
+        self._address = address
         self.handlers = handlers or {}
         self.on_messages = on_messages
         self.role: str | None = None  # set by the owner once the peer says who it is
@@ -86,7 +90,7 @@ class Peer:
 
     @property
     def address(self) -> str:
-        return self.comm.peer_address
+        return self._address or self.comm.peer_address
 
     @property
     def closed(self) -> bool:

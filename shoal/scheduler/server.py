@@ -88,6 +88,11 @@ class Scheduler:
         )
         self.started = time.time()
         self.listener: Any = None
+        #: a second, in-process listener (`inproc://`) beside a network one: clients in
+        #: this process (a `LocalCluster`'s) connect there and hand messages over as
+        #: objects, so a graph's task specs are neither encoded, copied through the
+        #: kernel nor decoded on their way to the scheduler
+        self.local_listener: Any = None
         self.clients: dict[str, Peer] = {}
         self.workers: dict[str, Peer] = {}
         #: nanny id -> its connection (nannies connect to the scheduler; they do not listen)
@@ -156,6 +161,12 @@ class Scheduler:
             raise ValueError("the scheduler has not started")
         return self.listener.address
 
+    @property
+    def local_address(self) -> str | None:
+        """The in-process address clients in this process may use instead of `address`
+        (None before start, or when `address` is in-process itself)."""
+        return self.local_listener.address if self.local_listener is not None else None
+
     async def start(self) -> Scheduler:
         if self.status == "running":
             return self
@@ -170,6 +181,10 @@ class Scheduler:
             secret=self.secret,
             info={"role": "scheduler", "id": self.id, "versions": get_versions()},
         )
+        if parse_address(self.listener.address)[0] != "inproc":
+            from shoal.comm.inproc import new_address
+
+            self.local_listener = await listen(new_address(), self._handle_comm, info=self.listener.info)
         self.status = "running"
         self.profiling.start()
         log_buffer.install()
@@ -224,8 +239,9 @@ class Scheduler:
         if self.dashboard is not None:
             await self.dashboard.close()
         self.profiling.close()
-        if self.listener is not None:
-            await self.listener.stop()
+        for listener in (self.listener, self.local_listener):
+            if listener is not None:
+                await listener.stop()
         await self.plugin_host.close()
         await self.admin.close()
         peers = list(self.clients.values()) + list(self.workers.values()) + list(self.nannies.values())

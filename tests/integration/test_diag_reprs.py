@@ -18,24 +18,25 @@ def fail(x):
     raise ValueError("<img src=x onerror=alert(1)>")
 
 
-def test_client_repr_totals_match_the_worker_list(client):
-    text = client._repr_html_()
-    info = client.scheduler_info()
-    n = len(info["workers"])
-    threads = sum(w["nthreads"] for w in info["workers"].values())
-    assert f"<th>Workers</th><td>{n}</td>" in text and f"<th>Total threads</th><td>{threads}</td>" in text
-    assert f"Workers: {n}</summary>" in text
-    for addr in info["workers"]:
-        assert addr in text
-    assert client.id in text and "Cluster object: LocalCluster" in text
-    assert "<script" not in text
-    link = client.dashboard_link
-    if link:  # the link shown is the live dashboard
-        assert f'href="{link}"' in text
-        with urllib.request.urlopen(link, timeout=10) as r:
-            assert r.status == 200
-    else:
-        assert "http" not in text  # no dashboard: no dead link
+def test_client_repr_totals_match_the_worker_list(cluster):
+    with Client(cluster, set_as_default=False) as client:  # with its cluster object
+        text = client._repr_html_()
+        info = client.scheduler_info()
+        n = len(info["workers"])
+        threads = sum(w["nthreads"] for w in info["workers"].values())
+        assert f"<th>Workers</th><td>{n}</td>" in text and f"<th>Total threads</th><td>{threads}</td>" in text
+        assert f"Workers: {n}</summary>" in text
+        for addr in info["workers"]:
+            assert addr in text
+        assert client.id in text and "Cluster object: LocalCluster" in text
+        assert "<script" not in text
+        link = client.dashboard_link
+        if link:  # the link shown is the live dashboard
+            assert f'href="{link}"' in text
+            with urllib.request.urlopen(link, timeout=10) as r:
+                assert r.status == 200
+        else:
+            assert "http" not in text  # no dashboard: no dead link
 
 
 def test_cluster_repr(cluster):

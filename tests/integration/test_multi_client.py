@@ -84,3 +84,29 @@ def test_failed_one_way_call_is_logged_not_lost(client, caplog, poll):
         client._call_in_loop(client.scheduler_comm.notify, "no-such-operation")
         poll(lambda: "one-way call" in caplog.text and "no-such-operation" in caplog.text)
     assert client.submit(sum, [1, 2]).result() == 3  # the connection is fine
+
+
+def test_client_of_a_cluster_reaches_its_scheduler_in_process():
+    import asyncio
+
+    from shoal import LocalCluster
+    from shoal.comm import connect
+    from shoal.comm.errors import CommClosedError
+
+    kwargs = dict(n_workers=1, threads_per_worker=1, processes=False, scheduler_port=0, protocol="tcp://")
+    with LocalCluster(**kwargs) as cluster:
+        local = cluster.scheduler.local_address
+        assert local.startswith("inproc://") and cluster.scheduler_address.startswith("tcp://")
+        with (
+            Client(cluster) as near,
+            Client(cluster.scheduler_address, security=cluster.security, set_as_default=False) as far,
+        ):
+            assert near.scheduler_comm.comm.peer_address == local  # objects, no encoding
+            assert far.scheduler_comm.comm.peer_address.startswith("tcp://")
+            assert near.scheduler.address == cluster.scheduler_address  # what users see
+            assert f"'{cluster.scheduler_address}'" in repr(near)
+            a, b = near.submit(inc, 1), far.submit(inc, 1)
+            assert a.key == b.key and a.result() == b.result() == 2
+            assert far.gather(far.map(inc, range(3))) == near.gather(near.map(inc, range(3))) == [1, 2, 3]
+    with pytest.raises((OSError, CommClosedError)):  # stopped with the scheduler
+        asyncio.run(connect(local, timeout=1))
