@@ -30,20 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def shuffle_workload(nparts: int, rows: int = 200):
-    import dask.dataframe as dd
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(42)
-    n = nparts * rows
-    frame = pd.DataFrame({"k": rng.integers(0, 500, n), "x": rng.random(n), "i": rng.integers(0, 1000, n)})
-    parts = dd.from_pandas(frame, npartitions=nparts, sort=False)
-    return parts.shuffle(on="k", npartitions=nparts, shuffle_method="tasks")
-
-
-def reduce_workload(shuffled):
-    return shuffled.groupby("k").agg({"x": "sum", "i": "sum"}, split_out=1)
+# the workload the chaos tests check (tests/chaos_functions.py), so both measure one thing
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from chaos_functions import reduce_workload, shuffle_workload  # noqa: E402
 
 
 def transitions(backend: str, cluster) -> int:
