@@ -98,22 +98,23 @@ def _failure(obj: object, exc: BaseException) -> BaseException:
     return TypeError(msg)
 
 
-class _RefPickler(pickle.Pickler):
+class _LeavesRef:
+    """Pickler mixin: the object `ref` (by identity) is written as persistent id 0."""
+
     def __init__(self, file: Any, ref: object, buffer_callback: Any) -> None:
-        super().__init__(file, protocol=_PROTOCOL, buffer_callback=buffer_callback)
+        super().__init__(file, protocol=_PROTOCOL, buffer_callback=buffer_callback)  # type: ignore[call-arg]
         self._ref = ref
 
     def persistent_id(self, obj: object) -> Any:
         return 0 if obj is self._ref else None
 
 
-class _RefCloudPickler(cloudpickle.Pickler):
-    def __init__(self, file: Any, ref: object, buffer_callback: Any) -> None:
-        super().__init__(file, protocol=_PROTOCOL, buffer_callback=buffer_callback)
-        self._ref = ref
+class _RefPickler(_LeavesRef, pickle.Pickler):
+    pass
 
-    def persistent_id(self, obj: object) -> Any:
-        return 0 if obj is self._ref else None
+
+class _RefCloudPickler(_LeavesRef, cloudpickle.Pickler):
+    pass
 
 
 class _RefUnpickler(pickle.Unpickler):
