@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 
 import pytest
 
-from shoal import CancelledError, Client
+from shoal import CancelledError, Client, LocalCluster
+from shoal.comm import CommClosedError, connect
 
 GATES: dict[str, threading.Event] = {}
 
@@ -87,12 +89,6 @@ def test_failed_one_way_call_is_logged_not_lost(client, caplog, poll):
 
 
 def test_client_of_a_cluster_reaches_its_scheduler_in_process():
-    import asyncio
-
-    from shoal import LocalCluster
-    from shoal.comm import connect
-    from shoal.comm.errors import CommClosedError
-
     kwargs = dict(n_workers=1, threads_per_worker=1, processes=False, scheduler_port=0, protocol="tcp://")
     with LocalCluster(**kwargs) as cluster:
         local = cluster.scheduler.local_address
