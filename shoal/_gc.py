@@ -1,4 +1,7 @@
-"""The garbage-collector policy of the processes shoal starts (workers, schedulers).
+"""How shoal treats CPython's cyclic garbage collector.
+
+`paused()`: no collection while a block runs (building a graph in the user's process).
+`freeze_survivors()`: the policy of the processes shoal starts (workers, schedulers).
 
 CPython's full (generation 2) collection walks every tracked object. A worker that has
 imported dask and pandas holds about 100,000 of them, nearly all modules, classes and
@@ -13,14 +16,34 @@ since. Once every `sweep_interval` seconds a full collection first thaws everyth
 reclaimed, at most that much later. Objects that are not in cycles are freed by their
 reference counts as always, frozen or not.
 
-Processes of the user (where a `Client` lives) keep their own collector settings.
+Processes of the user (where a `Client` lives) keep their own collector settings: shoal
+only pauses collections there for the length of a `paused()` block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from typing import Any
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No cyclic collection while the block runs; the collector is re-enabled after it
+    (even on error) unless it was already off. Containers the block leaves as garbage
+    in cycles are then reclaimed by the next young collection, instead of surviving
+    into the oldest generation while the block runs and forcing a full collection."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
 
 #: seconds between full collections that walk every object
 SWEEP_INTERVAL = 10.0

@@ -5,10 +5,10 @@ before new branches start."""
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from shoal import config
+from shoal._gc import paused
 from shoal.client.futures import Future
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
@@ -134,13 +134,8 @@ def graph_to_futures(client: Any, dsk: Any, keys: Any, **options: Any) -> Any:
     outlive its young collections and pile up in the oldest generation, so that each
     graph costs the process a full collection (70 ms with dask and pandas imported);
     paused, the first young collection afterwards reclaims them."""
-    if not gc.isenabled():
+    with paused():
         return _graph_to_futures(client, dsk, keys, **options)
-    gc.disable()
-    try:
-        return _graph_to_futures(client, dsk, keys, **options)
-    finally:
-        gc.enable()
 
 
 def _graph_to_futures(

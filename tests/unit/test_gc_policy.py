@@ -61,3 +61,18 @@ def test_installing_twice_keeps_one_callback_and_restore_thaws(policy):
     policy.restore()
     assert gc.get_freeze_count() == 0 and policy._policy is None
     assert not any(isinstance(cb, _gc._FreezeSurvivors) for cb in gc.callbacks)
+
+
+def test_paused_restores_the_collector_even_on_error():
+    assert gc.isenabled()
+    with pytest.raises(ValueError), _gc.paused():
+        assert not gc.isenabled()
+        raise ValueError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc.paused():
+            pass
+        assert not gc.isenabled()  # off before: stays off
+    finally:
+        gc.enable()
