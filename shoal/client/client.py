@@ -1112,7 +1112,8 @@ class Client:
     async def _task_stream(
         self, start: Any = None, stop: Any = None, count: int | None = None, since: dict | None = None
     ) -> dict:
-        """`{"counts": {worker: records so far}, "records": [...]}` from the scheduler."""
+        """`{"counts": {worker: records so far}, "records": [...], "dropped": {worker: n}}`
+        from the scheduler."""
         from shoal.diagnostics.task_stream import normalize_records, parse_time
 
         assert self.scheduler_comm is not None
@@ -1120,7 +1121,10 @@ class Client:
         reply = await self.scheduler_comm.request(
             "get_task_stream", start=parse_time(start), stop=parse_time(stop), count=count, since=since
         )
-        return {"counts": dict(reply["counts"]), "records": normalize_records(reply["records"])}
+        return {
+            "counts": dict(reply["counts"]), "records": normalize_records(reply["records"]),
+            "dropped": dict(reply.get("dropped") or {}),
+        }  # fmt: skip
 
     def get_task_stream(
         self,
@@ -1134,13 +1138,22 @@ class Client:
         """Records of the tasks the workers ran: `key, worker, thread, status, nbytes, type,
         startstops` (see `shoal.diagnostics.task_stream`). `start`/`stop` are epoch seconds
         or durations before now (``"60s"``); `count` keeps the newest N. `plot=True` also
-        returns a figure (an HTML timeline); `plot="save"` writes it to `filename` too."""
+        returns a figure (an HTML timeline); `plot="save"` writes it to `filename` too.
+        Warns when workers' ring buffers (`shoal.worker.task-stream-length`) no longer held
+        some of the requested records."""
+        from shoal.diagnostics.task_stream import warn_if_dropped
 
-        async def call() -> Any:
-            reply = await self._task_stream(start, stop, count)
-            return _plot_task_stream(reply["records"], plot, filename)
+        if self.asynchronous:
 
-        return self.sync(call)
+            async def call() -> Any:
+                reply = await self._task_stream(start, stop, count)
+                warn_if_dropped(reply["dropped"], stacklevel=2)  # the awaiting line
+                return _plot_task_stream(reply["records"], plot, filename)
+
+            return call()
+        reply = self.sync(self._task_stream, start, stop, count)
+        warn_if_dropped(reply["dropped"], stacklevel=2)  # in the caller's thread, at its line
+        return _plot_task_stream(reply["records"], plot, filename)
 
     async def _profile(
         self, key: Any = None, start: Any = None, stop: Any = None, workers: Any = None, merge_workers: bool = True,

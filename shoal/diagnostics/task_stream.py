@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import html
 import time
+import warnings
 from typing import Any
 
 from dask.utils import parse_timedelta
@@ -42,6 +43,24 @@ def parse_time(t: Any) -> float | None:
     return float(t)
 
 
+def warn_if_dropped(dropped: dict, stacklevel: int = 2) -> None:
+    """Say that the records are incomplete when workers' ring buffers had dropped some of
+    the requested range (`dropped`: {worker: number of records}); `stacklevel` counts
+    from the caller of this function, as `warnings.warn` does."""
+    if not dropped:
+        return
+    from shoal import config
+
+    n = sum(dropped.values())
+    where = ", ".join(f"{w}: {k}" for w, k in sorted(dropped.items()))
+    warnings.warn(
+        f"the task stream is incomplete: {n} records of the requested range were no longer held"
+        f" ({where}); each worker keeps its newest {config.get('worker.task-stream-length')}"
+        " (config shoal.worker.task-stream-length)",
+        stacklevel=stacklevel + 1,
+    )
+
+
 def normalize_records(records: Any) -> list[dict]:
     """Wire records (tuples where lists were sent) as plain dicts and lists."""
     out = []
@@ -61,7 +80,8 @@ class get_task_stream:
     [{'key': ..., 'startstops': [...], ...}, ...]
 
     Only tasks that finished inside the block are included (each worker's record index
-    is noted on entry, not a wall-clock time). With `plot`, `figure` holds the timeline;
+    is noted on entry, not a wall-clock time); a warning says so when a worker's ring
+    buffer (`shoal.worker.task-stream-length`) dropped some of them. With `plot`, `figure` holds the timeline;
     `plot="save"` also writes it to `filename`.
     """
 
@@ -81,6 +101,7 @@ class get_task_stream:
         return self.client
 
     def _finish(self, reply: dict) -> None:
+        warn_if_dropped(reply["dropped"], stacklevel=3)  # the line of the `with` block
         self.data.extend(reply["records"])
         if self.plot:
             self.figure = TaskStreamFigure(self.data)

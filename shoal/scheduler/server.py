@@ -720,8 +720,9 @@ class Scheduler:
         """The task stream, fetched on demand from every worker's ring buffer (nothing is
         collected per task on the scheduler): records sorted by the end of their compute,
         at most the newest `count`; `since` ({worker: index}, from an earlier call's
-        `counts`) keeps only records added after that call. Workers that left took their
-        records with them."""
+        `counts`) keeps only records added after that call; `dropped` ({worker: n}) counts
+        records in range that a worker's ring buffer no longer held. Workers that left took
+        their records with them."""
 
         async def one(addr: str, wpeer: Peer) -> tuple[str, dict | None]:
             mark = None if since is None else since.get(addr, 0)
@@ -734,15 +735,22 @@ class Scheduler:
 
         replies = await asyncio.gather(*(one(a, p) for a, p in list(self.workers.items())))
         counts = {}
+        dropped = {}
+        oldest = {}
         records: list = []
         for addr, reply in replies:
             if reply is not None:
                 counts[addr] = reply["count"]
+                if reply.get("dropped"):
+                    dropped[addr], oldest[addr] = reply["dropped"], reply.get("oldest")
                 records.extend(reply["records"])
         records.sort(key=lambda r: r["startstops"][-1]["stop"])
         if count is not None:
             records = records[-count:] if count > 0 else []
-        return {"counts": counts, "records": records}
+            if len(records) == count:  # a worker's evicted records ended before its oldest
+                cutoff = records[0]["startstops"][-1]["stop"] if records else float("inf")
+                dropped = {a: n for a, n in dropped.items() if oldest[a] is not None and oldest[a] > cutoff}
+        return {"counts": counts, "records": records, "dropped": dropped}
 
 
     # ------------------------------------------------------------------ events

@@ -839,21 +839,35 @@ class Worker:
         count: int | None = None,
     ) -> dict:
         """Task-stream records (see `WorkerState.task_stream`) as dicts: those with index
-        >= `since`, whose compute ended in [`start`, `stop`], at most the newest `count`."""
+        >= `since`, whose compute ended in [`start`, `stop`], at most the newest `count`;
+        `dropped`: how many records the ring buffer no longer holds that the request would
+        have covered (the records evicted since `since`; without `since`, all evicted
+        ones unless the oldest record kept is older than `start`); `oldest`: when the
+        compute of the oldest record held ended (every evicted one ended before)."""
         st = self.state
         assert st is not None
         records = list(st.task_stream)
         total = st.task_stream_count
+        evicted = total - len(records)
+        oldest = records[0][3] if records else None  # evicted records all ended before
         if since is not None:
-            records = records[max(0, since - (total - len(records))) :]
+            dropped = max(0, evicted - since)
+            records = records[max(0, since - evicted) :]
+        else:
+            dropped = evicted if start is None or not records or records[0][3] >= start else 0
         if start is not None:
             records = [r for r in records if r[3] >= start]
         if stop is not None:
             records = [r for r in records if r[3] <= stop]
         if count is not None:
+            if 0 <= count <= len(records):
+                dropped = 0  # the newest `count` are all still here
             records = records[-count:] if count > 0 else []
         addr = self.address
-        return {"count": total, "records": [_stream_record(r, addr) for r in records]}
+        return {
+            "count": total, "dropped": dropped, "oldest": oldest,
+            "records": [_stream_record(r, addr) for r in records],
+        }  # fmt: skip
 
 
 def _stream_record(r: tuple, worker: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 
 import dask.config
 import pytest
@@ -100,7 +101,8 @@ def test_ring_buffer_length_is_configurable(cluster_kwargs):
     with dask.config.set({"shoal.worker.task-stream-length": 4}):
         with LocalCluster(**cluster_kwargs) as cl, Client(cl) as c:
             c.gather(c.map(inc, range(30)))
-            records = c.get_task_stream()
+            with pytest.warns(UserWarning, match="task stream is incomplete"):
+                records = c.get_task_stream()
     assert 0 < len(records) <= 4 * len(cl.workers or [0, 0])
 
 
@@ -115,3 +117,22 @@ def test_async_context_manager(cluster_kwargs):
 
     data, records = asyncio.run(asyncio.wait_for(main(), 30))
     assert len(data) == 3 and len(records) == 3
+
+
+def test_records_the_ring_buffer_dropped_are_reported(cluster_kwargs):
+    with dask.config.set({"shoal.worker.task-stream-length": 4}):
+        with LocalCluster(**cluster_kwargs) as cl, Client(cl) as c:
+            with pytest.warns(UserWarning, match=r"task stream is incomplete: \d+ records .* newest 4") as seen:
+                with get_task_stream(c) as ts:
+                    c.gather(c.map(inc, range(30)))
+            assert seen[0].filename == __file__  # points at the user's `with` line
+            assert 0 < len(ts.data) <= 8
+            with pytest.warns(UserWarning, match="task stream is incomplete") as seen:
+                records = c.get_task_stream()
+            assert seen[0].filename == __file__ and 0 < len(records) <= 8
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                assert len(c.get_task_stream(count=2)) == 2  # the newest two are all there
+                with get_task_stream(c) as ts:
+                    c.submit(inc, 100).result()
+                assert len(ts.data) == 1
