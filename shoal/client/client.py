@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import contextvars
 import inspect
 import itertools
@@ -860,14 +861,11 @@ class Client:
             if holders:
                 st.workers = holders
             elif st.status == "finished":
-                # nobody holds it: the scheduler is recomputing it (lost-data follows)
+                # nobody holds it: the scheduler is recomputing it, and its lost-data
+                # message (the key's next transition) is on the way
                 st.workers = ()
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + self._timeout
-                while st.status == "finished" and not st.workers and loop.time() < deadline:
-                    await asyncio.sleep(0.01)  # poll for the lost-data message
-                    who = await self.scheduler_comm.request("who_has", keys=[key])
-                    st.workers = tuple(who.get(key) or ())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(st.changed(), self._timeout)
 
     async def _fetch(self, worker: str, keys: list) -> dict:
         assert self._pool is not None

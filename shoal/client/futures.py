@@ -35,7 +35,7 @@ class FutureState:
 
     __slots__ = (
         "key", "status", "type_name", "workers", "inline", "_exception", "_exc_obj",
-        "_traceback", "text", "reason", "msg", "_event", "callbacks",
+        "_traceback", "text", "reason", "msg", "_event", "callbacks", "_watchers",
     )  # fmt: skip
 
     def __init__(self, key: Any):
@@ -52,6 +52,8 @@ class FutureState:
         self.msg: str | None = None
         self._event: asyncio.Event | None = None
         self.callbacks: list[Callable[[FutureState], None]] = []
+        #: loop futures waiting for the next transition of any kind (`changed`)
+        self._watchers: list[asyncio.Future] | None = None
 
     def done(self) -> bool:
         return self.status in _DONE
@@ -62,7 +64,23 @@ class FutureState:
                 self._event = asyncio.Event()
             await self._event.wait()
 
+    async def changed(self) -> None:
+        """Wait for this key's next transition, whatever it is (lost, pending, finished...)."""
+        fut = asyncio.get_running_loop().create_future()
+        if self._watchers is None:
+            self._watchers = []
+        self._watchers.append(fut)
+        try:
+            await fut
+        finally:
+            if self._watchers and fut in self._watchers:  # cancelled or timed out
+                self._watchers.remove(fut)
+
     def _changed(self) -> None:
+        watchers, self._watchers = self._watchers, None
+        for fut in watchers or ():
+            if not fut.done():
+                fut.set_result(None)
         if self.done():
             if self._event is not None:
                 self._event.set()
