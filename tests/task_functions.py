@@ -63,10 +63,15 @@ def flaky(path, fails):
     return n
 
 
-# --- coordination primitives (Queue, MultiLock) on worker processes
-
 def inc(x):
     return x + 1
+
+
+def add(x, y):
+    return x + y
+
+
+# --- coordination primitives (Queue, MultiLock) on worker processes
 
 
 def produce_futures(name, n):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from task_functions import inc
 
 from shoal import Client, Future, LocalCluster, as_completed, wait
 
@@ -12,10 +13,6 @@ ASYNC_CLUSTERS = {
     "inproc": dict(n_workers=2, threads_per_worker=1, processes=False),
     "tcp": dict(n_workers=2, threads_per_worker=1, processes=False, scheduler_port=0, protocol="tcp://"),
 }
-
-
-def inc(x):
-    return x + 1
 
 
 def div(x, y):

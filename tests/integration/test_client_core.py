@@ -18,7 +18,7 @@ import traceback
 import uuid
 
 import pytest
-from task_functions import flaky
+from task_functions import flaky, inc
 
 from shoal import (
     CancelledError,
@@ -38,10 +38,6 @@ from shoal.exceptions import FuturesCancelledError
 NEVER = {"NO-SUCH-RESOURCE": 1}
 
 GATES: dict[str, threading.Event] = {}
-
-
-def inc(x):
-    return x + 1
 
 
 def add(x, y=0):

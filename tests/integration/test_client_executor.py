@@ -6,16 +6,9 @@ import asyncio
 import concurrent.futures as cf
 
 import pytest
+from task_functions import add, inc
 
 from shoal import Client, Event, LocalCluster
-
-
-def inc(x):
-    return x + 1
-
-
-def add(x, y):
-    return x + y
 
 
 def boom(x):

@@ -5,13 +5,10 @@ from __future__ import annotations
 import sys
 
 import pytest
+from task_functions import inc
 
 from shoal import Event, wait
 from shoal.cluster_dump import load_cluster_dump
-
-
-def inc(x):
-    return x + 1
 
 
 def blocked(name):

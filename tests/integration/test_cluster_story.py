@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from task_functions import inc
 
 from shoal import wait
-
-
-def inc(x):
-    return x + 1
 
 
 def drop_key(key, dask_worker=None):

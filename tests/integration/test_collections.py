@@ -16,17 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from dask._task_spec import Alias, DataNode, List, Task, TaskRef
-from task_functions import flaky
+from task_functions import add, flaky, inc
 
 from shoal import Client, Future, LocalCluster, TimeoutError, futures_of, get_worker, wait
-
-
-def inc(x):
-    return x + 1
-
-
-def add(x, y):
-    return x + y
 
 
 def double_block(b):

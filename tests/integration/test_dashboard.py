@@ -15,16 +15,13 @@ import urllib.request
 from urllib.parse import quote
 
 import pytest
+from task_functions import inc
 
 from shoal import Client, LocalCluster, _loop
 from shoal.worker.server import Worker
 
 EVIL_KEY = "<script>alert(1)</script>"
 EVIL_NAME = "<img src=x onerror=alert(2)>"
-
-
-def inc(x):
-    return x + 1
 
 
 @pytest.fixture(scope="module")

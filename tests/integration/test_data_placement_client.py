@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pytest
 from dask.sizeof import sizeof
+from task_functions import inc
 
 from shoal import Event, wait
-
-
-def inc(x):
-    return x + 1
 
 
 def payload(i, size=10_000):

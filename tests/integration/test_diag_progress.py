@@ -11,15 +11,12 @@ import uuid
 
 import dask.array as da
 import pytest
+from task_functions import inc
 
 from shoal import Client, LocalCluster, progress
 from shoal.diagnostics.progressbar import MultiProgressWidget, TextProgressBar
 
 GATES: dict[str, threading.Event] = {}
-
-
-def inc(x):
-    return x + 1
 
 
 def double(x):

@@ -6,12 +6,10 @@ import asyncio
 import re
 import urllib.request
 
+from task_functions import inc
+
 from shoal import Client, LocalCluster, wait
 from shoal.diagnostics import reprs
-
-
-def inc(x):
-    return x + 1
 
 
 def fail(x):

@@ -6,12 +6,9 @@ import asyncio
 
 import dask
 import pytest
+from task_functions import inc
 
 from shoal import Client, LocalCluster, get_task_metadata, wait
-
-
-def inc(x):
-    return x + 1
 
 
 def boom(x):

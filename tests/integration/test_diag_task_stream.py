@@ -8,16 +8,9 @@ import warnings
 
 import dask.config
 import pytest
+from task_functions import add, inc
 
 from shoal import Client, LocalCluster, get_task_stream
-
-
-def inc(x):
-    return x + 1
-
-
-def add(x, y):
-    return x + y
 
 
 def boom(x):

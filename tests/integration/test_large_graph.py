@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dask
 from conftest import poll
+from task_functions import inc
 
 from shoal import Client, LocalCluster
-
-
-def inc(x):
-    return x + 1
 
 
 def test_graph_sent_in_batches_computes_and_is_forgotten():

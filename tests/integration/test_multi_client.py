@@ -7,15 +7,12 @@ import threading
 import uuid
 
 import pytest
+from task_functions import inc
 
 from shoal import CancelledError, Client, LocalCluster
 from shoal.comm import CommClosedError, connect
 
 GATES: dict[str, threading.Event] = {}
-
-
-def inc(x):
-    return x + 1
 
 
 def gated(x, gate):

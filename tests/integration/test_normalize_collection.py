@@ -6,12 +6,9 @@ import dask
 import dask.array as da
 import numpy as np
 from dask import delayed
+from task_functions import inc
 
 from shoal import Future
-
-
-def inc(x):
-    return x + 1
 
 
 def test_normalize_delayed(client):

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import poll
+from task_functions import inc
 
 from shoal import Client, Future
-from conftest import poll
-
-
-def inc(x):
-    return x + 1
 
 
 def run(coro, timeout=30):

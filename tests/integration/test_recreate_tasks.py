@@ -6,12 +6,9 @@ import traceback
 
 import dask
 import pytest
+from task_functions import inc
 
 from shoal.recreate_tasks import ReplayTaskClient
-
-
-def inc(x):
-    return x + 1
 
 
 def div(x, y):

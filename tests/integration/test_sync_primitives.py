@@ -8,16 +8,13 @@ import threading
 import time
 
 import pytest
+from task_functions import inc
 
 from shoal import Client, Event, Future, Lock, Semaphore, Variable
 
 
 def run(coro, timeout=30):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def inc(x):
-    return x + 1
 
 
 # ---------------------------------------------------------------------- Variable

@@ -4,12 +4,9 @@ quiet workers alive; work of a removed worker is recomputed elsewhere."""
 from __future__ import annotations
 
 import dask.config
+from task_functions import inc
 
 from shoal import Client, LocalCluster
-
-
-def inc(x):
-    return x + 1
 
 
 def test_a_silent_worker_is_removed_and_its_work_recomputed(poll):

@@ -13,19 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from dask._task_spec import Alias, DataNode, Task, TaskRef
-from task_functions import flaky
+from task_functions import add, flaky, inc
 
 from shoal import Future, futures_of, wait
 
 pytestmark = pytest.mark.system
-
-
-def inc(x):
-    return x + 1
-
-
-def add(x, y):
-    return x + y
 
 
 def pid(*_):

@@ -6,14 +6,11 @@ import gc
 import threading
 
 import pytest
+from task_functions import inc
 
 from shoal import Client, LocalCluster
 
 pytestmark = pytest.mark.system
-
-
-def inc(x):
-    return x + 1
 
 
 def _snapshot() -> tuple[int, int, int]:

@@ -12,18 +12,11 @@ import uuid
 
 import numpy as np
 import pytest
+from task_functions import add, inc
 
 from shoal import Client, LocalCluster, Security
 
 pytestmark = pytest.mark.system
-
-
-def inc(x):
-    return x + 1
-
-
-def add(x, y):
-    return x + y
 
 
 def test_shared_cluster_basics(client):

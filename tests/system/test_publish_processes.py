@@ -4,15 +4,12 @@ readable from tasks (through the worker's client)."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import poll
+from task_functions import inc
+
 from shoal import Client, get_client
 
 pytestmark = pytest.mark.system
-
-
-def inc(x):
-    return x + 1
 
 
 def read_dataset(name):

@@ -7,14 +7,11 @@ import signal
 import time
 
 import pytest
+from task_functions import inc
 
 from shoal import Client, Event, Future, LocalCluster, Lock, Semaphore, Variable
 
 pytestmark = pytest.mark.system
-
-
-def inc(x):
-    return x + 1
 
 
 def locked_increments(path, n):
