@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 #: assumed network bandwidth, bytes/s, to weigh moving data against waiting for a busy worker
 BANDWIDTH = 100e6
+#: how many times a copy counts when it goes to a worker that is busy anyway, for a task
+#: whose work is less than the copy (see `decide_worker`; 4-16 measured alike on the
+#: task-shuffle set_index, 1 cost 7% more CPU)
+BUSY_COPY_PENALTY = 8.0
 
 
 #: bits for each of a priority's two counters (submission number, order in the graph)
@@ -105,12 +109,13 @@ def decide_worker(
     task queued there raises that worker's cost, so the queue stays as long as copying
     the input would take.
 
-    Moving data to a worker that is busy anyway only pays when the task's work (its
-    prefix's recent duration) outweighs the copy: both ends spend CPU on it, and the
-    busy worker would not have idled. So while some worker already holds all of a
-    task's inputs, a busy worker that lacks them is considered only for such tasks;
-    idle workers are always considered (they would idle otherwise), and stealing
-    evens out queues once a worker runs dry."""
+    Copying to a worker that is busy anyway costs more than the copy's time: both ends
+    spend CPU on it and the busy worker would not have idled. So while some worker
+    already holds all of a task's inputs, a busy worker that lacks them pays the copy
+    `BUSY_COPY_PENALTY` times over when the task's work (its prefix's recent duration)
+    is less than the copy: a quick task on big data stays with its data unless the
+    holder's queue is far longer. Idle workers pay the plain copy (they would idle
+    otherwise), and stealing evens out queues once a worker runs dry."""
     valid = valid_workers(ts, workers)
     if valid is None:
         candidates = [ws for ws in workers.values() if _open(ws)] if ts.dependencies else list(free)
@@ -132,13 +137,16 @@ def decide_worker(
     per_thread = max(avg_duration, 1e-4)
     deps = ts.dependencies
     missing = {ws: sum(max(d.nbytes, 0) for d in deps if ws not in d.who_has) for ws in candidates}
-    if 0 in missing.values():  # someone holds every input: copy only where it pays
-        work = prefix_durations.get(ts.prefix, per_thread) if prefix_durations else per_thread
-        candidates = [
-            ws for ws in candidates
-            if not missing[ws] or ws.occupied < ws.nthreads or missing[ws] / BANDWIDTH <= work
-        ]  # fmt: skip
-    return min(candidates, key=lambda ws: missing[ws] / BANDWIDTH + _load(ws) * per_thread)
+    holder = 0 in missing.values()  # some worker has every input
+    work = prefix_durations.get(ts.prefix, per_thread) if prefix_durations else per_thread
+
+    def cost(ws: SchedWorker) -> float:
+        copy = missing[ws] / BANDWIDTH
+        if holder and copy > work and ws.occupied >= ws.nthreads:
+            copy *= BUSY_COPY_PENALTY
+        return copy + _load(ws) * per_thread
+
+    return min(candidates, key=cost)
 
 
 def _open(ws: SchedWorker) -> bool:

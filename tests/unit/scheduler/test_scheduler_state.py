@@ -446,7 +446,7 @@ def test_quick_task_on_big_data_is_not_stolen(state):
     assert steal_requests(out) == []
 
 
-def _busy_holder_of_big_data(n_busy_elsewhere):
+def _busy_holder_of_big_data(n_busy_elsewhere, nbytes=10**7):
     """Workers a and b (one thread each); `big` (10 MB: 0.1 s to copy) lives on a, `use-*`
     tasks are known to take a millisecond, a has two 0.5 s tasks queued and b has
     `n_busy_elsewhere`."""
@@ -455,7 +455,7 @@ def _busy_holder_of_big_data(n_busy_elsewhere):
     add_worker(state, "tcp://b:1")
     wire = (("big", -1, SPEC, (), (0, 0), {"workers": ["tcp://a:1"]}),)
     state.handle_stimulus(ClientMsg(sid(), "c", m.UpdateGraph(wire, (), ("big",))))
-    finish_timed(state, "tcp://a:1", "big", 10**7, 0.5)
+    finish_timed(state, "tcp://a:1", "big", nbytes, 0.5)
     graph(state, "c", {"use-9": ["big"]}, ["use-9"])
     finish_timed(state, state.tasks["use-9"].processing_on.address, "use-9", 8, 0.001)
     pinned = [(f"slow-{i}", "tcp://a:1") for i in range(2)] + [(f"other-{i}", "tcp://b:1") for i in range(n_busy_elsewhere)]
@@ -471,6 +471,14 @@ def test_quick_task_on_big_data_waits_for_its_busy_holder_rather_than_busy_worke
     # one, but b is busy too: copying 10 MB for a millisecond of work only burns CPU
     out = graph(state, "c", {"use-0": ["big"]}, ["use-0"])
     assert computes(out, "tcp://a:1") == ["use-0"]
+    state.validate_state()
+
+
+def test_quick_task_on_smaller_data_moves_when_the_holders_queue_is_far_longer():
+    state = _busy_holder_of_big_data(n_busy_elsewhere=1, nbytes=10**6)
+    # copying 1 MB (10 ms, counted 8 times as b is busy) beats waiting behind a task more
+    out = graph(state, "c", {"use-0": ["big"]}, ["use-0"])
+    assert computes(out, "tcp://b:1") == ["use-0"]
     state.validate_state()
 
 
