@@ -71,6 +71,10 @@ def add(x, y):
     return x + y
 
 
+def boom(x):
+    raise ValueError(f"boom {x}")
+
+
 # --- coordination primitives (Queue, MultiLock) on worker processes
 
 

@@ -6,13 +6,9 @@ import asyncio
 import concurrent.futures as cf
 
 import pytest
-from task_functions import add, inc
+from task_functions import add, boom, inc
 
 from shoal import Client, Event, LocalCluster
-
-
-def boom(x):
-    raise ValueError(f"boom {x}")
 
 
 def test_submit_returns_standard_futures(client):

@@ -6,13 +6,9 @@ import asyncio
 
 import dask
 import pytest
-from task_functions import inc
+from task_functions import boom, inc
 
 from shoal import Client, LocalCluster, get_task_metadata, wait
-
-
-def boom(x):
-    raise ValueError(f"boom {x}")
 
 
 def test_states_and_metadata_of_tasks_submitted_inside(client, cluster, poll):

@@ -8,13 +8,9 @@ import warnings
 
 import dask.config
 import pytest
-from task_functions import add, inc
+from task_functions import add, boom, inc
 
 from shoal import Client, LocalCluster, get_task_stream
-
-
-def boom(x):
-    raise ValueError(f"boom {x}")
 
 
 def test_records_have_the_distributed_fields(client):
