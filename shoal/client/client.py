@@ -1141,17 +1141,17 @@ class Client:
         some of the requested records."""
         from shoal.diagnostics.task_stream import warn_if_dropped
 
+        def finish(reply: dict) -> Any:
+            warn_if_dropped(reply["dropped"], stacklevel=3)  # in the caller's thread, at its line
+            return _plot_task_stream(reply["records"], plot, filename)
+
         if self.asynchronous:
 
             async def call() -> Any:
-                reply = await self._task_stream(start, stop, count)
-                warn_if_dropped(reply["dropped"], stacklevel=2)  # the awaiting line
-                return _plot_task_stream(reply["records"], plot, filename)
+                return finish(await self._task_stream(start, stop, count))
 
             return call()
-        reply = self.sync(self._task_stream, start, stop, count)
-        warn_if_dropped(reply["dropped"], stacklevel=2)  # in the caller's thread, at its line
-        return _plot_task_stream(reply["records"], plot, filename)
+        return finish(self.sync(self._task_stream, start, stop, count))
 
     async def _profile(
         self, key: Any = None, start: Any = None, stop: Any = None, workers: Any = None, merge_workers: bool = True,

@@ -81,8 +81,8 @@ class get_task_stream:
 
     Only tasks that finished inside the block are included (each worker's record index
     is noted on entry, not a wall-clock time); a warning says so when a worker's ring
-    buffer (`shoal.worker.task-stream-length`) dropped some of them. With `plot`, `figure` holds the timeline;
-    `plot="save"` also writes it to `filename`.
+    buffer (`shoal.worker.task-stream-length`) dropped some of them. With `plot`,
+    `figure` holds the timeline; `plot="save"` also writes it to `filename`.
     """
 
     def __init__(self, client: Any = None, plot: Any = False, filename: str = "task-stream.html"):

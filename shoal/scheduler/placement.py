@@ -129,11 +129,11 @@ def decide_worker(
     if ts.actor:  # spread actors: each one's calls are served by its worker's actor thread
         candidates = [ws for ws in candidates if ws in free]
         return min(candidates, key=lambda ws: (len(ws.actors), _load(ws))) if candidates else None
-    if not ts.dependencies:
-        return candidates[0] if len(candidates) == 1 else min(candidates, key=_load)
-    # weigh moving dependency data against how busy each worker is
     if len(candidates) == 1:
         return candidates[0]
+    if not ts.dependencies:
+        return min(candidates, key=_load)
+    # weigh moving dependency data against how busy each worker is
     per_thread = max(avg_duration, 1e-4)
     deps = ts.dependencies
     missing = {ws: sum(max(d.nbytes, 0) for d in deps if ws not in d.who_has) for ws in candidates}

@@ -854,7 +854,7 @@ class Worker:
             dropped = max(0, evicted - since)
             records = records[max(0, since - evicted) :]
         else:
-            dropped = evicted if start is None or not records or records[0][3] >= start else 0
+            dropped = evicted if start is None or oldest is None or oldest >= start else 0
         if start is not None:
             records = [r for r in records if r[3] >= start]
         if stop is not None:
