@@ -48,14 +48,20 @@ DEFAULTS: dict[str, Any] = {
             "worker-ttl": "5 minutes",
         },
         "worker": {
+            # fractions of a worker's memory_limit (False turns one off; memory_limit 0
+            # or None turns all off): managed data above `target` and process memory
+            # above `spill` go to disk; above `pause` the worker takes no new work
             "memory": {
                 "target": 0.60,
                 "spill": 0.70,
                 "pause": 0.80,
                 # a nanny restarts its worker above this fraction of memory_limit (RSS)
                 "terminate": 0.95,
-                # how often a nanny samples its worker's RSS (and checks that it is alive)
+                # how often a worker samples its memory (to spill and pause) and a nanny its
+                # worker's RSS (and checks that it is alive)
                 "monitor-interval": "100ms",
+                # spilled values' large frames: "auto" = lz4 when installed, "lz4", or False
+                "spill-compression": "auto",
             },
             "resources": {},
             "validate": False,

@@ -336,6 +336,15 @@ class AddKeys(Message):
     nbytes: dict
 
 
+@_message("worker-status")
+class WorkerStatus(Message):
+    """worker -> scheduler: the worker paused (`"paused"`: memory is above its pause
+    threshold, or it cannot spill; it starts no task and fetches no data) or resumed
+    (`"running"`)."""
+
+    status: str
+
+
 # --------------------------------------------------------------------------------------
 # Actors: client or task -> the worker holding the actor, and back (never the scheduler)
 

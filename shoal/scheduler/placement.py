@@ -150,8 +150,14 @@ def decide_worker(
 
 
 def _open(ws: SchedWorker) -> bool:
-    """May take new tasks, even beyond its slots: not retiring, and has threads."""
-    return not ws.retiring and ws.nthreads > 0
+    """May take new tasks, even beyond its slots: not retiring or paused, and has threads."""
+    return ws.accepts_work and ws.nthreads > 0
+
+
+def _keeps(ws: SchedWorker) -> int:
+    """How many of its tasks a worker keeps when others steal: one per thread, or, while
+    paused, only those it reported started."""
+    return len(ws.executing) if ws.paused else ws.nthreads
 
 
 def _load(ws: SchedWorker) -> float:
@@ -174,14 +180,15 @@ def plan_steals(
     costs less than waiting behind the victim's queue and no more than running the task
     itself (its prefix's recent duration): a quick task on big data, such as picking one
     piece out of a shuffle split, stays where its data is."""
-    idle = [ws for ws in workers.values() if ws.occupied < ws.nthreads and not ws.retiring]
+    idle = [ws for ws in workers.values() if ws.occupied < ws.nthreads and ws.accepts_work]
     if not idle:
         return []
     free_threads = sum(ws.nthreads - ws.occupied for ws in idle)
     free_threads -= len(stealing)  # steals in flight will land on these threads
     if free_threads <= 0:
         return []
-    victims = [ws for ws in workers.values() if ws.occupied > ws.nthreads]
+    # a paused worker starts nothing: every task it has not started may go
+    victims = [ws for ws in workers.values() if ws.occupied > _keeps(ws)]
     victims.sort(key=lambda ws: ws.occupied / ws.nthreads, reverse=True)
     in_flight: dict[SchedWorker, int] = {}
     for victim in stealing.values():
@@ -190,7 +197,7 @@ def plan_steals(
     durations = prefix_durations or {}
     out: list[SchedTask] = []
     for victim in victims:
-        surplus = victim.occupied - victim.nthreads - in_flight.get(victim, 0)
+        surplus = victim.occupied - _keeps(victim) - in_flight.get(victim, 0)
         wait = _load(victim) * per_task
         for ts in reversed(victim.processing):
             if surplus <= 0 or free_threads <= 0:

@@ -99,6 +99,8 @@ class Scheduler:
         self.nannies: dict[str, Peer] = {}
         #: why a worker is about to go away (told by its nanny), used when it disconnects
         self._exit_reasons: dict[str, str] = {}
+        #: worker address -> the metrics of its last heartbeat (memory, spilled, ...)
+        self.worker_metrics: dict[str, dict] = {}
         self._background: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
         self.status = "created"
@@ -292,6 +294,7 @@ class Scheduler:
                     logger.exception("client-removed callback %r failed", callback)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
+            self.worker_metrics.pop(peer.ident, None)
             reason = self._exit_reasons.pop(peer.ident, "connection closed")
             sid = f"worker-gone-{next(self._sid)}"
             self._stimulate([RemoveWorker(sid, peer.ident, reason)])
@@ -422,10 +425,10 @@ class Scheduler:
                 "local_directory": ws.local_directory,
                 "nanny": ws.nanny,
                 "pid": ws.pid,
-                "status": "running",
+                "status": "paused" if ws.paused else "running",
                 "services": {},
                 "last_seen": time.time(),
-                "metrics": {"executing": len(ws.processing), "in_memory": len(ws.has_what), "memory": ws.nbytes},
+                "metrics": self._metrics_of(ws),
             }
         return {
             "type": "Scheduler",
@@ -438,6 +441,23 @@ class Scheduler:
             "total_memory": sum(w["memory_limit"] or 0 for w in workers.values()),
             "workers": workers,
         }
+
+    def _metrics_of(self, ws: Any) -> dict:
+        """A worker's figures as distributed's users know them: `memory` (process RSS),
+        `managed_bytes` (results held, on disk too), `spilled_bytes` (`memory`: their
+        in-memory size, `disk`: bytes on disk), and the split of process memory into
+        `managed` (in memory), `unmanaged` (RSS minus that) and `spilled`."""
+        reported = self.worker_metrics.get(ws.address) or {}
+        managed_total = ws.nbytes
+        spilled = reported.get("spilled_bytes") or {"memory": 0, "disk": 0}
+        rss = reported.get("memory", 0)
+        managed = max(managed_total - spilled.get("memory", 0), 0)
+        out = dict(reported)
+        out.update(
+            executing=len(ws.processing), in_memory=len(ws.has_what), memory=rss, managed_bytes=managed_total,
+            spilled_bytes=spilled, managed=managed, unmanaged=max(rss - managed, 0), spilled=spilled.get("memory", 0),
+        )  # fmt: skip
+        return out
 
     async def _identity(self, peer: Peer, n_workers: int = -1) -> dict:
         info = self.identity()
@@ -673,8 +693,11 @@ class Scheduler:
         logger.info("Scheduler closing at the request of %s", peer.ident)
         asyncio.get_running_loop().call_soon(lambda: self._spawn(self.close()))
 
-    def _heartbeat(self, peer: Peer) -> None:
-        """A worker saying it is alive (the packet itself updates `peer.last_seen`)."""
+    def _heartbeat(self, peer: Peer, metrics: Any = None) -> None:
+        """A worker saying it is alive (the packet itself updates `peer.last_seen`), with
+        its memory figures (see `Worker.metrics`)."""
+        if peer.role == "worker" and type(metrics) is dict and self.workers.get(peer.ident) is peer:
+            self.worker_metrics[peer.ident] = metrics
 
     async def _watch_worker_ttl(self, ttl: float) -> None:
         """Remove workers not heard from for `ttl` seconds (see `liveness.py`)."""

@@ -256,7 +256,7 @@ class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
         "local_directory", "versions", "nanny", "processing", "long_running", "executing", "has_what",
-        "nbytes", "added", "actors", "retiring",
+        "nbytes", "added", "actors", "retiring", "paused",
     )  # fmt: skip
 
     def __init__(self, msg: m.RegisterWorker, now: float):
@@ -285,6 +285,14 @@ class SchedWorker:
         self.actors: set[SchedTask] = _EMPTY  # type: ignore[assignment]
         #: being retired (`SetRetiring`): gets no new tasks while its data moves away
         self.retiring = False
+        #: the worker paused itself for memory (`worker-status`): no new tasks until it
+        #: resumes; the tasks it has not started may be stolen
+        self.paused = False
+
+    @property
+    def accepts_work(self) -> bool:
+        """May be given new tasks: neither retiring nor paused."""
+        return not (self.retiring or self.paused)
 
     @property
     def occupied(self) -> int:
@@ -694,6 +702,9 @@ class SchedulerState:
             self.stealing[ts] = victim
             self._out.append(ToWorker(victim.address, m.StealRequest(ts.key, victim.processing[ts])))
 
+    def _worker_status(self, ws: SchedWorker, msg: m.WorkerStatus, recs: Recs, sid: str) -> None:
+        ws.paused = msg.status == "paused"
+
     def _add_keys(self, ws: SchedWorker, msg: m.AddKeys, recs: Recs, sid: str) -> None:
         for key, nbytes in msg.nbytes.items():
             ts = self.tasks.get(key)
@@ -1051,7 +1062,7 @@ class SchedulerState:
             if queue and not self.workers:
                 self._drain_stale()
             return
-        free = {ws: self.capacity(ws) - ws.occupied for ws in self.workers.values() if not ws.retiring}
+        free = {ws: self.capacity(ws) - ws.occupied for ws in self.workers.values() if ws.accepts_work}
         free = {ws: n for ws, n in free.items() if n > 0}
         deferred: list[tuple[int, int, SchedTask]] = []
         while queue and free:
@@ -1203,6 +1214,7 @@ class SchedulerState:
         m.AddKeys: _add_keys,
         m.StealResponse: _steal_response,
         m.LongRunning: _long_running,
+        m.WorkerStatus: _worker_status,
     }
 
 

@@ -5,7 +5,11 @@
   collected in a deque and fed back in batches (one loop wake-up per batch, not per task);
 - `Gather` instructions fetch many keys from one peer in one request;
 - `SendToScheduler` messages go on the scheduler connection, coalesced per loop tick.
-It also serves `get_data` to peers and clients, accepts `update_data` (scatter), runs
+- `Spill` instructions run on one spill thread (`shoal.worker.memory`: the results live
+  in a `SpillStore`); a monitor samples memory every `shoal.worker.memory.monitor-interval`
+  (and after results arrive while managed memory is above `target`) and feeds
+  `MemorySample`s in, so the state machine decides when to spill and pause.
+It also serves `get_data` to peers and clients (a spilled value as its bytes on disk), accepts `update_data` (scatter), runs
 functions sent with `Client.run`, fetches replicas when the scheduler asks
 (`acquire_replicas`, for replicate/rebalance), and answers the introspection requests
 (`call_stack`, `story`, `versions`, `dump_state`, hardware benchmarks). It hosts worker
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import inspect
 import itertools
 import logging
@@ -38,6 +43,8 @@ import traceback as tb_module
 import uuid
 from threading import get_ident
 from typing import Any
+
+import psutil
 
 from shoal import config, log_buffer
 from shoal import profile as profile_mod
@@ -55,6 +62,7 @@ from shoal.protocol.tracebacks import frames_of
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
+from shoal.worker.memory import MemoryLimits, SpillStore, compression_from_config
 from shoal.worker.sizeof import sizeof
 from shoal.worker.state import (
     ComputeTaskEvent,
@@ -64,9 +72,12 @@ from shoal.worker.state import (
     FreeKeysEvent,
     Gather,
     GatherDone,
+    MemorySample,
     RescheduleEvent,
     SecedeEvent,
     SendToScheduler,
+    Spill,
+    SpillDone,
     StealRequestEvent,
     UpdateDataEvent,
     WorkerState,
@@ -149,6 +160,15 @@ class Worker:
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
         self.memory_limit = int(memory_limit or 0)
+        #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
+        self.memory_limits = MemoryLimits.from_config(self.memory_limit)
+        self.memory_monitor_interval = config.get_timedelta("worker.memory.monitor-interval")
+        self._spill_compression = compression_from_config(config.get("worker.memory.spill-compression"))
+        #: where results live: a `SpillStore` when this worker spills, else a dict
+        self.store: Any = None
+        self._spill_thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._process = psutil.Process()
+        self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
         self.secret = secret
         self.host = host
@@ -237,6 +257,13 @@ class Worker:
         listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:0"
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
+        nbytes: dict = {}
+        if self.memory_limits.spills:
+            spill_dir = tempfile.mkdtemp(prefix="storage-", dir=self.local_directory)
+            self.store = SpillStore(spill_dir, nbytes, self._spill_compression)
+            self._spill_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shoal-spill")
+        else:
+            self.store = {}
         self.state = WorkerState(
             address=self.listener.address,
             nthreads=self.nthreads,
@@ -244,6 +271,9 @@ class Worker:
             validate=self.validate,
             task_stream_length=int(config.get("worker.task-stream-length")),
             clock=time.time,
+            data=self.store,
+            nbytes=nbytes,
+            memory=self.memory_limits,
         )
         # peers are other workers, which listened before anyone learned their address: a
         # refused connection means that worker died, so fail the fetch at once
@@ -260,6 +290,8 @@ class Worker:
             )
         )  # fmt: skip
         self._own(self._watch_scheduler())
+        if self.memory_limits.enabled and self.memory_monitor_interval > 0:
+            self._own(self._monitor_memory(self.memory_monitor_interval))
         self._start_profiler()
         if self.heartbeat_interval > 0:
             self._heartbeat_task = self._own(self._heartbeat(self.scheduler, self.heartbeat_interval))
@@ -287,9 +319,63 @@ class Worker:
         while not scheduler.closed:
             await asyncio.sleep(interval)
             try:
-                scheduler.notify("heartbeat")
+                scheduler.notify("heartbeat", metrics=self.metrics())
             except CommClosedError:
                 return
+
+    # ------------------------------------------------------------------ memory
+
+    def metrics(self) -> dict:
+        """What this worker reports with each heartbeat: process memory (`memory`, RSS),
+        `managed_bytes` (all results held, on disk too), `spilled_bytes` (`memory`: the
+        in-memory size of what is on disk, `disk`: bytes on disk), the spill totals, and
+        whether the worker is paused."""
+        st = self.state
+        store = self.store
+        rss = self._process.memory_info().rss
+        out = {
+            "memory": rss,
+            "managed_bytes": sum(st.nbytes.values()) if st is not None else 0,
+            "spilled_bytes": {"memory": 0, "disk": 0},
+            "status": "paused" if st is not None and st.paused else "running",
+            "executing": len(st.executing) if st is not None else 0,
+            "in_memory": len(store) if store is not None else 0,
+        }
+        if isinstance(store, SpillStore):
+            out["spilled_bytes"] = {"memory": store.spilled_bytes, "disk": store.disk_bytes}
+            out["spill"] = {
+                "count": store.spill_count, "bytes": store.spill_bytes, "unspill_count": store.unspill_count,
+                "write_seconds": store.spilled.write_seconds, "read_seconds": store.spilled.read_seconds,
+            }  # fmt: skip
+        return out
+
+    def _memory_sample(self) -> MemorySample:
+        store = self.store
+        rss = self._process.memory_info().rss
+        if isinstance(store, SpillStore):
+            return MemorySample(f"memory-{next(self._sid)}", store.memory_bytes, store.spilled_bytes, rss)
+        assert self.state is not None
+        return MemorySample(f"memory-{next(self._sid)}", sum(self.state.nbytes.values()), 0, rss)
+
+    async def _monitor_memory(self, interval: float) -> None:
+        """Feed the state machine a memory reading every `interval` seconds."""
+        while self.status == "running":
+            self._handle([self._memory_sample()])
+            await asyncio.sleep(interval)
+
+    async def _spill(self, nbytes: int) -> None:
+        store = self.store
+        assert isinstance(store, SpillStore) and self._spill_thread is not None
+        loop = asyncio.get_running_loop()
+        try:
+            freed, error = await loop.run_in_executor(self._spill_thread, store.evict_bytes, nbytes)
+        except Exception as e:  # noqa: BLE001 - e.g. a value that cannot be pickled
+            freed, error = 0, f"could not spill: {type(e).__name__}: {e}"
+        if error is not None:
+            logger.error("Worker %s %s; pausing until data can be spilled or is freed", self.address, error)
+            self.log_event("worker-spill-error", {"worker": self.address, "error": error})
+        if self.status == "running":
+            self._handle([SpillDone(f"spill-{next(self._sid)}", freed, error)])
 
     async def finished(self) -> None:
         await self._closed.wait()
@@ -333,6 +419,10 @@ class Worker:
                     pass
         if self.local_directory in sys.path:  # put there by `upload_file`
             sys.path.remove(self.local_directory)
+        if self._spill_thread is not None:
+            self._spill_thread.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self.store, SpillStore):
+            self.store.close()  # its files, whoever owns the local directory
         if self._own_directory:
             shutil.rmtree(self.local_directory, ignore_errors=True)
         self.status = "closed"
@@ -389,8 +479,12 @@ class Worker:
                 if scheduler is not None and not scheduler.closed:
                     scheduler.send(inst.msg)
                     started = started or type(inst.msg) is m.TaskStarted
+                if type(inst.msg) is m.WorkerStatus:
+                    self._log_status(inst.msg.status)
             elif kind is Gather:
                 self._own(self._gather(inst))
+            elif kind is Spill:
+                self._own(self._spill(inst.nbytes))
             else:  # pragma: no cover
                 raise TypeError(inst)
         if started:
@@ -399,6 +493,28 @@ class Worker:
             scheduler.comm.flush()  # type: ignore[union-attr]
         for inst in executes:
             self._queue.put(inst)
+        st = self.state
+        if (
+            type(self.store) is SpillStore and not st.spilling and st.spill_error is None and not self._sampling
+            and self.store.memory_bytes > self.memory_limits.bytes_at(self.memory_limits.target)
+        ):  # fmt: skip
+            self._sampling = True  # past target: spill now, not at the next tick
+            try:
+                self._handle([self._memory_sample()])
+            finally:
+                self._sampling = False
+
+    def _log_status(self, status: str) -> None:
+        st = self.state
+        assert st is not None
+        managed, spilled, process = st.memory_figures
+        limit = self.memory_limit
+        if status == "paused":
+            why = st.spill_error or f"process memory {_fmt(process)} is above {st.memory.pause:.0%} of {_fmt(limit)}"
+            logger.warning("Worker %s paused: %s (managed %s, spilled %s)", self.address, why, _fmt(managed), _fmt(spilled))
+        else:
+            logger.warning("Worker %s resumed: process memory %s of %s", self.address, _fmt(process), _fmt(limit))
+        self.log_event("worker-status", {"worker": self.address, "status": status, "memory": process})
 
     # ------------------------------------------------------------------ execution (threads)
 
@@ -496,7 +612,12 @@ class Worker:
         self._running[ident] = inst.key
         start = time.time()
         try:
-            result = run_task(inst.key, inst.func, inst.spec, inst.deps, self._functions.load)
+            data = self.store
+            try:
+                deps = {d: data[d] for d in inst.deps}  # a spilled one is read back here
+            except KeyError:  # freed meanwhile: the scheduler places the task again
+                return RescheduleEvent(sid, inst.key, inst.run_id)
+            result = run_task(inst.key, inst.func, inst.spec, deps, self._functions.load)
             if inspect.isawaitable(result):
                 result = asyncio.run_coroutine_threadsafe(_await(result), self.loop).result()  # type: ignore[arg-type]
             stop = time.time()
@@ -646,13 +767,22 @@ class Worker:
             await peer.close()
 
     async def _get_data(self, peer: Peer, keys: Any) -> dict:
-        data = self.state.data  # type: ignore[union-attr]
+        store = self.store
         nbytes = self.state.nbytes  # type: ignore[union-attr]
         out = {}
         sizes = {}
+        on_disk = []
+        spills = isinstance(store, SpillStore)
         for k in keys:
-            if k in data:
-                out[k] = dumps(data[k])
+            if spills and k in store.spilled:
+                on_disk.append(k)
+            elif k in store:
+                out[k] = dumps(store[k])
+                sizes[k] = nbytes.get(k, 0)
+        if on_disk:  # sent as the bytes on disk, read off the event loop, never unpickled here
+            read = await asyncio.to_thread(_read_serialized, store, on_disk)
+            for k, p in read.items():
+                out[k] = p
                 sizes[k] = nbytes.get(k, 0)
         return {"data": out, "nbytes": sizes}
 
@@ -886,6 +1016,22 @@ def _stream_record(r: tuple, worker: str) -> dict:
             f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames or ()
         )
     return rec
+
+
+def _read_serialized(store: SpillStore, keys: list) -> dict:
+    out = {}
+    for k in keys:
+        try:
+            out[k] = store.serialized(k)
+        except KeyError:  # freed meanwhile
+            pass
+    return out
+
+
+def _fmt(n: int) -> str:
+    from dask.utils import format_bytes
+
+    return format_bytes(n)
 
 
 def get_versions_flat_packages() -> dict:

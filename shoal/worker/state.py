@@ -27,6 +27,17 @@ Task states: waiting, ready, executing, long-running (a task that seceded from t
 it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
 results live in `data` until the scheduler frees them.
 
+Memory (`shoal.worker.memory`): `data` is the mapping the shell gives (a `SpillStore`
+that can move values to disk, or a plain dict); this machine only puts, reads the keys
+of and deletes values, recording each result's size in `nbytes` before storing it.
+The shell samples memory (`MemorySample`: managed bytes in memory, on disk, and the
+process's resident memory); the pure policy says how much to spill (`Spill`, done by
+the shell's spill thread, answered with `SpillDone`) and whether to pause. A paused
+worker starts no task and fetches no data, serves what it holds, and tells the
+scheduler (`worker-status`), which sends it no new work until it resumes. A spill that
+fails (a full or unwritable disk) pauses the worker too, until a later spill succeeds
+or managed memory falls back under `target`: no stored result is lost.
+
 Actors: a task sent with `actor` creates a stateful object. The object itself goes into
 `actors` (the I/O shell calls its methods there, outside this machine); `data` holds a
 proxy of it (given by the shell with the result), which is what dependents, peers and
@@ -37,13 +48,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled
 from shoal.utils import Key
+from shoal.worker.memory import MemoryLimits, pause_wanted, spill_amount
 
 # ---------------------------------------------------------------------------- events
 
@@ -136,6 +148,25 @@ class UpdateDataEvent(WorkerEvent):
     report: bool = False
 
 
+@dataclass(slots=True)
+class MemorySample(WorkerEvent):
+    """The shell's reading of memory: managed bytes in memory and on disk (at their
+    in-memory size), and the process's resident memory."""
+
+    managed: int
+    spilled: int
+    process: int
+
+
+@dataclass(slots=True)
+class SpillDone(WorkerEvent):
+    """The spill thread finished a `Spill`: `freed` managed bytes moved to disk;
+    `error` says why it stopped short (the disk is full or unwritable)."""
+
+    freed: int
+    error: str | None = None
+
+
 # ---------------------------------------------------------------------------- instructions
 
 
@@ -145,7 +176,9 @@ class Execute:
     run_id: int
     func: Pickled | None
     spec: Pickled
-    deps: dict
+    #: the dependency keys, whose values the executing thread reads from `data` (a
+    #: spilled one comes back from disk in that thread, not on the event loop)
+    deps: tuple
     inline: bool
     actor: bool = False
 
@@ -161,7 +194,14 @@ class SendToScheduler:
     msg: m.Message
 
 
-WorkerInstruction = Execute | Gather | SendToScheduler
+@dataclass(slots=True)
+class Spill:
+    """Move `nbytes` of managed memory to disk, least recently used first."""
+
+    nbytes: int
+
+
+WorkerInstruction = Execute | Gather | SendToScheduler | Spill
 
 
 # ---------------------------------------------------------------------------- records
@@ -225,16 +265,34 @@ class WorkerState:
         task_stream_length: int = 10_000,
         clock: Callable[[], float] | None = None,
         story_length: int = 100_000,
+        data: MutableMapping | None = None,
+        nbytes: dict | None = None,
+        memory: MemoryLimits | None = None,
     ):
         self.address = address
         self.nthreads = nthreads
         self.total_resources = dict(resources or {})
         self.available_resources = dict(self.total_resources)
         self.tasks: dict[Key, WorkerTask] = {}
-        self.data: dict[Key, Any] = {}
+        #: results held here, by key (the shell's store, or a dict)
+        self.data: MutableMapping[Key, Any] = {} if data is None else data
         #: actor key -> the actor object (its proxy is in `data`)
         self.actors: dict[Key, Any] = {}
-        self.nbytes: dict[Key, int] = {}
+        #: each held result's size, recorded before the value is stored
+        self.nbytes: dict[Key, int] = {} if nbytes is None else nbytes
+        self.memory = memory or MemoryLimits()
+        #: the last `MemorySample`: (managed in memory, managed on disk, process)
+        self.memory_figures = (0, 0, 0)
+        #: no new task starts and no data is fetched (memory is above `pause`, or a
+        #: spill failed while memory is above `target`)
+        self.paused = False
+        #: a `Spill` is being done by the shell
+        self.spilling = False
+        #: why the last spill failed (cleared by a spill that succeeds)
+        self.spill_error: str | None = None
+        #: after a failed spill, wait this long (by `clock`) before trying again
+        self.spill_retry_seconds = 1.0
+        self._spill_failed_at = 0.0
         self.ready: list[tuple[tuple, int, Key, int]] = []
         self.executing: dict[Key, int] = {}  # key -> run_id
         self.fetch: dict[Key, FetchState] = {}
@@ -351,8 +409,8 @@ class WorkerState:
         ts = self._finish_execution(ev.key, ev.run_id)
         if ts is None:
             return  # freed or superseded while it ran: the result is dropped
-        self.data[ev.key] = ev.value
         self.nbytes[ev.key] = ev.nbytes
+        self.data[ev.key] = ev.value
         if ts.actor:
             self.actors[ev.key] = ev.instance
         self.task_stream_count += 1
@@ -394,8 +452,8 @@ class WorkerState:
                     continue  # nobody here needs it any more
                 self.fetch.pop(key, None)
                 if key not in self.data:
-                    self.data[key] = value
                     self.nbytes[key] = ev.nbytes.get(key, 0)
+                    self.data[key] = value
                     got[key] = self.nbytes[key]
                     self._log(key, "fetch", "memory")
                 if fs is not None:
@@ -440,8 +498,8 @@ class WorkerState:
 
     def _update_data(self, ev: UpdateDataEvent) -> None:
         for key, value in ev.data.items():
-            self.data[key] = value
             self.nbytes[key] = ev.nbytes.get(key, 0)
+            self.data[key] = value
             self._log(key, "update-data", "memory")
             fs = self.fetch.pop(key, None)
             if fs is not None:
@@ -453,6 +511,36 @@ class WorkerState:
                             self._make_ready(ts)
         if ev.report and ev.data:
             self._send(m.AddKeys({key: self.nbytes[key] for key in ev.data}))
+
+    def _memory_sample(self, ev: MemorySample) -> None:
+        self.memory_figures = (ev.managed, ev.spilled, ev.process)
+        limits = self.memory
+        if self.spill_error is not None and ev.managed <= limits.bytes_at(limits.target):
+            self.spill_error = None  # data was freed: nothing needs to go to disk now
+        retry = self.spill_error is None or self._now - self._spill_failed_at >= self.spill_retry_seconds
+        if not self.spilling and retry:
+            n = spill_amount(limits, ev.managed, ev.process)
+            if n > 0:
+                self.spilling = True
+                self._out.append(Spill(n))
+        self._set_paused(pause_wanted(limits, ev.process) or self.spill_error is not None)
+
+    def _spill_done(self, ev: SpillDone) -> None:
+        self.spilling = False
+        self.spill_error = ev.error
+        if ev.error is not None:
+            self._spill_failed_at = self._now
+        managed, spilled, process = self.memory_figures
+        self.memory_figures = (max(managed - ev.freed, 0), spilled + ev.freed, process)
+        if ev.error is not None:
+            self._set_paused(True)
+        elif not pause_wanted(self.memory, process):
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            self._send(m.WorkerStatus("paused" if paused else "running"))
 
     # ------------------------------------------------------------------ mechanics
 
@@ -521,7 +609,7 @@ class WorkerState:
 
     def _ensure_executing(self) -> None:
         ready = self.ready
-        if not ready:
+        if not ready or self.paused:
             return
         blocked: list = []
         limit = self.nthreads + self.prefetch()
@@ -543,9 +631,7 @@ class WorkerState:
             ts.state = "executing"
             self._log(ts.key, "ready", "executing")
             self.executing[ts.key] = ts.run_id
-            data = self.data
-            deps = {d: data[d] for d in ts.dependencies}
-            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, deps, ts.inline, ts.actor))
+            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, ts.dependencies, ts.inline, ts.actor))
         for item in blocked:
             heapq.heappush(ready, item)
 
@@ -571,7 +657,7 @@ class WorkerState:
             self._send(m.TaskStarted(tuple(keys), tuple(run_ids)))
 
     def _ensure_gathering(self) -> None:
-        if not self.fetch:
+        if not self.fetch or self.paused:
             return
         by_peer: dict[str, list[Key]] = {}
         for key, fs in self.fetch.items():
@@ -615,6 +701,8 @@ class WorkerState:
             assert 0 <= v <= self.total_resources.get(k, 0), (k, v)
         for key in self.actors:
             assert key in self.data, key
+        if self.spill_error is not None:
+            assert self.paused, "a failed spill leaves the worker paused"
 
     _HANDLERS: dict[type, Callable] = {
         ComputeTaskEvent: _compute_task,
@@ -626,4 +714,6 @@ class WorkerState:
         RescheduleEvent: _reschedule,
         GatherDone: _gather_done,
         UpdateDataEvent: _update_data,
+        MemorySample: _memory_sample,
+        SpillDone: _spill_done,
     }

@@ -53,7 +53,7 @@ def test_dependents_get_the_proxy(ws):
     ws.handle_stimulus(ExecuteSuccess("s", "a", 1, "proxy-of-a", 8, "Counter", 0, 1, None, instance=instance))
     out = ws.handle_stimulus(compute("use", {"a": ("tcp://me:1",)}))
     [ex] = [i for i in out if isinstance(i, Execute)]
-    assert ex.deps == {"a": "proxy-of-a"} and not ex.actor
+    assert ex.deps == ("a",) and ws.data["a"] == "proxy-of-a" and not ex.actor
 
 
 def test_plain_task_result_is_not_an_actor(ws):

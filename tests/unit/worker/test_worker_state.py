@@ -52,7 +52,7 @@ def test_fetches_dependencies_batched_per_peer(ws):
     assert g.worker == "tcp://p:1" and set(g.keys) == {"x", "y"}
     out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", g.keys, {"x": 1, "y": 2}, {"x": 8, "y": 8}))
     [ex] = [i for i in out if isinstance(i, Execute)]
-    assert ex.deps == {"x": 1, "y": 2}
+    assert set(ex.deps) == {"x", "y"} and {d: ws.data[d] for d in ex.deps} == {"x": 1, "y": 2}
     assert sent(out, m.AddKeys)[0].nbytes == {"x": 8, "y": 8}
 
 
