@@ -94,6 +94,46 @@ DEFAULTS: dict[str, Any] = {
 dask.config.update_defaults(DEFAULTS)
 
 
+#: the environment variable that carries the user's configuration to worker processes
+INHERIT_VAR = "SHOAL_INHERIT_CONFIG"
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` with everything JSON cannot carry left out (a function set as dask's
+    `scheduler`, ...); `_DROP` if nothing is left."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = _jsonable(v)
+            if isinstance(k, str) and v is not _DROP:
+                out[k] = v
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return _DROP if any(v is _DROP for v in items) else items
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return _DROP
+
+
+_DROP = object()
+
+
+def inherited() -> str:
+    """This process's dask configuration, serialized for `INHERIT_VAR`: what a user set
+    with `dask.config.set` (or YAML, or variables) before starting workers reaches the
+    worker processes (values JSON cannot carry stay behind)."""
+    return dask.config.serialize(_jsonable(dask.config.config))
+
+
+def apply_inherited(environ: dict) -> None:
+    """In a worker process: take the configuration its parent passed (if any) over this
+    process's own, as the parent saw it."""
+    data = environ.pop(INHERIT_VAR, None)
+    if data:
+        dask.config.update(dask.config.config, dask.config.deserialize(data), priority="new")
+
+
 def get(key: str, default: Any = None) -> Any:
     """Read `shoal.<key>` from dask's configuration."""
     return dask.config.get(f"shoal.{key}", default=default)

@@ -69,18 +69,29 @@ class ClosedClientError(Exception):
 class KilledWorker(Exception):
     """A task was executing on `allowed-failures + 1` workers that all died."""
 
-    def __init__(self, task: Any, last_worker: Any, allowed_failures: int):
+    def __init__(self, task: Any, last_worker: Any, allowed_failures: int, reason: str | None = None):
         self.task = task
         self.last_worker = last_worker
         self.allowed_failures = allowed_failures
-        super().__init__(task, last_worker, allowed_failures)
+        #: why the last worker went away, as the scheduler heard it (its nanny's word)
+        self.reason = reason
+        super().__init__(task, last_worker, allowed_failures, reason)
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"Attempted to run task {self.task!r} on {self.allowed_failures + 1} different "
             f"workers, but all those workers died while running it. The last worker that "
             f"attempted to run the task was {self.last_worker}."
         )
+        if self.reason and "memory" in self.reason:
+            text += (
+                f" It ran out of memory: its nanny restarted it because it {self.reason}. The task"
+                " probably needs more memory than a worker has: give workers a larger memory_limit,"
+                " or split the work into smaller pieces."
+            )
+        elif self.reason:
+            text += f" It went away: {self.reason}."
+        return text
 
 
 class Reschedule(Exception):

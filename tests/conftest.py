@@ -85,6 +85,25 @@ def client(cluster: LocalCluster, transport: str):
             yield c
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A directory on a 2 MiB tmpfs (a disk that fills up for real), mounted for the test;
+    skipped where mounting is not allowed (not root, or no tmpfs)."""
+    import subprocess
+
+    path = tmp_path / "tiny"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)], capture_output=True, text=True
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 @pytest.fixture(name="poll")
 def poll_fixture() -> Callable[..., Any]:
     return poll

@@ -440,7 +440,7 @@ class SchedulerState:
             if ts in ws.executing:
                 n = self.suspicious[ts.key] = self.suspicious.get(ts.key, 0) + 1
                 if n > self.allowed_failures:
-                    exc = KilledWorker(ts.key, ws.address, self.allowed_failures)
+                    exc = KilledWorker(ts.key, ws.address, self.allowed_failures, ev.reason)
                     ts.exception, ts.traceback, ts.exception_text = dumps(exc), None, str(exc)
                     self._transition(ts, "erred", ev.stimulus_id, recs)
                     continue

@@ -2,7 +2,8 @@
 
 Started by a `Nanny` (and `LocalCluster(processes=True)` without nannies); users run
 `shoal worker`. The shared secret arrives in the environment variable SHOAL_SECRET (hex),
-never on the command line where other users could read it. The process exits when its
+never on the command line where other users could read it; the dask configuration of
+the process that started it arrives in SHOAL_INHERIT_CONFIG (`shoal.config.inherited`). The process exits when its
 scheduler connection closes, on SIGTERM/SIGINT, or when its parent process dies. With
 `--announce-fd N` it writes its address and a newline to file descriptor N once it has
 started, then closes it (how a nanny learns that its worker is up).
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--announce-fd", type=int, default=None)
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
+    from shoal import config
     from shoal._loop import run_process
+
+    config.apply_inherited(os.environ)  # what the user set before starting this worker
 
     run_process(lambda: _main(args), args.log_level)
 

@@ -42,6 +42,7 @@ import uuid
 from typing import Any
 
 import psutil
+from dask.utils import format_bytes
 
 from shoal import config, log_buffer
 from shoal.comm import connect
@@ -55,10 +56,15 @@ logger = logging.getLogger("shoal.nanny")
 MAX_FAILED_STARTS = 3
 
 
-def worker_process_env(secret: bytes | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def worker_process_env(
+    secret: bytes | None, extra: dict[str, str] | None = None, inherit_config: str | None = None
+) -> dict[str, str]:
     """The environment of a worker process: this process's import paths (so workers can
-    import what the user's process can), one BLAS thread, and the secret (never argv)."""
+    import what the user's process can), one BLAS thread, the secret (never argv), and
+    the dask configuration (`inherit_config`, else this process's now; see
+    `config.inherited`)."""
     env = dict(os.environ)
+    env[config.INHERIT_VAR] = inherit_config if inherit_config is not None else config.inherited()
     env.pop("SHOAL_SECRET", None)
     if secret:
         env["SHOAL_SECRET"] = secret.hex()
@@ -113,6 +119,8 @@ class Nanny:
         self.host = host
         self.local_directory = local_directory
         self.env = dict(env or {})
+        #: the configuration as it is now, for every worker this nanny starts, restarts too
+        self._config = config.inherited()
         # glibc: give freed memory back to the OS (trim the heap's top beyond 64 KiB), but
         # serve blocks under 4 MiB from the heap rather than fresh mmaps: with the trim
         # threshold set, glibc stops adapting its 128 KiB mmap threshold, and every
@@ -270,7 +278,7 @@ class Nanny:
             cmd += ["--death-timeout", str(self.death_timeout)]
         try:
             self.process = subprocess.Popen(
-                cmd, env=worker_process_env(self.secret, self.env), stdin=subprocess.DEVNULL, pass_fds=(write_fd,)
+                cmd, env=worker_process_env(self.secret, self.env, self._config), stdin=subprocess.DEVNULL, pass_fds=(write_fd,)
             )
         finally:
             os.close(write_fd)
@@ -438,10 +446,14 @@ class Nanny:
             proc.kill()
             return
         pct = f"{self.memory_terminate_fraction * 100:.0f}%"
-        reason = f"exceeded {pct} memory budget (RSS {rss} of memory_limit {self.memory_limit} bytes)"
-        logger.warning(
-            "Worker %s (pid=%d) exceeded %s memory budget. Restarting...", self.worker_address, proc.pid, pct
+        reason = (
+            f"exceeded {pct} memory budget (process memory {format_bytes(rss)} of memory_limit "
+            f"{format_bytes(self.memory_limit)})"
         )
+        logger.warning(
+            "Worker %s (pid=%d) exceeded %s memory budget (%s of %s). Restarting...", self.worker_address, proc.pid,
+            pct, format_bytes(rss), format_bytes(self.memory_limit),
+        )  # fmt: skip
         self._terminating_pid = proc.pid
         self._exit_reason = reason
         event = {"worker": self.worker_address, "pid": proc.pid, "rss": rss, "memory_limit": self.memory_limit,
