@@ -150,6 +150,7 @@ class Sampler:
         stop_code: Any = None,
         skip_files: Iterable[str] = (),
         name: str = "shoal-profile",
+        memory_extra: Callable[[], tuple[int, ...]] | None = None,
     ):
         self.targets = targets
         self.interval = float(interval)
@@ -160,8 +161,10 @@ class Sampler:
         self.name = name
         #: closed cycles: (start, stop, {group: tree}); empty cycles are not kept
         self.history: collections.deque[tuple[float, float, dict]] = collections.deque(maxlen=max(history, 1))
-        #: (time, rss bytes) samples of this process
-        self.memory: collections.deque[tuple[float, int]] = collections.deque(maxlen=max(memory_history, 1))
+        #: (time, rss bytes, *memory_extra()) samples of this process
+        self.memory: collections.deque[tuple] = collections.deque(maxlen=max(memory_history, 1))
+        #: more figures recorded with each memory sample (a worker's managed and spilled bytes)
+        self.memory_extra = memory_extra
         self._current: dict[str, dict] = {}
         #: this cycle's stacks seen so far: ids of (group, code objects...) -> (those objects, tree nodes)
         self._paths: dict[tuple, tuple[list, list[dict]]] = {}
@@ -264,7 +267,11 @@ class Sampler:
         except Exception:  # noqa: BLE001 - no psutil or the OS refused: no memory history
             self.memory_interval = 0.0
             return
-        self.memory.append((time.time() if now is None else now, int(rss)))
+        t = time.time() if now is None else now
+        if self.memory_extra is None:
+            self.memory.append((t, int(rss)))
+        else:
+            self.memory.append((t, int(rss), *self.memory_extra()))
 
     # ---------------------------------------------------------------- queries
 
@@ -288,8 +295,9 @@ class Sampler:
                         _add(out, tree)
         return out
 
-    def get_memory(self, start: float | None = None, stop: float | None = None) -> list[tuple[float, int]]:
-        return [(t, rss) for t, rss in list(self.memory) if (start is None or t >= start) and (stop is None or t <= stop)]
+    def get_memory(self, start: float | None = None, stop: float | None = None) -> list[tuple]:
+        """`(time, rss[, extra figures...])` samples in [`start`, `stop`]."""
+        return [s for s in list(self.memory) if (start is None or s[0] >= start) and (stop is None or s[0] <= stop)]
 
 
 def sampler_from_config(

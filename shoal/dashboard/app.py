@@ -147,7 +147,9 @@ class Dashboard:
         """`snapshot.summary` of the scheduler, recomputed at most once per interval."""
         now = time.monotonic()
         if self._summary is None or now - self._summary_at >= self.interval:
-            self._summary = snapshot.summary(self.scheduler.state)
+            sched = self.scheduler
+            metrics = {ws.address: sched.metrics_of(ws) for ws in sched.state.workers.values()}
+            self._summary = snapshot.summary(sched.state, metrics)
             self._summary_at = now
         return self._summary
 

@@ -52,15 +52,17 @@ def workers_table(workers: list[dict], root: str) -> str:
     rows = []
     for w in workers:
         limit = w["memory_limit"]
-        mem = _bytes(w["nbytes"]) + (f" / {_bytes(limit)}" if limit else "")
+        mem = _bytes(w["memory"]) + (f" / {_bytes(limit)}" if limit else "")
+        status = "paused" if w.get("paused") else "running"
         rows.append(
-            f"<tr><td>{worker_link(w['address'], root)}</td><td>{escape(str(w['name']))}</td>"
+            f"<tr><td>{worker_link(w['address'], root)}</td><td>{escape(str(w['name']))}</td><td>{status}</td>"
             f"<td>{w['nthreads']}</td><td>{w['processing']}</td><td>{w['executing']}</td>"
-            f"<td>{w['in_memory']}</td><td>{escape(mem)}</td></tr>"
+            f"<td>{w['in_memory']}</td><td>{escape(mem)}</td><td>{escape(_bytes(w['managed']))}</td>"
+            f"<td>{escape(_bytes(w['unmanaged']))}</td><td>{escape(_bytes(w['spilled']))}</td></tr>"
         )
     head = (
-        "<tr><th>Address</th><th>Name</th><th>Threads</th><th>Processing</th><th>Executing</th>"
-        "<th>Keys in memory</th><th>Memory (managed / limit)</th></tr>"
+        "<tr><th>Address</th><th>Name</th><th>Status</th><th>Threads</th><th>Processing</th><th>Executing</th>"
+        "<th>Keys held</th><th>Process memory / limit</th><th>Managed</th><th>Unmanaged</th><th>Spilled</th></tr>"
     )
     return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No workers.</p>"
 

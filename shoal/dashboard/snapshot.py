@@ -20,8 +20,11 @@ STATES = ("released", "waiting", "queued", "no-worker", "processing", "memory", 
 _INDEX = {s: i for i, s in enumerate(STATES)}
 
 
-def summary(state: Any) -> dict:
-    """Counts per state and per prefix, the workers' load, the clients."""
+def summary(state: Any, metrics: dict | None = None) -> dict:
+    """Counts per state and per prefix, the workers' load and memory (`metrics`: worker
+    address -> the scheduler's `metrics_of` figures: process memory split into managed,
+    unmanaged and spilled), the clients."""
+    metrics = metrics or {}
     prefixes: dict[str, list[int]] = {}
     index = _INDEX
     n = len(STATES)
@@ -44,6 +47,8 @@ def summary(state: Any) -> dict:
             "in_memory": len(ws.has_what),
             "nbytes": ws.nbytes,
             "memory_limit": ws.memory_limit or 0,
+            "paused": ws.paused,
+            **_memory(metrics.get(ws.address), ws.nbytes),
         }
         for ws in state.workers.values()
     ]
@@ -56,6 +61,13 @@ def summary(state: Any) -> dict:
         "n_clients": len(state.clients),
         "transitions": state.transition_counter,
     }
+
+
+def _memory(m: dict | None, nbytes: int) -> dict:
+    """Process memory as managed (in memory) + unmanaged, and spilled (on disk)."""
+    if not m:
+        return {"memory": nbytes, "managed": nbytes, "unmanaged": 0, "spilled": 0}
+    return {k: int(m.get(k, 0)) for k in ("memory", "managed", "unmanaged", "spilled")}
 
 
 def _key_str(key: Any) -> str:

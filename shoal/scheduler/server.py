@@ -36,6 +36,7 @@ from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.liveness import check_interval, expired, parse_ttl
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.plugins import register as register_plugins
+from shoal.scheduler.memory_sampler import register as register_memory_samplers
 from shoal.scheduler.profiling import register as register_profiling
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
@@ -154,6 +155,7 @@ class Scheduler:
         self.plugin_host = register_plugins(self)
         self._initial_plugins = list(plugins or ())
         self.profiling = register_profiling(self)
+        self.memory_samplers = register_memory_samplers(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,6 +243,7 @@ class Scheduler:
         if self.dashboard is not None:
             await self.dashboard.close()
         self.profiling.close()
+        await self.memory_samplers.close()
         for listener in (self.listener, self.local_listener):
             if listener is not None:
                 await listener.stop()
@@ -428,7 +431,7 @@ class Scheduler:
                 "status": "paused" if ws.paused else "running",
                 "services": {},
                 "last_seen": time.time(),
-                "metrics": self._metrics_of(ws),
+                "metrics": self.metrics_of(ws),
             }
         return {
             "type": "Scheduler",
@@ -442,7 +445,7 @@ class Scheduler:
             "workers": workers,
         }
 
-    def _metrics_of(self, ws: Any) -> dict:
+    def metrics_of(self, ws: Any) -> dict:
         """A worker's figures as distributed's users know them: `memory` (process RSS),
         `managed_bytes` (results held, on disk too), `spilled_bytes` (`memory`: their
         in-memory size, `disk`: bytes on disk), and the split of process memory into

@@ -349,13 +349,17 @@ class Worker:
             }  # fmt: skip
         return out
 
-    def _memory_sample(self) -> MemorySample:
+    def _managed_spilled(self) -> tuple[int, int]:
+        """(managed bytes in memory, managed bytes spilled): read from any thread."""
         store = self.store
-        rss = self._process.memory_info().rss
         if isinstance(store, SpillStore):
-            return MemorySample(f"memory-{next(self._sid)}", store.memory_bytes, store.spilled_bytes, rss)
-        assert self.state is not None
-        return MemorySample(f"memory-{next(self._sid)}", sum(self.state.nbytes.values()), 0, rss)
+            return store.memory_bytes, store.spilled_bytes
+        st = self.state
+        return (sum(st.nbytes.copy().values()) if st is not None else 0), 0
+
+    def _memory_sample(self) -> MemorySample:
+        managed, spilled = self._managed_spilled()
+        return MemorySample(f"memory-{next(self._sid)}", managed, spilled, self._process.memory_info().rss)
 
     async def _monitor_memory(self, interval: float) -> None:
         """Feed the state machine a memory reading every `interval` seconds."""
@@ -445,7 +449,7 @@ class Worker:
 
         self.profiler = profile_mod.sampler_from_config(
             "worker", targets, memory=True, stop_code=Worker._execute.__code__, skip_files=_PROFILE_SKIP,
-            name="shoal-worker-profile",
+            name="shoal-worker-profile", memory_extra=self._managed_spilled,
         )  # fmt: skip
         self.profiler.start()
 

@@ -120,10 +120,17 @@ function renderWorkers(summary) {
     const pc = el("td");
     pc.appendChild(bar([["proc", w.processing]], maxProc));
     tr.appendChild(pc);
-    tr.appendChild(el("td", null, fmtBytes(w.nbytes) + (w.memory_limit ? " / " + fmtBytes(w.memory_limit) : "")));
+    if (w.paused) name.appendChild(el("span", "paused", " paused"));
+    // process memory = managed (results in memory) + unmanaged; spilled results are on disk
+    let text = fmtBytes(w.memory) + (w.memory_limit ? " / " + fmtBytes(w.memory_limit) : "");
+    if (w.spilled) text += " (+" + fmtBytes(w.spilled) + " spilled)";
+    const cell = el("td", null, text);
+    cell.title = "managed " + fmtBytes(w.managed) + ", unmanaged " + fmtBytes(w.unmanaged) + ", spilled " + fmtBytes(w.spilled);
+    tr.appendChild(cell);
     const mc = el("td");
-    const high = w.memory_limit && w.nbytes > 0.7 * w.memory_limit;
-    mc.appendChild(bar([[high ? "memhigh" : "mem", w.nbytes]], w.memory_limit || Math.max(w.nbytes, 1)));
+    const high = w.memory_limit && w.memory > 0.7 * w.memory_limit;
+    const scale = Math.max(w.memory_limit || 0, w.managed + w.unmanaged + w.spilled, 1);
+    mc.appendChild(bar([[high ? "memhigh" : "mem", w.managed], ["unmanaged", w.unmanaged], ["spilled", w.spilled]], scale));
     tr.appendChild(mc);
     return tr;
   });

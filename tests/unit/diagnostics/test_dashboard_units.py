@@ -23,7 +23,7 @@ def worker(address, name, processing=0, nbytes=0):
     return SimpleNamespace(
         address=address, name=name, host=address.split("://")[-1].rsplit(":", 1)[0], nthreads=2,
         processing=dict.fromkeys(range(processing)), executing=set(range(min(processing, 2))),
-        has_what=set(range(3)), nbytes=nbytes, memory_limit=1000,
+        has_what=set(range(3)), nbytes=nbytes, memory_limit=1000, paused=False,
     )  # fmt: skip
 
 
@@ -170,3 +170,16 @@ def test_a_viewer_that_does_not_read_is_closed_not_buffered():
     assert stuck.closed and stuck.writer.transport.written == [ws_frame(b"", 8)]  # a close frame, no data
     stuck.send_frame(b"more")
     assert stuck.writer.transport.written == [ws_frame(b"", 8)]
+
+
+def test_worker_memory_is_split_into_managed_unmanaged_and_spilled():
+    st = fake_state()
+    st.workers["tcp://h:2"].paused = True
+    metrics = {"tcp://h:1": {"memory": 900, "managed": 300, "unmanaged": 600, "spilled": 250}}
+    s = snapshot.summary(st, metrics)
+    a, b = s["workers"]
+    assert (a["memory"], a["managed"], a["unmanaged"], a["spilled"]) == (900, 300, 600, 250)
+    # no heartbeat yet: what the scheduler knows is managed memory
+    assert (b["memory"], b["managed"], b["unmanaged"], b["spilled"], b["paused"]) == (0, 0, 0, 0, True)
+    table = pages.workers_table(s["workers"], "./")
+    assert "<th>Spilled</th>" in table and "250 B" in table and "paused" in table
