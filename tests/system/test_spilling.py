@@ -143,3 +143,18 @@ def test_memory_limit_zero_turns_spilling_off_and_leaves_no_files(poll):
         poll(lambda: all(os.listdir(d) for d in dirs.values()), 10)
         del futs
     assert not any(os.path.exists(d) for d in dirs.values())
+
+
+def test_replicate_and_rebalance_move_spilled_data_intact(poll):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="300MiB") as cl, Client(cl) as c:
+        a, b = c.scheduler_info()["workers"]
+        futs = c.map(block, range(30), nbytes=8 * MiB, workers=[a])  # 240 MiB on one worker: target 180
+        wait(futs, timeout=60)
+        poll(lambda: c.run(lambda dask_worker: dask_worker.store.disk_bytes)[a] > 0, 10)
+        c.rebalance(futs)
+        held = c.has_what()
+        assert held[b] and held[a]
+        c.replicate(futs[:5], n=2)
+        assert all(len(h) == 2 for h in c.who_has(futs[:5]).values())
+        for i, value in enumerate(c.gather(futs)):
+            assert np.array_equal(value, block(i, 8 * MiB))
