@@ -275,6 +275,8 @@ class SpillStore(zict.Buffer):
         self.spill_count = 0
         self.spill_bytes = 0
         self.unspill_count = 0
+        #: set when the worker closes: a spill in progress stops after the key it writes
+        self.closing = False
         self.slow_to_fast_callbacks.append(self._unspilled)
 
     def _weight(self, key: Key, value: Any) -> int:
@@ -303,7 +305,7 @@ class SpillStore(zict.Buffer):
         freed or nothing is left in memory. -> (bytes freed, error text or None). A value
         whose write fails stays in memory (zict keeps it): nothing is lost."""
         freed = 0
-        while freed < nbytes:
+        while freed < nbytes and not self.closing:
             try:
                 key, _, weight = self.fast.evict()
             except KeyError:  # nothing left in memory
@@ -332,5 +334,6 @@ class SpillStore(zict.Buffer):
 
     def close(self) -> None:
         """Forget everything and remove the spill directory."""
+        self.closing = True
         self.fast.d.clear()
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -424,7 +424,9 @@ class Worker:
         if self.local_directory in sys.path:  # put there by `upload_file`
             sys.path.remove(self.local_directory)
         if self._spill_thread is not None:
-            self._spill_thread.shutdown(wait=True, cancel_futures=True)
+            if isinstance(self.store, SpillStore):
+                self.store.closing = True  # a spill in progress ends after its current key
+            await asyncio.to_thread(self._spill_thread.shutdown, wait=True, cancel_futures=True)
         if isinstance(self.store, SpillStore):
             self.store.close()  # its files, whoever owns the local directory
         if self._own_directory:
