@@ -52,4 +52,4 @@ def test_slow_function_shows_in_profile_and_report(client, poll, tmp_path):
     assert pr.data["summary"]["tasks"] == 1
     # each worker process reports its own RSS
     assert set(pr.data["memory"]) == set(client.scheduler_info()["workers"])
-    assert all(rss > 0 for samples in pr.data["memory"].values() for _, rss in samples)
+    assert all(rss > 0 for samples in pr.data["memory"].values() for _, rss, *_ in samples)
