@@ -158,7 +158,7 @@ class Dashboard:
         `STREAM_PER_UPDATE` of them (the workers' `task_stream` reply, merged)."""
         try:
             return await asyncio.wait_for(
-                self.scheduler._get_task_stream(None, count=STREAM_PER_UPDATE, since=self._marks),
+                self.scheduler.get_task_stream(count=STREAM_PER_UPDATE, since=self._marks),
                 max(2.0, 4 * self.interval),
             )
         except (TimeoutError, OSError) as e:
