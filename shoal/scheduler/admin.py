@@ -27,6 +27,7 @@ from shoal.background import BackgroundTasks
 from shoal.protocol.serialize import Pickled
 from shoal.rpc import Peer
 from shoal.scheduler import placement
+from shoal.scheduler.dump import scheduler_state
 from shoal.scheduler.events import DropReplicas, SetRetiring
 from shoal.scheduler.extension import SchedulerExtension
 from shoal.utils import key_prefix
@@ -418,7 +419,7 @@ class AdminServer(SchedulerExtension):
 
         workers = await asyncio.gather(*(one(a) for a in addresses))
         state = {
-            "scheduler": cluster_dump.scheduler_state(self.scheduler, exclude),
+            "scheduler": scheduler_state(self.scheduler, exclude),
             "workers": dict(zip(addresses, workers)),
             "versions": cluster_dump.plain(await self.versions(peer)),
         }

@@ -25,7 +25,7 @@ import msgpack
 from shoal import config, log_buffer
 from shoal.background import BackgroundTasks
 from shoal.comm import listen
-from shoal.comm.addressing import parse_address
+from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
@@ -47,18 +47,8 @@ from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
 
-_LOOPBACK = ("127.", "localhost", "::1", "[::1]")
-
 #: graphs with at least this many tasks are ingested with the cyclic GC paused
 LARGE_GRAPH = 10_000
-
-
-def _is_loopback(address: str) -> bool:
-    scheme, loc = parse_address(address)
-    if scheme == "inproc":
-        return True
-    host = loc.rsplit(":", 1)[0] if ":" in loc else loc
-    return host == "" or host.startswith(_LOOPBACK)
 
 
 class Scheduler:
@@ -220,7 +210,7 @@ class Scheduler:
     async def start(self) -> Scheduler:
         if self.status == "running":
             return self
-        if self.secret is None and not self.insecure and not _is_loopback(self._requested_address):
+        if self.secret is None and not self.insecure and not is_loopback_address(self._requested_address):
             raise ValueError(
                 f"refusing to listen on {self._requested_address} without authentication: "
                 "pass a shared secret (security) or insecure=True"

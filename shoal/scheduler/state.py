@@ -53,7 +53,7 @@ from shoal.scheduler.events import (
     WorkerMsg,
 )
 from shoal.scheduler.instructions import Instruction, ToClient, ToWorker
-from shoal.scheduler.placement import priority_rank
+from shoal.protocol.priority import priority_rank
 from shoal.utils import Key, key_prefix
 
 FIRE_AND_FORGET = "fire-and-forget"

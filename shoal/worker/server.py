@@ -890,7 +890,7 @@ class Worker:
         return await benchmarking.benchmark_network(await self.pool.get(address))
 
     async def _dump_state(self, peer: Peer, exclude: Any = ()) -> dict:
-        from shoal.cluster_dump import worker_state
+        from shoal.worker.dump import worker_state
 
         return worker_state(self, exclude)
 
