@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from shoal._context import current_worker
+from shoal._context import current_worker, register_provider
 from shoal.client.client import Client, default_client
 from shoal.security import Security
 from shoal.worker.extension import WorkerExtension
@@ -75,6 +75,9 @@ def get_client(address: str | None = None, timeout: Any = None, resolve_address:
             raise ValueError("No global client found and no address provided") from None
     kwargs = {"timeout": timeout} if timeout is not None else {}
     return Client(address, **kwargs)
+
+
+register_provider("get_client", get_client)
 
 
 def secede() -> None:

@@ -37,7 +37,7 @@ from dask.typing import no_default
 from dask.utils import funcname
 
 from shoal import _loop, config
-from shoal._context import current_worker, in_task, task_state
+from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
 from shoal.comm import connect
@@ -254,9 +254,8 @@ class Client:
         self.status = "connecting"
         address = self._address
         if address is None:
-            from shoal.deploy.local import LocalCluster
-
-            cluster = await LocalCluster(asynchronous=True, **self._cluster_kwargs)
+            local_cluster = provider("local_cluster")  # shoal.deploy.local, a higher layer
+            cluster = await local_cluster(asynchronous=True, **self._cluster_kwargs)
             self.cluster = cluster
             self._owns_cluster = True
             self.security = cluster.security
@@ -850,7 +849,7 @@ class Client:
         """A result's value; an actor proxy among them holds a reference on its actor."""
         value = loads(p)
         if type(value) is Actor:
-            value._adopt(self)
+            value.adopt(self, Future)
         return value
 
     async def _refresh_who_has(self, keys: list, states: list[FutureState], todo: dict) -> None:
