@@ -968,10 +968,7 @@ class Worker:
                 await result
 
     def _plugin_transition(self, key: Any, start: str, finish: str, stimulus_id: str) -> None:
-        """State machine observer: the story entry, to each plugin's `transition` (a new
-        task enters from "released", as in distributed)."""
-        if start == "compute-task":
-            start = "released"
+        """State machine observer: the story entry, to each plugin's `transition`."""
         for name, plugin in list(self._transition_plugins.items()):
             try:
                 plugin.transition(key, start, finish, stimulus_id=stimulus_id)
