@@ -40,6 +40,7 @@ from shoal import _loop, config
 from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
+from shoal.background import BackgroundTasks
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
@@ -204,7 +205,8 @@ class Client:
         self._identity: dict = {}
         self.scheduler_comm: Peer | None = None
         self._pool: ConnectionPool | None = None
-        self._tasks: set[asyncio.Task] = set()
+        #: background tasks the client owns (cancelled and awaited on close)
+        self._tasks = BackgroundTasks("the client")
         self.direct_to_workers = direct_to_workers
         #: topic -> handler(event) for events the scheduler pushes (`subscribe_topic`);
         #: what tasks `shoal.print`/`shoal.warn` reaches every client (not task-side ones)
@@ -300,11 +302,12 @@ class Client:
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self.status = "closed"
 
-    def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def spawn(self, coro: Any) -> asyncio.Task:
+        """Run `coro` on the client's loop as a task the client owns (cancelled and
+        awaited when it closes)."""
+        return self._tasks.spawn(coro)
+
+    _own = spawn  # the name older code in this module uses
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
@@ -321,10 +324,7 @@ class Client:
             await self.scheduler_comm.close()
         if self._pool is not None:
             await self._pool.close()
-        current = asyncio.current_task()
-        for t in list(self._tasks):
-            if t is not current:
-                t.cancel()
+        await self._tasks.close()
         if self._owns_cluster and self.cluster is not None:
             await self.cluster.close()
         self.status = "closed"

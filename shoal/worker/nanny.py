@@ -45,6 +45,7 @@ import psutil
 from dask.utils import format_bytes
 
 from shoal import config, log_buffer
+from shoal.background import BackgroundTasks
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
@@ -149,7 +150,8 @@ class Nanny:
         self._terminating_pid: int | None = None
         self._exit_reason: str | None = None
         self._busy = asyncio.Lock()  # one start/stop of the child at a time
-        self._tasks: set[asyncio.Task] = set()
+        #: background tasks the nanny owns (cancelled and awaited on close)
+        self.background = BackgroundTasks("a nanny")
         self._closed = asyncio.Event()
         #: nanny plugins by name (`shoal.diagnostics.plugin.NannyPlugin`)
         self.plugins: dict[str, Any] = {}
@@ -201,8 +203,8 @@ class Nanny:
             await self.close()
             raise
         self.status = "running"
-        self._own(self._monitor())
-        self._own(self._watch_scheduler())
+        self.spawn(self._monitor())
+        self.spawn(self._watch_scheduler())
         return self
 
     def __await__(self):
@@ -222,11 +224,7 @@ class Nanny:
             await self._closed.wait()
             return
         self.status = "closing"
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.background.close()
         await self._stop_worker(timeout)
         for name in list(self.plugins):
             try:
@@ -238,15 +236,13 @@ class Nanny:
         self.status = "closed"
         self._closed.set()
 
-    def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def spawn(self, coro: Any) -> asyncio.Task:
+        """Run `coro` as a background task the nanny owns (ended when it closes)."""
+        return self.background.spawn(coro)
 
     async def _watch_scheduler(self) -> None:
         assert self.scheduler is not None
-        reader = self.scheduler._reader
+        reader = self.scheduler.reader
         if reader is not None:
             try:
                 await asyncio.shield(reader)
@@ -255,7 +251,7 @@ class Nanny:
                     raise
         if self.status == "running":
             logger.info("Nanny %s lost its scheduler connection; closing it and its worker", self.id)
-            self._own(self.close())
+            self.spawn(self.close())
 
     # ------------------------------------------------------------------ the worker process
 
@@ -384,7 +380,7 @@ class Nanny:
         self.status = "closing-gracefully"  # the monitor must not restart the worker
         async with self._busy:
             await self._stop_worker(5.0)
-        asyncio.get_running_loop().call_soon(lambda: self._own(self.close()))
+        asyncio.get_running_loop().call_soon(lambda: self.spawn(self.close()))
 
     def _get_logs(self, peer: Peer, n: int | None = None) -> list:
         return log_buffer.recent(n)
@@ -425,7 +421,7 @@ class Nanny:
                     logger.error("Nanny %s could not restart its worker: %s", self.id, e)
                     if failed_starts >= MAX_FAILED_STARTS:
                         logger.error("Nanny %s gives up after %d failed starts", self.id, failed_starts)
-                        self._own(self.close())
+                        self.spawn(self.close())
                         return
 
     async def _check_memory(self, proc: subprocess.Popen) -> None:
