@@ -415,7 +415,10 @@ class Client:
 
     @property
     def asynchronous(self) -> bool:
-        return _loop.in_loop_thread(self.loop) or self._asynchronous
+        """Whether calls from this thread get awaitables (`shoal._loop.in_async_call`):
+        on the client's loop, yes; from any other thread while that loop runs, no (they
+        block and return values, even for an ``asynchronous=True`` client)."""
+        return _loop.in_async_call(self.loop, default=self._asynchronous)
 
     def sync(self, func: Any, *args: Any, asynchronous: bool | None = None, callback_timeout: Any = None, **kwargs: Any) -> Any:
         if asynchronous or (asynchronous is None and self.asynchronous):

@@ -5,6 +5,8 @@ before new branches start."""
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 from shoal import config
@@ -259,7 +261,13 @@ def compute(client: Any, collections: Any, *, sync: bool = False, optimize_graph
         results[i] = fut
     if sync:
         results = client.gather(results)
+        if asyncio.iscoroutine(results):  # on the client's loop: an awaitable of the values
+            return _first_when_awaited(results) if singleton else results
     return results[0] if singleton else results
+
+
+async def _first_when_awaited(results: Any) -> Any:
+    return (await results)[0]
 
 
 def persist(client: Any, collections: Any, *, optimize_graph: bool = True, **kwargs: Any) -> Any:
