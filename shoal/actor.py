@@ -349,7 +349,7 @@ class _Channels:
             held = self.waiting.get(address)
             if held is None:
                 self.waiting[address] = [msg]
-                self.client.spawn(self._connect(address))
+                self.client._own(self._connect(address))
             else:
                 held.append(msg)
 

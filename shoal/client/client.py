@@ -328,12 +328,10 @@ class Client:
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self.status = "closed"
 
-    def spawn(self, coro: Any) -> asyncio.Task:
+    def _own(self, coro: Any) -> asyncio.Task:
         """Run `coro` on the client's loop as a task the client owns (cancelled and
-        awaited when it closes)."""
+        awaited when it closes). Not public: `Client`'s public names are distributed's."""
         return self._tasks.spawn(coro)
-
-    _own = spawn  # the name older code in this module uses
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
