@@ -45,10 +45,10 @@ import psutil
 from dask.utils import format_bytes
 
 from shoal import config, log_buffer
-from shoal.background import BackgroundTasks
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
+from shoal.rpc.server import Server
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.nanny")
@@ -90,9 +90,10 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-class Nanny:
+class Nanny(Server):
     """Supervise a worker process. `await Nanny(scheduler_address, ...)` starts it (and its
-    worker); `close()` stops both. Worker options are those of `Worker`."""
+    worker); `close()` stops both. Worker options are those of `Worker`. The life cycle
+    and background tasks are `shoal.rpc.server.Server`'s."""
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class Nanny:
         monitor_interval: float | None = None,
         log_level: str | None = None,
     ):
+        super().__init__("nanny")
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
         self.name = name
@@ -140,7 +142,6 @@ class Nanny:
         )
         self.log_level = log_level or logging.getLevelName(logging.getLogger("shoal").getEffectiveLevel())
         self.id = f"Nanny-{uuid.uuid4()}"
-        self.status = "created"
         self.process: subprocess.Popen | None = None
         self.worker_address: str | None = None
         self.worker_dir: str | None = None
@@ -150,18 +151,15 @@ class Nanny:
         self._terminating_pid: int | None = None
         self._exit_reason: str | None = None
         self._busy = asyncio.Lock()  # one start/stop of the child at a time
-        #: background tasks the nanny owns (cancelled and awaited on close)
-        self.background = BackgroundTasks("a nanny")
-        self._closed = asyncio.Event()
         #: nanny plugins by name (`shoal.diagnostics.plugin.NannyPlugin`)
         self.plugins: dict[str, Any] = {}
-        self.handlers = {
+        self.handlers.update({
             "restart": self._handle_restart,
             "terminate": self._handle_terminate,
             "get_logs": self._get_logs,
             "plugin_add": self._handle_plugin_add,
             "plugin_remove": self._handle_plugin_remove,
-        }
+        })
 
     # ------------------------------------------------------------------ introspection
 
@@ -207,18 +205,6 @@ class Nanny:
         self.spawn(self._watch_scheduler())
         return self
 
-    def __await__(self):
-        return self.start().__await__()
-
-    async def __aenter__(self) -> Nanny:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
-    async def finished(self) -> None:
-        await self._closed.wait()
-
     async def close(self, timeout: float = 5.0) -> None:
         if self.status in ("closing", "closed"):
             await self._closed.wait()
@@ -233,12 +219,7 @@ class Nanny:
                 logger.exception("teardown of nanny plugin %r failed", name)
         if self.scheduler is not None:
             await self.scheduler.close()
-        self.status = "closed"
-        self._closed.set()
-
-    def spawn(self, coro: Any) -> asyncio.Task:
-        """Run `coro` as a background task the nanny owns (ended when it closes)."""
-        return self.background.spawn(coro)
+        self.closed()
 
     async def _watch_scheduler(self) -> None:
         assert self.scheduler is not None
