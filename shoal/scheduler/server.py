@@ -131,7 +131,7 @@ class Scheduler(Server):
         })
         #: seconds a worker may stay silent before it is removed (None: never)
         self.worker_ttl = parse_ttl(config.get("scheduler.worker-ttl"))
-        self.events = EventLog(int(config.get("scheduler.events-log-length")))
+        self.event_log = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
         self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
         self._watch_ids = itertools.count(1)
@@ -292,7 +292,7 @@ class Scheduler(Server):
             self.stimulate(RemoveClient(sid, peer.ident))
             self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
             self._drop_watches_of(peer.ident)
-            self.events.unsubscribe(peer.ident)
+            self.event_log.unsubscribe(peer.ident)
             self._call_extensions("remove_client", peer.ident, sid)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
@@ -792,7 +792,7 @@ class Scheduler(Server):
         if self.plugin_host.wants("log_event"):
             for name in [topic] if isinstance(topic, str) else topic:
                 self.plugin_host.fire("log_event", name, msg)
-        for client_id, name, event in self.events.log(topic, msg, time.time()):
+        for client_id, name, event in self.event_log.log(topic, msg, time.time()):
             peer = clients.get(client_id)
             if peer is not None and not peer.closed:
                 peer.send(m.TopicEvent(name, event[0], event[1]))
@@ -805,16 +805,16 @@ class Scheduler(Server):
         self.log_event(topic, msgpack.unpackb(msgpack.packb(msg), use_list=False, strict_map_key=False))
 
     async def _get_events(self, peer: Peer, topic: str | None = None) -> Any:
-        return self.events.get(topic)
+        return self.event_log.get(topic)
 
     async def _subscribe_topic(self, peer: Peer, topics: Any) -> None:
         if peer.role != "client":
             raise ValueError("only clients may subscribe to topics")
-        self.events.subscribe(peer.ident, topics)
+        self.event_log.subscribe(peer.ident, topics)
 
     async def _unsubscribe_topic(self, peer: Peer, topics: Any) -> None:
         if peer.role == "client":
-            self.events.unsubscribe(peer.ident, topics)
+            self.event_log.unsubscribe(peer.ident, topics)
 
     # ------------------------------------------------------------------ observers
 
