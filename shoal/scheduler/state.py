@@ -33,7 +33,7 @@ from collections.abc import Callable
 from sys import intern
 from typing import Any
 
-from shoal.exceptions import KilledWorker
+from shoal.exceptions import InvalidTransition, KilledWorker
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps
 from shoal.scheduler import placement
@@ -135,17 +135,6 @@ def _without_dependent(s: Any, item: Any) -> Any:
 def _without(s: Any, item: Any) -> None:
     if s:
         s.discard(item)
-
-
-class InvalidTransition(RuntimeError):
-    """A move along no edge of the transition table; carries the task's story."""
-
-    def __init__(self, key: Key, start: str, finish: str, story: list):
-        self.key, self.start, self.finish, self.story = key, start, finish, story
-        super().__init__(f"invalid transition of {key!r}: {start} -> {finish}\nstory: {story}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.key, self.start, self.finish, self.story))
 
 
 class ReentrantStimulus(RuntimeError):

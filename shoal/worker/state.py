@@ -59,6 +59,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.exceptions import InvalidTransition
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled
 from shoal.utils import Key
@@ -233,17 +234,6 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 
 class InvalidState(AssertionError):
     """`WorkerState.validate_state` found a broken invariant."""
-
-
-class InvalidTransition(RuntimeError):
-    """A key's state change along no edge of `TRANSITIONS`."""
-
-    def __init__(self, key: Key, start: str, finish: str, story: list):
-        self.key, self.start, self.finish, self.story = key, start, finish, story
-        super().__init__(f"invalid worker transition of {key!r}: {start} -> {finish}\nstory: {story}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.key, self.start, self.finish, self.story))
 
 
 # ---------------------------------------------------------------------------- records
