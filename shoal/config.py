@@ -84,6 +84,15 @@ DEFAULTS: dict[str, Any] = {
             "link": "{scheme}://{host}:{port}/status",
             "prometheus": {"namespace": "dask"},
         },
+        "security": {
+            # the shared secret (hexadecimal) a client proves when it was given none and
+            # finds no secret file for the address (see shoal.secret_files)
+            "secret": None,
+            # where schedulers keep their secret for their owner's clients, by address
+            # (None: $XDG_RUNTIME_DIR/shoal or ~/.local/share/shoal/runtime)
+            "runtime-dir": None,
+            "secret-files": True,
+        },
         # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
         "admin": {"log-length": 10_000},
         # defaults of `cluster.adapt()` / `shoal.deploy.Adaptive`

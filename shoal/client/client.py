@@ -36,12 +36,12 @@ from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
 
-from shoal import _loop, config
+from shoal import _loop, config, secret_files
 from shoal._context import current_worker, in_task, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
 from shoal.comm import connect
-from shoal.comm.errors import CommClosedError
+from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
@@ -180,12 +180,16 @@ class Client:
                 if getattr(address, "status", "running") in ("closing", "closed"):
                     raise RuntimeError(f"Trying to connect to an already closed or closing Cluster {address}.")
                 self.cluster = address
-                security = security if security is not None else getattr(address, "security", None)
+                if security is None:  # the cluster's own credentials (none at all: False)
+                    security = getattr(address, "security", None)
+                    if security is not None and not getattr(security, "secret", None):
+                        security = False
                 address = address.scheduler_address
             else:
                 raise TypeError(f"Scheduler address must be a string or a Cluster instance, got {type(address)}")
         self._address = address
         self.security = security
+        self._secret: bytes | None = None  # the secret used to connect (resolved in _start)
         name = name if name is not None else dask.config.get("client-name", None)
         self.id = f"Client-{name}-{uuid.uuid1()}" if name else f"Client-{uuid.uuid1()}"
         self.status = "newly-created"
@@ -260,17 +264,20 @@ class Client:
             self._owns_cluster = True
             self.security = cluster.security
             address = self._address = cluster.scheduler_address
-        secret = _secret_of(self.security)
+        secret, source = secret_files.resolve(address, self.security)
+        self._secret = secret
         info = {"role": "client", "id": self.id, "versions": get_versions()}
         # a scheduler in this process (a LocalCluster's) is reached in-process: messages
         # go over as objects; `address` stays what users see and workers use
         local = getattr(getattr(self.cluster, "scheduler", None), "local_address", None)
         try:
             comm = await connect(local or address, secret=secret, timeout=self._timeout, info=info)
-        except BaseException:
+        except BaseException as exc:
             self.status = "closed"
             if self._owns_cluster and self.cluster is not None:
                 await self.cluster.close()
+            if isinstance(exc, AuthenticationError) and not isinstance(exc, ProtocolMismatchError):
+                raise type(exc)(f"{exc}. {secret_files.how_to_pass(address, source)}") from None
             raise
         self.scheduler_comm = Peer(comm, None, self._on_messages, address=address)
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
@@ -1450,7 +1457,7 @@ class Client:
             raise ValueError("Scheduler file already set")
         self.scheduler_file = scheduler_file
         info = dict(self.scheduler_info())
-        write_scheduler_file(scheduler_file, info, _secret_of(self.security))
+        write_scheduler_file(scheduler_file, info, self._secret)
 
     # ------------------------------------------------------------------ published datasets
 
@@ -1963,13 +1970,7 @@ def _running_loop_or_none() -> Any:
         return None
 
 
-def _secret_of(security: Any) -> bytes | None:
-    if security is None or security is False:
-        secret = config.get("security.secret", None)
-        return secret.encode() if isinstance(secret, str) else secret
-    if isinstance(security, (bytes, str)):
-        return security.encode() if isinstance(security, str) else security
-    return getattr(security, "secret", None)
+
 
 
 @atexit.register

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from shoal import config, log_buffer
+from shoal import config, log_buffer, secret_files
 from shoal.comm import listen
 from shoal.comm.addressing import parse_address
 from shoal.datasets import register as register_datasets
@@ -190,6 +190,8 @@ class Scheduler:
 
             self.local_listener = await listen(new_address(), self._handle_comm, info=self.listener.info)
         self.status = "running"
+        # this user's clients find the secret by address (shoal.secret_files)
+        secret_files.remember(self.listener.address, self.secret)
         self.profiling.start()
         log_buffer.install()
         if self.worker_ttl is not None:
@@ -244,6 +246,8 @@ class Scheduler:
             await self.dashboard.close()
         self.profiling.close()
         await self.memory_samplers.close()
+        if self.listener is not None:
+            secret_files.forget(self.listener.address, self.secret)
         for listener in (self.listener, self.local_listener):
             if listener is not None:
                 await listener.stop()
