@@ -152,6 +152,7 @@ class Client:
         connection_limit: int = 512,
         **kwargs: Any,
     ):
+        config.warn_untwinned()
         if timeout is no_default:
             timeout = config.get("comm.timeouts.connect")
         if timeout is None:

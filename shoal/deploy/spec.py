@@ -120,6 +120,7 @@ class SpecCluster:
     ):
         from shoal.scheduler.server import Scheduler
 
+        config.warn_untwinned()
         self.scheduler_spec: dict = copy.copy(scheduler) if scheduler else {"cls": Scheduler, "options": {}}
         self.worker_spec: dict = copy.copy(workers) if workers else {}
         self.new_spec: dict | None = copy.copy(worker) if worker else None
