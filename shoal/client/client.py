@@ -36,6 +36,7 @@ from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
 
+from shoal.status import StatusAttribute
 from shoal import _loop, config, secret_files
 from shoal._context import current_worker, in_task, task_state
 from shoal.actor import Actor
@@ -133,6 +134,9 @@ def _collect(obj: Any, out: list) -> None:
 
 class Client:
     """Connect to a shoal scheduler, or start a `LocalCluster` when given no address."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,

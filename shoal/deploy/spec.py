@@ -29,6 +29,7 @@ import uuid
 import weakref
 from typing import Any
 
+from shoal.status import StatusAttribute
 from shoal import _loop, config
 from shoal.exceptions import WorkerStartTimeoutError
 from shoal.security import Security
@@ -101,6 +102,9 @@ class ProcessInterface:
 
 class SpecCluster:
     """A cluster made of a scheduler and workers described by specs. See the module docstring."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     _cluster_type = "SpecCluster"
 

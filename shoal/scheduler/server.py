@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 
+from shoal.status import StatusAttribute
 from shoal import config, log_buffer, secret_files
 from shoal.comm import listen
 from shoal.comm.addressing import parse_address
@@ -61,6 +62,9 @@ def _is_loopback(address: str) -> bool:
 
 class Scheduler:
     """A scheduler server. `await Scheduler(...)` or `async with` starts it."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ from typing import Any
 import psutil
 from dask.utils import format_bytes
 
+from shoal.status import StatusAttribute
 from shoal import config, log_buffer
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
@@ -92,6 +93,9 @@ def describe_exit(code: int) -> str:
 class Nanny:
     """Supervise a worker process. `await Nanny(scheduler_address, ...)` starts it (and its
     worker); `close()` stops both. Worker options are those of `Worker`."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,

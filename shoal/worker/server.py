@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from shoal.status import StatusAttribute
 from shoal import config, log_buffer
 from shoal import profile as profile_mod
 from shoal._context import task_state
@@ -141,6 +142,9 @@ class _FunctionCache:
 
 class Worker:
     """A worker server. `await Worker(scheduler_address, ...)` starts it."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,
