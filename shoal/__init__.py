@@ -12,6 +12,7 @@ from shoal.client.futures import Future
 from shoal.client.helpers import as_completed, fire_and_forget, futures_of, wait
 from shoal.deploy.adaptive import Adaptive
 from shoal.deploy.local import LocalCluster
+from shoal.diagnostics.builtin_plugins import CondaInstall, InstallPlugin, PipInstall, UploadDirectory
 from shoal.diagnostics.plugin import Environ, NannyPlugin, SchedulerPlugin, UploadFile, WorkerPlugin
 from shoal.diagnostics.performance_report import performance_report
 from shoal.deploy.spec import SpecCluster
@@ -45,18 +46,21 @@ __all__ = [
     "BaseActorFuture",
     "CancelledError",
     "Client",
+    "CondaInstall",
     "ClosedClientError",
     "Environ",
     "Event",
     "Future",
     "FutureCancelledError",
     "FuturesCancelledError",
+    "InstallPlugin",
     "KilledWorker",
     "LocalCluster",
     "Lock",
     "MultiLock",
     "Nanny",
     "NannyPlugin",
+    "PipInstall",
     "Queue",
     "Reschedule",
     "Scheduler",
@@ -65,6 +69,7 @@ __all__ = [
     "Semaphore",
     "SpecCluster",
     "TimeoutError",
+    "UploadDirectory",
     "UploadFile",
     "Variable",
     "Worker",
