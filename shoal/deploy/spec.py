@@ -32,6 +32,7 @@ from typing import Any
 from shoal.status import StatusAttribute
 from shoal import _loop, config
 from shoal.exceptions import WorkerStartTimeoutError
+from shoal.deploy.cluster import Cluster
 from shoal.security import Security
 from shoal.utils import Log, Logs, format_bytes, parse_timeout
 
@@ -100,7 +101,7 @@ class ProcessInterface:
         return f"<{type(self).__name__}: name={self.name!r} status={self.status}>"
 
 
-class SpecCluster:
+class SpecCluster(Cluster):
     """A cluster made of a scheduler and workers described by specs. See the module docstring."""
 
     #: a `shoal.status.Status` (equal to its text too)
