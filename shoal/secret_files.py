@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 from shoal import config
+from shoal.security import normalize_secret
 
 __all__ = [
     "parse_secret",
@@ -56,27 +57,8 @@ _in_process: dict[str, bytes] = {}
 _lock = threading.Lock()
 
 
-def parse_secret(value: Any, where: str = "secret") -> bytes | None:
-    """The one encoding: `bytes` are the secret, text is its hexadecimal form; empty or
-    None means no secret. `where` names the source in the error for malformed text."""
-    if value is None or value is False:
-        return None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value) or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # dask's config parses an all-digit hex string as a number
-    if not isinstance(value, str):
-        raise TypeError(f"{where} must be bytes or hexadecimal text, not {type(value).__name__}")
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise ValueError(
-            f"{where} must be the secret in hexadecimal (e.g. the text `shoal scheduler` writes to its "
-            f"scheduler file), or bytes; got text that is not hexadecimal"
-        ) from None
+#: the one encoding (`shoal.security.normalize_secret`): bytes, or hexadecimal text
+parse_secret = normalize_secret
 
 
 def runtime_dir() -> str:

@@ -36,9 +36,8 @@ from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
 
-from shoal.status import StatusAttribute
 from shoal import _loop, config, secret_files
-from shoal._context import current_worker, in_task, task_state
+from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
 from shoal.comm import connect
@@ -47,6 +46,8 @@ from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
+from shoal.security import secret_of
+from shoal.status import StatusAttribute
 from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
@@ -262,9 +263,8 @@ class Client:
         self.status = "connecting"
         address = self._address
         if address is None:
-            from shoal.deploy.local import LocalCluster
-
-            cluster = await LocalCluster(asynchronous=True, **self._cluster_kwargs)
+            local_cluster = provider("local_cluster")  # shoal.deploy.local, a higher layer
+            cluster = await local_cluster(asynchronous=True, **self._cluster_kwargs)
             self.cluster = cluster
             self._owns_cluster = True
             self.security = cluster.security
@@ -449,7 +449,7 @@ class Client:
         if not port or not self._address:
             return ""
         from shoal.comm.addressing import parse_address
-        from shoal.dashboard.app import format_dashboard_link
+        from shoal.utils import format_dashboard_link
 
         scheme, loc = parse_address(self._address)
         host = "127.0.0.1" if scheme == "inproc" else loc.rsplit(":", 1)[0].strip("[]")
@@ -861,7 +861,7 @@ class Client:
         """A result's value; an actor proxy among them holds a reference on its actor."""
         value = loads(p)
         if type(value) is Actor:
-            value._adopt(self)
+            value.adopt(self, Future)
         return value
 
     async def _refresh_who_has(self, keys: list, states: list[FutureState], todo: dict) -> None:
@@ -1658,7 +1658,7 @@ class Client:
         if format not in cluster_dump.FORMATS:
             raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
         if format == "yaml":
-            cluster_dump._yaml()  # fail here, before collecting anything, without PyYAML
+            cluster_dump.require_yaml()  # fail here, before collecting anything, without PyYAML
         if write_from_scheduler is None:
             write_from_scheduler = "://" in filename
         exclude = list(exclude)
@@ -1978,7 +1978,7 @@ def _running_loop_or_none() -> Any:
         return None
 
 
-
+_secret_of = secret_of  # the name other modules of this session still use
 
 
 @atexit.register

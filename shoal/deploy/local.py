@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from shoal._context import register_provider
 from shoal.deploy.spec import SpecCluster, _accepts
 from shoal.scheduler.server import Scheduler
 from shoal.worker.nanny import Nanny, worker_process_env
@@ -241,3 +242,5 @@ def parse_memory_limit(value: Any, n_workers: int) -> int:
 
 
 _LOCAL_CLUSTER_PARAMS = tuple(inspect.signature(LocalCluster.__init__).parameters)
+
+register_provider("local_cluster", LocalCluster)
