@@ -79,19 +79,21 @@ def _enabled() -> bool:
 def _key(address: str) -> str | None:
     """`tcp://host:port` with `localhost` as 127.0.0.1, or None for addresses that are
     not reachable from another process (in-process ones)."""
-    from shoal.comm.addressing import parse_address, parse_host_port
-
-    try:
-        scheme, loc = parse_address(address)
-        if scheme == "inproc":
-            return None
-        host, port = parse_host_port(loc)
-    except (TypeError, ValueError):
+    if not isinstance(address, str):
+        return None
+    scheme, sep, loc = address.partition("://")
+    if not sep:
+        scheme, loc = "tcp", address
+    scheme = scheme.lower()
+    if scheme != "tcp":
+        return None
+    host, _, port = loc.rpartition(":")
+    if not port.isdigit():
         return None
     host = host.strip("[]").lower()
     if host in ("localhost", "", "0.0.0.0"):
         host = "127.0.0.1"
-    return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}:{int(port)}"
 
 
 def secret_file_path(address: str) -> str | None:
