@@ -44,7 +44,8 @@ def lazy_exports(
             return cache[name]
         if name in names:
             where, _, attr = names[name].partition(":")
-            value = getattr(importlib.import_module(where), attr or name)
+            target = importlib.import_module(where)
+            value = target if names[name].endswith(":") else getattr(target, attr or name)
         elif name in stubs:
             value = unsupported(f"{module.replace('shoal', 'distributed', 1)}.{name}", stubs[name], module)
         else:

@@ -407,3 +407,15 @@ def _closed_error() -> BaseException:
     from shoal.exceptions import ClosedClientError
 
     return ClosedClientError("the client was closed")
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'ProxyRPC': "an internal of distributed's actors; call the actor's methods through the Actor proxy",
+    },
+)

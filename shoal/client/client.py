@@ -1699,12 +1699,12 @@ class Client:
         name already registered is kept. Worker and nanny plugins return
         `{worker address | nanny id: {"status": "OK"}}`; an error in their `setup` on a
         current worker or nanny is re-raised here."""
-        from shoal.diagnostics.builtin_plugins import InstallPlugin
+        from shoal.diagnostics.builtin_plugins import PluginRecipe
         from shoal.diagnostics.plugin import NannyPlugin, SchedulerPlugin, WorkerPlugin, plugin_name
 
         if isinstance(plugin, type):
             raise TypeError("Please provide an instance of a plugin, not a type.")
-        if isinstance(plugin, InstallPlugin):  # installs in the workers or the nannies
+        if isinstance(plugin, PluginRecipe):  # PipInstall, UploadDirectory, ...: run in workers or nannies
             plugin = plugin.as_plugin()
         if not isinstance(plugin, (SchedulerPlugin, WorkerPlugin, NannyPlugin)):
             raise TypeError(

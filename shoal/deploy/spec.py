@@ -622,3 +622,18 @@ def _running_loop_or_none() -> Any:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {
+        'close_clusters': 'shoal.deploy.compat_helpers:close_clusters',
+        'run_spec': 'shoal.deploy.compat_helpers:run_spec',
+    },
+    {
+        'init_spec': "an internal of distributed's SpecCluster; give SpecCluster(workers=...) specs directly",
+    },
+)

@@ -2,7 +2,8 @@
 `CondaInstall`, `InstallPlugin`), shipping a directory (`UploadDirectory`), and
 forwarding what workers print or log (`ForwardOutput`, `ForwardLoggingPlugin`).
 
-- `InstallPlugin(installer, restart_workers)` is what users register; the client
+- `InstallPlugin(install_fn, restart_workers)` (and so `PipInstall`, `CondaInstall`) and
+  `UploadDirectory` are `PluginRecipe`s, scheduler plugins in distributed; the client
   registers in its place a worker plugin that installs in every current and future
   worker (`restart_workers=False`) or a nanny plugin that installs in every nanny and
   restarts its worker so the new packages are imported fresh (`restart_workers=True`; new
@@ -10,8 +11,9 @@ forwarding what workers print or log (`ForwardOutput`, `ForwardLoggingPlugin`).
   on one machine take turns (a file lock per Python environment), and a failed install
   fails `register_plugin` with the installer's output.
 - `UploadDirectory(path)` zips a directory (without `.git`, tests, caches, ...) and each
-  nanny unpacks it into its local directory; `update_path=True` puts it on the worker
-  processes' `sys.path` (`PYTHONPATH`), `restart=True` restarts the workers.
+  worker unpacks it into its local directory (with `restart_workers=True` each nanny does,
+  then restarts its worker); `update_path=True` puts that directory on the workers'
+  `sys.path` (through `PYTHONPATH` for a nanny's worker processes).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class _Installer:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def install(self) -> None:
+    def __call__(self) -> None:
         cmd = self.command()
         logger.info("installing %s: %s", self.packages, " ".join(cmd))
         with _install_lock():
@@ -107,43 +109,50 @@ class CondaInstaller(_Installer):
 class _InstallWorkerPlugin(WorkerPlugin):
     idempotent = True
 
-    def __init__(self, installer: Any, name: str):
-        self.installer = installer
+    def __init__(self, install_fn: Any, name: str):
+        self.install_fn = install_fn
         self.name = name
 
     def setup(self, worker: Any) -> None:
-        self.installer.install()
+        self.install_fn()
 
 
 class _InstallNannyPlugin(NannyPlugin):
     idempotent = True
     restart = True
 
-    def __init__(self, installer: Any, name: str):
-        self.installer = installer
+    def __init__(self, install_fn: Any, name: str):
+        self.install_fn = install_fn
         self.name = name
 
     def setup(self, nanny: Any) -> None:
-        self.installer.install()
+        self.install_fn()
 
 
-class InstallPlugin(SchedulerPlugin):
-    """Install packages on every current and future worker with `installer` (an object
-    with `install()`); `restart_workers=True` installs in the nannies and restarts their
-    workers. Register with `client.register_plugin(...)`."""
+class PluginRecipe(SchedulerPlugin):
+    """A plugin distributed runs from the scheduler; the client registers in its place
+    the worker or nanny plugin `as_plugin()` returns."""
+
+    def as_plugin(self) -> WorkerPlugin | NannyPlugin:
+        raise NotImplementedError
+
+
+class InstallPlugin(PluginRecipe):
+    """Install packages on every current and future worker by calling `install_fn()` there
+    (raising fails the registration); `restart_workers=True` installs in the nannies and
+    restarts their workers. Register with `client.register_plugin(...)`."""
 
     idempotent = True
 
-    def __init__(self, installer: Any, restart_workers: bool = False):
-        self.installer = installer
+    def __init__(self, install_fn: Any, restart_workers: bool = False):
+        self.install_fn = install_fn
         self.restart_workers = bool(restart_workers)
-        token = hashlib.sha256(repr(installer).encode()).hexdigest()[:12]
-        self.name = f"{getattr(installer, 'kind', 'install')}-install-{token}"
+        token = hashlib.sha256(repr(install_fn).encode()).hexdigest()[:12]
+        self.name = f"{getattr(install_fn, 'kind', 'install')}-install-{token}"
 
     def as_plugin(self) -> WorkerPlugin | NannyPlugin:
-        """What the client registers in place of this plugin."""
         cls = _InstallNannyPlugin if self.restart_workers else _InstallWorkerPlugin
-        return cls(self.installer, self.name)
+        return cls(self.install_fn, self.name)
 
 
 class PipInstall(InstallPlugin):
@@ -152,8 +161,8 @@ class PipInstall(InstallPlugin):
 
     def __init__(self, packages: Sequence[str], pip_options: Sequence[str] | None = None, restart_workers: bool = False):
         super().__init__(PipInstaller(packages, pip_options), restart_workers)
-        self.packages = list(self.installer.packages)
-        self.pip_options = list(self.installer.options)
+        self.packages = list(self.install_fn.packages)
+        self.pip_options = list(self.install_fn.options)
 
 
 class CondaInstall(InstallPlugin):
@@ -163,8 +172,8 @@ class CondaInstall(InstallPlugin):
         self, packages: Sequence[str], conda_options: Sequence[str] | None = None, restart_workers: bool = False
     ):
         super().__init__(CondaInstaller(packages, conda_options), restart_workers)
-        self.packages = list(self.installer.packages)
-        self.conda_options = list(self.installer.options)
+        self.packages = list(self.install_fn.packages)
+        self.conda_options = list(self.install_fn.options)
 
 
 # ---------------------------------------------------------------------- UploadDirectory
@@ -172,27 +181,73 @@ class CondaInstall(InstallPlugin):
 _SKIP_WORDS = (".git", ".github", ".pytest_cache", "tests", "docs")
 
 
-class UploadDirectory(NannyPlugin):
-    """Ship the directory `path` to every current and future nanny, unpacked as
-    `<local directory>/<basename(path)>`. Files whose path has a part in `skip_words`,
-    or for which a function in `skip` returns true, stay behind. `update_path=True` adds
-    the directory to the worker processes' `sys.path`; `restart=True` restarts them."""
+def _unpack(data: bytes, base: str) -> None:
+    os.makedirs(base, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for member in z.namelist():  # never outside `base` (no absolute paths, no "..")
+            target = os.path.realpath(os.path.join(base, member))
+            if not target.startswith(os.path.realpath(base) + os.sep):
+                raise ValueError(f"UploadDirectory: refusing to unpack {member!r} outside {base}")
+        z.extractall(base)
+
+
+class _UnpackInWorker(WorkerPlugin):
+    idempotent = True
+
+    def __init__(self, data: bytes, name: str, update_path: bool):
+        self.data, self.name, self.update_path = data, name, update_path
+
+    def setup(self, worker: Any) -> None:
+        base = str(worker.local_directory)
+        _unpack(self.data, base)
+        if self.update_path and base not in sys.path:
+            sys.path.insert(0, base)
+
+
+class _UnpackInNanny(NannyPlugin):
+    idempotent = True
+    restart = True
+
+    def __init__(self, data: bytes, name: str, update_path: bool):
+        self.data, self.name, self.update_path = data, name, update_path
+
+    def setup(self, nanny: Any) -> None:
+        base = nanny.local_directory or os.path.join(tempfile.gettempdir(), f"shoal-uploads-{os.getpid()}")
+        _unpack(self.data, base)
+        if self.update_path:  # the worker processes' sys.path
+            current = nanny.env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
+            parts = [p for p in current.split(os.pathsep) if p]
+            if base not in parts:
+                nanny.env["PYTHONPATH"] = os.pathsep.join([base, *parts])
+
+
+class UploadDirectory(PluginRecipe):
+    """Ship the directory `path` to every current and future worker, unpacked as
+    `<local directory>/<basename(path)>`. Files whose path has a part in `skip_words`, or
+    for which a function in `skip` returns true, stay behind. `update_path=True` puts the
+    local directory on the workers' `sys.path` (so `import <basename>` works);
+    `restart_workers=True` unpacks in the nannies and restarts their workers (code
+    imported before is imported afresh). Only `mode="workers"` (distributed's default)."""
+
+    idempotent = True
 
     def __init__(
         self,
         path: str,
-        restart: bool = False,
+        restart_workers: bool = False,
         update_path: bool = False,
         skip_words: Sequence[str] = _SKIP_WORDS,
         skip: Sequence[Any] = (lambda fn: os.path.splitext(fn)[1] == ".pyc",),
-        mode: str = "",
+        mode: str = "workers",
     ):
+        if mode != "workers":
+            raise NotImplementedError(f"UploadDirectory(mode={mode!r}): shoal uploads to the workers only")
         path = os.path.expanduser(path)
         if not os.path.isdir(path):
             raise ValueError(f"UploadDirectory: {path!r} is not a directory")
         self.dirname = os.path.basename(os.path.normpath(path))
         self.name = f"upload-directory-{self.dirname}"
-        self.restart = bool(restart)
+        self.restart_workers = bool(restart_workers)
         self.update_path = bool(update_path)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
@@ -201,29 +256,14 @@ class UploadDirectory(NannyPlugin):
                 for fn in files:
                     full = os.path.join(root, fn)
                     rel = os.path.relpath(full, path)
-                    parts = rel.split(os.sep)
-                    if any(word in parts for word in skip_words) or any(f(full) for f in skip):
+                    if any(word in rel.split(os.sep) for word in skip_words) or any(f(full) for f in skip):
                         continue
                     z.write(full, os.path.join(self.dirname, rel))
         self.data = buffer.getvalue()
 
-    def setup(self, nanny: Any) -> None:
-        base = nanny.local_directory or os.path.join(tempfile.gettempdir(), f"shoal-uploads-{os.getpid()}")
-        os.makedirs(base, exist_ok=True)
-        with zipfile.ZipFile(io.BytesIO(self.data)) as z:
-            for member in z.namelist():  # never outside `base` (no absolute paths, no "..")
-                target = os.path.realpath(os.path.join(base, member))
-                if not target.startswith(os.path.realpath(base) + os.sep):
-                    raise ValueError(f"UploadDirectory: refusing to unpack {member!r} outside {base}")
-            z.extractall(base)
-        self.path = os.path.join(base, self.dirname)
-        if self.update_path:
-            current = nanny.env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
-            parts = [p for p in current.split(os.pathsep) if p]
-            if base not in parts:
-                nanny.env["PYTHONPATH"] = os.pathsep.join([base, *parts])
-            if base not in sys.path:
-                sys.path.insert(0, base)
+    def as_plugin(self) -> WorkerPlugin | NannyPlugin:
+        cls = _UnpackInNanny if self.restart_workers else _UnpackInWorker
+        return cls(self.data, self.name, self.update_path)
 
 
 # ---------------------------------------------------------------------- forwarding output and logs

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -107,7 +108,7 @@ def test_upload_directory(client, tmp_path):
     (package / "tests").mkdir(parents=True)
     (package / "helpers_mod.py").write_text("def answer():\n    return 'from the uploaded directory'\n")
     (package / "tests" / "test_x.py").write_text("raise SystemExit('tests are not shipped')\n")
-    client.register_plugin(UploadDirectory(str(package), restart=True, update_path=True))
+    client.register_plugin(UploadDirectory(str(package), restart_workers=True, update_path=True))
     client.wait_for_workers(1)
 
     def use(name):
@@ -145,3 +146,22 @@ def test_forward_logging_plugin(client, poll):
     token = f"logged-{uuid.uuid4().hex}"
     client.submit(logs, token).result()
     poll(lambda: any(token in str(msg) for _, msg in client.get_events("app-logs")), timeout=10)
+
+
+def test_upload_directory_to_workers_without_restart(tmp_path):
+    package = tmp_path / f"proj_{uuid.uuid4().hex[:8]}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text("VALUE = 'unpacked in the worker'\n")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl, Client(cl) as c:
+        c.register_plugin(UploadDirectory(str(package), update_path=True))
+        (worker,) = cl.workers.values()
+        assert (Path(worker.local_directory) / package.name / "mod.py").exists()
+        assert c.submit(read_module, f"{package.name}.mod").result() == "unpacked in the worker"
+
+
+def test_upload_directory_modes():
+    with pytest.raises(NotImplementedError, match="workers only"):
+        UploadDirectory(".", mode="scheduler")
+    with pytest.raises(ValueError, match="not a directory"):
+        UploadDirectory("/no/such/dir")
