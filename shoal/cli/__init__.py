@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from shoal.compat import install_from_environment
+
+    install_from_environment()  # started from a program in compatibility mode (SubprocessCluster, ...)
     try:
         check_tls(args)
         return int(args.run(args) or 0)
