@@ -101,6 +101,9 @@ __all__ = [
 ]
 
 
+if "joblib" in __import__("sys").modules:  # joblib first: "shoal" is its backend at once
+    from shoal import joblib_backend as _joblib_backend  # noqa: F401, E402
+
 from shoal._names import lazy_exports  # noqa: E402
 
 __getattr__, _ = lazy_exports(

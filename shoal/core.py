@@ -11,6 +11,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         'Status': 'shoal.status:Status',
+        'CommClosedError': 'shoal.comm.errors:CommClosedError',
     },
     {
         **dict.fromkeys(

@@ -20,7 +20,8 @@ Only the owner can use a secret file: the directory is created mode 0700 and eac
 may read is ignored (with a warning). The runtime directory is
 `shoal.security.runtime-dir` when set, else `$XDG_RUNTIME_DIR/shoal`, else
 `~/.local/share/shoal/runtime`; `shoal.security.secret-files: False` turns the files off.
-A file whose scheduler process has died is stale and is ignored and removed.
+A file whose scheduler process (on this host: a home directory may be shared) has died is
+stale and is ignored and removed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import stat
 import threading
 from typing import Any
@@ -142,7 +144,7 @@ def remember(address: str, secret: bytes | None) -> str | None:
     directory = os.path.dirname(path)
     if not _ensure_dir(directory):
         return None
-    data = json.dumps({"address": key, "secret": secret.hex(), "pid": os.getpid()})
+    data = json.dumps({"address": key, "secret": secret.hex(), "pid": os.getpid(), "host": socket.gethostname()})
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -223,7 +225,8 @@ def lookup(address: str) -> bytes | None:
     if info is None:
         return None
     pid = info.get("pid")
-    if isinstance(pid, int) and not psutil.pid_exists(pid):
+    here = info.get("host", socket.gethostname()) == socket.gethostname()  # (a home directory may be shared)
+    if here and isinstance(pid, int) and not psutil.pid_exists(pid):
         try:
             os.unlink(path)  # its scheduler died without removing it
         except OSError:

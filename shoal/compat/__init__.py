@@ -21,6 +21,8 @@ Caveats:
 - `distributed`'s modules without a shoal counterpart (`distributed.utils_test`,
   `distributed.http`, ...) raise `ModuleNotFoundError` naming the mode; names shoal
   cannot honour raise `NotImplementedError` (see README).
+- joblib's `"dask"` backend is shoal's own (`shoal.joblib_backend`): joblib's drives
+  distributed's client through tornado's IOLoop API, which shoal does not have.
 - Package metadata is not faked: `importlib.metadata.version("distributed")` reports the
   installed distributed, if any.
 """
@@ -82,10 +84,39 @@ class _AliasLoader(importlib.abc.Loader):
         module.__file__ = getattr(module.__shoal_target__, "__file__", None)
 
 
+def _joblib_imported() -> None:
+    backend = sys.modules.get("shoal.joblib_backend")
+    if backend is not None and not hasattr(backend, "register_as_dask"):
+        return  # shoal.joblib_backend is importing joblib: it registers itself once done
+    from shoal.joblib_backend import register_as_dask
+
+    register_as_dask()
+
+
+class _AfterExec(importlib.abc.Loader):
+    """Wraps a module's own loader; runs `then()` once the module has executed."""
+
+    def __init__(self, loader: Any, then: Any):
+        self.loader, self.then = loader, then
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)
+        self.then()
+
+
 class _DistributedFinder(importlib.abc.MetaPathFinder):
-    """Answers `distributed` and `distributed.*` with aliases of shoal's modules."""
+    """Answers `distributed` and `distributed.*` with aliases of shoal's modules (and
+    notices when joblib is imported, to give it shoal's `"dask"` backend)."""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname == "joblib.parallel":
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _AfterExec(spec.loader, _joblib_imported)
+            return spec
         if fullname != "distributed" and not fullname.startswith("distributed."):
             return None
         target_name = _shoal_name(fullname)
@@ -140,6 +171,8 @@ def install() -> None:
     # dask looks `distributed` up once and caches what it found
     if getattr(dask.base, "_DISTRIBUTED_AVAILABLE", None) is False:
         dask.base._DISTRIBUTED_AVAILABLE = None
+    if "joblib.parallel" in sys.modules:  # joblib's "dask" backend is shoal's (else once imported)
+        _joblib_imported()
 
 
 def uninstall() -> None:
