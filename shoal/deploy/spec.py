@@ -300,20 +300,7 @@ class SpecCluster(Cluster):
         _loop.sync(self.loop, self._close)
         return None
 
-    def __enter__(self) -> SpecCluster:
-        if self._asynchronous:
-            raise TypeError(f"Used 'with' with an asynchronous {type(self).__name__}; use 'async with'")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SpecCluster:
-        await self
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._close()
+    # with / async with: `Cluster`'s
 
     def __del__(self) -> None:
         if getattr(self, "status", "closed") == "running" and not self._asynchronous:
@@ -481,18 +468,7 @@ class SpecCluster(Cluster):
         first; `workers` may be a list of addresses."""
         return self._sync(self._get_logs, cluster, scheduler, workers)
 
-    def logs(self, *args: Any, **kwargs: Any) -> Any:
-        return self.get_logs(*args, **kwargs)
-
-    # ------------------------------------------------------------------ introspection
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._name = value
+    # ------------------------------------------------------------------ introspection (name, logs: `Cluster`'s)
 
     @property
     def plan(self) -> set:
