@@ -1720,6 +1720,13 @@ class Client:
 
     # ------------------------------------------------------------------ plugins
 
+    def futures_of(self, futures: Any) -> list:
+        """The futures inside `futures` (nested collections, dask collections), bound to
+        this client (distributed's `Client.futures_of`)."""
+        from shoal.client.helpers import futures_of
+
+        return futures_of(futures, client=self)
+
     def register_plugin(self, plugin: Any, name: str | None = None, idempotent: bool | None = None) -> Any:
         """Register a `SchedulerPlugin` (runs in the scheduler), a `WorkerPlugin` (runs
         in every current and future worker) or a `NannyPlugin` (every current and future
