@@ -45,7 +45,7 @@ import psutil
 from dask.utils import format_bytes
 
 from shoal.status import StatusAttribute
-from shoal import config, log_buffer
+from shoal import config, log_buffer, secret_files
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
@@ -119,7 +119,8 @@ class Nanny:
         self.name = name
         self.memory_limit = int(memory_limit or 0)
         self.resources = resources
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.local_directory = local_directory
         self.env = dict(env or {})

@@ -161,3 +161,18 @@ def test_unsafe_or_stale_files_are_ignored(tmp_path):
         secret_files.remember(address, b"s3cret")
         secret_files.forget(address, b"s3cret")
         assert not os.path.exists(path)
+
+
+def test_a_worker_joins_by_address(proc_cluster):
+    from shoal.worker.server import Worker
+
+    async def run():
+        worker = await Worker(proc_cluster.scheduler_address, nthreads=1, name="by-address")
+        try:
+            async with Client(proc_cluster.scheduler_address, asynchronous=True, set_as_default=False) as c:
+                await c.wait_for_workers(2)
+                return await c.submit(inc, 41, workers=[worker.address])
+        finally:
+            await worker.close()
+
+    assert asyncio.run(run()) == 42
