@@ -302,3 +302,15 @@ def progress(
         return bar
     client.sync(bar._run)
     return None
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'get_scheduler': "an internal of distributed's progress bars; pass a Client (or its address) as scheduler=",
+    },
+)

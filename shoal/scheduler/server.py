@@ -22,7 +22,8 @@ from typing import Any
 
 import msgpack
 
-from shoal import config, log_buffer
+from shoal import config, log_buffer, secret_files
+from shoal.status import StatusAttribute
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
@@ -54,6 +55,9 @@ LARGE_GRAPH = 10_000
 class Scheduler(Server):
     """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
     cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,
@@ -198,6 +202,8 @@ class Scheduler(Server):
             self.local_listener = await listen(new_address(), self._handle_comm, info=self.listener.info)
         self.status = "running"
         self.loop = asyncio.get_running_loop()
+        # this user's clients find the secret by address (shoal.secret_files)
+        secret_files.remember(self.listener.address, self.secret)
         await self.start_extensions()
         log_buffer.install()
         if self.worker_ttl is not None:
@@ -241,6 +247,8 @@ class Scheduler(Server):
         self.status = "closing"
         if self.dashboard is not None:
             await self.dashboard.close()
+        if self.listener is not None:
+            secret_files.forget(self.listener.address, self.secret)
         for listener in (self.listener, self.local_listener):
             if listener is not None:
                 await listener.stop()

@@ -44,7 +44,8 @@ from typing import Any
 import psutil
 from dask.utils import format_bytes
 
-from shoal import config, log_buffer
+from shoal.status import StatusAttribute
+from shoal import config, log_buffer, secret_files
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
@@ -95,6 +96,9 @@ class Nanny(Server):
     worker); `close()` stops both. Worker options are those of `Worker`. The life cycle
     and background tasks are `shoal.rpc.server.Server`'s."""
 
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
+
     def __init__(
         self,
         scheduler_address: str,
@@ -118,7 +122,8 @@ class Nanny(Server):
         self.name = name
         self.memory_limit = int(memory_limit or 0)
         self.resources = resources
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.local_directory = local_directory
         self.env = dict(env or {})

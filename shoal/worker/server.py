@@ -48,7 +48,8 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal import config, log_buffer
+from shoal.status import StatusAttribute
+from shoal import config, log_buffer, secret_files
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -163,6 +164,9 @@ class Worker(Server):
     """A worker server. `await Worker(scheduler_address, ...)` starts it (the life cycle,
     background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
 
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
+
     def __init__(
         self,
         scheduler_address: str,
@@ -193,7 +197,8 @@ class Worker(Server):
         self._process = psutil.Process()
         self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.id = f"Worker-{uuid.uuid4()}"
         self.name = name if name is not None else self.id
