@@ -84,8 +84,15 @@ DEFAULTS: dict[str, Any] = {
             "link": "{scheme}://{host}:{port}/status",
             "prometheus": {"namespace": "dask"},
         },
-        # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
-        "admin": {"log-length": 10_000},
+        "admin": {
+            # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
+            "log-length": 10_000,
+            # how shoal's lines look on the terminal (`logging.Formatter` syntax)
+            "log-format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+        },
+        # logger name -> level ({"shoal.scheduler": "info"}), or a whole
+        # logging.config.dictConfig mapping (with `version: 1`), as distributed.logging
+        "logging": {},
         # defaults of `cluster.adapt()` / `shoal.deploy.Adaptive`
         "adaptive": {"interval": "1s", "minimum": 0, "maximum": float("inf"), "wait-count": 3, "target-duration": "5s"},
     }

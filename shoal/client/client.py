@@ -50,6 +50,8 @@ from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.client")
+#: what nannies report of their workers' deaths (`shoal.log_terminal.handle_worker_alert`)
+WORKER_ALERT_TOPICS = ("worker-restart-memory", "worker-restart")
 
 _global_clients: weakref.WeakValueDictionary[int, Client] = weakref.WeakValueDictionary()
 _global_client_index = itertools.count()
@@ -212,6 +214,10 @@ class Client:
             from shoal.diagnostics.remote_print import handle_print, handle_warn
 
             self._event_handlers.update(print=handle_print, warn=handle_warn)
+            from shoal.log_terminal import handle_worker_alert
+
+            for topic in WORKER_ALERT_TOPICS:
+                self._event_handlers[topic] = handle_worker_alert
         from shoal.recreate_tasks import ReplayTaskClient
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally

@@ -29,7 +29,7 @@ import uuid
 import weakref
 from typing import Any
 
-from shoal import _loop, config
+from shoal import _loop, config, log_terminal
 from shoal.exceptions import WorkerStartTimeoutError
 from shoal.security import Security
 from shoal.utils import Log, Logs, format_bytes, parse_timeout
@@ -137,6 +137,8 @@ class SpecCluster:
         self._adaptive_options: dict = {}
         self._cluster_manager_logs: collections.deque = collections.deque(maxlen=1000)
         self._started: Any = None
+        # silence_logs: the level of shoal's lines shown on the terminal while this runs
+        self._old_log_levels = log_terminal.silence(silence_logs) if silence_logs else None
         _clusters.add(self)
         if asynchronous:
             self.loop = loop or _running_loop_or_none()
@@ -289,6 +291,9 @@ class SpecCluster:
         if self.scheduler is not None and self.shutdown_scheduler:
             await self.scheduler.close()
         self.status = "closed"
+        if self._old_log_levels is not None:
+            log_terminal.restore(self._old_log_levels)
+            self._old_log_levels = None
 
     def close(self, timeout: Any = None) -> Any:
         if self._asynchronous:
