@@ -170,7 +170,7 @@ class SpecCluster:
         self._lock = asyncio.Lock()
         self.scheduler = self._make_scheduler()
         await self.scheduler.start()
-        self._log(f"Scheduler at {self.scheduler.address}")
+        self._log(f"Scheduler at {self.scheduler.address}", echo=False)  # the scheduler says it itself
         await self._correct_state()
         self.status = "running"
 
@@ -464,9 +464,11 @@ class SpecCluster:
             raise RuntimeError(f"{type(self).__name__} {self.name!r} has not started")
         return self._sync(self._wait_for_workers, n_workers, parse_timeout(timeout))
 
-    def _log(self, message: str) -> None:
+    def _log(self, message: str, echo: bool = True) -> None:
+        """Keep `message` in the cluster manager's logs (`get_logs`); `echo` logs it too."""
         self._cluster_manager_logs.append((time.time(), message))
-        logger.info(message)
+        if echo:
+            logger.info(message)
 
     async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> Logs:
         from shoal import log_buffer

@@ -41,6 +41,7 @@ from shoal.scheduler.profiling import register as register_profiling
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import register as register_sync
+from shoal.utils import plural
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
@@ -336,7 +337,7 @@ class Scheduler:
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
-                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                logger.info("Register worker %s (%s)", msg.address, plural(msg.nthreads, "thread"))
                 if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
                     continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))
