@@ -40,6 +40,7 @@ from shoal import _loop, config
 from shoal._context import current_worker, in_task, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
+from shoal.client.remote_errors import install_excepthook, remote_traceback
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
@@ -213,6 +214,7 @@ class Client:
         if not in_task():
             from shoal.diagnostics.remote_print import handle_print, handle_warn
 
+            install_excepthook()
             self._event_handlers.update(print=handle_print, warn=handle_warn)
             from shoal.log_terminal import handle_worker_alert
 
@@ -428,7 +430,14 @@ class Client:
             return func(*args, **kwargs)
         if self.status == "closed":
             raise ClosedClientError(f"{self} is closed")
-        return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        try:
+            return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        except BaseException as e:
+            tb = remote_traceback(e)
+            if tb is None:
+                raise
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise e.with_traceback(tb)  # a task's error: its frames, not the event loop's
 
     @property
     def scheduler(self) -> Any:
@@ -798,6 +807,9 @@ class Client:
         st = future._state
         assert st is not None
         await self._wait_done(st, timeout)
+        if st.status == "error":
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise st.exception()  # the awaiting line, then the task's frames
         st.raise_if_failed()
         return (await self._gather_states([st]))[0]
 

@@ -58,7 +58,7 @@ from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
 from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
-from shoal.protocol.tracebacks import frames_of
+from shoal.protocol.tracebacks import capped, frames_of, truncate
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
@@ -84,13 +84,6 @@ from shoal.worker.state import (
 )
 
 logger = logging.getLogger("shoal.worker")
-
-#: frames of these modules are dropped from the front of remote tracebacks
-_OWN_FRAMES = (
-    os.sep + os.path.join("shoal", "worker") + os.sep,
-    os.sep + os.path.join("shoal", "graph") + os.sep,
-    os.path.join("dask", "_task_spec"),
-)
 
 #: frames of these files (how a task's function gets called) are left out of profiles
 _PROFILE_SKIP = (os.sep + os.path.join("shoal", "graph") + os.sep, os.path.join("dask", "_task_spec"))
@@ -1051,8 +1044,12 @@ async def _await(aw: Any) -> Any:
 
 
 def _pack_exception(e: BaseException) -> tuple:
-    """(pickled exception, traceback frames, text), robust to exceptions that do not pickle."""
-    frames = frames_of(e.__traceback__, _OWN_FRAMES)
+    """(pickled exception, traceback frames, text), robust to exceptions that do not pickle.
+    All frames travel (at most `MAX_FRAMES`): the client leaves out shoal's own as its
+    `shoal.admin.traceback.shorten` says; a message longer than
+    `shoal.admin.max-error-length` is cut."""
+    frames = capped(frames_of(e.__traceback__))
+    e = truncate(e, int(config.get("admin.max-error-length") or 0))
     text = "".join(tb_module.format_exception_only(type(e), e)).strip()
     try:
         p = dumps(e)

@@ -72,3 +72,38 @@ def test_silence_logs_hides_warnings(tmp_path):
     out = run(tmp_path, "memory", "silence", 0)
     assert "KilledWorker:" in out.stdout, out.stderr
     assert "memory budget" not in out.stderr
+
+
+UNCAUGHT = textwrap.dedent(
+    """
+    from shoal import Client
+
+    def inner(x):
+        raise ValueError(f"bad input {x}")
+
+    def outer(x):
+        return inner(x)
+
+    if __name__ == "__main__":
+        with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+            c.submit(outer, 1).result()
+    """
+)
+
+
+def test_an_uncaught_task_error_shows_the_callers_line_and_the_tasks_frames(tmp_path):
+    script = tmp_path / "uncaught.py"
+    script.write_text(UNCAUGHT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 1
+    tb = out.stderr[out.stderr.index("Traceback") :].splitlines()
+    assert tb == [
+        "Traceback (most recent call last):",
+        f'  File "{script}", line 12, in <module>',
+        "    c.submit(outer, 1).result()",
+        f'  File "{script}", line 8, in outer',  # the script's functions, by value, get their file back
+        "    return inner(x)",
+        f'  File "{script}", line 5, in inner',
+        '    raise ValueError(f"bad input {x}")',
+        "ValueError: bad input 1",
+    ], out.stderr
