@@ -60,6 +60,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import capped, frames_of, truncate
+from shoal.system_monitor import SystemMonitor
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
@@ -162,6 +163,7 @@ class Worker:
         self.store: Any = None
         self._spill_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._process = psutil.Process()
+        self._system: SystemMonitor | None = None  # cpu, fds, network for the heartbeat
         self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
         self.secret = secret
@@ -372,6 +374,9 @@ class Worker:
             "executing": len(st.executing) if st is not None else 0,
             "in_memory": len(store) if store is not None else 0,
         }
+        if self._system is None:
+            self._system = SystemMonitor(n=1)
+        out.update(self._system.as_metrics())  # cpu, num_fds, host_net_io (the /workers page)
         if isinstance(store, SpillStore):
             out["spilled_bytes"] = {"memory": store.spilled_bytes, "disk": store.disk_bytes}
             out["spill"] = {
