@@ -22,8 +22,8 @@ socket write each. The ticker runs only while a viewer is connected, and waits a
 50 times as long as building the last update took, so even a huge graph costs the
 scheduler at most ~2%. Task-stream records come from the workers' ring buffers
 (`task_stream` requests with per-worker marks, so each record crosses once). The
-scheduler process is sampled once a second (`shoal.system_monitor`, tens of
-microseconds) so `/system` has ten minutes of history when first opened.
+scheduler process is sampled once a second (`shoal.system_monitor`, well under a
+millisecond) so `/system` has ten minutes of history when first opened.
 
 The charts are drawn by our own small scripts (canvas and SVG, no library): the pages work
 offline and behind proxies, add no dependency and no download, and each script is a few
