@@ -300,3 +300,39 @@ def test_a_failing_page_is_a_500_and_the_server_keeps_serving(dash_cluster, capl
         assert get(base(dash_cluster) + "/health")[0] == 200
     finally:
         del routes["/boom"]
+
+
+# the pages of issue 19 ------------------------------------------------------------------
+
+
+def test_new_pages_and_their_json(dash_cluster, dclient, poll):
+    from dashboard_task_functions import add, busy, fails
+
+    leaves = dclient.map(busy, range(4), seconds=0.2)
+    total = dclient.submit(add, *leaves)
+    bad = dclient.submit(fails, 7)
+    total.result()
+    poll(lambda: bad.done())
+    b = base(dash_cluster)
+    for page in ("tasks", "system", "graph", "profile"):
+        status, ctype, body = get(f"{b}/{page}")
+        assert status == 200 and ctype.startswith("text/html") and f"statics/{page}.js" in body
+    status, _, body = get(f"{b}/json/graph.json")
+    g = json.loads(body)
+    keys = {n[0]: n for n in g["nodes"]}
+    assert keys[total.key][3] == 1 and keys[leaves[0].key][3] == 0 and keys[bad.key][2] == "erred"
+    assert len(g["edges"]) == 4
+    status, _, body = get(f"{b}/json/profile.json?prefix=busy")
+    p = json.loads(body)
+    assert status == 200 and p["prefix"] == "busy" and {"add", "busy", "fails"} <= set(p["prefixes"])
+    assert p["tree"]["count"] > 0  # 0.8 s of busy Python code was sampled
+    poll(lambda: len(json.loads(get(f"{b}/json/system.json")[2])["samples"]) >= 2, timeout=10)
+    status, _, body = get(f"{b}/groups")
+    assert status == 200 and '<svg class="groups"' in body and body.count('class="edge"') == 1
+    status, _, body = get(f"{b}/workers")
+    assert "<th>CPU</th>" in body and "<th>Open files</th>" in body and 'class="membar"' in body
+    status, _, body = get(f"{b}/info/task/{quote(bad.key, safe='')}.html")
+    assert "Traceback (most recent call last)" in body and "in fails" in body
+    assert "dashboard_task_functions.py" in body
+    sitemap = json.loads(get(f"{b}/sitemap.json")[2])["paths"]
+    assert {"/tasks", "/system", "/graph", "/profile", "/groups"} <= set(sitemap)
