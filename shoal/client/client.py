@@ -490,6 +490,8 @@ class Client:
     def __repr__(self) -> str:
         if self.status in ("newly-created", "connecting") and not self._address:
             return "<Client: No scheduler connected>"
+        if self.status in ("closing", "closed"):
+            return f"<Client: {self._address!r} {self.status}>"
         info = self._identity or {}
         addr = self._address
         workers = info.get("workers")
