@@ -56,8 +56,9 @@ logger = logging.getLogger("shoal.dashboard")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
 _JSON = "application/json"
-#: records of the task stream kept for viewers that connect later
-RECENT_STREAM = 2000
+#: records of the task stream kept for viewers that connect later (`/tasks` shows minutes
+#: of history from them: ~3 MB on the scheduler, ~1 MB sent once to a new viewer)
+RECENT_STREAM = 10_000
 #: at most this many (the newest) task-stream records per update: enough to draw a
 #: thousand tasks a second; beyond that the page shows the newest and counts the rest
 STREAM_PER_UPDATE = 500

@@ -5,17 +5,25 @@ const STATE_VARS = {memory: "--done", processing: "--proc", erred: "--err", wait
                     "no-worker": "--memhigh", released: "--bar"};
 let graph = null, placed = [];
 
-function layout(g) {
+// Layers by depth, left to right; a layer with more tasks than fit in a column (4 px
+// each) is split into side-by-side columns, so 10,000 tasks stay apart.
+function layout(g, h) {
   const byDepth = new Map();
   g.nodes.forEach((n, i) => {
     if (!byDepth.has(n[3])) byDepth.set(n[3], []);
     byDepth.get(n[3]).push(i);
   });
   const depths = [...byDepth.keys()].sort((a, b) => a - b);
-  const col = new Map(depths.map((d, k) => [d, k]));
+  const fit = Math.max(1, Math.floor((h - 16) / 4));
   const pos = new Array(g.nodes.length);
-  for (const [d, ids] of byDepth) ids.forEach((i, k) => { pos[i] = [col.get(d), (k + 0.5) / ids.length]; });
-  return {pos, columns: Math.max(depths.length, 1)};
+  let col = 0;
+  for (const d of depths) {
+    const ids = byDepth.get(d);
+    const k = Math.ceil(ids.length / fit), rows = Math.ceil(ids.length / k);
+    ids.forEach((i, j) => { pos[i] = [col + Math.floor(j / rows), ((j % rows) + 0.5) / rows]; });
+    col += k;
+  }
+  return {pos, columns: Math.max(col, 1)};
 }
 
 function draw() {
@@ -28,7 +36,7 @@ function draw() {
     placed = [];
     return;
   }
-  const {pos, columns} = layout(graph);
+  const {pos, columns} = layout(graph, h);
   const colW = w / columns;
   const r = Math.max(1.5, Math.min(6, h / (graph.nodes.length / columns) / 3));
   const xy = i => [(pos[i][0] + 0.5) * colW, 8 + pos[i][1] * (h - 16)];
