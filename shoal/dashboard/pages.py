@@ -194,7 +194,7 @@ def task_info(ts: Any, root: str, limit: int = 100) -> str:
         pairs.append(("Held by", ", ".join(worker_link(w.address, root) for w in ts.who_has)))
     if ts.exception_text:
         pairs.append(("Exception", f"<pre>{escape(ts.exception_text)}</pre>"))
-    if ts.traceback:
+    if getattr(ts, "traceback", None):
         pairs.append(("Traceback", f'<pre class="traceback">{escape(traceback_text(ts.traceback))}</pre>'))
     if ts.who_wants:
         pairs.append(("Wanted by", escape(", ".join(sorted(c.id for c in ts.who_wants)))))
