@@ -109,10 +109,10 @@ class Dashboard:
         routes = {
             "/": self._root,
             "/status": self._status,
-            "/tasks": self._static_page("tasks.html"),
-            "/system": self._static_page("system.html"),
-            "/graph": self._static_page("graph.html"),
-            "/profile": self._static_page("profile.html"),
+            "/tasks": self._live_page("tasks", "Task stream"),
+            "/system": self._live_page("system", "Scheduler system"),
+            "/graph": self._live_page("graph", "Task graph"),
+            "/profile": self._live_page("profile", "Profile"),
             "/groups": self._groups,
             "/json/graph.json": self._graph_json,
             "/json/profile.json": self._profile_json,
@@ -243,10 +243,18 @@ class Dashboard:
         return Response("", status=301, headers={"Location": "status"})
 
     def _status(self, req: Request) -> Response:
-        return Response((self._static / "status.html").read_bytes())
+        return self._live_page("status", "Status", "status")(req)
 
-    def _static_page(self, name: str) -> Any:
-        return lambda req: Response((self._static / name).read_bytes())
+    def _live_page(self, name: str, title: str, main_class: str = "") -> Any:
+        """A page drawn by `statics/<name>.js` (after `common.js`) in the body of
+        `statics/<name>.part.html`."""
+
+        def serve(req: Request) -> Response:
+            root = pages.root_of(req.raw_path)
+            body = (self._static / f"{name}.part.html").read_text()
+            return Response(pages.page(title, body, root, ("common.js", f"{name}.js"), main_class))
+
+        return serve
 
     def _groups(self, req: Request) -> Response:
         root = pages.root_of(req.raw_path)

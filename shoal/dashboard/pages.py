@@ -27,13 +27,21 @@ def root_of(path: str) -> str:
     return "../" * depth if depth > 0 else "./"
 
 
-def page(title: str, body: str, root: str) -> str:
+def page(title: str, body: str, root: str, scripts: tuple[str, ...] = (), main_class: str = "") -> str:
+    """A dashboard page: the navigation, `title` as its heading (none for the status page,
+    `main_class="status"`), `body`, and `scripts` from `statics/` (live pages: they show
+    the WebSocket's state in the navigation bar)."""
     nav = " ".join(f'<a href="{root}{href}">{escape(label)}</a>' for href, label in NAV)
+    if scripts:
+        nav += ' <span id="conn" class="conn">connecting…</span>'
+    heading = "" if main_class == "status" else f"<h1>{escape(title)}</h1>"
+    tags = "".join(f'<script src="{root}statics/{escape(s)}"></script>' for s in scripts)
+    cls = f' class="{escape(main_class)}"' if main_class else ""
     return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)} — shoal</title>"
         f'<link rel="stylesheet" href="{root}statics/style.css"></head>'
-        f"<body><nav><b>shoal</b> {nav}</nav><main><h1>{escape(title)}</h1>{body}</main></body></html>"
+        f"<body><nav><b>shoal</b> {nav}</nav><main{cls}>{heading}{body}</main>{tags}</body></html>"
     )
 
 
