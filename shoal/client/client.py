@@ -41,6 +41,7 @@ from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
 from shoal.background import BackgroundTasks
+from shoal.client.remote_errors import install_excepthook, remote_traceback
 from shoal.comm import connect
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
@@ -53,6 +54,8 @@ from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.client")
+#: what nannies report of their workers' deaths (`shoal.log_terminal.handle_worker_alert`)
+WORKER_ALERT_TOPICS = ("worker-restart-memory", "worker-restart")
 
 _global_clients: weakref.WeakValueDictionary[int, Client] = weakref.WeakValueDictionary()
 _global_client_index = itertools.count()
@@ -249,7 +252,12 @@ class Client:
         if not in_task():
             from shoal.diagnostics.remote_print import handle_print, handle_warn
 
+            install_excepthook()
             self._event_handlers.update(print=handle_print, warn=handle_warn)
+            from shoal.log_terminal import handle_worker_alert
+
+            for topic in WORKER_ALERT_TOPICS:
+                self._event_handlers[topic] = handle_worker_alert
         from shoal.recreate_tasks import ReplayTaskClient
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
@@ -461,7 +469,14 @@ class Client:
             return func(*args, **kwargs)
         if self.status == "closed":
             raise ClosedClientError(f"{self} is closed")
-        return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        try:
+            return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        except BaseException as e:
+            tb = remote_traceback(e)
+            if tb is None:
+                raise
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise e.with_traceback(tb)  # a task's error: its frames, not the event loop's
 
     @property
     def scheduler(self) -> Any:
@@ -485,6 +500,8 @@ class Client:
     def __repr__(self) -> str:
         if self.status in ("newly-created", "connecting") and not self._address:
             return "<Client: No scheduler connected>"
+        if self.status in ("closing", "closed"):
+            return f"<Client: {self._address!r} {self.status}>"
         info = self._identity or {}
         addr = self._address
         workers = info.get("workers")
@@ -831,6 +848,9 @@ class Client:
         st = future._state
         assert st is not None
         await self._wait_done(st, timeout)
+        if st.status == "error":
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise st.exception()  # the awaiting line, then the task's frames
         st.raise_if_failed()
         return (await self._gather_states([st]))[0]
 

@@ -44,6 +44,7 @@ from shoal.scheduler.profiling import ProfileServer
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import SyncServer
+from shoal.utils import plural
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
@@ -344,7 +345,7 @@ class Scheduler(Server):
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
-                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                logger.info("Register worker %s (%s)", msg.address, plural(msg.nthreads, "thread"))
                 if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
                     continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))

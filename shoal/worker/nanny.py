@@ -394,7 +394,8 @@ class Nanny(Server):
                 if self._exit_reason is None:  # not killed by us for memory: say what happened
                     reason = describe_exit(code)
                     logger.warning("Worker %s (pid=%d) %s; restarting it", self.worker_address, proc.pid, reason)
-                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason}
+                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason,
+                             "nanny_pid": os.getpid()}  # fmt: skip
                     self._log_event(["worker-restart", self.worker_address], event)
                 await self._stop_worker(1.0)
                 self.worker_address = None
@@ -422,9 +423,7 @@ class Nanny(Server):
         if rss <= self.memory_terminate_fraction * self.memory_limit:
             return
         if self._terminating_pid == proc.pid:
-            logger.warning(
-                "Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid
-            )
+            logger.info("Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid)
             proc.kill()
             return
         pct = f"{self.memory_terminate_fraction * 100:.0f}%"
@@ -439,7 +438,7 @@ class Nanny(Server):
         self._terminating_pid = proc.pid
         self._exit_reason = reason
         event = {"worker": self.worker_address, "pid": proc.pid, "rss": rss, "memory_limit": self.memory_limit,
-                 "reason": reason}  # fmt: skip
+                 "reason": reason, "nanny_pid": os.getpid()}  # fmt: skip
         self._log_event(["worker-restart-memory", self.worker_address], event)
         if self.scheduler is not None and self.worker_address is not None:
             try:  # the scheduler learns the reason before the connection drops
