@@ -5,6 +5,8 @@ before new branches start."""
 
 from __future__ import annotations
 
+import sys
+
 from typing import Any
 
 from shoal import config
@@ -152,6 +154,10 @@ def _graph_to_futures(
     elif isinstance(dsk, dict):
         graph = dsk
     else:  # a dask expression
+        if "dask.dataframe" in sys.modules:  # else it holds no dataframe shuffle
+            from shoal.shuffle.dataframe import rewrite
+
+            dsk = rewrite(dsk)
         graph = dsk.__dask_graph__()
         layer_ann = dsk.__dask_annotations__() or {}
     flat = _flatten(keys)

@@ -156,6 +156,11 @@ class Scheduler:
         self._initial_plugins = list(plugins or ())
         self.profiling = register_profiling(self)
         self.memory_samplers = register_memory_samplers(self)
+        # the shuffle service (until the extension door: shoal/scheduler/extension.py)
+        from shoal.shuffle.scheduler import ShuffleSchedulerExtension
+
+        self.shuffle = ShuffleSchedulerExtension(self)
+        self.handlers.update(self.shuffle.handlers())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -301,6 +306,7 @@ class Scheduler:
             reason = self._exit_reasons.pop(peer.ident, "connection closed")
             sid = f"worker-gone-{next(self._sid)}"
             self._stimulate([RemoveWorker(sid, peer.ident, reason)])
+            self.shuffle.remove_worker(peer.ident, reason, sid)
             if self.plugin_host.wants("remove_worker"):
                 self.plugin_host.fire("remove_worker", self, worker=peer.ident, stimulus_id=sid)
             self._workers_changed.set()

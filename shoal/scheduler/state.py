@@ -43,8 +43,10 @@ from shoal.scheduler.events import (
     ClientMsg,
     DropReplicas,
     RemoveClient,
+    Recompute,
     RemoveWorker,
     SchedulerEvent,
+    SetRestrictions,
     SetRetiring,
     WorkerMsg,
 )
@@ -735,6 +737,34 @@ class SchedulerState:
             if ws is not None:
                 ws.retiring = ev.retiring
 
+    def _handle_set_restrictions(self, ev: SetRestrictions, recs: Recs) -> None:
+        for key, workers in ev.restrictions.items():
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            ts.restrictions = frozenset(workers) if workers else None
+            ts.loose = False
+            if ts.state == "no-worker":
+                recs[ts.key] = "queued"  # it may run somewhere now
+
+    def _handle_recompute(self, ev: Recompute, recs: Recs) -> None:
+        sid = ev.stimulus_id
+        released = []
+        for key in ev.keys:  # dependencies come before their dependents in `keys`
+            ts = self.tasks.get(key)
+            if ts is None or ts.spec is None:
+                continue
+            if ts.state == "memory":
+                self._transition(ts, "released", sid, recs)
+                released.append(ts)
+            elif ts.state == "processing":
+                self._transition(ts, "waiting", sid, recs)
+        # dependents first: a dependent waiting again makes its released dependencies
+        # needed (and recommends them), then those are made to wait too
+        for ts in reversed(released):
+            if ts.state == "released" and (ts.who_wants or ts.n_waiters):
+                self._transition(ts, "waiting", sid, recs)
+
     # ------------------------------------------------------------------ shared mechanics
 
     def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
@@ -1196,6 +1226,8 @@ class SchedulerState:
         WorkerMsg: _handle_worker_msg,
         DropReplicas: _handle_drop_replicas,
         SetRetiring: _handle_set_retiring,
+        SetRestrictions: _handle_set_restrictions,
+        Recompute: _handle_recompute,
     }
     _CLIENT_HANDLERS: dict[type, Callable] = {
         m.UpdateGraph: _update_graph,

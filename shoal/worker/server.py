@@ -232,6 +232,11 @@ class Worker:
             "benchmark_network": self._benchmark_network,
             "get_logs": self._get_logs,
         }
+        # the shuffle service (until the extension door: shoal/worker/extension.py)
+        from shoal.shuffle.worker import ShuffleWorkerExtension
+
+        self.extensions: dict[str, Any] = {"shuffle": ShuffleWorkerExtension(self)}
+        self.handlers.update(self.extensions["shuffle"].handlers())
 
     @property
     def address(self) -> str:
@@ -403,6 +408,11 @@ class Worker:
                 await self.plugin_remove(name)
             except Exception:
                 logger.exception("teardown of worker plugin %r failed", name)
+        for extension in self.extensions.values():
+            try:
+                extension.close()
+            except Exception:
+                logger.exception("error closing a worker extension")
         if self.profiler is not None:
             self.profiler.close()
         if self.listener is not None:

@@ -1,0 +1,221 @@
+"""The worker side of the shuffle service: worker extension ``"shuffle"``.
+
+A transfer task (`tasks.shuffle_transfer`, in a task thread) asks the scheduler for the
+shuffle's current run (its id and owners), splits its input partition once, pickles the
+pieces (protocol 5: large buffers out of band, no extra copy on the way) and hands them,
+one message per owner, to the event loop, then waits until every owner has stored them.
+An owner stores what it receives in the run's `ShardBuffer`; when the buffer is over its
+budget it spills to disk before it acknowledges, so a sender to a full receiver waits
+(backpressure), and the transfer task holding its thread means no more inputs are split
+than the threads can carry. An unpack task (on the owner, pinned there by the
+scheduler) takes its partition's pieces, in input order, and assembles the output once.
+
+Runs are told apart by the run id the scheduler gives: pieces of an older run than the
+one a worker holds are dropped; a newer run replaces an older one; `shuffle_forget`
+drops a run's buffer and files (the run is over, cancelled, or restarting).
+
+Budget: ``shoal.shuffle.buffer`` (a fraction of the worker's memory limit, or of the
+machine's memory when the worker has none) of pieces in memory per worker, over all
+runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+from typing import Any
+
+from shoal.comm.errors import CommClosedError
+from shoal.protocol.serialize import dumps, loads
+from shoal.shuffle.buffer import ShardBuffer
+from shoal.shuffle.scheduler import spec_to_wire
+from shoal.shuffle.split import assemble_frame, split_frame
+
+__all__ = ["ShuffleWorkerExtension", "ShuffleRestarted"]
+
+logger = logging.getLogger("shoal.shuffle")
+
+#: how many forgotten run ids a worker remembers (to drop their late pieces)
+_DEAD_RUNS = 10_000
+
+#: how long a transfer waits for the scheduler to restart a run whose owner it cannot reach
+OWNER_LOST_TIMEOUT = 120.0
+
+
+class ShuffleRestarted(RuntimeError):
+    """The shuffle run this task belonged to was restarted; its result is not used."""
+
+
+def _budget(worker: Any) -> int:
+    from shoal import config
+
+    try:
+        fraction = float(config.get("shuffle.buffer"))
+    except (KeyError, TypeError, ValueError):
+        fraction = 0.25
+    limit = int(getattr(worker, "memory_limit", 0) or 0)
+    if not limit:
+        import psutil
+
+        limit = psutil.virtual_memory().total
+    return max(int(fraction * limit), 1 << 20)
+
+
+class ShuffleWorkerExtension:
+    """Worker extension ``"shuffle"`` (see `shoal.worker.extension`)."""
+
+    def __init__(self, worker: Any):
+        self.worker = worker
+        #: shuffle id -> (run id, its buffer)
+        self.buffers: dict[str, tuple[int, ShardBuffer]] = {}
+        self.lock = threading.Lock()
+        self.dead_runs: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._budget: int | None = None
+
+    def handlers(self) -> dict[str, Any]:
+        return {"shuffle_receive": self._receive, "shuffle_forget": self._forget}
+
+    @property
+    def budget(self) -> int:
+        if self._budget is None:
+            self._budget = _budget(self.worker)
+        return self._budget
+
+    # ------------------------------------------------------------------ task side
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.worker.loop).result()
+
+    def transfer(self, shuffle: Any, inp: int, df: Any) -> int:
+        """(task thread) Split input `inp` and store its pieces at their owners."""
+        spec = shuffle.spec
+        run = self._call(self.worker.scheduler.request("shuffle_get", spec=spec_to_wire(spec)))
+        run_id = run["run_id"]
+        owner_of = dict(zip(spec.parts, run["owners"]))
+        pieces = split_frame(df, shuffle.column, shuffle.npartitions, shuffle.ignore_index, shuffle.wanted)
+        del df
+        by_owner: dict[str, tuple[list, list]] = {}
+        for part, piece in pieces.items():
+            parts, payload = by_owner.setdefault(owner_of[part], ([], []))
+            parts.append(part)
+            payload.append(dumps(piece))
+        del pieces
+        self._call(self._send(spec.id, run_id, inp, by_owner))
+        return run_id
+
+    def unpack(self, shuffle: Any, part: int, run_id: int) -> Any:
+        """(task thread) Output partition `part` of run `run_id`."""
+        if run_id == 0:  # a shuffle of no input partitions
+            return shuffle.meta.copy()
+        with self.lock:
+            entry = self.buffers.get(shuffle.id)
+            dead = run_id in self.dead_runs
+        if entry is None or entry[0] != run_id:
+            if dead or (entry is not None and entry[0] > run_id):
+                raise ShuffleRestarted(f"shuffle {shuffle.id} run {run_id} was restarted")
+            pieces = []  # nothing for this worker's partitions arrived
+        else:
+            pieces = entry[1].take(part)
+        frames = [loads(p) for p in pieces]
+        del pieces
+        return assemble_frame(frames, shuffle.meta, shuffle.ignore_index)
+
+    # ------------------------------------------------------------------ event loop side
+
+    async def _send(self, sid: str, run_id: int, inp: int, by_owner: dict) -> None:
+        me = self.worker.address
+        sends = []
+        for address, (parts, payload) in by_owner.items():
+            if address == me:
+                sends.append(self._store(sid, run_id, inp, parts, payload))
+            else:
+                sends.append(self._send_one(address, sid, run_id, inp, parts, payload))
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        lost = [(a, r) for a, r in zip(by_owner, results) if isinstance(r, BaseException)]
+        if not lost:
+            return
+        for address, error in lost:
+            if not isinstance(error, (CommClosedError, OSError)):
+                raise error
+        # an owner is gone: the scheduler will restart the run (and this task); wait
+        # for that rather than fail the whole computation
+        address = lost[0][0]
+        logger.info("shuffle %s: owner %s unreachable (%s); waiting for the restart", sid, address, lost[0][1])
+        delay, waited = 0.01, 0.0
+        while waited < OWNER_LOST_TIMEOUT:
+            current = await self.worker.scheduler.request("shuffle_status", id=sid)
+            if current != run_id:
+                raise ShuffleRestarted(f"shuffle {sid} run {run_id} was restarted (owner {address} left)")
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 1.0)
+        raise RuntimeError(f"shuffle {sid}: owner {address} is unreachable and the shuffle was not restarted")
+
+    async def _send_one(self, address: str, sid: str, run_id: int, inp: int, parts: list, payload: list) -> None:
+        peer = await self.worker.pool.get(address)
+        await peer.request("shuffle_receive", id=sid, run_id=run_id, inp=inp, parts=parts, pieces=payload)
+
+    async def _receive(self, peer: Any, id: str, run_id: int, inp: int, parts: list, pieces: list) -> None:
+        await self._store(id, run_id, inp, parts, pieces)
+
+    async def _store(self, sid: str, run_id: int, inp: int, parts: list, pieces: list) -> None:
+        buf = self._buffer(sid, run_id)
+        if buf is None:
+            return  # a piece of a run that is over
+        if buf.add(inp, dict(zip(parts, pieces))):
+            await asyncio.to_thread(buf.spill)
+
+    def _buffer(self, sid: str, run_id: int) -> ShardBuffer | None:
+        old = None
+        with self.lock:
+            if run_id in self.dead_runs:
+                return None
+            entry = self.buffers.get(sid)
+            if entry is not None:
+                if entry[0] == run_id:
+                    return entry[1]
+                if entry[0] > run_id:
+                    return None
+                old = entry[1]
+                self._bury(entry[0])
+            directory = os.path.join(self.worker.local_directory, f"shuffle-{sid}-{run_id}")
+            buf = ShardBuffer(directory, self.budget, getattr(self.worker, "_spill_compression", None))
+            self.buffers[sid] = (run_id, buf)
+        if old is not None:
+            old.close()
+        return buf
+
+    def _bury(self, run_id: int) -> None:
+        self.dead_runs[run_id] = None
+        while len(self.dead_runs) > _DEAD_RUNS:
+            self.dead_runs.popitem(last=False)
+
+    async def _forget(self, peer: Any, id: str, run_id: int) -> None:
+        with self.lock:
+            self._bury(run_id)
+            entry = self.buffers.get(id)
+            if entry is None or entry[0] > run_id:
+                return
+            del self.buffers[id]
+        await asyncio.to_thread(entry[1].close)  # its files may be many
+
+    # ------------------------------------------------------------------ metrics, close
+
+    def metrics(self) -> dict:
+        with self.lock:
+            bufs = [b for _, b in self.buffers.values()]
+        return {
+            "runs": len(bufs),
+            "memory_bytes": sum(b.memory_bytes for b in bufs),
+            "disk_bytes": sum(b.disk_bytes for b in bufs),
+        }
+
+    def close(self) -> None:
+        with self.lock:
+            bufs = [b for _, b in self.buffers.values()]
+            self.buffers.clear()
+        for b in bufs:
+            b.close()
