@@ -74,6 +74,8 @@ class ShuffleWorkerExtension:
         self.lock = threading.Lock()
         self.dead_runs: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._budget: int | None = None
+        #: bytes of pieces moved to disk since the worker started
+        self.spilled_bytes = 0
 
     def handlers(self) -> dict[str, Any]:
         return {"shuffle_receive": self._receive, "shuffle_forget": self._forget}
@@ -166,7 +168,7 @@ class ShuffleWorkerExtension:
         if buf is None:
             return  # a piece of a run that is over
         if buf.add(inp, dict(zip(parts, pieces))):
-            await asyncio.to_thread(buf.spill)
+            self.spilled_bytes += await asyncio.to_thread(buf.spill)
 
     def _buffer(self, sid: str, run_id: int) -> ShardBuffer | None:
         old = None
@@ -211,6 +213,7 @@ class ShuffleWorkerExtension:
             "runs": len(bufs),
             "memory_bytes": sum(b.memory_bytes for b in bufs),
             "disk_bytes": sum(b.disk_bytes for b in bufs),
+            "spilled_bytes_total": self.spilled_bytes,
         }
 
     def close(self) -> None:
