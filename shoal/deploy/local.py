@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from shoal._context import register_provider
 from shoal.deploy.spec import SpecCluster, _accepts
 from shoal.scheduler.server import Scheduler
 from shoal.worker.nanny import Nanny, worker_process_env
@@ -194,3 +195,6 @@ def parse_memory_limit(value: Any, n_workers: int) -> int:
         return int(total * value)
     return int(value)
 
+
+
+register_provider("local_cluster", LocalCluster)

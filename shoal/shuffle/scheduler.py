@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from shoal.scheduler.events import Recompute, SetRestrictions
+from shoal.scheduler.extension import SchedulerExtension
 from shoal.shuffle.book import ShuffleBook, ShuffleRun, ShuffleSpec
 
 __all__ = ["ShuffleSchedulerExtension", "spec_to_wire", "spec_from_wire"]
@@ -78,14 +79,15 @@ class _BarrierWatch:
         pass
 
 
-class ShuffleSchedulerExtension:
+class ShuffleSchedulerExtension(SchedulerExtension):
     """Scheduler extension ``"shuffle"`` (see `shoal.scheduler.extension`)."""
 
     def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         self.book = ShuffleBook()
+        #: observes the state machine only while some run is live (it costs a call
+        #: per transition)
         self.watch = _BarrierWatch(self.book, self._sweep_soon)
-        scheduler.state.observers.append(self.watch)
         #: totals, for tests and metrics
         self.restarts = 0
         self.finished = 0
@@ -104,6 +106,7 @@ class ShuffleSchedulerExtension:
         workers = [a for a, ws in state.workers.items() if not getattr(ws, "retiring", False)] or list(state.workers)
         run, created = self.book.get_or_create(spec_, workers)
         if created:
+            self._watching(True)
             logger.debug("shuffle %s run %d over %d workers", spec_.id, run.run_id, len(run.participants))
             pins = {spec_.output_key(p): (w,) for p, w in run.owners.items()}
             self._stimulate("shuffle-owners", SetRestrictions, pins)
@@ -124,6 +127,8 @@ class ShuffleSchedulerExtension:
             logger.info("shuffle %s run %d lost its owner %s (%s); restarting", run.spec.id, run.run_id, address, reason)
             self._forget_everywhere(run)
             self._stimulate("shuffle-restart", Recompute, restart.recompute, f"shuffle owner {address} left")
+        if not self.book.runs:
+            self._watching(False)
 
     def _sweep_soon(self) -> None:
         """After the stimulus being handled (observers must not act inside it)."""
@@ -134,10 +139,14 @@ class ShuffleSchedulerExtension:
         loop.call_soon(self._sweep)
 
     def close(self) -> None:
-        try:
-            self.scheduler.state.observers.remove(self.watch)
-        except ValueError:
-            pass
+        self._watching(False)
+
+    def _watching(self, on: bool) -> None:
+        observers = self.scheduler.state.observers
+        if on and self.watch not in observers:
+            observers.append(self.watch)
+        elif not on and self.watch in observers:
+            observers.remove(self.watch)
 
     # ------------------------------------------------------------------ internals
 
@@ -157,6 +166,8 @@ class ShuffleSchedulerExtension:
                 self.book.finish(sid)
                 self.finished += 1
                 self._forget_everywhere(run)
+        if not self.book.runs:
+            self._watching(False)
 
     def _forget_everywhere(self, run: ShuffleRun) -> None:
         sched = self.scheduler
@@ -171,5 +182,4 @@ class ShuffleSchedulerExtension:
 
     def _stimulate(self, prefix: str, event: Any, *args: Any) -> None:
         sched = self.scheduler
-        sid = f"{prefix}-{next(sched._sid)}"
-        sched._stimulate([event(sid, *args)])
+        sched.stimulate(event(sched.new_stimulus_id(prefix), *args))

@@ -33,6 +33,8 @@ from shoal.protocol.serialize import dumps, loads
 from shoal.shuffle.buffer import ShardBuffer
 from shoal.shuffle.scheduler import spec_to_wire
 from shoal.shuffle.split import assemble_frame, split_frame
+from shoal.worker.extension import WorkerExtension
+from shoal.worker.memory import compression_from_config
 
 __all__ = ["ShuffleWorkerExtension", "ShuffleRestarted"]
 
@@ -56,7 +58,7 @@ def _budget(worker: Any) -> int:
         fraction = float(config.get("shuffle.buffer"))
     except (KeyError, TypeError, ValueError):
         fraction = 0.25
-    limit = int(getattr(worker, "memory_limit", 0) or 0)
+    limit = int(worker.memory_limits.limit or 0)
     if not limit:
         import psutil
 
@@ -64,11 +66,11 @@ def _budget(worker: Any) -> int:
     return max(int(fraction * limit), 1 << 20)
 
 
-class ShuffleWorkerExtension:
+class ShuffleWorkerExtension(WorkerExtension):
     """Worker extension ``"shuffle"`` (see `shoal.worker.extension`)."""
 
     def __init__(self, worker: Any):
-        self.worker = worker
+        super().__init__(worker)
         #: shuffle id -> (run id, its buffer)
         self.buffers: dict[str, tuple[int, ShardBuffer]] = {}
         self.lock = threading.Lock()
@@ -79,6 +81,12 @@ class ShuffleWorkerExtension:
 
     def handlers(self) -> dict[str, Any]:
         return {"shuffle_receive": self._receive, "shuffle_forget": self._forget}
+
+    @property
+    def compression(self) -> str | None:
+        from shoal import config
+
+        return compression_from_config(config.get("worker.memory.spill-compression"))
 
     @property
     def budget(self) -> int:
@@ -184,7 +192,7 @@ class ShuffleWorkerExtension:
                 old = entry[1]
                 self._bury(entry[0])
             directory = os.path.join(self.worker.local_directory, f"shuffle-{sid}-{run_id}")
-            buf = ShardBuffer(directory, self.budget, getattr(self.worker, "_spill_compression", None))
+            buf = ShardBuffer(directory, self.budget, self.compression)
             self.buffers[sid] = (run_id, buf)
         if old is not None:
             old.close()

@@ -47,6 +47,7 @@ from typing import Any
 import psutil
 
 from shoal import config, log_buffer
+from shoal.background import BackgroundTasks
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -194,11 +195,12 @@ class Worker:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._rejoin_waiters: collections.deque[threading.Event] = collections.deque()
-        #: called (in the loop) when the worker closes, e.g. to close its task-side client
-        self.on_close: list[Any] = []
+        #: extensions by name, in order of addition (`add_extension`, `extension.py`)
+        self.extensions: dict[str, Any] = {}
         self._done: collections.deque = collections.deque()
         self._wake_pending = False
-        self._tasks: set[asyncio.Task] = set()
+        #: background tasks the worker owns (cancelled and awaited on close)
+        self.background = BackgroundTasks("a worker")
         self._sid = itertools.count()
         self._closed = asyncio.Event()
         self._heartbeat_task: asyncio.Task | None = None
@@ -232,11 +234,10 @@ class Worker:
             "benchmark_network": self._benchmark_network,
             "get_logs": self._get_logs,
         }
-        # the shuffle service (until the extension door: shoal/worker/extension.py)
+        # the shuffle service's buffers (shoal/shuffle/worker.py), through the door
         from shoal.shuffle.worker import ShuffleWorkerExtension
 
-        self.extensions: dict[str, Any] = {"shuffle": ShuffleWorkerExtension(self)}
-        self.handlers.update(self.extensions["shuffle"].handlers())
+        self.add_extension("shuffle", ShuffleWorkerExtension(self))
 
     @property
     def address(self) -> str:
@@ -294,14 +295,50 @@ class Worker:
                 self.local_directory, get_versions(), self.nanny,
             )
         )  # fmt: skip
-        self._own(self._watch_scheduler())
+        self.spawn(self._watch_scheduler())
         if self.memory_limits.enabled and self.memory_monitor_interval > 0:
-            self._own(self._monitor_memory(self.memory_monitor_interval))
+            self.spawn(self._monitor_memory(self.memory_monitor_interval))
         self._start_profiler()
         if self.heartbeat_interval > 0:
-            self._heartbeat_task = self._own(self._heartbeat(self.scheduler, self.heartbeat_interval))
+            self._heartbeat_task = self.spawn(self._heartbeat(self.scheduler, self.heartbeat_interval))
+        for ext_name, extension in list(self.extensions.items()):
+            await self._start_extension(ext_name, extension)
         self.status = "running"
         return self
+
+    # ------------------------------------------------------------------ the extension door
+
+    def add_extension(self, name: str, extension: Any) -> Any:
+        """Host `extension` under `name` (see `shoal.worker.extension`): register its
+        request handlers, start it with the worker (at once if the worker runs) and close
+        it with the worker. May be called from any thread. Returns the extension."""
+        if name in self.extensions:
+            raise ValueError(f"a worker extension named {name!r} already exists")
+        handlers = extension.handlers() if hasattr(extension, "handlers") else {}
+        taken = [op for op in handlers if op in self.handlers]
+        if taken:
+            raise ValueError(f"worker extension {name!r}: operations {taken} already have a handler")
+        self.handlers.update(handlers)
+        self.extensions[name] = extension
+        if self.status == "running" and self.loop is not None:
+            self.loop.call_soon_threadsafe(lambda: self.spawn(self._start_extension(name, extension)))
+        return extension
+
+    async def _start_extension(self, name: str, extension: Any) -> None:
+        start = getattr(extension, "start", None)
+        if start is None:
+            return
+        try:
+            result = start()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("worker extension %r failed to start", name)
+            raise
+
+    def spawn(self, coro: Any) -> asyncio.Task:
+        """Run `coro` as a background task the worker owns (ended when it closes)."""
+        return self.background.spawn(coro)
 
     def __await__(self):
         return self.start().__await__()
@@ -317,7 +354,7 @@ class Worker:
         await self.scheduler.run()
         if self.status == "running":
             logger.info("lost the scheduler connection; closing worker %s", self.address)
-            self._own(self.close())
+            self.spawn(self.close())
 
     async def _heartbeat(self, scheduler: Peer, interval: float) -> None:
         """Tell the scheduler we are alive, so it can tell a silent worker from a quiet one."""
@@ -398,21 +435,21 @@ class Worker:
             self._queue.put(None)
         if self._actor_queue is not None:
             self._actor_queue.put(None)
-        for callback in self.on_close:
+        for ext_name, extension in reversed(list(self.extensions.items())):
+            close = getattr(extension, "close", None)
+            if close is None:
+                continue
             try:
-                await callback()
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
-                logger.exception("error in a worker close callback")
+                logger.exception("worker extension %r failed to close", ext_name)
         for name in list(self.plugins):
             try:
                 await self.plugin_remove(name)
             except Exception:
                 logger.exception("teardown of worker plugin %r failed", name)
-        for extension in self.extensions.values():
-            try:
-                extension.close()
-            except Exception:
-                logger.exception("error closing a worker extension")
         if self.profiler is not None:
             self.profiler.close()
         if self.listener is not None:
@@ -421,16 +458,7 @@ class Worker:
             await self.scheduler.close()
         if self.pool is not None:
             await self.pool.close()
-        current = asyncio.current_task()
-        for t in list(self._tasks):
-            if t is not current:
-                t.cancel()
-        for t in list(self._tasks):
-            if t is not current:
-                try:
-                    await t
-                except BaseException:
-                    pass
+        await self.background.close()
         if self.local_directory in sys.path:  # put there by `upload_file`
             sys.path.remove(self.local_directory)
         if self._spill_thread is not None:
@@ -443,12 +471,6 @@ class Worker:
             shutil.rmtree(self.local_directory, ignore_errors=True)
         self.status = "closed"
         self._closed.set()
-
-    def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     def _start_profiler(self) -> None:
         loop_thread = threading.get_ident()
@@ -498,9 +520,9 @@ class Worker:
                 if type(inst.msg) is m.WorkerStatus:
                     self._log_status(inst.msg.status)
             elif kind is Gather:
-                self._own(self._gather(inst))
+                self.spawn(self._gather(inst))
             elif kind is Spill:
-                self._own(self._spill(inst.nbytes))
+                self.spawn(self._spill(inst.nbytes))
             else:  # pragma: no cover
                 raise TypeError(inst)
         if started:
@@ -686,7 +708,7 @@ class Worker:
         if not msg.attribute:
             instance = self.state.actors.get(msg.key)  # type: ignore[union-attr]
             if instance is not None and inspect.iscoroutinefunction(getattr(instance, msg.name, None)):
-                self._own(self._actor_call_async(peer, msg, instance))
+                self.spawn(self._actor_call_async(peer, msg, instance))
                 return
         q = self._actor_queue
         if q is None:
@@ -872,7 +894,7 @@ class Worker:
         return await benchmarking.benchmark_network(await self.pool.get(address))
 
     async def _dump_state(self, peer: Peer, exclude: Any = ()) -> dict:
-        from shoal.cluster_dump import worker_state
+        from shoal.worker.dump import worker_state
 
         return worker_state(self, exclude)
 
@@ -909,7 +931,7 @@ class Worker:
         result = func(*a, **kw)
         if inspect.isawaitable(result):
             if not wait:
-                self._own(_await(result))
+                self.spawn(_await(result))
                 return dumps(None)
             result = await result
         return dumps(result)
