@@ -2,8 +2,8 @@
 memory up to a budget, on disk beyond it.
 
 No asyncio here: the worker extension calls `add` on its event loop (cheap: it files
-the pieces away), `spill` in a thread when `add` says the budget is exceeded (the sender
-waits for that: backpressure), and `take` in the thread of the task that assembles an
+the pieces away), `spill` in a thread when the worker's pieces exceed its budget (the
+sender waits for that: backpressure), and `take` in the thread of the task that assembles an
 output partition. One lock guards the maps; disk I/O happens outside it, the pieces being
 written staying visible in `writing` meanwhile.
 
@@ -27,10 +27,8 @@ __all__ = ["ShardBuffer"]
 
 
 class ShardBuffer:
-    def __init__(self, directory: str, budget: int, compression: str | None = None):
+    def __init__(self, directory: str, compression: str | None = None):
         self.directory = directory
-        #: bytes of pieces held in memory beyond which `add` asks for a spill
-        self.budget = budget
         self.compression = compression
         self.lock = threading.Lock()
         #: output partition -> {input partition: (piece, nbytes)} held in memory
@@ -59,12 +57,12 @@ class ShardBuffer:
     def disk_bytes(self) -> int:
         return self._files.disk_bytes if self._files is not None else 0
 
-    def add(self, inp: int, pieces: dict[int, Any]) -> bool:
-        """File input partition `inp`'s pieces away. -> True when memory is over budget
-        (call `spill` before acknowledging)."""
+    def add(self, inp: int, pieces: dict[int, Any]) -> int:
+        """File input partition `inp`'s pieces away. -> the bytes now held in memory
+        (the caller spills, before it acknowledges, when that is too much)."""
         with self.lock:
             if self.closed:
-                return False
+                return 0
             for part, piece in pieces.items():
                 got = self.received.setdefault(part, set())
                 if inp in got or part in self.taken:
@@ -74,13 +72,12 @@ class ShardBuffer:
                 n = piece.nbytes
                 self.memory.setdefault(part, {})[inp] = (piece, n)
                 self.memory_bytes += n
-            return self.memory_bytes > self.budget
+            return self.memory_bytes
 
-    def spill(self, target: float = 0.5) -> int:
-        """Write the largest output partitions' pieces to disk until memory is at
-        `target` × budget. Runs in a thread. -> bytes moved."""
+    def spill(self, goal: float) -> int:
+        """Write the largest output partitions' pieces to disk until at most `goal`
+        bytes are held in memory. Runs in a thread. -> bytes moved."""
         moved = 0
-        goal = self.budget * target
         while True:
             with self.lock:
                 if self.closed or self.memory_bytes <= goal or not self.memory:

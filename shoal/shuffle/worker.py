@@ -82,6 +82,11 @@ class ShuffleWorkerExtension(WorkerExtension):
     def handlers(self) -> dict[str, Any]:
         return {"shuffle_receive": self._receive, "shuffle_forget": self._forget}
 
+    def start(self) -> None:
+        interval = getattr(self.worker, "memory_monitor_interval", 0)
+        if self.worker.memory_limits.enabled and interval:
+            self.worker.spawn(self._watch_memory(max(interval, 0.1)))
+
     @property
     def compression(self) -> str | None:
         from shoal import config
@@ -175,8 +180,43 @@ class ShuffleWorkerExtension(WorkerExtension):
         buf = self._buffer(sid, run_id)
         if buf is None:
             return  # a piece of a run that is over
-        if buf.add(inp, dict(zip(parts, pieces))):
-            self.spilled_bytes += await asyncio.to_thread(buf.spill)
+        buf.add(inp, dict(zip(parts, pieces)))
+        if self.memory_bytes() > self.budget:
+            await self.spill(self.budget // 2)
+
+    def memory_bytes(self) -> int:
+        """Bytes of pieces held in memory, over all runs."""
+        with self.lock:
+            return sum(b.memory_bytes for _, b in self.buffers.values())
+
+    async def spill(self, goal: int) -> None:
+        """Move pieces to disk, the largest runs' first, until at most `goal` bytes are
+        held in memory (in a thread; several may run at once)."""
+        with self.lock:
+            bufs = sorted((b for _, b in self.buffers.values()), key=lambda b: -b.memory_bytes)
+        excess = sum(b.memory_bytes for b in bufs) - goal
+        for b in bufs:
+            if excess <= 0:
+                break
+            moved = await asyncio.to_thread(b.spill, max(b.memory_bytes - excess, 0))
+            self.spilled_bytes += moved
+            excess -= moved
+
+    async def _watch_memory(self, interval: float) -> None:
+        """Pieces are memory the worker's own manager cannot spill: when the process is
+        past the worker's `spill` threshold, move them to disk, so a worker that pauses
+        (and so runs no unpack) never stays paused because of them."""
+        import psutil
+
+        limits = self.worker.memory_limits
+        threshold = limits.bytes_at(limits.spill) if limits.spill else limits.bytes_at(limits.pause)
+        if not threshold or threshold == float("inf"):
+            return
+        proc = psutil.Process()
+        while True:
+            await asyncio.sleep(interval)
+            if self.buffers and proc.memory_info().rss > threshold and self.memory_bytes():
+                await self.spill(0)
 
     def _buffer(self, sid: str, run_id: int) -> ShardBuffer | None:
         old = None
@@ -192,7 +232,7 @@ class ShuffleWorkerExtension(WorkerExtension):
                 old = entry[1]
                 self._bury(entry[0])
             directory = os.path.join(self.worker.local_directory, f"shuffle-{sid}-{run_id}")
-            buf = ShardBuffer(directory, self.budget, self.compression)
+            buf = ShardBuffer(directory, self.compression)
             self.buffers[sid] = (run_id, buf)
         if old is not None:
             old.close()
