@@ -17,6 +17,7 @@ piece for an output partition already assembled.
 
 from __future__ import annotations
 
+import collections
 import shutil
 import threading
 from typing import Any
@@ -33,6 +34,8 @@ class ShardBuffer:
         self.lock = threading.Lock()
         #: output partition -> {input partition: (piece, nbytes)} held in memory
         self.memory: dict[int, dict[int, tuple[Any, int]]] = {}
+        #: input partition -> the output partitions it brought pieces for, oldest first
+        self.arrivals: collections.OrderedDict[int, list[int]] = collections.OrderedDict()
         #: (output, input) -> piece, being written to disk right now
         self.writing: dict[tuple[int, int], Any] = {}
         self._files: SpillFiles | None = None
@@ -63,6 +66,7 @@ class ShardBuffer:
         with self.lock:
             if self.closed:
                 return 0
+            new = []
             for part, piece in pieces.items():
                 got = self.received.setdefault(part, set())
                 if inp in got or part in self.taken:
@@ -72,37 +76,48 @@ class ShardBuffer:
                 n = piece.nbytes
                 self.memory.setdefault(part, {})[inp] = (piece, n)
                 self.memory_bytes += n
+                new.append(part)
+            if new:
+                self.arrivals.setdefault(inp, []).extend(new)
             return self.memory_bytes
 
     def spill(self, goal: float) -> int:
-        """Write the largest output partitions' pieces to disk until at most `goal`
-        bytes are held in memory. Runs in a thread. -> bytes moved."""
+        """Write pieces to disk, whole inputs at a time and oldest first, until at most
+        `goal` bytes are held in memory. Runs in a thread. -> bytes moved. By input:
+        the pieces of one message share the buffers they were received in, so only
+        spilling all of them gives that memory back."""
         moved = 0
         while True:
             with self.lock:
-                if self.closed or self.memory_bytes <= goal or not self.memory:
+                if self.closed or self.memory_bytes <= goal or not self.arrivals:
                     return moved
-                part = max(self.memory, key=lambda p: sum(n for _, n in self.memory[p].values()))
-                batch = self.memory.pop(part)
-                for inp, (piece, _) in batch.items():
+                inp, parts = self.arrivals.popitem(last=False)
+                batch = []
+                for part in parts:
+                    held = self.memory.get(part)
+                    if held is None or inp not in held:
+                        continue  # taken meanwhile
+                    piece, n = held.pop(inp)
+                    if not held:
+                        del self.memory[part]
                     self.writing[(part, inp)] = piece
+                    batch.append((part, piece, n))
+            done = 0
             try:
-                for inp, (piece, n) in batch.items():
+                for part, piece, n in batch:
                     self.files.set_serialized((part, inp), piece, n)
-                    moved += n
+                    done += 1
                     self.spill_count += 1
-            except BaseException:
-                with self.lock:  # keep what could not be written in memory
-                    for inp, (piece, n) in batch.items():
-                        if (part, inp) not in self.files:
+            finally:
+                with self.lock:
+                    for i, (part, piece, n) in enumerate(batch):
+                        self.writing.pop((part, inp), None)
+                        if i < done:
+                            self.memory_bytes -= n
+                            moved += n
+                        elif part not in self.taken:  # could not be written: keep it in memory
                             self.memory.setdefault(part, {})[inp] = (piece, n)
-                            self.writing.pop((part, inp), None)
-                raise
-            with self.lock:
-                for inp, (piece, n) in batch.items():
-                    self.writing.pop((part, inp), None)
-                    self.memory_bytes -= n
-                self.spilled_bytes += sum(n for _, n in batch.values())
+                    self.spilled_bytes += sum(n for _, _, n in batch[:done])
 
     def take(self, part: int) -> list[Any]:
         """The pieces of output partition `part` (`Pickled`), in input order, forgotten
@@ -134,6 +149,7 @@ class ShardBuffer:
         with self.lock:
             self.closed = True
             self.memory.clear()
+            self.arrivals.clear()
             self.writing.clear()
             self.memory_bytes = 0
         shutil.rmtree(self.directory, ignore_errors=True)
