@@ -121,6 +121,10 @@ def test_bad_input_same_as_dask(client, pdf):
     same(sparse.shuffle("k").compute(), sparse.compute(scheduler="sync"))
     one = ddf.assign(k=0)
     same(one.shuffle("k").compute(), one.compute(scheduler="sync"))
+    # categorical and string keys, several keys, the index
+    for on in ("c", "s", ["k", "c"]):
+        same(ddf.shuffle(on).compute(), ddf.compute(scheduler="sync"))
+    same(ddf.set_index("k").shuffle("k").compute().reset_index(), ddf.compute(scheduler="sync"))
     # mixed-type keys hash as dask hashes them; unhashable keys fail as they fail in dask
     mixed = dd.from_pandas(pd.DataFrame({"k": [1, "a", 2.5, "b"] * 10, "v": range(40)}), npartitions=3)
     same(mixed.shuffle("k").compute(), mixed.compute(scheduler="sync"), by=["v"])
