@@ -26,7 +26,13 @@ from typing import Any
 
 from shoal.utils import Key
 
-__all__ = ["ShuffleBook", "ShuffleRun", "ShuffleSpec", "Restart", "assign_owners"]
+__all__ = ["ShuffleBook", "ShuffleRun", "ShuffleSpec", "ShuffleClosed", "Restart", "assign_owners"]
+
+
+class ShuffleClosed(RuntimeError):
+    """The shuffle run a task belonged to is over: restarted (an owner left; the
+    scheduler runs the task again in the new run) or no longer wanted (cancelled). The
+    task's result is not used either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +63,8 @@ class ShuffleRun:
 
 @dataclass(frozen=True, slots=True)
 class Restart:
-    """An owner of `run` left: compute `recompute` again; outputs `restrict` drop their
-    old owner."""
+    """An owner of `run` left: compute `recompute` again (the next run pins the
+    outputs to its own owners)."""
 
     run: ShuffleRun
     recompute: tuple[Key, ...]

@@ -52,8 +52,11 @@ class ShardBuffer:
 
     @property
     def files(self) -> SpillFiles:
+        """The pieces on disk (made on first use; spills may run in several threads)."""
         if self._files is None:
-            self._files = SpillFiles(self.directory, self.compression)
+            with self.lock:
+                if self._files is None:
+                    self._files = SpillFiles(self.directory, self.compression)
         return self._files
 
     @property

@@ -18,9 +18,10 @@ import asyncio
 import logging
 from typing import Any
 
+from shoal.protocol.serialize import Pickled, loads
 from shoal.scheduler.events import Recompute, SetRestrictions
 from shoal.scheduler.extension import SchedulerExtension
-from shoal.shuffle.book import ShuffleBook, ShuffleRun, ShuffleSpec
+from shoal.shuffle.book import ShuffleBook, ShuffleClosed, ShuffleRun, ShuffleSpec
 
 __all__ = ["ShuffleSchedulerExtension", "spec_to_wire", "spec_from_wire"]
 
@@ -93,7 +94,7 @@ class ShuffleSchedulerExtension(SchedulerExtension):
         self.finished = 0
 
     def handlers(self) -> dict[str, Any]:
-        return {"shuffle_get": self.get, "shuffle_status": self.status}
+        return {"shuffle_get": self.get, "shuffle_status": self.status, "shuffle_flush": self.flush}
 
     # ------------------------------------------------------------------ handlers
 
@@ -103,6 +104,11 @@ class ShuffleSchedulerExtension(SchedulerExtension):
         self._sweep()
         spec_ = spec_from_wire(spec)
         state = self.scheduler.state
+        barrier = state.tasks.get(spec_.barrier_key)
+        if spec_.id not in self.book.runs and (barrier is None or barrier.state in _OVER):
+            # a transfer still running after the shuffle was cancelled (or finished):
+            # no new run for it, or its buffers would never be freed
+            raise ShuffleClosed(f"shuffle {spec_.id} is no longer wanted")
         workers = [a for a, ws in state.workers.items() if not getattr(ws, "retiring", False)] or list(state.workers)
         run, created = self.book.get_or_create(spec_, workers)
         if created:
@@ -111,6 +117,19 @@ class ShuffleSchedulerExtension(SchedulerExtension):
             pins = {spec_.output_key(p): (w,) for p, w in run.owners.items()}
             self._stimulate("shuffle-owners", SetRestrictions, pins)
         return {"run_id": run.run_id, "owners": [run.owners[p] for p in spec_.parts]}
+
+    async def flush(self, peer: Any, id: str, run_id: int) -> None:
+        """(the barrier) Return once every worker stored what it sent for run `run_id`;
+        raise the first error a worker reports. A worker gone meanwhile is skipped: the
+        transfers it ran are recomputed from lineage (the barrier with them)."""
+        if self.status(peer, id) != run_id:
+            raise ShuffleClosed(f"shuffle {id} run {run_id} was restarted")
+        replies = await self.scheduler.broadcast("shuffle_flush", id=id, run_id=run_id)
+        for address, (ok, value) in replies.items():
+            if ok or address not in self.scheduler.state.workers:
+                continue
+            error = loads(value) if isinstance(value, Pickled) else RuntimeError(str(value))
+            raise error
 
     def status(self, peer: Any, id: str) -> int | None:
         """The current run id of shuffle `id` (None: no run)."""

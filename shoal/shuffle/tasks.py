@@ -36,12 +36,16 @@ def shuffle_transfer(df: Any, shuffle: Any, inp: int) -> int:
 
 
 def shuffle_barrier(spec: Any, *run_ids: int) -> int:
-    """Every transfer is done (each returned once all its pieces were stored by their
-    owners); -> the run id the outputs assemble from."""
+    """Every transfer ran: wait until all their pieces are stored by their owners;
+    -> the run id the outputs assemble from."""
     ids = set(run_ids)
     if len(ids) > 1:
         raise RuntimeError(f"shuffle {spec.id}: transfers of different runs {sorted(ids)} met at the barrier")
-    return ids.pop() if ids else 0
+    if not ids:
+        return 0
+    run_id = ids.pop()
+    _service().barrier(spec, run_id)
+    return run_id
 
 
 def shuffle_unpack(shuffle: Any, part: int, run_id: int) -> Any:

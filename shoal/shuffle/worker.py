@@ -30,13 +30,14 @@ from typing import Any
 
 from shoal.comm.errors import CommClosedError
 from shoal.protocol.serialize import dumps, loads
+from shoal.shuffle.book import ShuffleClosed
 from shoal.shuffle.buffer import ShardBuffer
 from shoal.shuffle.scheduler import spec_to_wire
 from shoal.shuffle.split import assemble_frame, split_frame
 from shoal.worker.extension import WorkerExtension
 from shoal.worker.memory import compression_from_config
 
-__all__ = ["ShuffleWorkerExtension", "ShuffleRestarted"]
+__all__ = ["ShuffleWorkerExtension", "ShuffleClosed"]
 
 logger = logging.getLogger("shoal.shuffle")
 
@@ -47,8 +48,18 @@ _DEAD_RUNS = 10_000
 OWNER_LOST_TIMEOUT = 120.0
 
 
-class ShuffleRestarted(RuntimeError):
-    """The shuffle run this task belonged to was restarted; its result is not used."""
+#: bytes of pieces a worker may have on their way before its next transfer waits
+IN_FLIGHT = 128 * 2**20
+
+
+class _Outgoing:
+    """The sends of one run from this worker."""
+
+    __slots__ = ("tasks", "error")
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task] = set()
+        self.error: BaseException | None = None
 
 
 def _budget(worker: Any) -> int:
@@ -78,9 +89,14 @@ class ShuffleWorkerExtension(WorkerExtension):
         self._budget: int | None = None
         #: bytes of pieces moved to disk since the worker started
         self.spilled_bytes = 0
+        #: (shuffle id, run id) -> the sends of that run not yet flushed
+        self.outgoing: dict[tuple[str, int], _Outgoing] = {}
+        #: bytes of pieces sent and not yet stored by their owner
+        self.in_flight = 0
+        self._landed = asyncio.Event()
 
     def handlers(self) -> dict[str, Any]:
-        return {"shuffle_receive": self._receive, "shuffle_forget": self._forget}
+        return {"shuffle_receive": self._receive, "shuffle_forget": self._forget, "shuffle_flush": self._flush}
 
     def start(self) -> None:
         interval = getattr(self.worker, "memory_monitor_interval", 0)
@@ -118,8 +134,14 @@ class ShuffleWorkerExtension(WorkerExtension):
             parts.append(part)
             payload.append(dumps(piece))
         del pieces
-        self._call(self._send(spec.id, run_id, inp, by_owner))
+        nbytes = sum(p.nbytes for _, payload in by_owner.values() for p in payload)
+        self._call(self._enqueue(spec.id, run_id, inp, by_owner, nbytes))
         return run_id
+
+    def barrier(self, spec: Any, run_id: int) -> None:
+        """(task thread) Every transfer of run `run_id` ran: wait until all their pieces
+        are stored, on every worker (the scheduler asks each to flush)."""
+        self._call(self.worker.scheduler.request("shuffle_flush", id=spec.id, run_id=run_id))
 
     def unpack(self, shuffle: Any, part: int, run_id: int) -> Any:
         """(task thread) Output partition `part` of run `run_id`."""
@@ -130,7 +152,7 @@ class ShuffleWorkerExtension(WorkerExtension):
             dead = run_id in self.dead_runs
         if entry is None or entry[0] != run_id:
             if dead or (entry is not None and entry[0] > run_id):
-                raise ShuffleRestarted(f"shuffle {shuffle.id} run {run_id} was restarted")
+                raise ShuffleClosed(f"shuffle {shuffle.id} run {run_id} was restarted")
             pieces = []  # nothing for this worker's partitions arrived
         else:
             pieces = entry[1].take(part)
@@ -139,6 +161,25 @@ class ShuffleWorkerExtension(WorkerExtension):
         return assemble_frame(frames, shuffle.meta, shuffle.ignore_index)
 
     # ------------------------------------------------------------------ event loop side
+
+    async def _enqueue(self, sid: str, run_id: int, inp: int, by_owner: dict, nbytes: int) -> None:
+        """Start sending one input's pieces; wait first while too much is on its way
+        (backpressure: a full receiver acknowledges only after it spilled)."""
+        while self.in_flight > 0 and self.in_flight + nbytes > IN_FLIGHT:
+            self._landed.clear()
+            await self._landed.wait()
+        self.in_flight += nbytes
+        out = self.outgoing.setdefault((sid, run_id), _Outgoing())
+        task = self.worker.spawn(self._send(sid, run_id, inp, by_owner))
+        out.tasks.add(task)
+        task.add_done_callback(lambda t: self._sent(out, nbytes, t))
+
+    def _sent(self, out: _Outgoing, nbytes: int, task: asyncio.Task) -> None:
+        out.tasks.discard(task)
+        self.in_flight -= nbytes
+        self._landed.set()
+        if not task.cancelled() and task.exception() is not None and out.error is None:
+            out.error = task.exception()
 
     async def _send(self, sid: str, run_id: int, inp: int, by_owner: dict) -> None:
         me = self.worker.address
@@ -149,25 +190,34 @@ class ShuffleWorkerExtension(WorkerExtension):
             else:
                 sends.append(self._send_one(address, sid, run_id, inp, parts, payload))
         results = await asyncio.gather(*sends, return_exceptions=True)
-        lost = [(a, r) for a, r in zip(by_owner, results) if isinstance(r, BaseException)]
-        if not lost:
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, (CommClosedError, OSError))), errors[0])
+
+    async def _flush(self, peer: Any, id: str, run_id: int) -> None:
+        """Return once every piece this worker sent for run `run_id` is stored; raise
+        what a send failed with. An owner that could not be reached left: wait for
+        the scheduler to restart the run (`ShuffleClosed`)."""
+        out = self.outgoing.get((id, run_id))
+        if out is None:
             return
-        for address, error in lost:
-            if not isinstance(error, (CommClosedError, OSError)):
-                raise error
-        # an owner is gone: the scheduler will restart the run (and this task); wait
-        # for that rather than fail the whole computation
-        address = lost[0][0]
-        logger.info("shuffle %s: owner %s unreachable (%s); waiting for the restart", sid, address, lost[0][1])
+        while out.tasks:
+            await asyncio.wait(set(out.tasks))
+        self.outgoing.pop((id, run_id), None)
+        error = out.error
+        if error is None:
+            return
+        if not isinstance(error, (CommClosedError, OSError)):
+            raise error
+        logger.info("shuffle %s: an owner was unreachable (%s); waiting for the restart", id, error)
         delay, waited = 0.01, 0.0
         while waited < OWNER_LOST_TIMEOUT:
-            current = await self.worker.scheduler.request("shuffle_status", id=sid)
-            if current != run_id:
-                raise ShuffleRestarted(f"shuffle {sid} run {run_id} was restarted (owner {address} left)")
+            if await self.worker.scheduler.request("shuffle_status", id=id) != run_id:
+                raise ShuffleClosed(f"shuffle {id} run {run_id} was restarted (an owner left)")
             await asyncio.sleep(delay)
             waited += delay
             delay = min(delay * 2, 1.0)
-        raise RuntimeError(f"shuffle {sid}: owner {address} is unreachable and the shuffle was not restarted")
+        raise RuntimeError(f"shuffle {id}: an owner is unreachable ({error}) and the shuffle was not restarted")
 
     async def _send_one(self, address: str, sid: str, run_id: int, inp: int, parts: list, payload: list) -> None:
         peer = await self.worker.pool.get(address)
@@ -244,13 +294,18 @@ class ShuffleWorkerExtension(WorkerExtension):
             self.dead_runs.popitem(last=False)
 
     async def _forget(self, peer: Any, id: str, run_id: int) -> None:
+        self._drop_outgoing(id, run_id)
         with self.lock:
             self._bury(run_id)
             entry = self.buffers.get(id)
             if entry is None or entry[0] > run_id:
                 return
             del self.buffers[id]
-        await asyncio.to_thread(entry[1].close)  # its files may be many
+        await asyncio.to_thread(entry[1].close)
+
+    def _drop_outgoing(self, id: str, run_id: int) -> None:
+        for key in [k for k in self.outgoing if k[0] == id and k[1] <= run_id]:
+            del self.outgoing[key]  # its files may be many
 
     # ------------------------------------------------------------------ metrics, close
 

@@ -224,3 +224,21 @@ def test_buffer_dedupes_orders_and_spills(tmp_path):
     assert buf.duplicates == 2
     buf.close()
     assert not (tmp_path / "b").exists()
+
+
+def test_buffer_concurrent_spills_lose_nothing(tmp_path):
+    import threading
+
+    for attempt in range(5):
+        buf = ShardBuffer(str(tmp_path / f"c{attempt}"))
+        for i in range(40):
+            buf.add(i, {i % 4: piece(i)})
+        threads = [threading.Thread(target=buf.spill, args=(0,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert buf.memory_bytes == 0
+        for part in range(4):
+            assert [loads(p)[0] for p in buf.take(part)] == list(range(part, 40, 4))
+        buf.close()
