@@ -31,7 +31,7 @@ from typing import Any
 
 import dask
 import dask.config
-from dask._task_spec import TaskRef
+from dask._task_spec import Task, TaskRef, parse_input
 from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
@@ -77,20 +77,40 @@ def default_client(c: Client | None = None) -> Client:
 
 
 def _walk_futures(obj: Any, out: list) -> Any:
-    """Replace `Future`s inside builtin containers by plain `TaskRef`s; collect them."""
+    """Replace `Future`s inside containers by plain `TaskRef`s; collect them.
+
+    Lists, tuples, sets, frozensets and dicts are walked at any depth, their subclasses
+    too (rebuilt as the base type, which is what the task receives, as in distributed);
+    a namedtuple keeps its type."""
     t = type(obj)
     if t is Future or t is Actor:
         out.append(obj)
         return TaskRef(obj.key)
-    if t in (list, tuple, set, frozenset):
-        items = [_walk_futures(x, out) for x in obj]
-        return t(items)
+    if t in (list, tuple, set):
+        return t([_walk_futures(x, out) for x in obj])
     if t is dict:
+        return {k: _walk_futures(v, out) for k, v in obj.items()}
+    if t in _SIMPLE:
+        return obj
+    if isinstance(obj, (Future, Actor)):
+        out.append(obj)
+        return TaskRef(obj.key)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return t(*(_walk_futures(x, out) for x in obj))
+    if isinstance(obj, frozenset):  # dask resolves references only in list/tuple/set/dict
+        before = len(out)
+        items = [_walk_futures(x, out) for x in obj]
+        return Task(None, frozenset, parse_input(items)) if len(out) > before else obj
+    for base in (list, tuple, set):
+        if isinstance(obj, base):
+            return base(_walk_futures(x, out) for x in obj)
+    if isinstance(obj, dict):
         return {k: _walk_futures(v, out) for k, v in obj.items()}
     return obj
 
 
 _SIMPLE = (int, float, str, bytes, bool, type(None))
+_CONTAINERS = (list, tuple, set, frozenset)
 
 
 def _has_future(obj: Any) -> bool:
@@ -99,9 +119,15 @@ def _has_future(obj: Any) -> bool:
         return False
     if t is Future or t is Actor:
         return True
-    if t in (list, tuple, set, frozenset):
+    if t in _CONTAINERS:
         return any(_has_future(x) for x in obj)
     if t is dict:
+        return any(_has_future(v) for v in obj.values())
+    if isinstance(obj, (Future, Actor)):
+        return True
+    if isinstance(obj, _CONTAINERS):
+        return any(_has_future(x) for x in obj)
+    if isinstance(obj, dict):
         return any(_has_future(v) for v in obj.values())
     return False
 
@@ -416,7 +442,10 @@ class Client:
 
     @property
     def asynchronous(self) -> bool:
-        return _loop.in_loop_thread(self.loop) or self._asynchronous
+        """Whether calls from this thread get awaitables (`shoal._loop.in_async_call`):
+        on the client's loop, yes; from any other thread while that loop runs, no (they
+        block and return values, even for an ``asynchronous=True`` client)."""
+        return _loop.in_async_call(self.loop, default=self._asynchronous)
 
     def sync(self, func: Any, *args: Any, asynchronous: bool | None = None, callback_timeout: Any = None, **kwargs: Any) -> Any:
         if asynchronous or (asynchronous is None and self.asynchronous):

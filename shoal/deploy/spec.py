@@ -511,7 +511,7 @@ class SpecCluster:
 
     @property
     def asynchronous(self) -> bool:
-        return self._asynchronous or (self.loop is not None and _loop.in_loop_thread(self.loop))
+        return _loop.in_async_call(self.loop, default=self._asynchronous)
 
     @property
     def called_from_running_loop(self) -> bool:

@@ -530,12 +530,14 @@ class SchedulerState:
                 self._annotate(ts, ann)
             new.append((ts, deps))
         lost: list[SchedTask] = []
+        missing: dict[Key, Key] = {}  # lost task's key -> the dependency nobody has
         for ts, deps in new:
             linked = []
             for dk in deps:
                 dts = tasks.get(dk)
                 if dts is None:
                     lost.append(ts)
+                    missing[ts.key] = dk
                     break
                 if dts not in linked:
                     linked.append(dts)
@@ -543,14 +545,16 @@ class SchedulerState:
             ts.dependencies = tuple(linked)
         cancelled: set[SchedTask] = set()
         for ts in lost:
-            cancelled |= self._cancel(ts, "lost dependencies", None, recs)
+            cancelled |= self._cancel(ts, "lost dependencies", _missing_text(ts.key, missing[ts.key]), recs)
         if self.observers:
             for obs in self.observers:
                 obs.new_keys(cs.id, msg.wanted)
         for key in msg.wanted:
             ts = tasks.get(key)
             if ts is None or ts in cancelled:
-                self._out.append(ToClient(cs.id, m.CancelledKeys((key,), "lost dependencies", None)))
+                k = key if key in missing else next(iter(missing), None)
+                text = _missing_text(k, missing[k]) if k is not None else None
+                self._out.append(ToClient(cs.id, m.CancelledKeys((key,), "lost dependencies", text)))
                 continue
             self._want(cs, ts, recs)
 
@@ -1337,3 +1341,10 @@ _ACTIVE = frozenset(["waiting", "queued", "no-worker", "processing"])
 _STATES = frozenset(
     ["released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "forgotten"]
 )
+
+
+def _missing_text(key: Key, dep: Key) -> str:
+    return (
+        f"Task {key!r} depends on {dep!r}, which the scheduler does not know "
+        "(never submitted, or already released)"
+    )
