@@ -16,8 +16,9 @@ Workloads (sizes at --scale 1):
   merge       merge of two 1 GB frames on a non-index column, 2 x 2 GiB         [s]
   rechunk     dask.array (N, 1) column chunks -> (1, N) row chunks, 1.6 GB,
               2 x 2 GiB                                                          [s]
-  serialize   one 6 MB partition split in 200 pieces: pickle protocol 5 vs Arrow IPC
-              round trip (dumps + loads), in this process                         [ms]
+  serialize   one 6 MB partition split in 200 pieces, each piece round-tripped (dumps +
+              loads) and assembled: DataFrames by pickle protocol 5, by Arrow IPC, and
+              shoal's bare-array pieces (`Columns`) by pickle 5, in this process   [ms]
 
     python benchmarks/bench_shuffle.py [--only a,b] [--scale 0.25] [--markdown]
 """
@@ -153,30 +154,37 @@ def wl_rechunk(backend: str, scale: float) -> dict:
 
 
 def wl_serialize(scale: float) -> dict:
-    """Split one partition into 200 pieces and round-trip them through each format."""
+    """Split one partition into 200 pieces and round-trip them (dumps + loads +
+    assembly of one output from all of them) in each form."""
     import pickle
 
     import pyarrow as pa
+    from dask.dataframe.shuffle import shuffle_group
 
-    from shoal.shuffle.split import split_frame
+    from shoal.shuffle.split import assemble_frame, split_frame, unpack_pieces
 
     df = make_partition(0, ROWS, 10**9)
     df["_partitions"] = df["k"] % 200
-    pieces = list(split_frame(df, "_partitions", 200, False).values())
+    meta = df.iloc[:0]
     out = {}
-    for name, dump, load in (
-        ("pickle5", lambda p: _pickle5(p), lambda b: pickle.loads(b[0], buffers=b[1])),
-        ("arrow_ipc", lambda p: _arrow_dump(pa, p), lambda b: _arrow_load(pa, b)),
-    ):
+    for name, split, dump, load, assemble in (
+        ("pickle5_frames", lambda: shuffle_group(df, "_partitions", 0, 200, 200, False, 200), _pickle5,
+         lambda b: pickle.loads(b[0], buffers=b[1]), lambda ps: assemble_frame(ps, meta, False)),
+        ("arrow_ipc_frames", lambda: shuffle_group(df, "_partitions", 0, 200, 200, False, 200),
+         lambda p: _arrow_dump(pa, p), lambda b: _arrow_load(pa, b), lambda ps: assemble_frame(ps, meta, False)),
+        ("pickle5_columns", lambda: split_frame(df, "_partitions", 200, False), _pickle5,
+         lambda b: pickle.loads(b[0], buffers=b[1]), lambda ps: unpack_pieces(ps, meta, False)),
+    ):  # fmt: skip
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            blobs = [dump(p) for p in pieces]
-            back = [load(b) for b in blobs]
+            pieces = list(split().values())
+            back = [load(dump(p)) for p in pieces]
+            whole = assemble(back)
             best = min(best, time.perf_counter() - t0)
-        assert sum(len(b) for b in back) == len(df)
+        assert len(whole) == len(df)
         out[name] = best * 1000
-    return {"pickle5_ms": out["pickle5"], "arrow_ipc_ms": out["arrow_ipc"]}
+    return out
 
 
 def _pickle5(p):
@@ -279,8 +287,8 @@ def main(argv=None) -> None:
         print(("| " + sep.join(cells) + " |") if args.markdown else sep.join(f"{c:<30}" for c in cells))
     if "serialize" in names:
         ser = wl_serialize(args.scale)
-        print(f"serialize 200 pieces of a 6 MB partition, dumps+loads: pickle5 {ser['pickle5_ms']:.1f} ms, "
-              f"Arrow IPC {ser['arrow_ipc_ms']:.1f} ms")  # fmt: skip
+        print("split a 6 MB partition in 200 pieces, dumps + loads each, assemble: "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in ser.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from shoal.protocol.serialize import dumps, loads
 from shoal.shuffle.book import ShuffleClosed
 from shoal.shuffle.buffer import ShardBuffer
 from shoal.shuffle.scheduler import spec_to_wire
-from shoal.shuffle.split import assemble_frame, split_frame
+from shoal.shuffle.split import split_frame, unpack_pieces
 from shoal.worker.extension import WorkerExtension
 from shoal.worker.memory import compression_from_config
 
@@ -156,9 +156,9 @@ class ShuffleWorkerExtension(WorkerExtension):
             pieces = []  # nothing for this worker's partitions arrived
         else:
             pieces = entry[1].take(part)
-        frames = [loads(p) for p in pieces]
+        packed = [loads(p) for p in pieces]
         del pieces
-        return assemble_frame(frames, shuffle.meta, shuffle.ignore_index)
+        return unpack_pieces(packed, shuffle.meta, shuffle.ignore_index)
 
     # ------------------------------------------------------------------ event loop side
 
