@@ -283,7 +283,8 @@ def main(argv=None) -> None:
         d = results["distributed"].get(wl, {})
         sv, dv = s.get(key), d.get(key)
         ratio = f"{dv / sv:.2f}x" if sv and dv else "-"
-        cells = [label, unit, f"{sv:.1f}" if sv else s.get("error", "-"), f"{dv:.1f}" if dv else d.get("error", "-"), ratio]
+        cells = [label, unit, f"{sv:.1f}" if sv else s.get("error", "-"),
+                 f"{dv:.1f}" if dv else d.get("error", "-"), ratio]  # fmt: skip
         print(("| " + sep.join(cells) + " |") if args.markdown else sep.join(f"{c:<30}" for c in cells))
     if "serialize" in names:
         ser = wl_serialize(args.scale)

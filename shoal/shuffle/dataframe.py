@@ -51,7 +51,8 @@ class DataFrameShuffle:
         self.wanted = frozenset(spec.parts) if filtered else None
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (self.spec, self.column, self.npartitions, self.ignore_index, self.meta, self.wanted is not None))
+        args = (self.spec, self.column, self.npartitions, self.ignore_index, self.meta, self.wanted is not None)
+        return (_rebuild, args)
 
     @property
     def id(self) -> str:

@@ -143,7 +143,9 @@ class ShuffleSchedulerExtension(SchedulerExtension):
         for restart in self.book.remove_worker(address):
             self.restarts += 1
             run = restart.run
-            logger.info("shuffle %s run %d lost its owner %s (%s); restarting", run.spec.id, run.run_id, address, reason)
+            logger.info(
+                "shuffle %s run %d lost its owner %s (%s); restarting", run.spec.id, run.run_id, address, reason
+            )
             self._forget_everywhere(run)
             self._stimulate("shuffle-restart", Recompute, restart.recompute, f"shuffle owner {address} left")
         if not self.book.runs:

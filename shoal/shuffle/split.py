@@ -71,7 +71,8 @@ def unpack_pieces(pieces: list, meta: Any, ignore_index: bool) -> Any:
 def _frame(p: Columns, meta: Any) -> Any:
     import pandas as pd
 
-    out = pd.DataFrame(dict(zip(range(len(p.arrays)), p.arrays)), index=pd.Index(p.index, name=meta.index.name), copy=False)
+    index = pd.Index(p.index, name=meta.index.name)
+    out = pd.DataFrame(dict(zip(range(len(p.arrays)), p.arrays)), index=index, copy=False)
     out.columns = meta.columns
     return out
 
