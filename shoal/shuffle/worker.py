@@ -26,6 +26,7 @@ import collections
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from shoal.comm.errors import CommClosedError
@@ -91,6 +92,8 @@ class ShuffleWorkerExtension(WorkerExtension):
         self.spilled_bytes = 0
         #: (shuffle id, run id) -> the sends of that run not yet flushed
         self.outgoing: dict[tuple[str, int], _Outgoing] = {}
+        #: seconds spent by task threads, by step (where a shuffle's time goes)
+        self.seconds: collections.Counter = collections.Counter()
         #: bytes of pieces sent and not yet stored by their owner
         self.in_flight = 0
         self._landed = asyncio.Event()
@@ -122,12 +125,16 @@ class ShuffleWorkerExtension(WorkerExtension):
 
     def transfer(self, shuffle: Any, inp: int, df: Any) -> int:
         """(task thread) Split input `inp` and store its pieces at their owners."""
+        clock = time.perf_counter
+        t0 = clock()
         spec = shuffle.spec
         run = self._call(self.worker.scheduler.request("shuffle_get", spec=spec_to_wire(spec)))
         run_id = run["run_id"]
         owner_of = dict(zip(spec.parts, run["owners"]))
+        t1 = clock()
         pieces = split_frame(df, shuffle.column, shuffle.npartitions, shuffle.ignore_index, shuffle.wanted)
         del df
+        t2 = clock()
         by_owner: dict[str, tuple[list, list]] = {}
         for part, piece in pieces.items():
             parts, payload = by_owner.setdefault(owner_of[part], ([], []))
@@ -135,7 +142,14 @@ class ShuffleWorkerExtension(WorkerExtension):
             payload.append(dumps(piece))
         del pieces
         nbytes = sum(p.nbytes for _, payload in by_owner.values() for p in payload)
+        t3 = clock()
         self._call(self._enqueue(spec.id, run_id, inp, by_owner, nbytes))
+        t4 = clock()
+        seconds = self.seconds
+        seconds["ask-run"] += t1 - t0
+        seconds["split"] += t2 - t1
+        seconds["pickle"] += t3 - t2
+        seconds["wait-room"] += t4 - t3
         return run_id
 
     def barrier(self, spec: Any, run_id: int) -> None:
@@ -156,9 +170,14 @@ class ShuffleWorkerExtension(WorkerExtension):
             pieces = []  # nothing for this worker's partitions arrived
         else:
             pieces = entry[1].take(part)
+        t0 = time.perf_counter()
         packed = [loads(p) for p in pieces]
         del pieces
-        return unpack_pieces(packed, shuffle.meta, shuffle.ignore_index)
+        t1 = time.perf_counter()
+        out = unpack_pieces(packed, shuffle.meta, shuffle.ignore_index)
+        self.seconds["unpickle"] += t1 - t0
+        self.seconds["assemble"] += time.perf_counter() - t1
+        return out
 
     # ------------------------------------------------------------------ event loop side
 
@@ -317,6 +336,7 @@ class ShuffleWorkerExtension(WorkerExtension):
             "memory_bytes": sum(b.memory_bytes for b in bufs),
             "disk_bytes": sum(b.disk_bytes for b in bufs),
             "spilled_bytes_total": self.spilled_bytes,
+            "seconds": dict(self.seconds),
         }
 
     def close(self) -> None:
