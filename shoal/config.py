@@ -89,6 +89,10 @@ DEFAULTS: dict[str, Any] = {
             # how often a worker tells the scheduler it is alive (see scheduler.worker-ttl)
             "heartbeat-interval": "1s",
         },
+        # the shuffle service (shoal/shuffle/): pieces a worker holds in memory, as a
+        # fraction of its memory_limit (of the machine's memory without a limit), before
+        # it spills them to disk and makes senders wait
+        "shuffle": {"buffer": 0.25},
         "deploy": {"worker-start-timeout": "60s"},
         "dashboard": {
             # how often the live pages are updated (one update for all viewers)

@@ -48,6 +48,7 @@ from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
+from shoal.shuffle.method import SERVICE
 from shoal.security import secret_of
 from shoal.status import StatusAttribute
 from shoal.utils import parse_timeout, typename
@@ -337,7 +338,7 @@ class Client:
 
     def _register_default(self) -> None:
         _global_clients[next(_global_client_index)] = self
-        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"})
+        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": SERVICE})
 
     async def _watch_scheduler(self, peer: Peer) -> None:
         await peer.run()
@@ -450,7 +451,7 @@ class Client:
         def cm() -> Iterator[None]:
             token = _current_client.set(self)
             try:
-                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"}):
+                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": SERVICE}):
                     yield
             finally:
                 _current_client.reset(token)

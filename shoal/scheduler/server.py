@@ -150,6 +150,9 @@ class Scheduler(Server):
         self._initial_plugins = list(plugins or ())
         self.profiling = self.add_extension("profiling", ProfileServer(self))
         self.memory_samplers = self.add_extension("memory_samplers", MemorySamplers(self))
+        from shoal.shuffle.scheduler import ShuffleSchedulerExtension
+
+        self.shuffle = self.add_extension("shuffle", ShuffleSchedulerExtension(self))
 
     # ------------------------------------------------------------------ the extension door
 

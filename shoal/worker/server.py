@@ -249,6 +249,10 @@ class Worker(Server):
             "benchmark_network": self._benchmark_network,
             "get_logs": self._get_logs,
         })
+        # the shuffle service's buffers (shoal/shuffle/worker.py), through the door
+        from shoal.shuffle.worker import ShuffleWorkerExtension
+
+        self.add_extension("shuffle", ShuffleWorkerExtension(self))
 
     @property
     def address(self) -> str:
