@@ -18,6 +18,16 @@ from typing import Any
 # which inherit the environment) checks all of its invariants after every stimulus.
 os.environ["DASK_SHOAL__SCHEDULER__VALIDATE"] = "True"
 os.environ["DASK_SHOAL__WORKER__VALIDATE"] = "True"
+# schedulers keep their secret files (shoal.secret_files) in a directory of the test run's
+# own, not in the user's runtime directory
+if "DASK_SHOAL__SECURITY__RUNTIME_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _runtime_dir = tempfile.mkdtemp(prefix="shoal-test-runtime-")
+    os.environ["DASK_SHOAL__SECURITY__RUNTIME_DIR"] = _runtime_dir
+    atexit.register(shutil.rmtree, _runtime_dir, True)
 
 import dask.config  # noqa: E402
 

@@ -39,6 +39,7 @@ from shoal import config
 from shoal.comm.addressing import parse_host_port, unparse_host_port
 from shoal.comm.core import Comm, Listener, logger
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
+from shoal.protocol import foreign
 from shoal.protocol import handshake as hs
 from shoal.protocol.framing import (
     PacketEncoder,
@@ -151,6 +152,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
         "_reading_paused",
         "_protocol_error",
         "_on_connect",
+        "_answer_foreign",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_packet_bytes: int, handshake: bool = True) -> None:
@@ -179,6 +181,9 @@ class TCP(Comm, asyncio.BufferedProtocol):
         self._reading_paused = False
         self._protocol_error: BaseException | None = None
         self._on_connect: Any = None
+        #: a listener's comm tells a distributed connector what it reached (`protocol/foreign.py`):
+        #: the listener's role ("scheduler", "worker", ...), None on a connector
+        self._answer_foreign: str | None = None
 
     # ================================================================== asyncio protocol
 
@@ -283,6 +288,20 @@ class TCP(Comm, asyncio.BufferedProtocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def _refuse_distributed(self) -> None:
+        """The peer speaks Dask distributed's protocol: say so on this side (the handshake
+        fails with this text) and, as a listener, tell the distributed peer too."""
+        if self._answer_foreign is not None:
+            text = "it speaks Dask distributed's protocol (a distributed Client or `dask worker`?); told it that "
+            text += "shoal and distributed do not interoperate"
+            self._protocol_error = ForeignProtocolError(text)
+            self._start = self._end = 0
+            if self._transport is not None:
+                self._transport.write(foreign.distributed_refusal(foreign.refusal_text(self.local_address, self._answer_foreign)))
+                self._transport.close()  # after the refusal is written
+            return
+        self._fail(ForeignProtocolError(foreign.reached_distributed_text()), log=False)
+
     def _grow(self, needed: int) -> None:
         size = max(2 * len(self._buf), needed + DIRECT_MIN)
         new = bytearray(size)
@@ -301,6 +320,15 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 end = self._end
                 if end - start < 4:
                     return
+                if self._raw_left == hs.HANDSHAKE_PACKETS and foreign.may_be_foreign(_U32.unpack_from(view, start)[0]):
+                    # not how a shoal peer's first packet starts (one frame): who is this?
+                    with view[start:end] as pv:
+                        kind = foreign.sniff(pv)
+                    if kind == foreign.MORE:
+                        return
+                    if kind == foreign.DISTRIBUTED:
+                        self._refuse_distributed()
+                        return
                 with view[start:end] as pv:
                     parsed = parse_prelude(pv, self._cap)
                 if parsed is None:
@@ -535,6 +563,11 @@ class TCP(Comm, asyncio.BufferedProtocol):
 # ====================================================================== handshake
 
 
+class ForeignProtocolError(Exception):
+    """The peer speaks another protocol (Dask distributed's)."""
+
+
+
 def _handshake_error(exc: hs.HandshakeError, address: str) -> AuthenticationError:
     if exc.kind == "auth":
         return AuthenticationError(str(exc))
@@ -620,6 +653,7 @@ class TCPListener(Listener):
     def _factory(self) -> TCP:
         comm = TCP(self._loop, self.max_packet_bytes)
         comm._on_connect = self._accept
+        comm._answer_foreign = str((self.info or {}).get("role") or "server")
         return comm
 
     async def _start(self) -> None:

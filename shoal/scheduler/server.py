@@ -22,7 +22,8 @@ from typing import Any
 
 import msgpack
 
-from shoal import config, log_buffer
+from shoal import config, log_buffer, secret_files
+from shoal.status import StatusAttribute
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
@@ -43,6 +44,7 @@ from shoal.scheduler.topics import EventLog
 from shoal.scheduler.watches import WatchServer
 from shoal.scheduler.state import SchedulerState
 from shoal.sync.server import SyncServer
+from shoal.utils import plural
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
@@ -54,6 +56,9 @@ LARGE_GRAPH = 10_000
 class Scheduler(Server):
     """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
     cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,
@@ -139,6 +144,9 @@ class Scheduler(Server):
         self.memory_samplers = self.add_extension("memory_samplers", MemorySamplers(self))
         #: open progress bars and task-metadata collections (`watches.py`)
         self.watches = self.add_extension("watches", WatchServer(self))
+        from shoal.shuffle.scheduler import ShuffleSchedulerExtension
+
+        self.shuffle = self.add_extension("shuffle", ShuffleSchedulerExtension(self))
 
     # ------------------------------------------------------------------ the extension door
 
@@ -192,6 +200,8 @@ class Scheduler(Server):
             self.local_listener = await listen(new_address(), self._handle_comm, info=self.listener.info)
         self.status = "running"
         self.loop = asyncio.get_running_loop()
+        # this user's clients find the secret by address (shoal.secret_files)
+        secret_files.remember(self.listener.address, self.secret)
         await self.start_extensions()
         log_buffer.install()
         if self.worker_ttl is not None:
@@ -235,6 +245,8 @@ class Scheduler(Server):
         self.status = "closing"
         if self.dashboard is not None:
             await self.dashboard.close()
+        if self.listener is not None:
+            secret_files.forget(self.listener.address, self.secret)
         for listener in (self.listener, self.local_listener):
             if listener is not None:
                 await listener.stop()
@@ -329,7 +341,7 @@ class Scheduler(Server):
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
-                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                logger.info("Register worker %s (%s)", msg.address, plural(msg.nthreads, "thread"))
                 if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
                     continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))

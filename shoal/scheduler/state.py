@@ -45,9 +45,11 @@ from shoal.scheduler.events import (
     HoldKeys,
     ReleaseHold,
     RemoveClient,
+    Recompute,
     RemoveWorker,
     Restart,
     SchedulerEvent,
+    SetRestrictions,
     SetRetiring,
     WantKeys,
     WorkerMsg,
@@ -837,6 +839,34 @@ class SchedulerState:
             if ws is not None:
                 ws.retiring = ev.retiring
 
+    def _handle_set_restrictions(self, ev: SetRestrictions, recs: Recs) -> None:
+        for key, workers in ev.restrictions.items():
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            ts.restrictions = frozenset(workers) if workers else None
+            ts.loose = False
+            if ts.state == "no-worker":
+                recs[ts.key] = "queued"  # it may run somewhere now
+
+    def _handle_recompute(self, ev: Recompute, recs: Recs) -> None:
+        sid = ev.stimulus_id
+        released = []
+        for key in ev.keys:  # dependencies come before their dependents in `keys`
+            ts = self.tasks.get(key)
+            if ts is None or ts.spec is None:
+                continue
+            if ts.state == "memory":
+                self._transition(ts, "released", sid, recs)
+                released.append(ts)
+            elif ts.state == "processing":
+                self._transition(ts, "waiting", sid, recs)
+        # dependents first: a dependent waiting again makes its released dependencies
+        # needed (and recommends them), then those are made to wait too
+        for ts in reversed(released):
+            if ts.state == "released" and (ts.who_wants or ts.n_waiters):
+                self._transition(ts, "waiting", sid, recs)
+
     # ------------------------------------------------------------------ shared mechanics
 
     def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
@@ -1318,6 +1348,8 @@ class SchedulerState:
         WorkerMsg: _handle_worker_msg,
         DropReplicas: _handle_drop_replicas,
         SetRetiring: _handle_set_retiring,
+        SetRestrictions: _handle_set_restrictions,
+        Recompute: _handle_recompute,
         HoldKeys: _handle_hold_keys,
         ReleaseHold: _handle_release_hold,
         WantKeys: _handle_want_keys,

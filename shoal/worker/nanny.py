@@ -44,7 +44,8 @@ from typing import Any
 import psutil
 from dask.utils import format_bytes
 
-from shoal import config, log_buffer
+from shoal.status import StatusAttribute
+from shoal import config, log_buffer, secret_files
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
@@ -95,6 +96,9 @@ class Nanny(Server):
     worker); `close()` stops both. Worker options are those of `Worker`. The life cycle
     and background tasks are `shoal.rpc.server.Server`'s."""
 
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
+
     def __init__(
         self,
         scheduler_address: str,
@@ -118,7 +122,8 @@ class Nanny(Server):
         self.name = name
         self.memory_limit = int(memory_limit or 0)
         self.resources = resources
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.local_directory = local_directory
         self.env = dict(env or {})
@@ -389,7 +394,8 @@ class Nanny(Server):
                 if self._exit_reason is None:  # not killed by us for memory: say what happened
                     reason = describe_exit(code)
                     logger.warning("Worker %s (pid=%d) %s; restarting it", self.worker_address, proc.pid, reason)
-                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason}
+                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason,
+                             "nanny_pid": os.getpid()}  # fmt: skip
                     self._log_event(["worker-restart", self.worker_address], event)
                 await self._stop_worker(1.0)
                 self.worker_address = None
@@ -417,9 +423,7 @@ class Nanny(Server):
         if rss <= self.memory_terminate_fraction * self.memory_limit:
             return
         if self._terminating_pid == proc.pid:
-            logger.warning(
-                "Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid
-            )
+            logger.info("Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid)
             proc.kill()
             return
         pct = f"{self.memory_terminate_fraction * 100:.0f}%"
@@ -434,7 +438,7 @@ class Nanny(Server):
         self._terminating_pid = proc.pid
         self._exit_reason = reason
         event = {"worker": self.worker_address, "pid": proc.pid, "rss": rss, "memory_limit": self.memory_limit,
-                 "reason": reason}  # fmt: skip
+                 "reason": reason, "nanny_pid": os.getpid()}  # fmt: skip
         self._log_event(["worker-restart-memory", self.worker_address], event)
         if self.scheduler is not None and self.worker_address is not None:
             try:  # the scheduler learns the reason before the connection drops

@@ -48,7 +48,8 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal import config, log_buffer
+from shoal.status import StatusAttribute
+from shoal import config, log_buffer, secret_files
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -61,7 +62,8 @@ from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
 from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
-from shoal.protocol.tracebacks import frames_of
+from shoal.protocol.tracebacks import capped, frames_of, truncate
+from shoal.system_monitor import SystemMonitor
 from shoal.rpc import ConnectionPool, Peer
 from shoal.rpc.server import Server
 from shoal.utils import key_prefix, overrides_hook, typename
@@ -88,13 +90,6 @@ from shoal.worker.state import (
 )
 
 logger = logging.getLogger("shoal.worker")
-
-#: frames of these modules are dropped from the front of remote tracebacks
-_OWN_FRAMES = (
-    os.sep + os.path.join("shoal", "worker") + os.sep,
-    os.sep + os.path.join("shoal", "graph") + os.sep,
-    os.path.join("dask", "_task_spec"),
-)
 
 #: frames of these files (how a task's function gets called) are left out of profiles
 _PROFILE_SKIP = (os.sep + os.path.join("shoal", "graph") + os.sep, os.path.join("dask", "_task_spec"))
@@ -163,6 +158,9 @@ class Worker(Server):
     """A worker server. `await Worker(scheduler_address, ...)` starts it (the life cycle,
     background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
 
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
+
     def __init__(
         self,
         scheduler_address: str,
@@ -191,9 +189,11 @@ class Worker(Server):
         self.store: Any = None
         self._spill_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._process = psutil.Process()
+        self._system: SystemMonitor | None = None  # cpu, fds, network for the heartbeat
         self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.id = f"Worker-{uuid.uuid4()}"
         self.name = name if name is not None else self.id
@@ -249,6 +249,10 @@ class Worker(Server):
             "benchmark_network": self._benchmark_network,
             "get_logs": self._get_logs,
         })
+        # the shuffle service's buffers (shoal/shuffle/worker.py), through the door
+        from shoal.shuffle.worker import ShuffleWorkerExtension
+
+        self.add_extension("shuffle", ShuffleWorkerExtension(self))
 
     @property
     def address(self) -> str:
@@ -351,6 +355,9 @@ class Worker(Server):
             "executing": len(st.executing) if st is not None else 0,
             "in_memory": len(store) if store is not None else 0,
         }
+        if self._system is None:
+            self._system = SystemMonitor(n=1)
+        out.update(self._system.as_metrics())  # cpu, num_fds, host_net_io (the /workers page)
         if isinstance(store, SpillStore):
             out["spilled_bytes"] = {"memory": store.spilled_bytes, "disk": store.disk_bytes}
             out["spill"] = {
@@ -1046,8 +1053,12 @@ async def _await(aw: Any) -> Any:
 
 
 def _pack_exception(e: BaseException) -> tuple:
-    """(pickled exception, traceback frames, text), robust to exceptions that do not pickle."""
-    frames = frames_of(e.__traceback__, _OWN_FRAMES)
+    """(pickled exception, traceback frames, text), robust to exceptions that do not pickle.
+    All frames travel (at most `MAX_FRAMES`): the client leaves out shoal's own as its
+    `shoal.admin.traceback.shorten` says; a message longer than
+    `shoal.admin.max-error-length` is cut."""
+    frames = capped(frames_of(e.__traceback__))
+    e = truncate(e, int(config.get("admin.max-error-length") or 0))
     text = "".join(tb_module.format_exception_only(type(e), e)).strip()
     try:
         p = dumps(e)

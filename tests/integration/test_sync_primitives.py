@@ -344,3 +344,45 @@ def test_wake_up_between_the_first_attempt_and_the_wait_is_not_lost():
         return await asyncio.wait_for(pending, 5)
 
     assert run(main()) is True
+
+
+# ---------------------------------------------------------------------- distributed's extras (issue 16)
+
+
+def test_multilock_num_locks(client):
+    from shoal import MultiLock
+
+    a = MultiLock(names=["x", "y", "z"], client=client)
+    assert a.acquire(num_locks=2)
+    b = MultiLock(names=["x", "y", "z"], client=client)
+    assert b.acquire(num_locks=1, timeout=5)  # one of the three is still free
+    c = MultiLock(names=["x", "y", "z"], client=client)
+    assert not c.acquire(num_locks=1, timeout=0.2)  # all three are taken now
+    a.release()
+    assert c.acquire(num_locks=2, timeout=5)
+    b.release()
+    c.release()
+    with pytest.raises(ValueError, match="num_locks"):
+        MultiLock(names=["x"], client=client).acquire(num_locks=2)
+
+
+def test_semaphore_close_releases_its_leases(client):
+    from shoal import Lock, Semaphore
+
+    sem = Semaphore(max_leases=2, name="closing-sem", client=client)
+    assert sem.acquire() and sem.acquire()
+    sem.close()
+    other = Semaphore(max_leases=2, name="closing-sem", client=client)
+    assert other.acquire(timeout=5) and other.acquire(timeout=5)
+    other.release(), other.release()
+    with pytest.raises(RuntimeError, match="closed"):
+        sem.acquire()
+    lock = Lock("closing-lock", client=client)
+    assert lock.acquire()
+    lock.close()
+    assert Lock("closing-lock", client=client).acquire(timeout=5)
+
+
+def test_client_futures_of(client):
+    futures = [client.submit(sum, [i, 1]) for i in range(3)]
+    assert set(client.futures_of({"a": futures[0], "b": [futures[1], (futures[2],)]})) == set(futures)

@@ -151,7 +151,7 @@ def test_wrong_secret_rejected(cluster, client):
     with pytest.raises(OSError):
         Client(cluster.scheduler_address, security=Security(b"wrong"), timeout=2, set_as_default=False)
     with pytest.raises(OSError):  # no secret at all
-        Client(cluster.scheduler_address, security=Security(None), timeout=2, set_as_default=False)
+        Client(cluster.scheduler_address, security=False, timeout=2, set_as_default=False)
     assert client.submit(inc, 5, pure=False).result() == 6
     with Client(cluster.scheduler_address, security=cluster.security, set_as_default=False) as c2:
         assert c2.submit(inc, 6, pure=False).result() == 7
