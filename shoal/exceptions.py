@@ -15,6 +15,7 @@ TimeoutError = TimeoutError  # noqa: A001  -- the builtin, exactly as distribute
 
 __all__ = [
     "InvalidTransition",
+    "ReentrantStimulus",
     "CancelledError",
     "ClosedClientError",
     "FutureCancelledError",
@@ -124,3 +125,9 @@ class InvalidTransition(RuntimeError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.key, self.start, self.finish, self.story))
+
+
+class ReentrantStimulus(RuntimeError):
+    """A state machine's `handle_stimulus` was called while it was already running (e.g.
+    from an observer's `transition` hook): events must queue behind the current
+    stimulus, not nest in it."""

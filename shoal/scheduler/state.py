@@ -33,7 +33,7 @@ from collections.abc import Callable
 from sys import intern
 from typing import Any
 
-from shoal.exceptions import InvalidTransition, KilledWorker
+from shoal.exceptions import InvalidTransition, KilledWorker, ReentrantStimulus
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps
 from shoal.scheduler import placement
@@ -139,9 +139,6 @@ def _without(s: Any, item: Any) -> None:
         s.discard(item)
 
 
-class ReentrantStimulus(RuntimeError):
-    """`handle_stimulus` was called while it was already running (e.g. from an observer's
-    `transition` hook): events must queue behind the current stimulus, not nest in it."""
 
 
 class InvalidState(AssertionError):

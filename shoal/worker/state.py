@@ -59,7 +59,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.exceptions import InvalidTransition
+from shoal.exceptions import InvalidTransition, ReentrantStimulus
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled
 from shoal.utils import Key
@@ -356,6 +356,8 @@ class WorkerState:
         #: wall time; none: 0.0)
         self.clock = clock or _no_clock
         self.story_log: deque[tuple] = deque(maxlen=story_length)
+        #: True while `handle_stimulus` runs (the recursion guard)
+        self._handling = False
         #: read-only observers of the story, called `(key, start, finish, stimulus_id)`
         #: after each entry (worker plugins' `transition` hooks); they never change the
         #: state. None registered: one falsy check per entry
@@ -364,6 +366,15 @@ class WorkerState:
     # ------------------------------------------------------------------ the one door
 
     def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
+        if self._handling:
+            raise ReentrantStimulus(f"handle_stimulus({events!r}) called while handling a stimulus")
+        self._handling = True
+        try:
+            return self._handle(events)
+        finally:
+            self._handling = False
+
+    def _handle(self, events: tuple) -> list[WorkerInstruction]:
         self._now = self.clock()  # one time for the whole batch: the story's timestamps
         for ev in events:
             self._sid = ev.stimulus_id
