@@ -17,6 +17,7 @@ debugging: it reads their records, never changes them).
 from __future__ import annotations
 
 import gzip
+import os
 from typing import Any
 
 import msgpack
@@ -208,7 +209,8 @@ def write_state(state: dict, filename: str, format: str = "msgpack", **storage_o
 
 def load_cluster_dump(url: str, format: str | None = None, **storage_options: Any) -> dict:
     """Read a dump written by `Client.dump_cluster_state` (format from the suffix
-    ``.msgpack.gz`` / ``.yaml`` unless given)."""
+    ``.msgpack.gz`` / ``.yaml`` unless given); `url` may be a `pathlib.Path`."""
+    url = os.fspath(url)
     if format is None:
         if url.endswith(".msgpack.gz"):
             format = "msgpack"

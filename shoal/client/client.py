@@ -22,6 +22,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import threading
 import uuid
 import warnings
@@ -321,7 +322,9 @@ class Client:
         await peer.run()
         if self.status == "running":
             logger.warning("lost the connection to the scheduler at %s", self._address)
-            for st in list(self.futures.values()):
+            with self._lock:
+                states = list(self.futures.values())
+            for st in states:
                 if not st.done():
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self.status = "closed"
@@ -340,7 +343,9 @@ class Client:
         channels = self.__dict__.get("_actor_channels")
         if channels is not None:
             await channels.close()
-        for st in self.futures.values():
+        with self._lock:  # other threads release futures meanwhile (garbage collection)
+            states = list(self.futures.values())
+        for st in states:
             if not st.done():
                 st.cancel("client-closed", "the client was closed")
         if self.scheduler_comm is not None:
@@ -915,6 +920,12 @@ class Client:
             raise TypeError("Dask no longer supports gathering over Iterators and Queues.")
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors, direct=direct) for f in futures)
+        if self.status == "closed" and errors == "raise" and not asynchronous:
+            leaves: list[Future] = []
+            _collect(futures, leaves)
+            for f in leaves:  # the scheduler went away: say why the futures were cancelled
+                if f._state is not None and f._state.status in ("error", "cancelled"):
+                    f._state.raise_if_failed()
         return self.sync(self._gather, futures, errors=errors, asynchronous=asynchronous)
 
     async def _gather(self, futures: Any, errors: str = "raise") -> Any:
@@ -1676,6 +1687,7 @@ class Client:
             raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
         if format == "yaml":
             cluster_dump._yaml()  # fail here, before collecting anything, without PyYAML
+        filename = os.fspath(filename)  # a str or a pathlib.Path
         if write_from_scheduler is None:
             write_from_scheduler = "://" in filename
         exclude = list(exclude)

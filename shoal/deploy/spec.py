@@ -155,7 +155,11 @@ class SpecCluster:
             if self._started is None:
                 self.loop = asyncio.get_running_loop()
                 self._started = asyncio.ensure_future(self._start())
-            await self._started
+            try:
+                await self._started
+            except BaseException:
+                await self._close()  # what did start (the scheduler, some workers) stops
+                raise
             await self._correct_state()
             return self
 
@@ -167,7 +171,10 @@ class SpecCluster:
         self.status = "starting"
         self._lock = asyncio.Lock()
         self.scheduler = self._make_scheduler()
-        await self.scheduler.start()
+        try:
+            await self.scheduler.start()
+        except Exception as e:  # as distributed: one exception type for a failed start
+            raise RuntimeError(f"Cluster failed to start: {e}") from e
         self._log(f"Scheduler at {self.scheduler.address}")
         await self._correct_state()
         self.status = "running"

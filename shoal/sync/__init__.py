@@ -37,23 +37,32 @@ class _Primitive:
 
     @property
     def client(self) -> Any:
+        """The client this object talks through: the one it was given, else the task's
+        or the current client once there is one (looked up on each touch until found);
+        None while there is none (an object unpickled outside any client or task)."""
         if self._client is None:
             from shoal.worker_client import get_client
 
             try:
                 self._client = get_client()
             except ValueError:
-                raise RuntimeError(
-                    f"{type(self).__name__} object not properly initialized. This can happen if the "
-                    "object is being deserialized outside of the context of a Client or Worker."
-                ) from None
+                return None
         return self._client
 
+    def _bound_client(self) -> Any:
+        client = self.client
+        if client is None:
+            raise RuntimeError(
+                f"{type(self).__name__} object not properly initialized. This can happen if the "
+                "object is being deserialized outside of the context of a Client or Worker."
+            )
+        return client
+
     def _call(self, coro_fn: Any, *args: Any) -> Any:
-        return self.client.sync(coro_fn, *args)
+        return self._bound_client().sync(coro_fn, *args)
 
     async def _request(self, op: str, **kwargs: Any) -> Any:
-        client = self.client
+        client = self._bound_client()
         if client.scheduler_comm is None:
             raise RuntimeError(f"{client} is not connected to a scheduler")
         client._flush()  # what this client sent before (a release, a submit) goes first
@@ -103,7 +112,7 @@ class Variable(_Primitive):
         from shoal.client.futures import Future
 
         if isinstance(value, Future):
-            client = self.client
+            client = self._bound_client()
             client._flush()  # the future's submit must reach the scheduler first
             await self._request("variable_set", key=value.key)
         else:
@@ -117,7 +126,7 @@ class Variable(_Primitive):
 
         reply = await self._request("variable_get", timeout=timeout)
         if reply["kind"] == "future":
-            client = self.client
+            client = self._bound_client()
             key = normalize_name(reply["key"])
             future = Future(key, client)
             # the scheduler made this client want the key before replying; ask again so
@@ -198,7 +207,7 @@ class Semaphore(_Primitive):
         lease cannot be unknown to the scheduler while the connection lives."""
         if not self._leases:
             raise self._not_held()
-        client = self.client
+        client = self._bound_client()
         lease_id = self._leases.popleft()
         client._send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
         return _ready(True) if client.asynchronous else True
@@ -305,7 +314,7 @@ class Queue(_Primitive):
 
         if self.maxsize == 0 and not isinstance(value, Future):
             data = dumps(value)  # unpicklable values fail here, in the caller
-            client = self.client
+            client = self._bound_client()
             client._send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
             return _ready(None) if client.asynchronous else None
         return self._call(self._put, value, parse_timeout(timeout))
@@ -314,7 +323,7 @@ class Queue(_Primitive):
         from shoal.client.futures import Future
 
         if isinstance(value, Future):
-            client = self.client
+            client = self._bound_client()
             client._flush()  # the future's submit must reach the scheduler first
             if value.client is not None and value.client is not client:
                 value.client._flush()
@@ -333,7 +342,7 @@ class Queue(_Primitive):
 
     async def _get(self, timeout: float | None, batch: bool | int) -> Any:
         reply = await self._request("queue_get", maxsize=self.maxsize, timeout=timeout, batch=batch)
-        client = self.client
+        client = self._bound_client()
         replies = [reply] if batch is False else reply
         items = [_unpack_item(client, r) for r in replies]
         keys = [normalize_name(r["key"]) for r in replies if r["kind"] == "future"]
