@@ -47,6 +47,7 @@ from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
+from shoal.security import secret_of
 from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
@@ -287,7 +288,7 @@ class Client:
             self._owns_cluster = True
             self.security = cluster.security
             address = self._address = cluster.scheduler_address
-        secret = _secret_of(self.security)
+        secret = secret_of(self.security)
         info = {"role": "client", "id": self.id, "versions": get_versions()}
         # a scheduler in this process (a LocalCluster's) is reached in-process: messages
         # go over as objects; `address` stays what users see and workers use
@@ -471,7 +472,7 @@ class Client:
         if not port or not self._address:
             return ""
         from shoal.comm.addressing import parse_address
-        from shoal.dashboard.app import format_dashboard_link
+        from shoal.utils import format_dashboard_link
 
         scheme, loc = parse_address(self._address)
         host = "127.0.0.1" if scheme == "inproc" else loc.rsplit(":", 1)[0].strip("[]")
@@ -1490,7 +1491,7 @@ class Client:
             raise ValueError("Scheduler file already set")
         self.scheduler_file = scheduler_file
         info = dict(self.scheduler_info())
-        write_scheduler_file(scheduler_file, info, _secret_of(self.security))
+        write_scheduler_file(scheduler_file, info, secret_of(self.security))
 
     # ------------------------------------------------------------------ published datasets
 
@@ -1686,7 +1687,7 @@ class Client:
         if format not in cluster_dump.FORMATS:
             raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
         if format == "yaml":
-            cluster_dump._yaml()  # fail here, before collecting anything, without PyYAML
+            cluster_dump.require_yaml()  # fail here, before collecting anything, without PyYAML
         filename = os.fspath(filename)  # a str or a pathlib.Path
         if write_from_scheduler is None:
             write_from_scheduler = "://" in filename
@@ -2004,13 +2005,7 @@ def _running_loop_or_none() -> Any:
         return None
 
 
-def _secret_of(security: Any) -> bytes | None:
-    if security is None or security is False:
-        secret = config.get("security.secret", None)
-        return secret.encode() if isinstance(secret, str) else secret
-    if isinstance(security, (bytes, str)):
-        return security.encode() if isinstance(security, str) else security
-    return getattr(security, "secret", None)
+_secret_of = secret_of  # the name other modules of this session still use
 
 
 @atexit.register
