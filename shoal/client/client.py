@@ -45,6 +45,7 @@ from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
+from shoal.protocol.families import Families
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
 from shoal.security import secret_of
@@ -226,6 +227,8 @@ class Client:
         self._func_cache: dict[int, tuple[Any, Pickled]] = {}
         self._priority_counter = itertools.count()
         self._asynchronous = asynchronous
+        #: what this client sends and accepts (`shoal.protocol.families`)
+        self._families = Families(serializers, deserializers)
         self._set_as_default = set_as_default
         self._config_ctx: Any = None
         self._identity: dict = {}
@@ -575,7 +578,8 @@ class Client:
             elif t is m.TaskErred:
                 st = futures.get(msg.key)
                 if st is not None:
-                    st.set_error(msg.exception, msg.traceback, msg.text)
+                    exc = msg.exception if self._families.accept_errors else _error_from_text(msg.text)
+                    st.set_error(exc, msg.traceback, msg.text)
             elif t is m.CancelledKeys:
                 if msg.reason == m.RESTART_REASON:  # no keys: the restart is complete
                     self._forget_restarted(msg.keys or None, new_generation=not msg.keys)
@@ -625,7 +629,7 @@ class Client:
 
     def _pickle_args(self, key: Any, args: tuple, kwargs: dict) -> Pickled:
         try:
-            return dumps((args, kwargs))
+            p = dumps((args, kwargs))
         except Exception as e:
             for i, a in enumerate(args):
                 try:
@@ -642,6 +646,8 @@ class Client:
                         f"Could not serialize keyword argument {k!r} ({typename(type(v))}) of task {key!r}: {e}"
                     ) from e
             raise TypeError(f"Could not serialize the arguments of task {key!r}: {e}") from e
+        return self._families.check_send(p, f"the arguments of task {key!r}")
+
 
     @staticmethod
     def _annotations(workers: Any, allow_other_workers: Any, resources: Any, retries: Any) -> dict | None:
@@ -882,7 +888,7 @@ class Client:
 
     def _loaded(self, p: Pickled) -> Any:
         """A result's value; an actor proxy among them holds a reference on its actor."""
-        value = loads(p)
+        value = self._families.load(p)
         if type(value) is Actor:
             value._adopt(self)
         return value
@@ -1007,7 +1013,7 @@ class Client:
         who_has: dict = {}
         for i, (key, value) in enumerate(items.items()):
             chosen = addrs[:n_copies] if broadcast else [slots[i % len(slots)]]
-            p = dumps(value)
+            p = self._families.check_send(dumps(value), f"scattered data {key!r}")
             for a in chosen:
                 targets.setdefault(a, {})[key] = p
             who_has[key] = tuple(chosen)
@@ -1996,6 +2002,12 @@ def _ok_replies(replies: dict) -> dict:
             raise exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
         out[addr] = {"status": "OK"}
     return out
+
+
+def _error_from_text(text: str) -> Pickled:
+    """A task's error for a client that does not unpickle errors: rebuilt here from its
+    text (a plain exception, nothing from the cluster is loaded)."""
+    return dumps(RuntimeError(text or "the task failed"))
 
 
 def _running_loop_or_none() -> Any:

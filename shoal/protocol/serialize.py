@@ -26,6 +26,8 @@ from typing import Any, Iterable, Sequence
 
 import cloudpickle
 
+from shoal.protocol.families import any_registered, rebuild_registered, registered_serializer
+
 __all__ = ["Pickled", "dumps", "loads", "dumps_bytes", "loads_bytes", "OOB_THRESHOLD"]
 
 #: Buffers smaller than this many bytes are serialized in-band.
@@ -106,7 +108,7 @@ class _LeavesRef:
         self._ref = ref
 
     def persistent_id(self, obj: object) -> Any:
-        return 0 if obj is self._ref else None
+        return 0 if obj is self._ref and obj is not None else None
 
 
 class _RefPickler(_LeavesRef, pickle.Pickler):
@@ -145,6 +147,27 @@ def _dump_ref(pickler_cls: Any, obj: object, ref: object, callback: Any) -> byte
     return f.getvalue()
 
 
+class _RegisteredMixin:
+    """Pickler mixin: objects of types registered with `dask_serialize` are written as
+    their ``(header, frames)`` form (`shoal.protocol.families`); big frames out-of-band."""
+
+    def reducer_override(self, obj: object) -> Any:
+        fn = registered_serializer(type(obj))
+        if fn is None:
+            return super().reducer_override(obj) if hasattr(super(), "reducer_override") else NotImplemented
+        header, frames = fn(obj)
+        frames = [f if isinstance(f, str) else pickle.PickleBuffer(f) for f in frames]
+        return rebuild_registered, (type(obj), header, frames)
+
+
+class _RegPickler(_RegisteredMixin, _RefPickler):
+    pass
+
+
+class _RegCloudPickler(_RegisteredMixin, _RefCloudPickler):
+    pass
+
+
 def dumps(obj: object, ref: object = None) -> Pickled:
     """Serialize ``obj`` into a :class:`Pickled` (pickle 5, large buffers out-of-band).
 
@@ -162,8 +185,11 @@ def dumps(obj: object, ref: object = None) -> Pickled:
         return False
 
     first_exc: BaseException | None = None
+    registered = any_registered()  # user types with a (header, frames) form
     try:
-        if ref is None:
+        if registered:
+            header = _dump_ref(_RegPickler, obj, ref, callback)
+        elif ref is None:
             header = pickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
         else:
             header = _dump_ref(_RefPickler, obj, ref, callback)
@@ -176,7 +202,9 @@ def dumps(obj: object, ref: object = None) -> Pickled:
     # import): redo it with cloudpickle, which pickles such objects by value.
     buffers.clear()
     try:
-        if ref is None:
+        if registered:
+            header = _dump_ref(_RegCloudPickler, obj, ref, callback)
+        elif ref is None:
             header = cloudpickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
         else:
             header = _dump_ref(_RefCloudPickler, obj, ref, callback)

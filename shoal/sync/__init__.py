@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any
 
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import dumps, loads
+from shoal.protocol.serialize import dumps
 from shoal.rpc.core import NOTIFY_ID
 from shoal.sync.state import normalize_name
 from shoal.utils import parse_timeout
@@ -116,7 +116,8 @@ class Variable(_Primitive):
             client._flush()  # the future's submit must reach the scheduler first
             await self._request("variable_set", key=value.key)
         else:
-            await self._request("variable_set", value=dumps(value))
+            client = self._bound_client()
+            await self._request("variable_set", value=client._families.check_send(dumps(value), "a Variable's value"))
 
     def get(self, timeout: Any = None, **kwargs: Any) -> Any:
         return self._call(self._get, parse_timeout(timeout))
@@ -133,7 +134,7 @@ class Variable(_Primitive):
             # the status (already computed / erred) comes back now that the future exists
             client._send(m.DesireKeys((key,), client.id))
             return future
-        return loads(reply["value"])
+        return self._bound_client()._families.load(reply["value"])
 
     def delete(self) -> Any:
         return self._call(self._request, "variable_delete")
@@ -281,7 +282,7 @@ def _unpack_item(client: Any, reply: dict) -> Any:
         # ask again now that the future exists, so its status (finished / erred) comes back
         client._send(m.DesireKeys((key,), client.id))
         return future
-    return loads(reply["value"])
+    return client._families.load(reply["value"])
 
 
 class Queue(_Primitive):
@@ -313,8 +314,8 @@ class Queue(_Primitive):
         from shoal.client.futures import Future
 
         if self.maxsize == 0 and not isinstance(value, Future):
-            data = dumps(value)  # unpicklable values fail here, in the caller
             client = self._bound_client()
+            data = client._families.check_send(dumps(value), "a queue item")  # fails here, in the caller
             client._send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
             return _ready(None) if client.asynchronous else None
         return self._call(self._put, value, parse_timeout(timeout))
@@ -329,7 +330,8 @@ class Queue(_Primitive):
                 value.client._flush()
             await self._request("queue_put", maxsize=self.maxsize, key=value.key, timeout=timeout)
         else:
-            await self._request("queue_put", maxsize=self.maxsize, value=dumps(value), timeout=timeout)
+            data = self._bound_client()._families.check_send(dumps(value), "a queue item")
+            await self._request("queue_put", maxsize=self.maxsize, value=data, timeout=timeout)
 
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
         """The oldest item, waiting for one (`TimeoutError` after `timeout`).
