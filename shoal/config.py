@@ -88,7 +88,9 @@ DEFAULTS: dict[str, Any] = {
             "prometheus": {"namespace": "dask"},
         },
         # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
-        "admin": {"log-length": 10_000},
+        # `large-graph-warning-threshold`: submit/map/compute of more pickled bytes than
+        # this warns (UserWarning) that the data should be scattered or loaded by dask
+        "admin": {"log-length": 10_000, "large-graph-warning-threshold": "10MB"},
         # defaults of `cluster.adapt()` / `shoal.deploy.Adaptive`
         "adaptive": {"interval": "1s", "minimum": 0, "maximum": float("inf"), "wait-count": 3, "target-duration": "5s"},
     }

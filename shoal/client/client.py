@@ -41,6 +41,7 @@ from shoal import _loop, config
 from shoal._context import current_worker, in_task, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
+from shoal.client.graphs import warn_if_large
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
@@ -717,6 +718,7 @@ class Client:
             self._check_own(deps)
         fp = self._pickle_func(func)
         spec = self._pickle_args(key, args, kwargs)
+        warn_if_large(spec.nbytes, stacklevel=2)
         ann = self._annotations(workers, allow_other_workers, resources, retries)
         if actor:
             ann = {**(ann or {}), "actor": True}
@@ -815,6 +817,7 @@ class Client:
         for _ in range(len(arg_tuples)):
             next(self._priority_counter)
         if tasks:
+            warn_if_large(sum(t[2].nbytes for t in tasks), stacklevel=2)
             self._send(m.UpdateGraph(tuple(tasks), (fp,), tuple(t[0] for t in tasks)))
         return futures
 
