@@ -248,12 +248,13 @@ class Client:
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
         if asynchronous:
-            self.loop = loop if loop is not None else _running_loop_or_none()
+            self._aloop = _loop.unwrap(loop) if loop is not None else _running_loop_or_none()
             self._started: Any = None
-            if self.loop is not None:
+            if self._aloop is not None:
                 self._started = asyncio.ensure_future(self._start())
         else:
-            self.loop = loop if loop is not None else (getattr(self.cluster, "loop", None) or _loop.shared_loop())
+            cluster_loop = getattr(self.cluster, "loop", None)
+            self._aloop = _loop.unwrap(loop if loop is not None else (cluster_loop or _loop.shared_loop()))
             self._started = None
             self.start()
 
@@ -264,15 +265,15 @@ class Client:
             return
         if self._asynchronous:
             if self._started is None:
-                self.loop = asyncio.get_running_loop()
+                self._aloop = asyncio.get_running_loop()
                 self._started = asyncio.ensure_future(self._start())
             return
-        _loop.sync(self.loop, self._start)
+        _loop.sync(self._aloop, self._start)
 
     def __await__(self):
         async def wait_started() -> Client:
             if self._started is None:
-                self.loop = asyncio.get_running_loop()
+                self._aloop = asyncio.get_running_loop()
                 self._started = asyncio.ensure_future(self._start())
             await self._started
             return self
@@ -382,11 +383,11 @@ class Client:
             return None
         if self.asynchronous:
             return self._close()
-        if self.loop.is_closed():
+        if self._aloop.is_closed():
             self.status = "closed"
             return None
         try:
-            _loop.sync(self.loop, self._close, callback_timeout=2 * self._timeout)
+            _loop.sync(self._aloop, self._close, callback_timeout=2 * self._timeout)
         finally:
             self.status = "closed"
             self._unregister_default()
@@ -421,7 +422,7 @@ class Client:
 
     def __del__(self) -> None:
         try:
-            if self.status == "running" and not self._asynchronous and not self.loop.is_closed():
+            if self.status == "running" and not self._asynchronous and not self._aloop.is_closed():
                 self.close()
         except Exception:
             pass
@@ -450,18 +451,34 @@ class Client:
         return cm()
 
     @property
+    def loop(self) -> Any:
+        """The client's event loop, as a `shoal._loop.LoopWrapper` (distributed's loop
+        methods: `add_callback`, `call_later`, `asyncio_loop`, ...)."""
+        loop = self._aloop
+        if loop is None:
+            return None
+        wrapper = self.__dict__.get("_loop_wrapper")
+        if wrapper is None or wrapper.asyncio_loop is not loop:
+            wrapper = self.__dict__["_loop_wrapper"] = _loop.LoopWrapper(loop)
+        return wrapper
+
+    @loop.setter
+    def loop(self, value: Any) -> None:
+        self._aloop = _loop.unwrap(value)
+
+    @property
     def asynchronous(self) -> bool:
         """Whether calls from this thread get awaitables (`shoal._loop.in_async_call`):
         on the client's loop, yes; from any other thread while that loop runs, no (they
         block and return values, even for an ``asynchronous=True`` client)."""
-        return _loop.in_async_call(self.loop, default=self._asynchronous)
+        return _loop.in_async_call(self._aloop, default=self._asynchronous)
 
     def sync(self, func: Any, *args: Any, asynchronous: bool | None = None, callback_timeout: Any = None, **kwargs: Any) -> Any:
         if asynchronous or (asynchronous is None and self.asynchronous):
             return func(*args, **kwargs)
         if self.status == "closed":
             raise ClosedClientError(f"{self} is closed")
-        return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        return _loop.sync(self._aloop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
 
     @property
     def scheduler(self) -> Any:
@@ -505,10 +522,10 @@ class Client:
     # ------------------------------------------------------------------ plumbing
 
     def _call_in_loop(self, fn: Any, *args: Any) -> None:
-        if _loop.in_loop_thread(self.loop):
+        if _loop.in_loop_thread(self._aloop):
             fn(*args)
         else:
-            self.loop.call_soon_threadsafe(fn, *args)
+            self._aloop.call_soon_threadsafe(fn, *args)
 
     def _send(self, msg: m.Message) -> None:
         """Queue `msg` for the scheduler, from any thread, preserving order."""
@@ -519,11 +536,11 @@ class Client:
         self._outbox.append(msg)
         if not self._flush_pending:
             self._flush_pending = True
-            if _loop.in_loop_thread(self.loop):
-                self.loop.call_soon(self._flush)
+            if _loop.in_loop_thread(self._aloop):
+                self._aloop.call_soon(self._flush)
             else:
                 try:
-                    self.loop.call_soon_threadsafe(self._flush)
+                    self._aloop.call_soon_threadsafe(self._flush)
                 except RuntimeError:  # loop closed
                     self._flush_pending = False
 

@@ -139,9 +139,9 @@ class SpecCluster:
         self._started: Any = None
         _clusters.add(self)
         if asynchronous:
-            self.loop = loop or _running_loop_or_none()
+            self.loop = _loop.unwrap(loop) or _running_loop_or_none()
         else:
-            self.loop = loop or _loop.shared_loop()
+            self.loop = _loop.unwrap(loop) or _loop.shared_loop()
             try:
                 _loop.sync(self.loop, self._start)
             except BaseException:

@@ -126,7 +126,7 @@ class ProgressBar:
 
     def _start_in_background(self) -> None:
         """Run on the client's loop without blocking the caller (async mode, notebooks)."""
-        loop = self.client.loop
+        loop = getattr(self.client, "_aloop", None) or self.client.loop
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
