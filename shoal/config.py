@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
         },
         "scheduler": {
             "allowed-failures": 3,
+            # handler names every Scheduler refuses (as distributed.scheduler.blocked-handlers)
+            "blocked-handlers": [],
             # Tasks kept queued on a worker per thread beyond the running ones, as a budget
             # of expected work: enough to hide a round trip, never more than the cap.
             "worker-queue-seconds": 0.01,

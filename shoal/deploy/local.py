@@ -155,6 +155,8 @@ class LocalCluster(SpecCluster):
         scheduler_options.setdefault("address", address)
         scheduler_options.setdefault("insecure", insecure)
         scheduler_options.setdefault("dashboard_address", dashboard_address)
+        if blocked_handlers:
+            scheduler_options.setdefault("blocked_handlers", list(blocked_handlers))
         self.dashboard_address = dashboard_address
         self._memory_limit = parse_memory_limit(worker_kwargs.pop("memory_limit", "auto"), int(n_workers))
         options: dict[str, Any] = {"nthreads": self._threads_per_worker, "memory_limit": self._memory_limit}

@@ -174,8 +174,11 @@ class Worker:
         nanny: str | None = None,
         validate: bool | None = None,
         death_timeout: float | None = None,
+        port: int | None = None,
     ):
         self.scheduler_address = scheduler_address
+        #: the TCP port to listen on (0 or None: any free one)
+        self.port = int(port or 0)
         self.nthreads = int(nthreads)
         self.memory_limit = int(memory_limit or 0)
         #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
@@ -274,7 +277,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         log_buffer.install()
         scheme, _ = parse_address(self.scheduler_address)
-        listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:0"
+        listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:{self.port}"
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
         nbytes: dict = {}
