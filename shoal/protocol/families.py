@@ -14,9 +14,8 @@ what that stream may hold:
   a `TypeError` naming it. Sending checks the same way, before anything leaves.
   Task functions always travel pickled (a task is code), as in distributed.
 
-`dask_serialize.register(T)` gives type ``T`` a ``(header, frames)`` form; objects of a
-registered type are written through it wherever they appear in a payload, and rebuilt
-with `dask_deserialize` (which the receiving process must have registered too).
+The `dask_serialize` / `dask_deserialize` registries for user types are
+`shoal.protocol.registries`' (re-exported here).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import io
 import pickle
 from typing import Any
 
-from dask.utils import Dispatch
+from shoal.protocol import registries
 
 __all__ = ["Families", "dask_deserialize", "dask_serialize", "load_plain"]
 
@@ -33,72 +32,8 @@ KNOWN = ("dask", "pickle", "cloudpickle", "msgpack", "error")
 _ANY = frozenset({"dask", "pickle", "cloudpickle"})
 
 
-class _Registry(Dispatch):
-    """A `dask.utils.Dispatch` that counts registrations (the pickler only looks for
-    registered types once there are some) and forgets its per-type answers on change."""
-
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.generation = 0
-
-    def register(self, type: Any, func: Any = None) -> Any:  # noqa: A002 - Dispatch's name
-        self.generation += 1
-        out = super().register(type, func)
-        self.generation += 1  # `register` as a decorator registers later, on the call
-        return out if func is not None else self._counting(out)
-
-    def _counting(self, decorator: Any) -> Any:
-        def register_now(func: Any) -> Any:
-            result = decorator(func)
-            self.generation += 1
-            return result
-
-        return register_now
-
-    def register_lazy(self, toplevel: str, func: Any = None) -> Any:
-        self.generation += 1
-        return super().register_lazy(toplevel, func)
-
-
-dask_serialize = _Registry("dask_serialize")
-dask_deserialize = _Registry("dask_deserialize")
-
-_decisions: dict[type, Any] = {}
-_decided_at = -1
-
-
-def any_registered() -> bool:
-    """Whether any type has a `dask_serialize` function (else pickling skips the look-up)."""
-    return bool(dask_serialize._lookup) or bool(dask_serialize._lazy)
-
-
-def registered_serializer(t: type) -> Any:
-    """The `dask_serialize` function for type `t`, or None (cached per type)."""
-    global _decided_at
-    if _decided_at != dask_serialize.generation:
-        _decisions.clear()
-        _decided_at = dask_serialize.generation
-    try:
-        return _decisions[t]
-    except KeyError:
-        pass
-    try:
-        fn = dask_serialize.dispatch(t)
-    except TypeError:
-        fn = None
-    _decisions[t] = fn
-    return fn
-
-
-def rebuild_registered(t: type, header: Any, frames: list) -> Any:
-    """Unpickling side of a registered type (referenced by the pickle stream)."""
-    try:
-        fn = dask_deserialize.dispatch(t)
-    except TypeError:
-        raise TypeError(
-            f"no dask_deserialize function registered for {t.__module__}.{t.__qualname__} in this process"
-        ) from None
-    return fn(header, [bytes(f) if isinstance(f, pickle.PickleBuffer) else f for f in frames])
+dask_serialize = registries.dask_serialize
+dask_deserialize = registries.dask_deserialize
 
 
 def _normalize(names: Any, what: str) -> tuple[str, ...] | None:

@@ -26,8 +26,6 @@ from typing import Any, Iterable, Sequence
 
 import cloudpickle
 
-from shoal.protocol.families import any_registered, rebuild_registered, registered_serializer
-
 __all__ = ["Pickled", "dumps", "loads", "dumps_bytes", "loads_bytes", "OOB_THRESHOLD"]
 
 #: Buffers smaller than this many bytes are serialized in-band.
@@ -147,27 +145,6 @@ def _dump_ref(pickler_cls: Any, obj: object, ref: object, callback: Any) -> byte
     return f.getvalue()
 
 
-class _RegisteredMixin:
-    """Pickler mixin: objects of types registered with `dask_serialize` are written as
-    their ``(header, frames)`` form (`shoal.protocol.families`); big frames out-of-band."""
-
-    def reducer_override(self, obj: object) -> Any:
-        fn = registered_serializer(type(obj))
-        if fn is None:
-            return super().reducer_override(obj) if hasattr(super(), "reducer_override") else NotImplemented
-        header, frames = fn(obj)
-        frames = [f if isinstance(f, str) else pickle.PickleBuffer(f) for f in frames]
-        return rebuild_registered, (type(obj), header, frames)
-
-
-class _RegPickler(_RegisteredMixin, _RefPickler):
-    pass
-
-
-class _RegCloudPickler(_RegisteredMixin, _RefCloudPickler):
-    pass
-
-
 def dumps(obj: object, ref: object = None) -> Pickled:
     """Serialize ``obj`` into a :class:`Pickled` (pickle 5, large buffers out-of-band).
 
@@ -185,11 +162,8 @@ def dumps(obj: object, ref: object = None) -> Pickled:
         return False
 
     first_exc: BaseException | None = None
-    registered = any_registered()  # user types with a (header, frames) form
     try:
-        if registered:
-            header = _dump_ref(_RegPickler, obj, ref, callback)
-        elif ref is None:
+        if ref is None:
             header = pickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
         else:
             header = _dump_ref(_RefPickler, obj, ref, callback)
@@ -202,9 +176,7 @@ def dumps(obj: object, ref: object = None) -> Pickled:
     # import): redo it with cloudpickle, which pickles such objects by value.
     buffers.clear()
     try:
-        if registered:
-            header = _dump_ref(_RegCloudPickler, obj, ref, callback)
-        elif ref is None:
+        if ref is None:
             header = cloudpickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=callback)
         else:
             header = _dump_ref(_RefCloudPickler, obj, ref, callback)
@@ -263,3 +235,30 @@ def dumps_bytes(obj: object) -> bytes:
 def loads_bytes(data: bytes | bytearray | memoryview) -> Any:
     """Inverse of :func:`dumps_bytes`."""
     return pickle.loads(data)
+
+
+# distributed's registries (a library's own serialization of its types) and functions
+from shoal.protocol.registries import (  # noqa: E402
+    dask_deserialize,
+    dask_serialize,
+    deserialize,
+    register_serialization,
+    serialize,
+)
+
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    dict.fromkeys(
+        ["ObjectDictSerializer", "Serialize", "Serialized", "ToPickle", "check_dask_serializable", "dask_dumps",
+         "dask_loads", "deserialize_bytes", "import_allowed_module", "merge_and_deserialize", "msgpack_decode_default",
+         "msgpack_dumps", "msgpack_encode_default", "msgpack_loads", "normalize_Serialized", "pickle_dumps",
+         "pickle_loads", "register_generic", "register_serialization_family", "register_serialization_lazy",
+         "serialization_error_loads", "serialize_and_split", "serialize_bytelist", "serialize_bytes",
+         "sizeof_serialize", "sizeof_serialized", "to_serialize"],
+        "shoal pickles everything (protocol 5, buffers out-of-band); use dumps/loads, or register a type's own "
+        "serialization with dask_serialize/dask_deserialize",
+    ),  # fmt: skip
+)

@@ -191,8 +191,11 @@ def packed_registered():
         return Packed(bytes(frames[0]))
 
     yield
-    dask_serialize._lookup.pop(Packed, None)  # keep other tests on the plain pickle path
+    import copyreg
+
+    dask_serialize._lookup.pop(Packed, None)  # leave no registration behind for other tests
     dask_deserialize._lookup.pop(Packed, None)
+    copyreg.dispatch_table.pop(Packed, None)
 
 
 def test_registered_type_travels_through_its_functions(client, packed_registered):
