@@ -451,7 +451,7 @@ __getattr__, _ = lazy_exports(
 )
 def _on_loop(loop: Any) -> bool:
     try:
-        return asyncio.get_running_loop() is loop
+        return asyncio.get_running_loop() is getattr(loop, "asyncio_loop", loop)  # Client.loop wraps it
     except RuntimeError:
         return False
 

@@ -79,3 +79,19 @@ def test_blocked_handlers_from_config():
         with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cl, Client(cl) as c:
             with pytest.raises(ValueError, match="explicitly disallowed"):
                 c.get_events("x")
+
+
+def test_worker_start_failure_is_a_runtime_error_and_leaves_nothing():
+    from shoal import Worker
+
+    async def main():
+        before = asyncio.all_tasks()
+        w = Worker(f"tcp://127.0.0.1:{_free_port()}", death_timeout=0.5)  # nobody listens there
+        with pytest.raises(RuntimeError, match="Worker failed to start") as info:
+            await w
+        assert info.value.__cause__ is not None
+        assert w.status == "closed"
+        await asyncio.sleep(0)
+        assert not (asyncio.all_tasks() - before - {asyncio.current_task()})
+
+    run(main())
