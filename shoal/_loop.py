@@ -53,6 +53,104 @@ def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def unwrap(loop: Any) -> Any:
+    """The asyncio loop behind `loop` (a `LoopWrapper`, a tornado IOLoop, or itself)."""
+    return getattr(loop, "asyncio_loop", loop)
+
+
+class LoopWrapper:
+    """`Client.loop`: the client's asyncio loop with the methods of the loop object
+    distributed exposes there (tornado's IOLoop), so code that schedules work on
+    `client.loop` keeps working: `add_callback` (from any thread; a coroutine function's
+    coroutine is run as a task), `call_later` / `call_at` / `remove_timeout`, `time`,
+    `spawn_callback`, `add_future`, `run_sync`, and `asyncio_loop`. Everything else is
+    the asyncio loop's own (`call_soon_threadsafe`, `create_task`, `is_running`, ...)."""
+
+    __slots__ = ("asyncio_loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.asyncio_loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.asyncio_loop, name)
+
+    def __eq__(self, other: object) -> bool:
+        return unwrap(other) is self.asyncio_loop
+
+    def __hash__(self) -> int:
+        return hash(self.asyncio_loop)
+
+    def __repr__(self) -> str:
+        return f"<LoopWrapper {self.asyncio_loop!r}>"
+
+    def _run(self, callback: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        result = callback(*args, **kwargs)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            asyncio.ensure_future(result)
+
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        if in_loop_thread(self.asyncio_loop):
+            self.asyncio_loop.call_soon(fn, *args)
+        else:
+            self.asyncio_loop.call_soon_threadsafe(fn, *args)
+
+    def add_callback(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call `callback(*args, **kwargs)` on the loop soon; safe from any thread."""
+        self._soon(self._run, callback, args, kwargs)
+
+    spawn_callback = add_callback
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call `callback` after `delay` seconds; returns a handle for `remove_timeout`."""
+        return self.call_at(self.time() + delay, callback, *args, **kwargs)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if in_loop_thread(self.asyncio_loop):
+            return self.asyncio_loop.call_at(when, self._run, callback, args, kwargs)
+        handle = _DeferredHandle()
+        self.asyncio_loop.call_soon_threadsafe(handle.start, self.asyncio_loop, when, self._run, callback, args, kwargs)
+        return handle
+
+    def remove_timeout(self, handle: Any) -> None:
+        self._soon(handle.cancel)
+
+    def time(self) -> float:
+        return self.asyncio_loop.time()
+
+    def add_future(self, future: Any, callback: Callable[[Any], Any]) -> None:
+        """Call `callback(future)` on the loop once `future` (asyncio or concurrent) is done."""
+        fut = asyncio.wrap_future(future, loop=self.asyncio_loop) if not isinstance(future, asyncio.Future) else future
+        fut.add_done_callback(lambda _: self.add_callback(callback, future))
+
+    def run_sync(self, func: Callable[..., Any], timeout: float | None = None) -> Any:
+        """Run coroutine function `func` on the loop from another thread; its result."""
+
+        async def call() -> Any:
+            result = func()
+            return await result if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future) else result
+
+        return sync(self.asyncio_loop, call, callback_timeout=timeout)
+
+
+class _DeferredHandle:
+    """A `call_at` handle made off the loop thread: cancellable before the timer exists."""
+
+    __slots__ = ("handle", "cancelled")
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+        self.cancelled = False
+
+    def start(self, loop: asyncio.AbstractEventLoop, when: float, *args: Any) -> None:
+        if not self.cancelled:
+            self.handle = loop.call_at(when, *args)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.handle is not None:
+            self.handle.cancel()
+
+
 def in_async_call(loop: asyncio.AbstractEventLoop | None, default: bool = False) -> bool:
     """Whether an object bound to `loop` should hand back awaitables to this caller.
 

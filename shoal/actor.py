@@ -309,7 +309,7 @@ class _Channels:
 
     def __init__(self, client: Any):
         self.client = client
-        self.loop: asyncio.AbstractEventLoop = client.loop
+        self.loop: asyncio.AbstractEventLoop = client._aloop
         self.peers: dict[str, Any] = {}
         self.waiting: dict[str, list[m.ActorCall]] = {}  # address -> calls held while connecting
         self.pending: dict[int, tuple[str, ActorFuture]] = {}

@@ -19,6 +19,7 @@ records, never change them); this module owns the format: `plain`, `write_state`
 from __future__ import annotations
 
 import gzip
+import os
 from typing import Any
 
 import msgpack
@@ -96,7 +97,8 @@ def write_state(state: dict, filename: str, format: str = "msgpack", **storage_o
 
 def load_cluster_dump(url: str, format: str | None = None, **storage_options: Any) -> dict:
     """Read a dump written by `Client.dump_cluster_state` (format from the suffix
-    ``.msgpack.gz`` / ``.yaml`` unless given)."""
+    ``.msgpack.gz`` / ``.yaml`` unless given); `url` may be a `pathlib.Path`."""
+    url = os.fspath(url)
     if format is None:
         if url.endswith(".msgpack.gz"):
             format = "msgpack"

@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
         },
         "scheduler": {
             "allowed-failures": 3,
+            # handler names every Scheduler refuses (as distributed.scheduler.blocked-handlers)
+            "blocked-handlers": None,
             # Tasks kept queued on a worker per thread beyond the running ones, as a budget
             # of expected work: enough to hide a round trip, never more than the cap.
             "worker-queue-seconds": 0.01,
@@ -120,6 +122,9 @@ DEFAULTS: dict[str, Any] = {
             # frames of files matching these regular expressions are left out of the
             # tracebacks of tasks' exceptions (False or [] shows every frame)
             "traceback": {"shorten": [*_SHOAL_FRAMES, *_DASK_FRAMES]},
+            # submit/map/compute of more pickled bytes than this warns (UserWarning)
+            # that the data should be scattered or loaded by dask (0: never)
+            "large-graph-warning-threshold": "10MB",
         },
         # logger name -> level ({"shoal.scheduler": "info"}), or a whole
         # logging.config.dictConfig mapping (with `version: 1`), as distributed.logging

@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     run_process(main, args.log_level.upper())
     if outcome:
         e = outcome[0]
-        if isinstance(e, OSError):
-            raise CLIError(f"cannot listen on {address}: {e}")
+        cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else e  # failed to start
+        if isinstance(cause, OSError):
+            raise CLIError(f"cannot listen on {address}: {cause}")
         raise e
     return 0
 

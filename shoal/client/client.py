@@ -22,6 +22,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import threading
 import uuid
 import warnings
@@ -41,11 +42,13 @@ from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
 from shoal.background import BackgroundTasks
+from shoal.client.graphs import warn_if_large
 from shoal.client.remote_errors import install_excepthook, remote_traceback
 from shoal.comm import connect
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
+from shoal.protocol.families import Families
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
 from shoal.shuffle.method import SERVICE
@@ -239,6 +242,8 @@ class Client:
         self._func_cache: dict[int, tuple[Any, Pickled]] = {}
         self._priority_counter = itertools.count()
         self._asynchronous = asynchronous
+        #: what this client sends and accepts (`shoal.protocol.families`)
+        self._families = Families(serializers, deserializers)
         self._set_as_default = set_as_default
         self._config_ctx: Any = None
         self._identity: dict = {}
@@ -263,12 +268,13 @@ class Client:
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
         if asynchronous:
-            self.loop = loop if loop is not None else _running_loop_or_none()
+            self._aloop = _loop.unwrap(loop) if loop is not None else _running_loop_or_none()
             self._started: Any = None
-            if self.loop is not None:
+            if self._aloop is not None:
                 self._started = asyncio.ensure_future(self._start())
         else:
-            self.loop = loop if loop is not None else (getattr(self.cluster, "loop", None) or _loop.shared_loop())
+            cluster_loop = getattr(self.cluster, "loop", None)
+            self._aloop = _loop.unwrap(loop if loop is not None else (cluster_loop or _loop.shared_loop()))
             self._started = None
             self.start()
 
@@ -279,15 +285,15 @@ class Client:
             return
         if self._asynchronous:
             if self._started is None:
-                self.loop = asyncio.get_running_loop()
+                self._aloop = asyncio.get_running_loop()
                 self._started = asyncio.ensure_future(self._start())
             return
-        _loop.sync(self.loop, self._start)
+        _loop.sync(self._aloop, self._start)
 
     def __await__(self):
         async def wait_started() -> Client:
             if self._started is None:
-                self.loop = asyncio.get_running_loop()
+                self._aloop = asyncio.get_running_loop()
                 self._started = asyncio.ensure_future(self._start())
             await self._started
             return self
@@ -344,7 +350,9 @@ class Client:
         await peer.run()
         if self.status == "running":
             logger.warning("lost the connection to the scheduler at %s", self._address)
-            for st in list(self.futures.values()):
+            with self._lock:
+                states = list(self.futures.values())
+            for st in states:
                 if not st.done():
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self.status = "closed"
@@ -364,7 +372,9 @@ class Client:
         channels = self.__dict__.get("_actor_channels")
         if channels is not None:
             await channels.close()
-        for st in self.futures.values():
+        with self._lock:  # other threads release futures meanwhile (garbage collection)
+            states = list(self.futures.values())
+        for st in states:
             if not st.done():
                 st.cancel("client-closed", "the client was closed")
         if self.scheduler_comm is not None:
@@ -394,12 +404,12 @@ class Client:
             return None
         if self.asynchronous:
             return self._close()
-        if self.loop.is_closed():
+        if self._aloop.is_closed():
             self.status = "closed"
             self._unregister_default()
             return None
         try:
-            _loop.sync(self.loop, self._close, callback_timeout=2 * self._timeout)
+            _loop.sync(self._aloop, self._close, callback_timeout=2 * self._timeout)
         finally:
             self.status = "closed"
             self._unregister_default()
@@ -434,7 +444,7 @@ class Client:
 
     def __del__(self) -> None:
         try:
-            if self.status == "running" and not self._asynchronous and not self.loop.is_closed():
+            if self.status == "running" and not self._asynchronous and not self._aloop.is_closed():
                 self.close()
         except Exception:
             pass
@@ -463,11 +473,27 @@ class Client:
         return cm()
 
     @property
+    def loop(self) -> Any:
+        """The client's event loop, as a `shoal._loop.LoopWrapper` (distributed's loop
+        methods: `add_callback`, `call_later`, `asyncio_loop`, ...)."""
+        loop = self._aloop
+        if loop is None:
+            return None
+        wrapper = self.__dict__.get("_loop_wrapper")
+        if wrapper is None or wrapper.asyncio_loop is not loop:
+            wrapper = self.__dict__["_loop_wrapper"] = _loop.LoopWrapper(loop)
+        return wrapper
+
+    @loop.setter
+    def loop(self, value: Any) -> None:
+        self._aloop = _loop.unwrap(value)
+
+    @property
     def asynchronous(self) -> bool:
         """Whether calls from this thread get awaitables (`shoal._loop.in_async_call`):
         on the client's loop, yes; from any other thread while that loop runs, no (they
         block and return values, even for an ``asynchronous=True`` client)."""
-        return _loop.in_async_call(self.loop, default=self._asynchronous)
+        return _loop.in_async_call(self._aloop, default=self._asynchronous)
 
     def sync(self, func: Any, *args: Any, asynchronous: bool | None = None, callback_timeout: Any = None, **kwargs: Any) -> Any:
         if asynchronous or (asynchronous is None and self.asynchronous):
@@ -475,7 +501,7 @@ class Client:
         if self.status == "closed":
             raise ClosedClientError(f"{self} is closed")
         try:
-            return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+            return _loop.sync(self._aloop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
         except BaseException as e:
             tb = remote_traceback(e)
             if tb is None:
@@ -503,21 +529,37 @@ class Client:
         return format_dashboard_link(host, port)
 
     def __repr__(self) -> str:
-        if self.status in ("newly-created", "connecting") and not self._address:
+        """``<Client: 'tcp://…' processes=2 threads=4, memory=8.00 GiB>`` (the scheduler's
+        current totals, asked for with a short timeout when called off the loop), or
+        ``<Client: 'tcp://…' closed>`` once closing or closed."""
+        addr = self._address
+        if self.status in ("newly-created", "connecting") and not addr:
             return "<Client: No scheduler connected>"
         if self.status in ("closing", "closed"):
-            return f"<Client: {self._address!r} {self.status}>"
-        info = self._identity or {}
-        addr = self._address
-        workers = info.get("workers")
-        if workers is not None and self.cluster is not None:
-            n = info.get("n_workers", len(workers))
-            threads = info.get("total_threads", 0)
+            return f"<Client: {addr!r} {self.status}>" if addr else f"<Client: {self.status}>"
+        info = self._fresh_identity()
+        if info.get("workers") is not None or "n_workers" in info:
             from shoal.utils import format_bytes
 
+            n = info.get("n_workers", len(info.get("workers") or ()))
+            threads = info.get("total_threads", 0)
             mem = format_bytes(info.get("total_memory", 0))
             return f"<Client: {addr!r} processes={n} threads={threads}, memory={mem}>"
         return f"<Client: scheduler={addr!r}>"
+
+    def _fresh_identity(self) -> dict:
+        """The scheduler's identity now (bounded wait), else the last one seen."""
+        if self.status == "running" and self.scheduler_comm is not None and not self.asynchronous:
+
+            async def fetch() -> dict:
+                assert self.scheduler_comm is not None
+                return await self.scheduler_comm.request("identity", n_workers=-1)
+
+            try:
+                self._identity = _loop.sync(self._aloop, fetch, callback_timeout=2)
+            except Exception:  # noqa: BLE001 - a repr must not fail: show what is cached
+                pass
+        return self._identity or {}
 
     def _repr_html_(self) -> str:
         from shoal.diagnostics.reprs import client_html
@@ -527,10 +569,10 @@ class Client:
     # ------------------------------------------------------------------ plumbing
 
     def _call_in_loop(self, fn: Any, *args: Any) -> None:
-        if _loop.in_loop_thread(self.loop):
+        if _loop.in_loop_thread(self._aloop):
             fn(*args)
         else:
-            self.loop.call_soon_threadsafe(fn, *args)
+            self._aloop.call_soon_threadsafe(fn, *args)
 
     def _send(self, msg: m.Message) -> None:
         """Queue `msg` for the scheduler, from any thread, preserving order."""
@@ -541,11 +583,11 @@ class Client:
         self._outbox.append(msg)
         if not self._flush_pending:
             self._flush_pending = True
-            if _loop.in_loop_thread(self.loop):
-                self.loop.call_soon(self._flush)
+            if _loop.in_loop_thread(self._aloop):
+                self._aloop.call_soon(self._flush)
             else:
                 try:
-                    self.loop.call_soon_threadsafe(self._flush)
+                    self._aloop.call_soon_threadsafe(self._flush)
                 except RuntimeError:  # loop closed
                     self._flush_pending = False
 
@@ -601,7 +643,8 @@ class Client:
             elif t is m.TaskErred:
                 st = futures.get(msg.key)
                 if st is not None:
-                    st.set_error(msg.exception, msg.traceback, msg.text)
+                    exc = msg.exception if self._families.accept_errors else _error_from_text(msg.text)
+                    st.set_error(exc, msg.traceback, msg.text)
             elif t is m.CancelledKeys:
                 if msg.reason == m.RESTART_REASON:  # no keys: the restart is complete
                     self._forget_restarted(msg.keys or None, new_generation=not msg.keys)
@@ -651,7 +694,7 @@ class Client:
 
     def _pickle_args(self, key: Any, args: tuple, kwargs: dict) -> Pickled:
         try:
-            return dumps((args, kwargs))
+            p = dumps((args, kwargs))
         except Exception as e:
             for i, a in enumerate(args):
                 try:
@@ -668,6 +711,8 @@ class Client:
                         f"Could not serialize keyword argument {k!r} ({typename(type(v))}) of task {key!r}: {e}"
                     ) from e
             raise TypeError(f"Could not serialize the arguments of task {key!r}: {e}") from e
+        return self._families.check_send(p, f"the arguments of task {key!r}")
+
 
     @staticmethod
     def _annotations(workers: Any, allow_other_workers: Any, resources: Any, retries: Any) -> dict | None:
@@ -737,6 +782,7 @@ class Client:
             self._check_own(deps)
         fp = self._pickle_func(func)
         spec = self._pickle_args(key, args, kwargs)
+        warn_if_large(spec.nbytes, stacklevel=2)
         ann = self._annotations(workers, allow_other_workers, resources, retries)
         if actor:
             ann = {**(ann or {}), "actor": True}
@@ -835,6 +881,7 @@ class Client:
         for _ in range(len(arg_tuples)):
             next(self._priority_counter)
         if tasks:
+            warn_if_large(sum(t[2].nbytes for t in tasks), stacklevel=2)
             self._send(m.UpdateGraph(tuple(tasks), (fp,), tuple(t[0] for t in tasks)))
         return futures
 
@@ -911,7 +958,7 @@ class Client:
 
     def _loaded(self, p: Pickled) -> Any:
         """A result's value; an actor proxy among them holds a reference on its actor."""
-        value = loads(p)
+        value = self._families.load(p)
         if type(value) is Actor:
             value.adopt(self, Future)
         return value
@@ -950,6 +997,12 @@ class Client:
             raise TypeError("Dask no longer supports gathering over Iterators and Queues.")
         if isinstance(futures, Iterator):
             return (self.gather(f, errors=errors, direct=direct) for f in futures)
+        if self.status == "closed" and errors == "raise" and not asynchronous:
+            leaves: list[Future] = []
+            _collect(futures, leaves)
+            for f in leaves:  # the scheduler went away: say why the futures were cancelled
+                if f._state is not None and f._state.status in ("error", "cancelled"):
+                    f._state.raise_if_failed()
         return self.sync(self._gather, futures, errors=errors, asynchronous=asynchronous)
 
     async def _gather(self, futures: Any, errors: str = "raise") -> Any:
@@ -1030,7 +1083,7 @@ class Client:
         who_has: dict = {}
         for i, (key, value) in enumerate(items.items()):
             chosen = addrs[:n_copies] if broadcast else [slots[i % len(slots)]]
-            p = dumps(value)
+            p = self._families.check_send(dumps(value), f"scattered data {key!r}")
             for a in chosen:
                 targets.setdefault(a, {})[key] = p
             who_has[key] = tuple(chosen)
@@ -1711,6 +1764,7 @@ class Client:
             raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
         if format == "yaml":
             cluster_dump.require_yaml()  # fail here, before collecting anything, without PyYAML
+        filename = os.fspath(filename)  # a str or a pathlib.Path
         if write_from_scheduler is None:
             write_from_scheduler = "://" in filename
         exclude = list(exclude)
@@ -2028,6 +2082,12 @@ def _ok_replies(replies: dict) -> dict:
             raise exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
         out[addr] = {"status": "OK"}
     return out
+
+
+def _error_from_text(text: str) -> Pickled:
+    """A task's error for a client that does not unpickle errors: rebuilt here from its
+    text (a plain exception, nothing from the cluster is loaded)."""
+    return dumps(RuntimeError(text or "the task failed"))
 
 
 def _running_loop_or_none() -> Any:

@@ -44,7 +44,7 @@ def _mirror(client: Client, future: Future) -> cf.Future:
         try:
             st = f.status
             if st == "finished":
-                value = asyncio.run_coroutine_threadsafe(client._result(f), client.loop).result()
+                value = asyncio.run_coroutine_threadsafe(client._result(f), client._aloop).result()
                 cf_future.set_result(value)
             elif st == "cancelled":
                 cf_future.cancel()

@@ -273,9 +273,16 @@ class Future(TaskRef):
     def result(self, timeout: Any = None) -> Any:
         """Wait for the result; re-raise the task's exception; `TimeoutError` on timeout."""
         client, st = self._verify_initialized()
-        if st.status == "finished" and st.inline is not None and not client.asynchronous:
-            return client._loaded(st.inline)
+        # what is known here needs no hop to the loop (and still answers once the client
+        # closed, e.g. because the scheduler went away: the cancellation's reason)
+        if not client.asynchronous:
+            if st.status == "finished" and st.inline is not None:
+                return client._loaded(st.inline)
+            if st.status == "cancelled":
+                st.raise_if_failed()
         try:
+            if st.status == "error" and not client.asynchronous:
+                st.raise_if_failed()
             return client.sync(client._result, self, timeout)
         except BaseException as e:
             tb = remote_traceback(e)
@@ -286,10 +293,14 @@ class Future(TaskRef):
 
     def exception(self, timeout: Any = None, **kwargs: Any) -> Any:
         client, st = self._verify_initialized()
+        if st.done() and not client.asynchronous:
+            return st.exception() if st.status == "error" else None
         return client.sync(client._future_exception, self, timeout)
 
     def traceback(self, timeout: Any = None, **kwargs: Any) -> Any:
         client, st = self._verify_initialized()
+        if st.done() and not client.asynchronous:
+            return st.traceback()
         return client.sync(client._future_traceback, self, timeout)
 
     def cancel(self, reason: str | None = None, msg: str | None = None, **kwargs: Any) -> Any:

@@ -21,6 +21,35 @@ _ANNOTATIONS = ("workers", "allow_other_workers", "resources", "retries", "prior
 _OPTIONS = ("workers", "allow_other_workers", "resources", "retries", "priority", "actors")
 
 
+_threshold_memo: tuple[Any, int] = (None, 0)
+
+
+def warn_if_large(nbytes: int, stacklevel: int = 2) -> None:
+    """A `UserWarning` (at the user's call) when a submission carries more pickled bytes
+    than `shoal.admin.large-graph-warning-threshold`, as distributed warns."""
+    global _threshold_memo
+    raw = config.get("admin.large-graph-warning-threshold")
+    if raw != _threshold_memo[0]:
+        from dask.utils import parse_bytes
+
+        _threshold_memo = (raw, parse_bytes(raw) if isinstance(raw, str) else int(raw or 0))
+    limit = _threshold_memo[1]
+    if limit and nbytes > limit:
+        import warnings
+
+        from dask.utils import format_bytes
+
+        warnings.warn(
+            f"Sending large graph of size {format_bytes(nbytes)}.\n"
+            "This may cause some slowdown.\n"
+            "Consider scattering large objects ahead of time with client.scatter, loading "
+            "the data with Dask directly, or using futures or delayed objects to embed the "
+            "data into the graph without repetition.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def _send_in_batches(client: Any, tasks: list, funcs: list, wanted: tuple) -> None:
     """Send the graph as several `update-graph` messages of at most
     `shoal.client.graph-batch-size` tasks, so the scheduler stays responsive while a
@@ -252,6 +281,7 @@ def _graph_to_futures(
         order_k = ordering.pop(k, 0)
         tasks.append((k, fi, spec, tuple(node.dependencies), (-user_priority, base, order_k), ann or None))
     futures = {k: Future(k, client) for k in flat}
+    warn_if_large(sum(t[2].nbytes for t in tasks) + sum(f.nbytes for f in funcs), stacklevel=5)
     _send_in_batches(client, tasks, funcs, tuple(flat))
     del held_external  # the graph's tasks now keep them on the scheduler
     return _pack(keys, futures)

@@ -78,6 +78,8 @@ def wait(fs: Any, timeout: Any = None, return_when: str = ALL_COMPLETED) -> Any:
     if not futures:
         return DoneAndNotDoneFutures(set(), set())
     client = _client_of(futures)
+    if not client.asynchronous and all(f.done() for f in futures):
+        return _wait_outcome(futures)  # known here: no hop (and it still answers once closed)
     return client.sync(_wait, futures, timeout=timeout, return_when=return_when)
 
 
@@ -114,7 +116,12 @@ async def _wait(futures: list[Future], timeout: Any = None, return_when: str = A
         await asyncio.wait_for(until(), t)
     except asyncio.TimeoutError:
         raise TimeoutError(f"wait timed out after {timeout} s.") from None
-    done = {f for f, st in states.items() if st is not None and st.done()}
+    return _wait_outcome(futures)
+
+
+def _wait_outcome(futures: list[Future]) -> DoneAndNotDoneFutures:
+    """(done, not_done) now; `FuturesCancelledError` naming the cancelled ones."""
+    done = {f for f in futures if f.done()}
     not_done = set(futures) - done
     cancelled = [f for f in done if f.status == "cancelled"]
     if cancelled:
@@ -237,8 +244,9 @@ class as_completed:
     # -- results
 
     def _failed_item(self, future: Future) -> Any:
-        """With results: the item for an erred or cancelled future (or raise it, with
-        `raise_errors`); None when the future finished normally."""
+        """With results: the item for an erred future (or raise its error, with
+        `raise_errors`) or a cancelled one (``(future, FutureCancelledError)``, never
+        raised); None when the future finished normally."""
         if isinstance(future, BaseActorFuture):
             try:
                 future.result()
@@ -255,11 +263,8 @@ class as_completed:
                 assert exc is not None
                 raise exc
             return future, (type(exc), exc, exc.__traceback__ if exc else None)
-        if st.status == "cancelled":
-            err = FutureCancelledError(future.key, st.reason, st.msg)
-            if self.raise_errors:
-                raise err
-            return future, err
+        if st.status == "cancelled":  # never raised, even with raise_errors (as distributed)
+            return future, FutureCancelledError(future.key, st.reason, st.msg)
         return None
 
     def _pop(self) -> Any:

@@ -123,11 +123,16 @@ class LocalCluster(SpecCluster):
         insecure: bool = False,
         **worker_kwargs: Any,
     ):
+        # a Nanny or WorkerProcess (or a subclass) starts worker processes, which reach the
+        # scheduler over TCP whatever `processes` says
+        spawns = isinstance(worker_class, type) and issubclass(worker_class, (Nanny, WorkerProcess))
         if processes is None:
-            processes = worker_class is None or getattr(worker_class, "__name__", "") in ("Nanny", "WorkerProcess")
-        if processes and worker_class is not None and worker_class not in (Nanny, WorkerProcess):
+            processes = worker_class is None or spawns
+        if processes and worker_class is not None and not spawns:
             raise TypeError(f"worker_class must be Nanny or WorkerProcess with processes=True, got {worker_class!r}")
         worker_class = (worker_class or Nanny) if processes else (worker_class or Worker)
+        if protocol is not None and "://" not in protocol:
+            protocol += "://"  # "tcp" means "tcp://", as in distributed
         cpu = os.cpu_count() or 1
         if n_workers is None and threads_per_worker is None:
             n_workers, threads_per_worker = nprocesses_nthreads(cpu) if processes else (1, cpu)
@@ -143,7 +148,7 @@ class LocalCluster(SpecCluster):
             if "://" in host:
                 protocol, host = host.split("://", 1)
                 protocol += "://"
-            elif not processes and scheduler_port == 0:
+            elif not processes and not spawns and scheduler_port == 0:
                 protocol = "inproc://"
             else:
                 protocol = "tcp://"
@@ -152,6 +157,8 @@ class LocalCluster(SpecCluster):
         scheduler_options.setdefault("address", address)
         scheduler_options.setdefault("insecure", insecure)
         scheduler_options.setdefault("dashboard_address", dashboard_address)
+        if blocked_handlers:
+            scheduler_options.setdefault("blocked_handlers", list(blocked_handlers))
         self.dashboard_address = dashboard_address
         self._memory_limit = parse_memory_limit(worker_kwargs.pop("memory_limit", "auto"), int(n_workers))
         options: dict[str, Any] = {"nthreads": self._threads_per_worker, "memory_limit": self._memory_limit}

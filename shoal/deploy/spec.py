@@ -147,9 +147,9 @@ class SpecCluster(Cluster):
         self._old_log_levels = log_terminal.silence(silence_logs) if silence_logs else None
         _clusters.add(self)
         if asynchronous:
-            self.loop = loop or _running_loop_or_none()
+            self.loop = _loop.unwrap(loop) or _running_loop_or_none()
         else:
-            self.loop = loop or _loop.shared_loop()
+            self.loop = _loop.unwrap(loop) or _loop.shared_loop()
             try:
                 _loop.sync(self.loop, self._start)
             except BaseException:
@@ -163,7 +163,11 @@ class SpecCluster(Cluster):
             if self._started is None:
                 self.loop = asyncio.get_running_loop()
                 self._started = asyncio.ensure_future(self._start())
-            await self._started
+            try:
+                await self._started
+            except BaseException:
+                await self._close()  # what did start (the scheduler, some workers) stops
+                raise
             await self._correct_state()
             return self
 
@@ -175,7 +179,10 @@ class SpecCluster(Cluster):
         self.status = "starting"
         self._lock = asyncio.Lock()
         self.scheduler = self._make_scheduler()
-        await self.scheduler.start()
+        try:
+            await self.scheduler.start()
+        except Exception as e:  # as distributed: one exception type for a failed start
+            raise RuntimeError(f"Cluster failed to start: {e}") from e
         self._log(f"Scheduler at {self.scheduler.address}", echo=False)  # the scheduler says it itself
         await self._correct_state()
         self.status = "running"

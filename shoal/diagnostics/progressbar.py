@@ -163,7 +163,7 @@ class ProgressBar:
 
     def _start_in_background(self) -> None:
         """Run on the client's loop without blocking the caller (async mode, notebooks)."""
-        loop = self.client.loop
+        loop = getattr(self.client, "_aloop", None) or self.client.loop
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -451,7 +451,7 @@ __getattr__, _ = lazy_exports(
 )
 def _on_loop(loop: Any) -> bool:
     try:
-        return asyncio.get_running_loop() is loop
+        return asyncio.get_running_loop() is getattr(loop, "asyncio_loop", loop)  # Client.loop wraps it
     except RuntimeError:
         return False
 

@@ -62,16 +62,8 @@ def identity_html(info: dict, title: str = "Scheduler") -> str:
 
 
 def client_html(client: Any) -> str:
-    info = client._identity or {}
-    if client.status == "running" and not client.asynchronous:
-
-        async def fetch() -> dict:
-            return await client.scheduler_comm.request("identity", n_workers=-1)
-
-        try:
-            info = client.sync(fetch, callback_timeout=2)
-        except Exception:  # noqa: BLE001 - a repr must not fail: show what is cached
-            info = client._identity or {}
+    closed = client.status in ("closing", "closed")
+    info = {} if closed else client._fresh_identity()  # a closed client has no cluster to show
     cluster = client.cluster
     connection = f"Cluster object: {type(cluster).__name__}" if cluster is not None else "Direct"
     pairs: list[tuple[str, Any]] = [
@@ -79,11 +71,12 @@ def client_html(client: Any) -> str:
         ("Status", client.status),
         ("Scheduler", client._address or ""),
     ]
-    link = client.dashboard_link
+    link = "" if closed else client.dashboard_link
     dashboard = f'<tr><th>Dashboard</th><td><a href="{escape(link)}">{escape(link)}</a></td></tr>' if link else ""
     body = identity_html(info) if info else ""
+    title = "Client (closed)" if closed else "Client"
     return (
-        f"<div><h3 style=\"margin:0\">Client</h3><p>{escape(client.id)}</p>"
+        f"<div><h3 style=\"margin:0\">{title}</h3><p>{escape(client.id)}</p>"
         f"<table {_TABLE}>{_rows(pairs)}{dashboard}</table>{body}</div>"
     )
 

@@ -106,7 +106,7 @@ class _LeavesRef:
         self._ref = ref
 
     def persistent_id(self, obj: object) -> Any:
-        return 0 if obj is self._ref else None
+        return 0 if obj is self._ref and obj is not None else None
 
 
 class _RefPickler(_LeavesRef, pickle.Pickler):

@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 
 from shoal import config, log_buffer, secret_files
+from shoal import config as _config
 from shoal.status import StatusAttribute
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
@@ -53,6 +54,15 @@ logger = logging.getLogger("shoal.scheduler")
 LARGE_GRAPH = 10_000
 
 
+def _blocked_handler(name: str) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError(
+            f"The {name!r} handler has been explicitly disallowed in Scheduler, possibly due to security concerns."
+        )
+
+    return refuse
+
+
 class Scheduler(Server):
     """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
     cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
@@ -62,14 +72,42 @@ class Scheduler(Server):
 
     def __init__(
         self,
-        address: str = "tcp://127.0.0.1:0",
+        address: str | None = None,
         *,
         secret: bytes | None = None,
         insecure: bool = False,
         validate: bool | None = None,
         dashboard_address: Any = None,
         plugins: Any = (),
+        host: str | None = None,
+        port: int | None = None,
+        protocol: str | None = None,
+        config: dict | None = None,
+        blocked_handlers: Any = None,
     ):
+        """`address` (``"tcp://127.0.0.1:0"`` by default), or distributed's `host`, `port`
+        and `protocol` to build it; `config`: dask configuration (``{"shoal.scheduler.
+        allowed-failures": 5}``, ...) in force while the scheduler is built; handlers
+        named in `blocked_handlers` (and ``shoal.scheduler.blocked-handlers``) refuse
+        every request."""
+        if config:
+            import dask.config
+
+            with dask.config.set(config):
+                self.__init__(  # type: ignore[misc]
+                    address, secret=secret, insecure=insecure, validate=validate,
+                    dashboard_address=dashboard_address, plugins=plugins, host=host, port=port,
+                    protocol=protocol, blocked_handlers=blocked_handlers,
+                )  # fmt: skip
+            return
+        config = _config
+        if address is None:
+            scheme = (protocol or "tcp").removesuffix("://")
+            where = f"{host or '127.0.0.1'}:{port or 0}"
+            address = "inproc://" if scheme == "inproc" else f"{scheme}://{where}"
+        elif host is not None or port is not None:
+            raise ValueError("give either address= or host=/port=/protocol=, not both")
+        self._blocked = set(blocked_handlers or ()) | set(config.get("scheduler.blocked-handlers", None) or ())
         super().__init__("scheduler")
         self._requested_address = address
         #: where the web dashboard listens (`":8787"`, `"host:port"`, a port; None/False: none)
@@ -181,8 +219,24 @@ class Scheduler(Server):
         return self.local_listener.address if self.local_listener is not None else None
 
     async def start(self) -> Scheduler:
+        """Listen and serve; a failure closes what started and raises
+        ``RuntimeError("Scheduler failed to start: ...")`` chaining the cause, as in
+        distributed."""
         if self.status == "running":
             return self
+        try:
+            return await self._start()
+        except Exception as e:
+            await self.close()
+            raise RuntimeError(f"Scheduler failed to start: {e}") from e
+
+    def _block_handlers(self) -> None:
+        for name in self._blocked:
+            if name in self.handlers:
+                self.handlers[name] = _blocked_handler(name)
+
+    async def _start(self) -> Scheduler:
+        self._block_handlers()
         if self.secret is None and not self.insecure and not is_loopback_address(self._requested_address):
             raise ValueError(
                 f"refusing to listen on {self._requested_address} without authentication: "

@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any
 
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import dumps, loads
+from shoal.protocol.serialize import dumps
 from shoal.rpc.core import NOTIFY_ID
 from shoal.sync.state import normalize_name
 from shoal.utils import parse_timeout
@@ -37,23 +37,32 @@ class _Primitive:
 
     @property
     def client(self) -> Any:
+        """The client this object talks through: the one it was given, else the task's
+        or the current client once there is one (looked up on each touch until found);
+        None while there is none (an object unpickled outside any client or task)."""
         if self._client is None:
             from shoal.worker_client import get_client
 
             try:
                 self._client = get_client()
             except ValueError:
-                raise RuntimeError(
-                    f"{type(self).__name__} object not properly initialized. This can happen if the "
-                    "object is being deserialized outside of the context of a Client or Worker."
-                ) from None
+                return None
         return self._client
 
+    def _bound_client(self) -> Any:
+        client = self.client
+        if client is None:
+            raise RuntimeError(
+                f"{type(self).__name__} object not properly initialized. This can happen if the "
+                "object is being deserialized outside of the context of a Client or Worker."
+            )
+        return client
+
     def _call(self, coro_fn: Any, *args: Any) -> Any:
-        return self.client.sync(coro_fn, *args)
+        return self._bound_client().sync(coro_fn, *args)
 
     async def _request(self, op: str, **kwargs: Any) -> Any:
-        client = self.client
+        client = self._bound_client()
         if client.scheduler_comm is None:
             raise RuntimeError(f"{client} is not connected to a scheduler")
         client._flush()  # what this client sent before (a release, a submit) goes first
@@ -103,11 +112,12 @@ class Variable(_Primitive):
         from shoal.client.futures import Future
 
         if isinstance(value, Future):
-            client = self.client
+            client = self._bound_client()
             client._flush()  # the future's submit must reach the scheduler first
             await self._request("variable_set", key=value.key)
         else:
-            await self._request("variable_set", value=dumps(value))
+            client = self._bound_client()
+            await self._request("variable_set", value=client._families.check_send(dumps(value), "a Variable's value"))
 
     def get(self, timeout: Any = None, **kwargs: Any) -> Any:
         return self._call(self._get, parse_timeout(timeout))
@@ -117,14 +127,14 @@ class Variable(_Primitive):
 
         reply = await self._request("variable_get", timeout=timeout)
         if reply["kind"] == "future":
-            client = self.client
+            client = self._bound_client()
             key = normalize_name(reply["key"])
             future = Future(key, client)
             # the scheduler made this client want the key before replying; ask again so
             # the status (already computed / erred) comes back now that the future exists
             client._send(m.DesireKeys((key,), client.id))
             return future
-        return loads(reply["value"])
+        return self._bound_client()._families.load(reply["value"])
 
     def delete(self) -> Any:
         return self._call(self._request, "variable_delete")
@@ -200,7 +210,7 @@ class Semaphore(_Primitive):
         lease cannot be unknown to the scheduler while the connection lives."""
         if not self._leases:
             raise self._not_held()
-        client = self.client
+        client = self._bound_client()
         lease_id = self._leases.popleft()
         client._send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
         return _ready(True) if client.asynchronous else True
@@ -284,7 +294,7 @@ def _unpack_item(client: Any, reply: dict) -> Any:
         # ask again now that the future exists, so its status (finished / erred) comes back
         client._send(m.DesireKeys((key,), client.id))
         return future
-    return loads(reply["value"])
+    return client._families.load(reply["value"])
 
 
 class Queue(_Primitive):
@@ -316,8 +326,8 @@ class Queue(_Primitive):
         from shoal.client.futures import Future
 
         if self.maxsize == 0 and not isinstance(value, Future):
-            data = dumps(value)  # unpicklable values fail here, in the caller
-            client = self.client
+            client = self._bound_client()
+            data = client._families.check_send(dumps(value), "a queue item")  # fails here, in the caller
             client._send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
             return _ready(None) if client.asynchronous else None
         return self._call(self._put, value, parse_timeout(timeout))
@@ -326,13 +336,14 @@ class Queue(_Primitive):
         from shoal.client.futures import Future
 
         if isinstance(value, Future):
-            client = self.client
+            client = self._bound_client()
             client._flush()  # the future's submit must reach the scheduler first
             if value.client is not None and value.client is not client:
                 value.client._flush()
             await self._request("queue_put", maxsize=self.maxsize, key=value.key, timeout=timeout)
         else:
-            await self._request("queue_put", maxsize=self.maxsize, value=dumps(value), timeout=timeout)
+            data = self._bound_client()._families.check_send(dumps(value), "a queue item")
+            await self._request("queue_put", maxsize=self.maxsize, value=data, timeout=timeout)
 
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
         """The oldest item, waiting for one (`TimeoutError` after `timeout`).
@@ -345,7 +356,7 @@ class Queue(_Primitive):
 
     async def _get(self, timeout: float | None, batch: bool | int) -> Any:
         reply = await self._request("queue_get", maxsize=self.maxsize, timeout=timeout, batch=batch)
-        client = self.client
+        client = self._bound_client()
         replies = [reply] if batch is False else reply
         items = [_unpack_item(client, r) for r in replies]
         keys = [normalize_name(r["key"]) for r in replies if r["kind"] == "future"]

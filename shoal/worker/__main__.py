@@ -33,6 +33,7 @@ async def _main(args: argparse.Namespace) -> None:
         local_directory=args.local_directory,
         nanny=args.nanny,
         death_timeout=args.death_timeout,
+        port=args.port,
     )
     await worker.start()
     if args.announce_fd is not None:
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory-limit", type=int, default=0)
     p.add_argument("--resources", default=None, help="JSON object")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="TCP port to listen on (0: any free one)")
     p.add_argument("--local-directory", default=None)
     p.add_argument("--nanny", default=None, help="id of the supervising nanny")
     p.add_argument("--death-timeout", type=float, default=None)

@@ -41,11 +41,13 @@ import time
 import uuid
 from typing import Any
 
+import dask.config
 import psutil
 from dask.utils import format_bytes
 
-from shoal.status import StatusAttribute
 from shoal import config, log_buffer, secret_files
+from shoal import config as _config
+from shoal.status import StatusAttribute
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.rpc import Peer
@@ -115,7 +117,19 @@ class Nanny(Server):
         memory_terminate_fraction: float | None = None,
         monitor_interval: float | None = None,
         log_level: str | None = None,
+        port: Any = None,
+        worker_port: int | None = None,
+        config: dict | None = None,
     ):
+        """As distributed's `Nanny`: `worker_port` is the port its worker process listens
+        on; `port` is accepted for compatibility, though a shoal nanny listens on no port
+        (it connects out to the scheduler); `config` is dask configuration set in the
+        worker processes it starts (on top of this process's, which they inherit)."""
+        overrides, config = config, _config
+        if port not in (None, 0) and not isinstance(port, (int, str)):
+            raise TypeError(f"port must be an int or a str, got {type(port).__name__}")
+        self.port = port
+        self.worker_port = int(worker_port or 0)
         super().__init__("nanny")
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
@@ -128,7 +142,11 @@ class Nanny(Server):
         self.local_directory = local_directory
         self.env = dict(env or {})
         #: the configuration as it is now, for every worker this nanny starts, restarts too
-        self._config = config.inherited()
+        if overrides:
+            with dask.config.set(overrides):
+                self._config = config.inherited()
+        else:
+            self._config = config.inherited()
         # glibc: give freed memory back to the OS (trim the heap's top beyond 64 KiB), but
         # serve blocks under 4 MiB from the heap rather than fresh mmaps: with the trim
         # threshold set, glibc stops adapting its 128 KiB mmap threshold, and every
@@ -202,6 +220,9 @@ class Nanny(Server):
                     logger.exception("nanny plugin %r failed to set up on %s", name, self.id)
             async with self._busy:
                 await self._start_worker()
+        except Exception as e:  # as distributed: one exception type for a failed start
+            await self.close()
+            raise RuntimeError(f"Nanny failed to start: {e}") from e
         except BaseException:
             await self.close()
             raise
@@ -253,6 +274,7 @@ class Nanny(Server):
             "--memory-limit", str(self.memory_limit), "--host", self.host,
             "--nanny", self.id, "--local-directory", self.worker_dir,
             "--announce-fd", str(write_fd), "--log-level", self.log_level,
+            "--port", str(self.worker_port),
         ]  # fmt: skip
         if self.resources:
             cmd += ["--resources", json.dumps(self.resources)]

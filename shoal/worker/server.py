@@ -175,9 +175,12 @@ class Worker(Server):
         nanny: str | None = None,
         validate: bool | None = None,
         death_timeout: float | None = None,
+        port: int | None = None,
     ):
         super().__init__("worker")
         self.scheduler_address = scheduler_address
+        #: the TCP port to listen on (0 or None: any free one)
+        self.port = int(port or 0)
         self.nthreads = int(nthreads)
         self.memory_limit = int(memory_limit or 0)
         #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
@@ -270,12 +273,25 @@ class Worker(Server):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> Worker:
+        """Listen, connect to the scheduler and serve; a failure closes what started and
+        raises ``RuntimeError("Worker failed to start: ...")`` chaining the cause, as in
+        distributed."""
         if self.status == "running":
             return self
+        try:
+            return await self._start()
+        except Exception as e:
+            try:
+                await self.close()
+            except Exception:  # noqa: BLE001 - the start's failure is the one to report
+                logger.debug("closing worker %s after a failed start", self.id, exc_info=True)
+            raise RuntimeError(f"Worker failed to start: {e}") from e
+
+    async def _start(self) -> Worker:
         self.loop = asyncio.get_running_loop()
         log_buffer.install()
         scheme, _ = parse_address(self.scheduler_address)
-        listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:0"
+        listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:{self.port}"
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
         nbytes: dict = {}

@@ -161,7 +161,7 @@ CALLS: dict[str, tuple[Any, Any, bool]] = {
     "get_versions": (lambda c, p: c.get_versions(), lambda v: "scheduler" in v and "client" in v, True),
     "story": (lambda c, p: c.story(_ready_future(c).key), lambda v: isinstance(v, list) and v, True),
     "dump_cluster_state": (
-        lambda c, p: c.dump_cluster_state(str(p / _name()), format="yaml"),
+        lambda c, p: c.dump_cluster_state(str(p / _name())),
         lambda v: v is None,
         True,
     ),
