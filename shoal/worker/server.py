@@ -41,16 +41,18 @@ import threading
 import time
 import traceback as tb_module
 import uuid
+from collections.abc import Iterator
 from threading import get_ident
 from typing import Any
 
 import psutil
+from dask.utils import parse_bytes
 
 from shoal import config, log_buffer
-from shoal.background import BackgroundTasks
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
+from shoal.background import BackgroundTasks
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.comm.errors import CommClosedError
@@ -134,6 +136,21 @@ class _FunctionCache:
             self.cache.clear()
 
 
+def _batches(keys: list, nbytes: dict, limit: int) -> Iterator[list]:
+    """`keys` in order, cut into lists of at most `limit` bytes by `nbytes` (a key of
+    unknown size counts 0; a key bigger than `limit` goes alone)."""
+    batch: list = []
+    size = 0
+    for key in keys:
+        n = int(nbytes.get(key) or 0)
+        if batch and size + n > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(key)
+        size += n
+    if batch:
+        yield batch
+
 class Worker:
     """A worker server. `await Worker(scheduler_address, ...)` starts it."""
 
@@ -158,6 +175,7 @@ class Worker:
         #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
         self.memory_limits = MemoryLimits.from_config(self.memory_limit)
         self.memory_monitor_interval = config.get_timedelta("worker.memory.monitor-interval")
+        self.transfer_bytes_limit = int(parse_bytes(config.get("worker.transfer.message-bytes-limit")))
         self._spill_compression = compression_from_config(config.get("worker.memory.spill-compression"))
         #: where results live: a `SpillStore` when this worker spills, else a dict
         self.store: Any = None
@@ -267,6 +285,7 @@ class Worker:
             resources=self.resources,
             validate=self.validate,
             task_stream_length=int(config.get("worker.task-stream-length")),
+            max_bytes_per_fetch=self.transfer_bytes_limit,
             clock=time.time,
             data=self.store,
             nbytes=nbytes,
@@ -824,14 +843,17 @@ class Worker:
         self._handle([UpdateDataEvent(f"update-data-{next(self._sid)}", values, nbytes)])
         return {"nbytes": nbytes}
 
-    async def _acquire_replicas(self, peer: Peer, who_has: dict) -> dict:
+    async def _acquire_replicas(self, peer: Peer, who_has: dict, nbytes: dict | None = None) -> dict:
         """Fetch copies of keys (key -> holder addresses) from their holders, trying each
-        holder in turn; keep them and report them to the scheduler. -> `{"nbytes":
-        {key: bytes}}` of the keys now held here."""
+        holder in turn; keep them and report them to the scheduler. `nbytes` (key ->
+        size, as the scheduler knows it) splits the keys into requests of at most
+        `shoal.worker.transfer.message-bytes-limit`, each stored as it arrives, so that
+        neither worker holds the whole copy in memory at once (both may be spilling).
+        -> `{"nbytes": {key: bytes}}` of the keys now held here."""
         assert self.pool is not None and self.state is not None
+        sizes = nbytes or {}
         remaining = {k: [a for a in addrs if a != self.address] for k, addrs in who_has.items() if k not in self.data}
-        values: dict = {}
-        nbytes: dict = {}
+        got: dict = {}
 
         async def fetch(holder: str, keys: list) -> dict:
             try:
@@ -842,6 +864,24 @@ class Worker:
                 self.pool.forget(holder)  # type: ignore[union-attr]
                 return {"data": {}, "nbytes": {}}
 
+        async def from_holder(holder: str, keys: list) -> dict:
+            """Fetch `keys` from `holder` in batches, storing each; -> the keys it lacked
+            mapped to their remaining holders."""
+            left: dict = {}
+            for batch in _batches(keys, sizes, self.transfer_bytes_limit):
+                reply = await fetch(holder, batch)
+                values, batch_nbytes = {}, {}
+                for key in batch:
+                    if key in reply["data"]:
+                        values[key] = loads(reply["data"][key])
+                        batch_nbytes[key] = reply["nbytes"].get(key, 0)
+                    else:
+                        left[key] = remaining[key][1:]
+                if values and self.status == "running":
+                    self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, batch_nbytes, report=True)])
+                    got.update(batch_nbytes)
+            return left
+
         while remaining:
             by_holder: dict[str, list] = {}
             for key, addrs in remaining.items():
@@ -849,19 +889,9 @@ class Worker:
                     by_holder.setdefault(addrs[0], []).append(key)
             if not by_holder:
                 break
-            replies = await asyncio.gather(*(fetch(h, keys) for h, keys in by_holder.items()))
-            left = {}
-            for (holder, keys), reply in zip(by_holder.items(), replies):
-                for key in keys:
-                    if key in reply["data"]:
-                        values[key] = loads(reply["data"][key])
-                        nbytes[key] = reply["nbytes"].get(key, 0)
-                    else:
-                        left[key] = remaining[key][1:]
-            remaining = left
-        if values and self.status == "running":
-            self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
-        return {"nbytes": nbytes}
+            lefts = await asyncio.gather(*(from_holder(h, keys) for h, keys in by_holder.items()))
+            remaining = {k: v for left in lefts for k, v in left.items()}
+        return {"nbytes": got}
 
     async def _echo(self, peer: Peer, data: Any = None) -> Any:
         return data
