@@ -139,8 +139,11 @@ class FutureState:
                 exc = RuntimeError(str(exc))
             mark_remote(exc, self._traceback)
             self._exc_obj = exc
-        # the task's own frames, afresh: the caller's frames a previous raise added go
-        return self._exc_obj.with_traceback(remote_traceback(self._exc_obj))
+        # the task's own frames, afresh: the caller's frames a previous raise added go, and
+        # so does the exception a previous raise happened to be handling
+        exc = self._exc_obj
+        exc.__context__ = None
+        return exc.with_traceback(remote_traceback(exc))
 
     def traceback(self) -> Any:
         """The task's frames (as `shoal.admin.traceback.shorten` leaves them)."""

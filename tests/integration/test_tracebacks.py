@@ -101,3 +101,16 @@ def test_long_messages_are_cut(client):
         short = client.submit(two_arg_error, 10)
         with pytest.raises(TwoArgError):
             short.result()
+
+
+def test_no_stale_context_from_an_earlier_raise(client):
+    fut = client.submit(outer, 6)
+    try:
+        raise KeyError("the caller was handling this")
+    except KeyError:
+        with pytest.raises(ValueError) as first:
+            fut.result()
+    assert isinstance(first.value.__context__, KeyError)  # raised while handling it: true
+    with pytest.raises(ValueError) as second:
+        fut.result()
+    assert second.value.__context__ is None  # a later raise does not drag it along
