@@ -258,8 +258,7 @@ class Dashboard:
 
     def _groups(self, req: Request) -> Response:
         root = pages.root_of(req.raw_path)
-        body = pages.groups_page(graphs.groups(self.scheduler.state), root)
-        return Response(pages.page("Task groups", body, root, refresh=5))
+        return Response(pages.page("Task groups", pages.groups_page(graphs.groups(self.scheduler.state), root), root))
 
     def _graph_json(self, req: Request) -> Response:
         """The task graph, rebuilt no more often than 50 times what building it took (a
@@ -303,7 +302,7 @@ class Dashboard:
     def _workers(self, req: Request) -> Response:
         root = pages.root_of(req.raw_path)
         body = pages.workers_table(self.summary()["workers"], root)
-        return Response(pages.page("Workers", body, root, refresh=2))
+        return Response(pages.page("Workers", body, root))
 
     def _worker_info(self, req: Request) -> Response:
         root = pages.root_of(req.raw_path)

@@ -28,13 +28,10 @@ def root_of(path: str) -> str:
     return "../" * depth if depth > 0 else "./"
 
 
-def page(
-    title: str, body: str, root: str, scripts: tuple[str, ...] = (), main_class: str = "", refresh: int = 0
-) -> str:
+def page(title: str, body: str, root: str, scripts: tuple[str, ...] = (), main_class: str = "") -> str:
     """A dashboard page: the navigation, `title` as its heading (none for the status page,
     `main_class="status"`), `body`, and `scripts` from `statics/` (live pages: they show
-    the WebSocket's state in the navigation bar); server-rendered pages that change
-    reload themselves every `refresh` seconds."""
+    the WebSocket's state in the navigation bar)."""
     nav = " ".join(f'<a href="{root}{href}">{escape(label)}</a>' for href, label in NAV)
     if scripts:
         nav += ' <span id="conn" class="conn">connecting…</span>'
@@ -43,8 +40,7 @@ def page(
     cls = f' class="{escape(main_class)}"' if main_class else ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        + (f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else "")
-        + f"<title>{escape(title)} — shoal</title>"
+        f"<title>{escape(title)} — shoal</title>"
         f'<link rel="stylesheet" href="{root}statics/style.css"></head>'
         f"<body><nav><b>shoal</b> {nav}</nav><main{cls}>{heading}{body}</main>{tags}</body></html>"
     )
