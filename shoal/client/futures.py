@@ -167,7 +167,7 @@ class FutureState:
 
     def raise_if_failed(self) -> None:
         if self.status == "error":
-            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            __tracebackhide__ = True  # noqa: F841 - pytest (and IPython's debugger) leave this frame out
             exc = self.exception()
             assert exc is not None
             raise exc  # with the task's frames only
@@ -284,7 +284,7 @@ class Future(TaskRef):
             tb = remote_traceback(e)
             if tb is None:
                 raise
-            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            __tracebackhide__ = True  # noqa: F841 - pytest (and IPython's debugger) leave this frame out
             raise e.with_traceback(tb)  # the caller's line, then the task's frames
 
     def exception(self, timeout: Any = None, **kwargs: Any) -> Any:
