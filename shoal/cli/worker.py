@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
             secret = secret_from(info)
     if not address:
         raise CLIError("need the scheduler's address (or --scheduler-file PATH)")
+    if secret is None:  # a scheduler this user started on this machine
+        from shoal.secret_files import lookup
+
+        secret = lookup(address)
     cores = os.cpu_count() or 1
     nworkers, auto_threads = parse_nworkers(args.nworkers, cores)
     if not args.nanny and nworkers > 1:

@@ -130,7 +130,6 @@ class TCP(Comm, asyncio.BufferedProtocol):
     __slots__ = (
         "_transport",
         "_encoder",
-        "_flush_pending",
         "_out",
         "_paused",
         "_drain_waiter",
@@ -160,7 +159,6 @@ class TCP(Comm, asyncio.BufferedProtocol):
         Comm.__init__(self, loop)
         self._transport: asyncio.Transport | None = None
         self._encoder = PacketEncoder()
-        self._flush_pending = False
         self._out: deque = deque()
         self._paused = False
         self._drain_waiter: asyncio.Future | None = None
@@ -442,8 +440,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
             return
         self._check_loop()
         self._encoder.add(msg)
-        self._flush_pending = True
-        self._loop.call_soon(self._flush)
+        self._flush_at_end_of_tick()
 
     def send_many(self, msgs: Iterable[Any]) -> None:
         if self._closed:
@@ -456,12 +453,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 enc.add(m)
         finally:  # messages before a bad one still go out this tick
             if not self._flush_pending and not enc.empty:
-                self._flush_pending = True
-                self._loop.call_soon(self._flush)
-
-    def flush(self) -> None:
-        if self._flush_pending:
-            self._flush()
+                self._flush_at_end_of_tick()
 
     def _flush(self) -> None:
         self._flush_pending = False

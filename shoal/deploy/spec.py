@@ -30,7 +30,9 @@ import weakref
 from typing import Any
 
 from shoal import _loop, config, log_terminal
+from shoal.deploy.cluster import Cluster
 from shoal.exceptions import WorkerStartTimeoutError
+from shoal.status import StatusAttribute
 from shoal.security import Security
 from shoal.utils import Log, Logs, format_bytes, parse_timeout
 
@@ -99,8 +101,11 @@ class ProcessInterface:
         return f"<{type(self).__name__}: name={self.name!r} status={self.status}>"
 
 
-class SpecCluster:
+class SpecCluster(Cluster):
     """A cluster made of a scheduler and workers described by specs. See the module docstring."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     _cluster_type = "SpecCluster"
 
@@ -120,6 +125,7 @@ class SpecCluster:
     ):
         from shoal.scheduler.server import Scheduler
 
+        config.warn_untwinned()
         self.scheduler_spec: dict = copy.copy(scheduler) if scheduler else {"cls": Scheduler, "options": {}}
         self.worker_spec: dict = copy.copy(workers) if workers else {}
         self.new_spec: dict | None = copy.copy(worker) if worker else None
@@ -299,20 +305,7 @@ class SpecCluster:
         _loop.sync(self.loop, self._close)
         return None
 
-    def __enter__(self) -> SpecCluster:
-        if self._asynchronous:
-            raise TypeError(f"Used 'with' with an asynchronous {type(self).__name__}; use 'async with'")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SpecCluster:
-        await self
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._close()
+    # with / async with: `Cluster`'s
 
     def __del__(self) -> None:
         if getattr(self, "status", "closed") == "running" and not self._asynchronous:
@@ -482,18 +475,7 @@ class SpecCluster:
         first; `workers` may be a list of addresses."""
         return self._sync(self._get_logs, cluster, scheduler, workers)
 
-    def logs(self, *args: Any, **kwargs: Any) -> Any:
-        return self.get_logs(*args, **kwargs)
-
-    # ------------------------------------------------------------------ introspection
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._name = value
+    # ------------------------------------------------------------------ introspection (name, logs: `Cluster`'s)
 
     @property
     def plan(self) -> set:
@@ -623,3 +605,18 @@ def _running_loop_or_none() -> Any:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {
+        'close_clusters': 'shoal.deploy.compat_helpers:close_clusters',
+        'run_spec': 'shoal.deploy.compat_helpers:run_spec',
+    },
+    {
+        'init_spec': "an internal of distributed's SpecCluster; give SpecCluster(workers=...) specs directly",
+    },
+)

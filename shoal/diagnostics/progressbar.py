@@ -439,6 +439,16 @@ def progress(
     return None
 
 
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'get_scheduler': "an internal of distributed's progress bars; pass a Client (or its address) as scheduler=",
+    },
+)
 def _on_loop(loop: Any) -> bool:
     try:
         return asyncio.get_running_loop() is loop
