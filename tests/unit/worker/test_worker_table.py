@@ -16,7 +16,7 @@ from shoal.worker.state import (
     ComputeTaskEvent,
     ExecuteSuccess,
     FreeKeysEvent,
-    GatherDone,
+    FetchDone,
     InvalidState,
     InvalidTransition,
     StealRequestEvent,
@@ -62,7 +62,7 @@ def states_in(story):
 def test_every_story_entry_is_an_edge():
     ws = WorkerState(address="tcp://me:1", nthreads=1, validate=True)
     ws.handle_stimulus(compute("y", "c1", deps={"x": [PEER]}), compute("z", "c2"))
-    ws.handle_stimulus(GatherDone("g1", PEER, ("x",), {"x": 1}, {"x": 8}))
+    ws.handle_stimulus(FetchDone("g1", PEER, ("x",), {"x": 1}, {"x": 8}))
     ws.handle_stimulus(compute("w", "c3", run_id=5), StealRequestEvent("s1", "w", 5))
     ws.handle_stimulus(compute("z", "c4", run_id=2))  # supersedes the running z
     ws.handle_stimulus(UpdateDataEvent("u1", {"k": 1}, {"k": 8}), FreeKeysEvent("f1", ("k", "x", "y", "z")))
