@@ -506,7 +506,7 @@ class Client:
             tb = remote_traceback(e)
             if tb is None:
                 raise
-            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            __tracebackhide__ = True  # noqa: F841 - pytest (and IPython's debugger) leave this frame out
             raise e.with_traceback(tb)  # a task's error: its frames, not the event loop's
 
     @property
@@ -901,7 +901,7 @@ class Client:
         assert st is not None
         await self._wait_done(st, timeout)
         if st.status == "error":
-            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            __tracebackhide__ = True  # noqa: F841 - pytest (and IPython's debugger) leave this frame out
             raise st.exception()  # the awaiting line, then the task's frames
         st.raise_if_failed()
         return (await self._gather_states([st]))[0]

@@ -139,8 +139,11 @@ class FutureState:
                 exc = RuntimeError(str(exc))
             mark_remote(exc, self._traceback)
             self._exc_obj = exc
-        # the task's own frames, afresh: the caller's frames a previous raise added go
-        return self._exc_obj.with_traceback(remote_traceback(self._exc_obj))
+        # the task's own frames, afresh: the caller's frames a previous raise added go, and
+        # so does the exception a previous raise happened to be handling
+        exc = self._exc_obj
+        exc.__context__ = None
+        return exc.with_traceback(remote_traceback(exc))
 
     def traceback(self) -> Any:
         """The task's frames (as `shoal.admin.traceback.shorten` leaves them)."""
@@ -164,7 +167,7 @@ class FutureState:
 
     def raise_if_failed(self) -> None:
         if self.status == "error":
-            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            __tracebackhide__ = True  # noqa: F841 - pytest (and IPython's debugger) leave this frame out
             exc = self.exception()
             assert exc is not None
             raise exc  # with the task's frames only
@@ -288,7 +291,7 @@ class Future(TaskRef):
             tb = remote_traceback(e)
             if tb is None:
                 raise
-            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            __tracebackhide__ = True  # noqa: F841 - pytest (and IPython's debugger) leave this frame out
             raise e.with_traceback(tb)  # the caller's line, then the task's frames
 
     def exception(self, timeout: Any = None, **kwargs: Any) -> Any:

@@ -7,7 +7,7 @@ worker sent; `remote_traceback` gives a new traceback of those frames (None for 
 exception). The places that hand a task's error to user code (`Future.result`,
 `Client.sync`, awaiting a future) re-raise it with that traceback, so none of the event
 loop's or the client's frames stay in it. With `python script.py`, `install_excepthook`
-also leaves out the one frame of the re-raise, as IPython and pytest do for frames marked
+also leaves out the one frame of the re-raise, as pytest does for frames marked
 `__tracebackhide__`.
 """
 

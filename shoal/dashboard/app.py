@@ -325,7 +325,8 @@ class Dashboard:
         if ts is None:
             body = f"<p>The scheduler knows no task {pages.escape(text)} (never submitted, or forgotten).</p>"
             return Response(pages.page("Unknown task", body, root), status=404)
-        return Response(pages.page(f"Task {text}", pages.task_info(ts, root), root))
+        body = pages.task_info(ts, root, shorten_patterns=config.get("admin.traceback.shorten") or [])
+        return Response(pages.page(f"Task {text}", body, root))
 
     def _metrics(self, req: Request) -> Response:
         return Response(snapshot.prometheus(self.summary(), self.namespace), "text/plain; version=0.0.4; charset=utf-8")

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from dask.utils import format_bytes
 
 from shoal.protocol.priority import priority_parts
+from shoal.protocol.tracebacks import shorten
 
 NAV = (("status", "Status"), ("tasks", "Tasks"), ("system", "System"), ("workers", "Workers"),
        ("profile", "Profile"), ("graph", "Graph"), ("groups", "Groups"), ("info/main/workers.html", "Info"),
@@ -107,13 +108,12 @@ def workers_table(workers: list[dict], root: str) -> str:
     return f'{legend}<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
 
 
-def traceback_text(frames: Any) -> str:
-    """A task's traceback frames as Python prints them (file, line, function)."""
+def traceback_text(frames: Any, shorten_patterns: Any = ()) -> str:
+    """A task's traceback frames as Python prints them (file, line, function), without
+    those matching `shorten_patterns` (`shoal.admin.traceback.shorten`)."""
     out = ["Traceback (most recent call last):"]
-    for f in frames or ():
-        if not isinstance(f, (list, tuple)) or len(f) < 3:
-            continue
-        filename, lineno, name = f[0], f[1], f[2]
+    frames = [f for f in frames or () if isinstance(f, (list, tuple)) and len(f) >= 3]
+    for filename, lineno, name, *_ in shorten(frames, shorten_patterns):
         out.append(f'  File "{filename}", line {lineno}, in {name}')
     return "\n".join(out)
 
@@ -188,7 +188,7 @@ def worker_info(ws: Any, root: str, limit: int = 200) -> str:
     return body
 
 
-def task_info(ts: Any, root: str, limit: int = 100) -> str:
+def task_info(ts: Any, root: str, limit: int = 100, shorten_patterns: Any = ()) -> str:
     pairs: list[tuple[str, str]] = [
         ("Key", escape(_key(ts.key))), ("State", escape(ts.state)), ("Prefix", escape(ts.prefix)),
         ("Priority", escape(str(priority_parts(ts.priority)))),
@@ -203,7 +203,7 @@ def task_info(ts: Any, root: str, limit: int = 100) -> str:
     if ts.exception_text:
         pairs.append(("Exception", f"<pre>{escape(ts.exception_text)}</pre>"))
     if getattr(ts, "traceback", None):
-        pairs.append(("Traceback", f'<pre class="traceback">{escape(traceback_text(ts.traceback))}</pre>'))
+        pairs.append(("Traceback", f'<pre class="traceback">{escape(traceback_text(ts.traceback, shorten_patterns))}</pre>'))
     if ts.who_wants:
         pairs.append(("Wanted by", escape(", ".join(sorted(c.id for c in ts.who_wants)))))
     body = "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"

@@ -62,7 +62,7 @@ from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
 from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
-from shoal.protocol.tracebacks import capped, frames_of, truncate
+from shoal.protocol.tracebacks import capped, frames_of, shorten, truncate
 from shoal.system_monitor import SystemMonitor
 from shoal.rpc import ConnectionPool, Peer
 from shoal.rpc.server import Server
@@ -1036,9 +1036,8 @@ def _stream_record(r: tuple, worker: str) -> dict:
         rec["type"] = rec["typename"] = type_name
     else:
         rec["exception_text"], frames = error
-        rec["traceback_text"] = "".join(
-            f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames or ()
-        )
+        frames = shorten(frames, config.get("admin.traceback.shorten") or [])  # the task's own frames
+        rec["traceback_text"] = "".join(f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames)
     return rec
 
 

@@ -334,6 +334,6 @@ def test_new_pages_and_their_json(dash_cluster, dclient, poll):
     assert "<th>CPU</th>" in body and "<th>Open files</th>" in body and 'class="membar"' in body
     status, _, body = get(f"{b}/info/task/{quote(bad.key, safe='')}.html")
     assert "Traceback (most recent call last)" in body and "in fails" in body
-    assert "dashboard_task_functions.py" in body
+    assert "dashboard_task_functions.py" in body and "shoal/worker" not in body  # the task's own frames
     sitemap = json.loads(get(f"{b}/sitemap.json")[2])["paths"]
     assert {"/tasks", "/system", "/graph", "/profile", "/groups"} <= set(sitemap)

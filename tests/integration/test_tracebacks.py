@@ -101,3 +101,31 @@ def test_long_messages_are_cut(client):
         short = client.submit(two_arg_error, 10)
         with pytest.raises(TwoArgError):
             short.result()
+
+
+def test_no_stale_context_from_an_earlier_raise(client):
+    fut = client.submit(outer, 6)
+    try:
+        raise KeyError("the caller was handling this")
+    except KeyError:
+        with pytest.raises(ValueError) as first:
+            fut.result()
+    assert isinstance(first.value.__context__, KeyError)  # raised while handling it: true
+    with pytest.raises(ValueError) as second:
+        fut.result()
+    assert second.value.__context__ is None  # a later raise does not drag it along
+
+
+def test_distributed_twins_are_read(client):
+    """A YAML file or DASK_DISTRIBUTED__ADMIN__... variable written for distributed works."""
+    with dask.config.set({"distributed.admin.max-error-length": 100}):
+        with pytest.raises(ValueError, match=r"cut at shoal.admin.max-error-length=100\]$"):
+            client.submit(long_message, 5000).result()
+    fut = client.submit(outer, 7)
+    fut.exception()
+    with dask.config.set({"distributed.admin.traceback.shorten": []}):
+        assert any(os.path.join("shoal", "worker") in f.filename for f in traceback.extract_tb(fut.traceback()))
+    assert names(fut.traceback()) == ["outer", "inner"]
+    # shoal's own key, when set, wins over the twin
+    with dask.config.set({"distributed.admin.traceback.shorten": [], "shoal.admin.traceback.shorten": [".*"]}):
+        assert names(fut.traceback()) == ["inner"]  # everything matches; the raising frame stays

@@ -26,15 +26,21 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-def chromium(tmp_path: Path, *args: str) -> str:
+def run_chromium(tmp_path: Path, *args: str, budget_ms: int = 3000) -> subprocess.CompletedProcess:
+    """Headless Chromium on a page (stderr carries the page's console with
+    `--enable-logging=stderr`)."""
     cmd = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-default-apps",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=3000", *args,
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", f"--virtual-time-budget={budget_ms}", *args,
     ]  # fmt: skip
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    return out
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    return run_chromium(tmp_path, *args).stdout
 
 
 def progress(dom: str, prefix: str) -> tuple[int, int]:

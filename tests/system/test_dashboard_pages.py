@@ -14,7 +14,7 @@ from urllib.parse import quote, urljoin
 
 import pytest
 from dashboard_task_functions import add, busy, fails, slow_square
-from test_dashboard_browser import ARTIFACTS, CHROMIUM, needs_chromium
+from test_dashboard_browser import ARTIFACTS, needs_chromium, run_chromium
 
 from shoal import Client, LocalCluster
 
@@ -33,15 +33,7 @@ PAGES = {
 
 
 def chromium(tmp_path: Path, *args: str) -> tuple[str, str]:
-    import subprocess
-
-    cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-default-apps",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--enable-logging=stderr",
-        "--v=0", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=2500", *args,
-    ]  # fmt: skip
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=90)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_chromium(tmp_path, "--enable-logging=stderr", "--v=0", *args, budget_ms=2500)
     return out.stdout, out.stderr
 
 

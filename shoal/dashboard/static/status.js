@@ -4,15 +4,8 @@
 // through textContent or canvas text, never as HTML.
 "use strict";
 
-const STREAM_WINDOW = 20;      // seconds of task stream shown
-const STREAM_KEEP = 5000;      // records kept in the browser
-const stream = [];             // [worker, thread, start, stop, key, prefix, status, transfers]
-const lanes = new Map();       // "worker thread" -> lane index
-let serverTime = 0;            // the scheduler's clock at the last update
-let clockSkew = 0;             // serverTime - local time
+const stream = new TaskStream(document.getElementById("stream"), 5000, document.getElementById("stream-count"));
 let updates = 0;
-let streamTotal = 0;
-let streamSkipped = 0;         // records the scheduler did not send (more than it draws)
 
 function bar(parts, total) {
   const b = el("div", "bar");
@@ -23,42 +16,6 @@ function bar(parts, total) {
     b.appendChild(s);
   }
   return b;
-}
-
-function addStream(records, skipped) {
-  streamSkipped += skipped || 0;
-  for (const r of records) {
-    stream.push(r);
-    const lane = r[0] + " " + r[1];
-    if (!lanes.has(lane)) lanes.set(lane, lanes.size);
-  }
-  streamTotal += records.length;
-  if (stream.length > STREAM_KEEP) stream.splice(0, stream.length - STREAM_KEEP);
-  const c = document.getElementById("stream-count");
-  c.textContent = streamTotal + " tasks" + (streamSkipped ? " (+" + streamSkipped + " not drawn)" : "");
-  c.dataset.count = String(streamTotal);
-}
-
-function drawStream() {
-  const canvas = document.getElementById("stream");
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height;
-  ctx.clearRect(0, 0, w, h);
-  const now = Date.now() / 1000 + clockSkew;
-  const t0 = now - STREAM_WINDOW;
-  const n = Math.max(lanes.size, 1);
-  const laneH = h / n;
-  const x = t => (t - t0) / STREAM_WINDOW * w;
-  for (const r of stream) {
-    if (r[3] < t0) continue;
-    const y = lanes.get(r[0] + " " + r[1]) * laneH;
-    for (const [a, b] of r[7]) {
-      ctx.fillStyle = "#d33";
-      ctx.fillRect(x(a), y + 1, Math.max(x(b) - x(a), 1), laneH - 2);
-    }
-    ctx.fillStyle = r[6] === "OK" ? colour(r[5]) : "#000";
-    ctx.fillRect(x(r[2]), y + 1, Math.max(x(r[3]) - x(r[2]), 1), laneH - 2);
-  }
 }
 
 function renderProgress(summary) {
@@ -118,36 +75,16 @@ function renderWorkers(summary) {
   body.replaceChildren(...rows);
 }
 
-function connect() {
-  const url = new URL("ws", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  const sock = new WebSocket(url);
-  const conn = document.getElementById("conn");
-  sock.onopen = () => { conn.textContent = "live"; };
-  sock.onclose = () => { conn.textContent = "disconnected; retrying…"; setTimeout(connect, 2000); };
-  sock.onmessage = ev => {
-    const msg = JSON.parse(ev.data);
-    serverTime = msg.time;
-    clockSkew = serverTime - Date.now() / 1000;
-    if (msg.stream) addStream(msg.stream, msg.skipped);
-    if (msg.summary) {
-      renderProgress(msg.summary);
-      renderWorkers(msg.summary);
-      updates++;
-      document.body.dataset.updates = String(updates);
-    }
-    drawStream();
-  };
-}
-
-document.getElementById("stream").addEventListener("mousemove", ev => {
-  const canvas = ev.target;
-  const rect = canvas.getBoundingClientRect();
-  const t = (Date.now() / 1000 + clockSkew) - STREAM_WINDOW + (ev.clientX - rect.left) / rect.width * STREAM_WINDOW;
-  const lane = Math.floor((ev.clientY - rect.top) / rect.height * Math.max(lanes.size, 1));
-  const hit = stream.find(r => lanes.get(r[0] + " " + r[1]) === lane && r[2] <= t && t <= r[3]);
-  document.getElementById("hover").textContent =
-    hit ? hit[4] + " on " + hit[0] + ": " + ((hit[3] - hit[2]) * 1000).toFixed(1) + " ms" : "";
+connectLive(msg => {
+  stream.skew = msg.time - Date.now() / 1000;
+  if (msg.stream) stream.add(msg.stream, msg.skipped);
+  if (msg.summary) {
+    renderProgress(msg.summary);
+    renderWorkers(msg.summary);
+    updates++;
+    document.body.dataset.updates = String(updates);
+  }
+  stream.draw();
 });
 
-connect();
+stream.canvas.addEventListener("mousemove", ev => { document.getElementById("hover").textContent = stream.describe(ev); });
