@@ -356,12 +356,11 @@ class _Channels:
     async def _connect(self, address: str) -> None:
         from shoal.comm import connect
         from shoal.rpc import Peer
-        from shoal.security import secret_of
 
         client = self.client
         try:
             comm = await connect(
-                address, secret=secret_of(client.security), timeout=client._timeout, info={"role": "client", "id": client.id}
+                address, secret=client._secret, timeout=client._timeout, info={"role": "client", "id": client.id}
             )
         except Exception as e:  # noqa: BLE001 - any failure to connect fails the calls waiting on it
             calls = self.waiting.pop(address, [])
@@ -408,3 +407,15 @@ def _closed_error() -> BaseException:
     from shoal.exceptions import ClosedClientError
 
     return ClosedClientError("the client was closed")
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'ProxyRPC': "an internal of distributed's actors; call the actor's methods through the Actor proxy",
+    },
+)

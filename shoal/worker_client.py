@@ -103,3 +103,14 @@ def worker_client(timeout: Any = None, separate_thread: bool = True) -> Iterator
     finally:
         if separate_thread:
             worker.rejoin()
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {
+        'local_client': 'shoal.worker_client:worker_client',
+    },
+)

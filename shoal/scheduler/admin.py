@@ -139,8 +139,9 @@ class AdminServer(SchedulerExtension):
             peer = self.scheduler.workers.get(address)
             if peer is None:
                 return
+            nbytes = {key: tasks[key].nbytes for key in who_has if key in tasks}
             try:
-                await peer.request("acquire_replicas", who_has=who_has)
+                await peer.request("acquire_replicas", who_has=who_has, nbytes=nbytes)
             except Exception as e:  # noqa: BLE001 - a failed copy is only not followed by a drop
                 logger.warning("worker %s could not fetch %d replicas: %s", address, len(who_has), e)
 
