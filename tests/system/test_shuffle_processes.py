@@ -57,3 +57,24 @@ def test_shuffle_bigger_than_the_buffer_spills_on_workers():
         same(got, ddf.compute(scheduler="sync"))
         spilled = c.run(lambda dask_worker: dask_worker.extensions["shuffle"].spilled_bytes)
         assert sum(spilled.values()) > 0
+
+
+def test_sigkill_of_a_worker_that_owns_nothing(poll):
+    # two output partitions on three workers: one worker only sends; losing it costs its
+    # transfers again (receivers drop the pieces they already have), not a restart
+    ddf = frame(n=6_000, nparts=12)
+    slow = ddf.map_partitions(slow_partition, 0.1, meta=ddf._meta)
+    want = slow.shuffle("k", npartitions=2).compute(scheduler="sync")
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        fut = c.compute(slow.shuffle("k", npartitions=2))
+
+        def owners():
+            return c.run_on_scheduler(
+                lambda dask_scheduler: [sorted(r.participants) for r in dask_scheduler.shuffle.book.runs.values()]
+            )
+
+        [busy] = poll(owners, timeout=60)
+        victim = next(w for w in cluster.workers.values() if w.worker_address not in busy)
+        os.kill(victim.pid, signal.SIGKILL)
+        same(fut.result(timeout=120), want)
+        assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.shuffle.restarts) == 0
