@@ -174,3 +174,4 @@ def test_cancel_frees_buffers_and_files(cluster, client, pdf, poll):
     poll(lambda: not service(cluster).book.runs, timeout=10)
     poll(lambda: not any(worker_buffers(cluster)), timeout=10)
     poll(lambda: no_shuffle_files(cluster), timeout=10)
+

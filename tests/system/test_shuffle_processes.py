@@ -78,3 +78,21 @@ def test_sigkill_of_a_worker_that_owns_nothing(poll):
         os.kill(victim.pid, signal.SIGKILL)
         same(fut.result(timeout=120), want)
         assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.shuffle.restarts) == 0
+
+
+def test_restart_mid_shuffle_then_the_same_shuffle_again(poll):
+    ddf = frame(n=20_000, nparts=20)
+    slow = ddf.map_partitions(slow_partition, 0.1, meta=ddf._meta)
+    want = slow.shuffle("k").compute(scheduler="sync")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        fut = c.compute(slow.shuffle("k"))
+
+        def runs():
+            return c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.shuffle.book.runs))
+
+        poll(runs, timeout=60)
+        del fut
+        c.restart()
+        assert runs() == 0
+        # the same graph (the same shuffle id) after the restart: a fresh run, the right answer
+        same(slow.shuffle("k").compute(), want)
