@@ -23,6 +23,10 @@ def frame(n=20_000, nparts=20):
     return dd.from_pandas(pdf, npartitions=nparts)
 
 
+def live_runs(client):
+    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.shuffle.book.runs))
+
+
 def same(got, want):
     cols = list(want.columns)
     pd.testing.assert_frame_equal(got.sort_values(cols).reset_index(drop=True), want.sort_values(cols).reset_index(drop=True))
@@ -34,11 +38,7 @@ def test_sigkill_of_an_owner_mid_shuffle(poll):
     want = slow.shuffle("k").compute(scheduler="sync")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
         fut = c.compute(slow.shuffle("k"))
-
-        def runs():
-            return c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.shuffle.book.runs))
-
-        poll(runs, timeout=60)  # transfers are under way
+        poll(lambda: live_runs(c), timeout=60)  # transfers are under way
         victim = next(iter(cluster.workers.values()))
         os.kill(victim.pid, signal.SIGKILL)
         same(fut.result(timeout=120), want)
@@ -86,13 +86,9 @@ def test_restart_mid_shuffle_then_the_same_shuffle_again(poll):
     want = slow.shuffle("k").compute(scheduler="sync")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
         fut = c.compute(slow.shuffle("k"))
-
-        def runs():
-            return c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.shuffle.book.runs))
-
-        poll(runs, timeout=60)
+        poll(lambda: live_runs(c), timeout=60)
         del fut
         c.restart()
-        assert runs() == 0
+        assert live_runs(c) == 0
         # the same graph (the same shuffle id) after the restart: a fresh run, the right answer
         same(slow.shuffle("k").compute(), want)
