@@ -31,8 +31,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_collections import PeakRSS  # noqa: E402  (the kernel's exact peak RSS)
 
 WORKLOADS = ("shuffle_2g", "shuffle_1g", "set_index", "merge", "rechunk", "serialize")
 BACKENDS = ("shoal", "distributed")
@@ -60,43 +62,10 @@ def frame(nparts: int, rows: int, seed: int = 0):
                        enforce_metadata=False)  # fmt: skip
 
 
-class PeakRSS:
-    """Peak RSS (sum over the worker processes, and the largest one) while the block runs."""
-
-    def __init__(self, pids: list[int]):
-        import psutil
-
-        self.procs = [psutil.Process(p) for p in pids]
-        self.peak_each = {p.pid: 0 for p in self.procs}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for p in self.procs:
-                try:
-                    rss = p.memory_info().rss
-                except Exception:
-                    continue
-                self.peak_each[p.pid] = max(self.peak_each[p.pid], rss)
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def max_mib(self) -> float:
-        return max(self.peak_each.values()) / 2**20
-
-
 def _cluster(backend: str, memory_limit: str):
     mod = __import__(backend)
-    cluster = mod.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=memory_limit)
+    cluster = mod.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                               dashboard_address=None)  # fmt: skip
     return cluster, mod.Client(cluster)
 
 
@@ -118,7 +87,7 @@ def wl_shuffle(backend: str, scale: float, memory_limit: str) -> dict:
         with PeakRSS(_worker_pids(client)) as peak:
             secs, rows = _time(lambda: int(df.shuffle("k").map_partitions(len).compute().sum()))
         assert rows == nparts * ROWS, rows
-        return {"seconds": secs, "rows": rows, "peak_worker_mib": peak.max_mib}
+        return {"seconds": secs, "rows": rows, "peak_worker_mib": max(peak.peak.values()) / 2**20}
 
 
 def wl_set_index(backend: str, scale: float) -> dict:

@@ -6,7 +6,7 @@ owners on first ask; each output task is then pinned to its owner with a
 its transfers and barrier: the state machine starts them over, their inputs recomputed
 from lineage if released), and tells every worker to drop a run's buffers and files
 (`shuffle_forget`) when the run is over: its barrier released (all outputs done, or the
-computation cancelled) or erred, or the run restarted.
+computation cancelled) or erred, the run restarted, or the scheduler restarted.
 
 It watches barriers through a read-only observer of the state machine
 (`SchedulerState.observers`); decisions are taken after the stimulus, never inside it.
@@ -150,6 +150,14 @@ class ShuffleSchedulerExtension(SchedulerExtension):
             self._stimulate("shuffle-restart", Recompute, restart.recompute, f"shuffle owner {address} left")
         if not self.book.runs:
             self._watching(False)
+
+    def restart(self, stimulus_id: str = "") -> None:
+        """`Scheduler.restart` forgot every task: every run is over."""
+        for sid in list(self.book.runs):
+            run = self.book.finish(sid)
+            if run is not None:
+                self._forget_everywhere(run)
+        self._watching(False)
 
     def _sweep_soon(self) -> None:
         """After the stimulus being handled (observers must not act inside it)."""

@@ -189,7 +189,7 @@ class ShuffleWorkerExtension(WorkerExtension):
             await self._landed.wait()
         self.in_flight += nbytes
         out = self.outgoing.setdefault((sid, run_id), _Outgoing())
-        task = self.worker.spawn(self._send(sid, run_id, inp, by_owner))
+        task = self.worker.spawn(self._send(out, sid, run_id, inp, by_owner))
         out.tasks.add(task)
         task.add_done_callback(lambda t: self._sent(out, nbytes, t))
 
@@ -197,10 +197,9 @@ class ShuffleWorkerExtension(WorkerExtension):
         out.tasks.discard(task)
         self.in_flight -= nbytes
         self._landed.set()
-        if not task.cancelled() and task.exception() is not None and out.error is None:
-            out.error = task.exception()
 
-    async def _send(self, sid: str, run_id: int, inp: int, by_owner: dict) -> None:
+    async def _send(self, out: _Outgoing, sid: str, run_id: int, inp: int, by_owner: dict) -> None:
+        """Send one input's pieces; what fails is kept for the flush to report."""
         me = self.worker.address
         sends = []
         for address, (parts, payload) in by_owner.items():
@@ -209,9 +208,9 @@ class ShuffleWorkerExtension(WorkerExtension):
             else:
                 sends.append(self._send_one(address, sid, run_id, inp, parts, payload))
         results = await asyncio.gather(*sends, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise next((e for e in errors if not isinstance(e, (CommClosedError, OSError))), errors[0])
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors and out.error is None:
+            out.error = next((e for e in errors if not isinstance(e, (CommClosedError, OSError))), errors[0])
 
     async def _flush(self, peer: Any, id: str, run_id: int) -> None:
         """Return once every piece this worker sent for run `run_id` is stored; raise

@@ -76,6 +76,8 @@ def test_shuffles_equal_the_synchronous_scheduler(cluster, client, pdf, poll):
         "set_index": lambda d: d.set_index("v"),
         "sort_values": lambda d: d.sort_values(["k", "v"]),
         "merge": lambda d: d.merge(d[["k", "v"]].rename(columns={"v": "w"}), on="k"),
+        "merge-left": lambda d: d.merge(d[d.k < 50][["k", "v"]].rename(columns={"v": "w"}), on="k", how="left"),
+        "merge-outer": lambda d: d[d.k > 20].merge(d[d.k < 50][["k"]].assign(z=1), on="k", how="outer"),
         "drop_duplicates": lambda d: d.drop_duplicates(subset=["k"], split_out=3),
         "groupby": lambda d: d.groupby("k").v.sum(split_out=3).to_frame(),
     }
@@ -172,3 +174,4 @@ def test_cancel_frees_buffers_and_files(cluster, client, pdf, poll):
     poll(lambda: not service(cluster).book.runs, timeout=10)
     poll(lambda: not any(worker_buffers(cluster)), timeout=10)
     poll(lambda: no_shuffle_files(cluster), timeout=10)
+

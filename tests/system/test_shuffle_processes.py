@@ -23,6 +23,10 @@ def frame(n=20_000, nparts=20):
     return dd.from_pandas(pdf, npartitions=nparts)
 
 
+def live_runs(client):
+    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.shuffle.book.runs))
+
+
 def same(got, want):
     cols = list(want.columns)
     pd.testing.assert_frame_equal(got.sort_values(cols).reset_index(drop=True), want.sort_values(cols).reset_index(drop=True))
@@ -34,11 +38,7 @@ def test_sigkill_of_an_owner_mid_shuffle(poll):
     want = slow.shuffle("k").compute(scheduler="sync")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
         fut = c.compute(slow.shuffle("k"))
-
-        def runs():
-            return c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.shuffle.book.runs))
-
-        poll(runs, timeout=60)  # transfers are under way
+        poll(lambda: live_runs(c), timeout=60)  # transfers are under way
         victim = next(iter(cluster.workers.values()))
         os.kill(victim.pid, signal.SIGKILL)
         same(fut.result(timeout=120), want)
@@ -57,3 +57,38 @@ def test_shuffle_bigger_than_the_buffer_spills_on_workers():
         same(got, ddf.compute(scheduler="sync"))
         spilled = c.run(lambda dask_worker: dask_worker.extensions["shuffle"].spilled_bytes)
         assert sum(spilled.values()) > 0
+
+
+def test_sigkill_of_a_worker_that_owns_nothing(poll):
+    # two output partitions on three workers: one worker only sends; losing it costs its
+    # transfers again (receivers drop the pieces they already have), not a restart
+    ddf = frame(n=6_000, nparts=12)
+    slow = ddf.map_partitions(slow_partition, 0.1, meta=ddf._meta)
+    want = slow.shuffle("k", npartitions=2).compute(scheduler="sync")
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        fut = c.compute(slow.shuffle("k", npartitions=2))
+
+        def owners():
+            return c.run_on_scheduler(
+                lambda dask_scheduler: [sorted(r.participants) for r in dask_scheduler.shuffle.book.runs.values()]
+            )
+
+        [busy] = poll(owners, timeout=60)
+        victim = next(w for w in cluster.workers.values() if w.worker_address not in busy)
+        os.kill(victim.pid, signal.SIGKILL)
+        same(fut.result(timeout=120), want)
+        assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.shuffle.restarts) == 0
+
+
+def test_restart_mid_shuffle_then_the_same_shuffle_again(poll):
+    ddf = frame(n=20_000, nparts=20)
+    slow = ddf.map_partitions(slow_partition, 0.1, meta=ddf._meta)
+    want = slow.shuffle("k").compute(scheduler="sync")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        fut = c.compute(slow.shuffle("k"))
+        poll(lambda: live_runs(c), timeout=60)
+        del fut
+        c.restart()
+        assert live_runs(c) == 0
+        # the same graph (the same shuffle id) after the restart: a fresh run, the right answer
+        same(slow.shuffle("k").compute(), want)
