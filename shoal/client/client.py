@@ -356,6 +356,7 @@ class Client:
                 if not st.done():
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self.status = "closed"
+            self._unregister_default()  # dask must not send work to a closed client
 
     def _own(self, coro: Any) -> asyncio.Task:
         """Run `coro` on the client's loop as a task the client owns (cancelled and
@@ -364,6 +365,7 @@ class Client:
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
+            self._unregister_default()
             return
         self.status = "closing"
         self._flush()
@@ -396,6 +398,7 @@ class Client:
 
     def close(self, timeout: Any = no_default) -> Any:
         if self.status == "closed":
+            self._unregister_default()
             if self.asynchronous:
                 return _noop()
             return None
@@ -403,6 +406,7 @@ class Client:
             return self._close()
         if self._aloop.is_closed():
             self.status = "closed"
+            self._unregister_default()
             return None
         try:
             _loop.sync(self._aloop, self._close, callback_timeout=2 * self._timeout)
