@@ -848,7 +848,11 @@ class Client:
                 )  # fmt: skip
             return out
         if isinstance(key, list):
+            from dask.core import validate_key
+
             keys = key
+            for k in keys:
+                validate_key(k)  # a key dask rejects fails here, at the call
         else:
             prefix = key or funcname(func)
             if pure:
