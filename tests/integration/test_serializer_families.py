@@ -227,3 +227,20 @@ def test_registered_type_travels_through_its_functions(client, packed_registered
     nested = client.submit(lambda d: _unpack(d["k"][0]), {"k": [Packed(b"xy")]}).result()
     assert nested == 2
     assert Packed.calls["serialize"] >= 4 and Packed.calls["deserialize"] >= 4
+
+
+class Holder:
+    """An actor whose methods return plain data or a user object."""
+
+    def plain(self):
+        return [1, "two"]
+
+    def opaque(self):
+        return Opaque(3)
+
+
+def test_msgpack_only_client_refuses_actor_handles(family_client):
+    """An actor handle needs its class (its methods), so it is refused like any object."""
+    c = family_client(deserializers=["msgpack"])
+    with pytest.raises(TypeError, match="only able to deserialize"):
+        c.submit(Holder, actor=True).result()
