@@ -18,7 +18,7 @@ from typing import Any
 from dask.typing import no_default
 
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import dumps, loads
+from shoal.protocol.serialize import dumps
 from shoal.sync.state import normalize_name
 
 __all__ = ["Datasets"]
@@ -99,7 +99,7 @@ async def get(client: Any, name: Any, default: Any = no_default) -> Any:
         if reply is None:
             out.append(default)
             continue
-        obj = loads(reply["data"])
+        obj = client._families.load(reply["data"])
         for fut in futures_of(obj):
             if fut.client is None:
                 fut.bind_client(client)

@@ -848,7 +848,11 @@ class Client:
                 )  # fmt: skip
             return out
         if isinstance(key, list):
+            from dask.core import validate_key
+
             keys = key
+            for k in keys:
+                validate_key(k)  # a key dask rejects fails here, at the call
         else:
             prefix = key or funcname(func)
             if pure:
@@ -1391,7 +1395,7 @@ class Client:
             value = await self.scheduler_comm.request(
                 "run_on_scheduler", function=dumps(function), args=dumps((args, kwargs)), wait=wait
             )
-            return loads(value)
+            return self._families.load(value)
 
         return self.sync(call)
 
@@ -1423,7 +1427,14 @@ class Client:
                 return None
             out = {}
             for addr, (ok, value) in replies.items():
-                obj = loads(value) if isinstance(value, Pickled) else value
+                if not isinstance(value, Pickled):
+                    obj = value
+                elif ok:
+                    obj = self._families.load(value)
+                elif self._families.accept_errors:
+                    obj = loads(value)
+                else:  # an error this client does not unpickle
+                    obj = RuntimeError(f"the function failed on {addr}")
                 if ok:
                     out[addr] = obj
                 elif on_error == "raise":

@@ -51,7 +51,7 @@ def _normalize(names: Any, what: str) -> tuple[str, ...] | None:
 
 
 #: classes plain data may name: building them runs no user code
-_SAFE_CLASSES = frozenset({("dask._task_spec", "TaskRef")})
+_SAFE_CLASSES = frozenset({("dask._task_spec", "TaskRef"), ("shoal.client.futures", "_rebuild_future")})
 
 
 class _PlainUnpickler(pickle.Unpickler):

@@ -45,3 +45,15 @@ def test_repr_follows_the_cluster(poll):
 def test_repr_before_connecting():
     c = Client("tcp://127.0.0.1:1", asynchronous=True, set_as_default=False)  # never awaited
     assert "tcp://127.0.0.1:1" in repr(c)
+
+
+def test_text_progress_bar_by_scheduler_address(client, cluster, capsys):
+    from task_functions import inc
+
+    from shoal.diagnostics.progressbar import TextProgressBar
+
+    futures = client.map(inc, range(4))
+    client.gather(futures)
+    TextProgressBar([f.key for f in futures], scheduler=cluster.scheduler_address, interval=0.01, complete=True)
+    out = capsys.readouterr().out
+    assert "100% Completed" in out and "4/4" in out

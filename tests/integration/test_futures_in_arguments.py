@@ -95,9 +95,10 @@ def _get_with_a_bad_inner_key(c):
         lambda c: c.get({("a", object()): (inc, 1)}, [("a", object())]),
         lambda c: _get_with_a_bad_inner_key(c),
         lambda c: c.submit(inc, 1, key=("z", object())),
+        lambda c: c.map(inc, [1, 2], key=["fine", ("z", object())]),
         lambda c: dask.compute(delayed(inc)(1, dask_key_name=("z", object())), scheduler=c.get),
     ],
-    ids=["compute", "persist", "get-wanted", "get-inner", "submit", "dask.compute"],
+    ids=["compute", "persist", "get-wanted", "get-inner", "submit", "map", "dask.compute"],
 )
 def test_a_key_dask_rejects_raises_at_the_call(client, call):
     with pytest.raises(TypeError, match="key"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from task_functions import inc
 
-from shoal import Client, Queue, Variable
+from shoal import Client, Queue, Variable, get_client
 from shoal.protocol import dask_deserialize, dask_serialize
 
 
@@ -66,7 +66,19 @@ RECEIVE = {
     "gather": lambda c, v: c.gather([c.submit(lambda: v, pure=False)])[0],
     "variable": lambda c, v: _via_variable(c, v),
     "queue": lambda c, v: _via_queue(c, v),
+    "run": lambda c, v: list(c.run(lambda: v).values())[0],
+    "run_on_scheduler": lambda c, v: c.run_on_scheduler(lambda: v),
+    "dataset": lambda c, v: _via_dataset(c, v),
 }
+
+
+def _via_dataset(c, v):
+    name = _name("dataset")
+    c.submit(lambda: get_client().publish_dataset(v, name=name), pure=False).result()
+    try:
+        return c.get_dataset(name)
+    finally:
+        c.unpublish_dataset(name)
 
 
 def _via_variable(c, v):
@@ -142,6 +154,14 @@ def test_msgpack_only_client_sends_plain_data(family_client, path):
     SEND[path](c, 41)
 
 
+def test_msgpack_only_client_gets_a_published_future(family_client):
+    c = family_client(deserializers=["msgpack"])
+    name = _name("dataset")
+    c.submit(lambda: get_client().publish_dataset(get_client().submit(inc, 1), name=name), pure=False).result()
+    assert c.get_dataset(name).result() == 2
+    c.unpublish_dataset(name)
+
+
 def test_msgpack_only_client_passes_futures(family_client):
     c = family_client(serializers=["msgpack"], deserializers=["msgpack"])
     x = c.submit(inc, 1)
@@ -207,3 +227,20 @@ def test_registered_type_travels_through_its_functions(client, packed_registered
     nested = client.submit(lambda d: _unpack(d["k"][0]), {"k": [Packed(b"xy")]}).result()
     assert nested == 2
     assert Packed.calls["serialize"] >= 4 and Packed.calls["deserialize"] >= 4
+
+
+class Holder:
+    """An actor whose methods return plain data or a user object."""
+
+    def plain(self):
+        return [1, "two"]
+
+    def opaque(self):
+        return Opaque(3)
+
+
+def test_msgpack_only_client_refuses_actor_handles(family_client):
+    """An actor handle needs its class (its methods), so it is refused like any object."""
+    c = family_client(deserializers=["msgpack"])
+    with pytest.raises(TypeError, match="only able to deserialize"):
+        c.submit(Holder, actor=True).result()
