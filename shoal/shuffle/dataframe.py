@@ -147,6 +147,6 @@ def _rewrite(expr: Any, memo: dict) -> Any:
 def rewrite(expr: Any) -> Any:
     """`expr` (a lowered, optimized dask expression) with each `SimpleShuffle` node
     replaced by a `ServiceShuffle`; `expr` itself when it has none. Names are kept."""
-    if not any(type(e) is SimpleShuffle for e in expr.walk()):
+    if not hasattr(expr, "walk") or not any(type(e) is SimpleShuffle for e in expr.walk()):
         return expr
     return _rewrite(expr, {})
