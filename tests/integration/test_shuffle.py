@@ -175,3 +175,13 @@ def test_cancel_frees_buffers_and_files(cluster, client, pdf, poll):
     poll(lambda: not any(worker_buffers(cluster)), timeout=10)
     poll(lambda: no_shuffle_files(cluster), timeout=10)
 
+
+
+def test_explicit_p2p_from_distributed_code_goes_through_the_service(cluster, client, pdf):
+    pytest.importorskip("distributed")  # dask's p2p path imports it before anything runs
+    ddf = dd.from_pandas(pdf[["k", "v"]], npartitions=6)
+    before = service(cluster).finished
+    same(ddf.shuffle("k", shuffle_method="p2p").compute(), ddf.compute(scheduler="sync"))
+    (si,) = client.persist([ddf.set_index("v", shuffle_method="p2p")])
+    pd.testing.assert_frame_equal(si.compute(), ddf.set_index("v").compute(scheduler="sync"))
+    assert service(cluster).finished >= before + 2
