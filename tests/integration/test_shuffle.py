@@ -91,6 +91,9 @@ def test_shuffles_equal_the_synchronous_scheduler(cluster, client, pdf, poll):
     assert service(cluster).finished >= before + len(ops)
     poll(lambda: not any(worker_buffers(cluster)))
     poll(lambda: no_shuffle_files(cluster))
+    exts = [w.extensions["shuffle"] for w in cluster.workers.values()]
+    poll(lambda: all(not e.outgoing and e.in_flight == 0 for e in exts))  # nothing left on its way
+    assert not service(cluster).book.runs and cluster.scheduler.shuffle.watch not in cluster.scheduler.state.observers
 
 
 def test_only_some_outputs_and_two_at_once(cluster, client, pdf):
