@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from dask.dataframe.dask_expr._shuffle import SimpleShuffle
+from dask.dataframe.dask_expr._shuffle import P2PShuffle, SimpleShuffle
 
 from shoal.shuffle.book import ShuffleSpec
 from shoal.shuffle.method import SERVICE, ServiceMethod  # noqa: F401 (re-exported)
@@ -39,9 +39,12 @@ class DataFrameShuffle:
     """What a worker needs to split and assemble one dataframe shuffle (travels inside
     its tasks)."""
 
-    __slots__ = ("spec", "column", "npartitions", "ignore_index", "meta", "wanted")
+    __slots__ = ("spec", "column", "npartitions", "ignore_index", "meta", "wanted", "drop_column")
 
-    def __init__(self, spec: ShuffleSpec, column: Any, npartitions: int, ignore_index: bool, meta: Any, filtered: bool):
+    def __init__(
+        self, spec: ShuffleSpec, column: Any, npartitions: int, ignore_index: bool, meta: Any, filtered: bool,
+        drop_column: bool = False,
+    ):  # fmt: skip
         self.spec = spec
         self.column = column
         self.npartitions = npartitions
@@ -49,9 +52,12 @@ class DataFrameShuffle:
         self.meta = meta
         #: the output partitions wanted, when not all are
         self.wanted = frozenset(spec.parts) if filtered else None
+        #: outputs leave the partitioning column out (dask's p2p node's output)
+        self.drop_column = drop_column
 
     def __reduce__(self) -> Any:
-        args = (self.spec, self.column, self.npartitions, self.ignore_index, self.meta, self.wanted is not None)
+        args = (self.spec, self.column, self.npartitions, self.ignore_index, self.meta, self.wanted is not None,
+                self.drop_column)  # fmt: skip
         return (_rebuild, args)
 
     @property
@@ -65,6 +71,8 @@ def _rebuild(*args: Any) -> DataFrameShuffle:
 
 class ServiceShuffle(SimpleShuffle):
     """dask's `SimpleShuffle` node with the service's tasks; same name, same output."""
+
+    _drop_column = False
 
     @functools.cached_property
     def _funcname(self) -> str:
@@ -88,8 +96,9 @@ class ServiceShuffle(SimpleShuffle):
             barrier_key=barrier_key,
         )
         shuffle = DataFrameShuffle(
-            spec, self.partitioning_index, self.npartitions_out, self.ignore_index, self.frame._meta, self._filtered
-        )
+            spec, self.partitioning_index, self.npartitions_out, self.ignore_index, self.frame._meta, self._filtered,
+            self._drop_column,
+        )  # fmt: skip
         dsk: dict = {}
         refs = []
         for i in range(nin):
@@ -102,6 +111,22 @@ class ServiceShuffle(SimpleShuffle):
             t = Task((self._name, i), tasks.shuffle_unpack, shuffle, part, barrier.ref())
             dsk[t.key] = t
         return dsk
+
+
+class ServiceP2PShuffle(ServiceShuffle):
+    """dask's `P2PShuffle` node (an explicit ``shuffle_method="p2p"``, written for
+    distributed) with the service's tasks; same name, and its output leaves the
+    partitioning column out as dask's p2p node's does."""
+
+    _drop_column = True
+
+    @functools.cached_property
+    def _funcname(self) -> str:
+        return "p2pshuffle"
+
+    @functools.cached_property
+    def _meta(self) -> Any:
+        return self.frame._meta.drop(columns=self.partitioning_index)
 
 
 def _replace(op: Any, memo: dict) -> Any:
@@ -133,6 +158,8 @@ def _rewrite(expr: Any, memo: dict) -> Any:
     changed = any(a is not b for a, b in zip(operands, expr.operands))
     if type(expr) is SimpleShuffle:
         out = _fresh(ServiceShuffle, operands, expr.deterministic_token)
+    elif type(expr) is P2PShuffle:
+        out = _fresh(ServiceP2PShuffle, operands, expr.deterministic_token)
     elif changed:
         out = _fresh(type(expr), operands, expr.deterministic_token)
         for k, v in expr.__dict__.items():  # cached properties that do not depend on the change
@@ -146,7 +173,9 @@ def _rewrite(expr: Any, memo: dict) -> Any:
 
 def rewrite(expr: Any) -> Any:
     """`expr` (a lowered, optimized dask expression) with each `SimpleShuffle` node
-    replaced by a `ServiceShuffle`; `expr` itself when it has none. Names are kept."""
-    if not any(type(e) is SimpleShuffle for e in expr.walk()):
+    replaced by a `ServiceShuffle` (each `P2PShuffle`, from an explicit
+    ``shuffle_method="p2p"``, by a `ServiceP2PShuffle`); `expr` itself when it has
+    none. Names are kept."""
+    if not hasattr(expr, "walk") or not any(type(e) in (SimpleShuffle, P2PShuffle) for e in expr.walk()):
         return expr
     return _rewrite(expr, {})

@@ -160,7 +160,8 @@ class ShuffleWorkerExtension(WorkerExtension):
     def unpack(self, shuffle: Any, part: int, run_id: int) -> Any:
         """(task thread) Output partition `part` of run `run_id`."""
         if run_id == 0:  # a shuffle of no input partitions
-            return shuffle.meta.copy()
+            meta = shuffle.meta.copy()
+            return meta.drop(columns=shuffle.column) if shuffle.drop_column else meta
         with self.lock:
             entry = self.buffers.get(shuffle.id)
             dead = run_id in self.dead_runs
@@ -175,6 +176,8 @@ class ShuffleWorkerExtension(WorkerExtension):
         del pieces
         t1 = time.perf_counter()
         out = unpack_pieces(packed, shuffle.meta, shuffle.ignore_index)
+        if shuffle.drop_column:
+            out = out.drop(columns=shuffle.column)
         self.seconds["unpickle"] += t1 - t0
         self.seconds["assemble"] += time.perf_counter() - t1
         return out

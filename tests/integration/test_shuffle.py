@@ -91,6 +91,9 @@ def test_shuffles_equal_the_synchronous_scheduler(cluster, client, pdf, poll):
     assert service(cluster).finished >= before + len(ops)
     poll(lambda: not any(worker_buffers(cluster)))
     poll(lambda: no_shuffle_files(cluster))
+    exts = [w.extensions["shuffle"] for w in cluster.workers.values()]
+    poll(lambda: all(not e.outgoing and e.in_flight == 0 for e in exts))  # nothing left on its way
+    assert not service(cluster).book.runs and cluster.scheduler.shuffle.watch not in cluster.scheduler.state.observers
 
 
 def test_only_some_outputs_and_two_at_once(cluster, client, pdf):
@@ -175,3 +178,13 @@ def test_cancel_frees_buffers_and_files(cluster, client, pdf, poll):
     poll(lambda: not any(worker_buffers(cluster)), timeout=10)
     poll(lambda: no_shuffle_files(cluster), timeout=10)
 
+
+
+def test_explicit_p2p_from_distributed_code_goes_through_the_service(cluster, client, pdf):
+    pytest.importorskip("distributed")  # dask's p2p path imports it before anything runs
+    ddf = dd.from_pandas(pdf[["k", "v"]], npartitions=6)
+    before = service(cluster).finished
+    same(ddf.shuffle("k", shuffle_method="p2p").compute(), ddf.compute(scheduler="sync"))
+    (si,) = client.persist([ddf.set_index("v", shuffle_method="p2p")])
+    pd.testing.assert_frame_equal(si.compute(), ddf.set_index("v").compute(scheduler="sync"))
+    assert service(cluster).finished >= before + 2

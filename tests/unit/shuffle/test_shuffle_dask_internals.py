@@ -74,6 +74,11 @@ def test_simple_shuffle_node_shape():
     ]  # fmt: skip
     for attr in ("_filtered", "_partitions", "npartitions_out", "frame", "deterministic_token", "_layer"):
         assert hasattr(SimpleShuffle, attr) or attr in SimpleShuffle._parameters, attr
+    # an explicit shuffle_method="p2p" lowers to P2PShuffle: the same operands, so the
+    # service takes it too (its output leaves the partitioning column out)
+    from dask.dataframe.dask_expr._shuffle import P2PShuffle
+
+    assert issubclass(P2PShuffle, SimpleShuffle) and P2PShuffle._parameters == SimpleShuffle._parameters
     # one node per name: `Expr.__new__` builds a fresh one (how `rewrite` avoids the cache)
     assert issubclass(SimpleShuffle, SingletonExpr)
     assert "_determ_token" in inspect.signature(Expr.__new__).parameters
