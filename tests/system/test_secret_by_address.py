@@ -176,3 +176,18 @@ def test_a_worker_joins_by_address(proc_cluster):
             await worker.close()
 
     assert asyncio.run(run()) == 42
+
+
+def test_another_address_of_this_machine_finds_the_file(tmp_path):
+    """A scheduler listening on all interfaces is keyed by one of this machine's addresses;
+    `Client("tcp://127.0.0.1:<port>")` still finds its secret."""
+    import dask.config
+
+    ip = next((h for h in secret_files._local_hosts() if h not in ("127.0.0.1", "::1") and ":" not in h), None)
+    if ip is None:
+        pytest.skip("this machine has no address but loopback")
+    with dask.config.set({"shoal.security.runtime-dir": str(tmp_path / "rt")}):
+        secret_files.remember(f"tcp://{ip}:3", b"on-all-interfaces")
+        secret_files._in_process.clear()
+        assert secret_files.lookup("tcp://127.0.0.1:3") == b"on-all-interfaces"
+        assert secret_files.lookup("tcp://127.0.0.1:4") is None
