@@ -87,13 +87,28 @@ def test_process_without_the_secret_file_is_refused_with_how_to(proc_cluster, tm
         assert hint in done.stderr, hint
 
 
-@pytest.mark.parametrize("var", ["SHOAL_SECRET", "DASK_SHOAL__SECURITY__SECRET"])
-def test_secret_from_the_environment_is_hex(proc_cluster, tmp_path, var):
-    env = _env(DASK_SHOAL__SECURITY__RUNTIME_DIR=str(tmp_path / "none"))
-    env[var] = proc_cluster.security.secret.hex()
-    done = _other_process(proc_cluster.scheduler_address, env)
+ENV_SECRETS = """
+import os, sys
+import dask.config
+from shoal import Client
+secret = os.environ.pop("TEST_SECRET_HEX")
+for var in ("SHOAL_SECRET", "DASK_SHOAL__SECURITY__SECRET"):
+    os.environ[var] = secret
+    dask.config.refresh()
+    with Client(sys.argv[1], timeout=10, set_as_default=False) as c:
+        print("RESULT", var, c.submit(sum, [1, 2, 3]).result())
+    del os.environ[var]
+"""
+
+
+def test_secret_from_the_environment_is_hex(proc_cluster, tmp_path):
+    """SHOAL_SECRET and DASK_SHOAL__SECURITY__SECRET hold the secret in hex, as the
+    command line does."""
+    env = _env(DASK_SHOAL__SECURITY__RUNTIME_DIR=str(tmp_path / "none"), TEST_SECRET_HEX=proc_cluster.security.secret_hex)
+    done = subprocess.run([sys.executable, "-c", ENV_SECRETS, proc_cluster.scheduler_address], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "RESULT 6 1" in done.stdout
+    assert "RESULT SHOAL_SECRET 6" in done.stdout and "RESULT DASK_SHOAL__SECURITY__SECRET 6" in done.stdout
 
 
 def test_wrong_secret_says_where_it_came_from(proc_cluster, monkeypatch):
