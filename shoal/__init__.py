@@ -6,6 +6,9 @@ Switch by changing one import: ``from shoal import Client``.
 from __future__ import annotations
 
 from shoal import config as _config  # noqa: F401  registers the shoal.* defaults
+from shoal import log_terminal as _log_terminal
+
+_log_terminal.initialize()  # warnings reach the user's terminal, unless they configured logging
 from shoal.actor import Actor, ActorFuture, BaseActorFuture
 from shoal.client.client import Client, default_client
 from shoal.client.futures import Future

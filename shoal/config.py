@@ -15,6 +15,15 @@ import dask
 import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 
+#: shoal's own machinery: how a task is run on a worker and its error raised on the client
+_SHOAL_FRAMES = [
+    r"shoal[\\/](client|worker|graph|protocol|rpc|comm|sync)[\\/]",
+    r"shoal[\\/](_loop|actor|worker_client)\.py",
+    r"asyncio[\\/]",
+]
+#: dask's own list (`admin.traceback.shorten`: concurrent.futures, dask's schedulers, ...)
+_DASK_FRAMES = [p for p in dask.config.get("admin.traceback.shorten", None) or [] if "distributed" not in p]
+
 DEFAULTS: dict[str, Any] = {
     "shoal": {
         "comm": {
@@ -80,6 +89,10 @@ DEFAULTS: dict[str, Any] = {
             # how often a worker tells the scheduler it is alive (see scheduler.worker-ttl)
             "heartbeat-interval": "1s",
         },
+        # the shuffle service (shoal/shuffle/): pieces a worker holds in memory, as a
+        # fraction of its memory_limit (of the machine's memory without a limit), before
+        # it spills them to disk and makes senders wait
+        "shuffle": {"buffer": 0.25},
         "deploy": {"worker-start-timeout": "60s"},
         "dashboard": {
             # how often the live pages are updated (one update for all viewers)
@@ -97,14 +110,28 @@ DEFAULTS: dict[str, Any] = {
             "runtime-dir": None,
             "secret-files": True,
         },
-        # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
-        "admin": {"log-length": 10_000},
+        "admin": {
+            # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
+            "log-length": 10_000,
+            # how shoal's lines look on the terminal (`logging.Formatter` syntax)
+            "log-format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+            # a task's error message longer than this is cut (0: never)
+            "max-error-length": 10_000,
+            # frames of files matching these regular expressions are left out of the
+            # tracebacks of tasks' exceptions (False or [] shows every frame)
+            "traceback": {"shorten": [*_SHOAL_FRAMES, *_DASK_FRAMES]},
+        },
+        # logger name -> level ({"shoal.scheduler": "info"}), or a whole
+        # logging.config.dictConfig mapping (with `version: 1`), as distributed.logging
+        "logging": {},
         # defaults of `cluster.adapt()` / `shoal.deploy.Adaptive`
         "adaptive": {"interval": "1s", "minimum": 0, "maximum": float("inf"), "wait-count": 3, "target-duration": "5s"},
     }
 }
 
 dask.config.update_defaults(DEFAULTS)
+# dask's `compute()` shortens tracebacks with its own list: let it leave out shoal's frames too
+dask.config.update_defaults({"admin": {"traceback": {"shorten": [*_DASK_FRAMES, *_SHOAL_FRAMES]}}})
 
 
 #: the environment variable that carries the user's configuration to worker processes

@@ -38,6 +38,11 @@ def format_bytes(n: float) -> str:
     return fb(int(n))
 
 
+def plural(n: int, word: str) -> str:
+    """`1 thread`, `2 threads`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def overrides_hook(plugin: Any, hook: str) -> bool:
     """Whether `plugin` has a hook `hook` other than the no-op of a base class in
     `shoal.diagnostics.plugin` (so hosts skip calling no-ops on hot paths)."""

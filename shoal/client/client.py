@@ -40,18 +40,23 @@ from shoal import _loop, config, secret_files
 from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
+from shoal.background import BackgroundTasks
+from shoal.client.remote_errors import install_excepthook, remote_traceback
 from shoal.comm import connect
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
+from shoal.shuffle.method import SERVICE
 from shoal.security import secret_of
 from shoal.status import StatusAttribute
 from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.client")
+#: what nannies report of their workers' deaths (`shoal.log_terminal.handle_worker_alert`)
+WORKER_ALERT_TOPICS = ("worker-restart-memory", "worker-restart")
 
 _global_clients: weakref.WeakValueDictionary[int, Client] = weakref.WeakValueDictionary()
 _global_client_index = itertools.count()
@@ -239,7 +244,8 @@ class Client:
         self._identity: dict = {}
         self.scheduler_comm: Peer | None = None
         self._pool: ConnectionPool | None = None
-        self._tasks: set[asyncio.Task] = set()
+        #: background tasks the client owns (cancelled and awaited on close)
+        self._tasks = BackgroundTasks("the client")
         self.direct_to_workers = direct_to_workers
         #: topic -> handler(event) for events the scheduler pushes (`subscribe_topic`);
         #: what tasks `shoal.print`/`shoal.warn` reaches every client (not task-side ones)
@@ -247,7 +253,12 @@ class Client:
         if not in_task():
             from shoal.diagnostics.remote_print import handle_print, handle_warn
 
+            install_excepthook()
             self._event_handlers.update(print=handle_print, warn=handle_warn)
+            from shoal.log_terminal import handle_worker_alert
+
+            for topic in WORKER_ALERT_TOPICS:
+                self._event_handlers[topic] = handle_worker_alert
         from shoal.recreate_tasks import ReplayTaskClient
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
@@ -327,7 +338,7 @@ class Client:
 
     def _register_default(self) -> None:
         _global_clients[next(_global_client_index)] = self
-        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"})
+        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": SERVICE})
 
     async def _watch_scheduler(self, peer: Peer) -> None:
         await peer.run()
@@ -339,10 +350,9 @@ class Client:
             self.status = "closed"
 
     def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """Run `coro` on the client's loop as a task the client owns (cancelled and
+        awaited when it closes). Not public: `Client`'s public names are distributed's."""
+        return self._tasks.spawn(coro)
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
@@ -359,10 +369,7 @@ class Client:
             await self.scheduler_comm.close()
         if self._pool is not None:
             await self._pool.close()
-        current = asyncio.current_task()
-        for t in list(self._tasks):
-            if t is not current:
-                t.cancel()
+        await self._tasks.close()
         if self._owns_cluster and self.cluster is not None:
             await self.cluster.close()
         self.status = "closed"
@@ -444,7 +451,7 @@ class Client:
         def cm() -> Iterator[None]:
             token = _current_client.set(self)
             try:
-                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"}):
+                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": SERVICE}):
                     yield
             finally:
                 _current_client.reset(token)
@@ -463,7 +470,14 @@ class Client:
             return func(*args, **kwargs)
         if self.status == "closed":
             raise ClosedClientError(f"{self} is closed")
-        return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        try:
+            return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        except BaseException as e:
+            tb = remote_traceback(e)
+            if tb is None:
+                raise
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise e.with_traceback(tb)  # a task's error: its frames, not the event loop's
 
     @property
     def scheduler(self) -> Any:
@@ -487,6 +501,8 @@ class Client:
     def __repr__(self) -> str:
         if self.status in ("newly-created", "connecting") and not self._address:
             return "<Client: No scheduler connected>"
+        if self.status in ("closing", "closed"):
+            return f"<Client: {self._address!r} {self.status}>"
         info = self._identity or {}
         addr = self._address
         workers = info.get("workers")
@@ -833,6 +849,9 @@ class Client:
         st = future._state
         assert st is not None
         await self._wait_done(st, timeout)
+        if st.status == "error":
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise st.exception()  # the awaiting line, then the task's frames
         st.raise_if_failed()
         return (await self._gather_states([st]))[0]
 

@@ -173,6 +173,7 @@ class LocalCluster(SpecCluster):
             security=security,
             name=name,
             scheduler_sync_interval=scheduler_sync_interval,
+            silence_logs=silence_logs,
         )
 
     def start_worker(self, *args: Any, **kwargs: Any) -> None:

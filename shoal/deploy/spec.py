@@ -29,10 +29,10 @@ import uuid
 import weakref
 from typing import Any
 
-from shoal.status import StatusAttribute
-from shoal import _loop, config
-from shoal.exceptions import WorkerStartTimeoutError
+from shoal import _loop, config, log_terminal
 from shoal.deploy.cluster import Cluster
+from shoal.exceptions import WorkerStartTimeoutError
+from shoal.status import StatusAttribute
 from shoal.security import Security
 from shoal.utils import Log, Logs, format_bytes, parse_timeout
 
@@ -143,6 +143,8 @@ class SpecCluster(Cluster):
         self._adaptive_options: dict = {}
         self._cluster_manager_logs: collections.deque = collections.deque(maxlen=1000)
         self._started: Any = None
+        # silence_logs: the level of shoal's lines shown on the terminal while this runs
+        self._old_log_levels = log_terminal.silence(silence_logs) if silence_logs else None
         _clusters.add(self)
         if asynchronous:
             self.loop = loop or _running_loop_or_none()
@@ -174,7 +176,7 @@ class SpecCluster(Cluster):
         self._lock = asyncio.Lock()
         self.scheduler = self._make_scheduler()
         await self.scheduler.start()
-        self._log(f"Scheduler at {self.scheduler.address}")
+        self._log(f"Scheduler at {self.scheduler.address}", echo=False)  # the scheduler says it itself
         await self._correct_state()
         self.status = "running"
 
@@ -291,6 +293,9 @@ class SpecCluster(Cluster):
         if self.scheduler is not None and self.shutdown_scheduler:
             await self.scheduler.close()
         self.status = "closed"
+        if self._old_log_levels is not None:
+            log_terminal.restore(self._old_log_levels)
+            self._old_log_levels = None
 
     def close(self, timeout: Any = None) -> Any:
         if self._asynchronous:
@@ -444,9 +449,11 @@ class SpecCluster(Cluster):
             raise RuntimeError(f"{type(self).__name__} {self.name!r} has not started")
         return self._sync(self._wait_for_workers, n_workers, parse_timeout(timeout))
 
-    def _log(self, message: str) -> None:
+    def _log(self, message: str, echo: bool = True) -> None:
+        """Keep `message` in the cluster manager's logs (`get_logs`); `echo` logs it too."""
         self._cluster_manager_logs.append((time.time(), message))
-        logger.info(message)
+        if echo:
+            logger.info(message)
 
     async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> Logs:
         from shoal import log_buffer

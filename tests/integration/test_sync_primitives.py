@@ -42,10 +42,8 @@ def test_variable_default_name_and_pickle(client):
 
 def test_variable_get_timeout_accepts_strings(client):
     v = Variable()
-    start = time.monotonic()
     with pytest.raises(TimeoutError):
         v.get(timeout="100ms")
-    assert time.monotonic() - start < 3
 
 
 def test_variable_get_blocks_until_set(client):
@@ -139,9 +137,7 @@ def test_event_basics(client):
     e = Event()
     assert e.name.startswith("event-")
     assert not e.is_set()
-    start = time.monotonic()
     assert e.wait(0.05) is False
-    assert time.monotonic() - start < 3
     e.set()
     assert e.is_set()
     assert e.wait() is True
@@ -231,9 +227,7 @@ def test_lock_basics(client):
     assert lock.locked()
     other = Lock("lock-basics")
     assert other.locked()
-    start = time.monotonic()
     assert other.acquire(timeout=0.1) is False
-    assert time.monotonic() - start < 3
     assert other.acquire(blocking=False) is False
     with pytest.raises(ValueError, match="non-blocking"):
         other.acquire(blocking=False, timeout=1)

@@ -113,12 +113,14 @@ def ladder(text: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def rung_of(module: str, rungs: dict[str, int]) -> int | None:
+    """The rung of the most specific entry naming `module` or a package holding it
+    (the root package's entry, ``shoal/__init__.py``, names that module alone)."""
     name = module
-    while name:
+    while name and name != "shoal":
         if name in rungs:
             return rungs[name]
         name = name.rpartition(".")[0]
-    return None
+    return rungs.get("shoal") if module == "shoal" else None
 
 
 def _under(module: str, prefix: str) -> bool:
@@ -198,3 +200,5 @@ def test_the_parser_reads_rungs_and_rules():
     assert rungs == {"shoal.a": 1, "shoal.b.c": 1, "shoal.b.d": 1, "shoal.b": 0}
     assert never == [("shoal.a", "shoal.b")]
     assert rung_of("shoal.b.c", rungs) == 1 and rung_of("shoal.b.x", rungs) == 0
+    assert rung_of("shoal.new", rungs) is None  # not placed: the coverage test names it
+    assert rung_of("shoal.new", {**rungs, "shoal": 5}) is None  # the root entry is no catch-all
