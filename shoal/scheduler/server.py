@@ -23,7 +23,6 @@ from typing import Any
 import msgpack
 
 from shoal import config, log_buffer, secret_files
-from shoal.status import StatusAttribute
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
@@ -56,9 +55,6 @@ LARGE_GRAPH = 10_000
 class Scheduler(Server):
     """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
     cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
-
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
 
     def __init__(
         self,

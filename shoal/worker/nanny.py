@@ -44,7 +44,6 @@ from typing import Any
 import psutil
 from dask.utils import format_bytes
 
-from shoal.status import StatusAttribute
 from shoal import config, log_buffer, secret_files
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
@@ -95,9 +94,6 @@ class Nanny(Server):
     """Supervise a worker process. `await Nanny(scheduler_address, ...)` starts it (and its
     worker); `close()` stops both. Worker options are those of `Worker`. The life cycle
     and background tasks are `shoal.rpc.server.Server`'s."""
-
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
 
     def __init__(
         self,

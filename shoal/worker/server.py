@@ -48,7 +48,6 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal.status import StatusAttribute
 from shoal import config, log_buffer, secret_files
 from shoal import profile as profile_mod
 from shoal._context import task_state
@@ -157,9 +156,6 @@ def _batches(keys: list, nbytes: dict, limit: int) -> Iterator[list]:
 class Worker(Server):
     """A worker server. `await Worker(scheduler_address, ...)` starts it (the life cycle,
     background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
-
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
 
     def __init__(
         self,
