@@ -833,3 +833,14 @@ def test_resources(resource_cluster):
         with pytest.raises(TimeoutError):
             too_much.result(timeout=0.2)
         assert too_much.status == "pending"
+
+
+def test_in_process_results_are_not_pickled():
+    """With processes=False a result that cannot be pickled still reaches the caller, as
+    in distributed (the in-process worker hands it over as it is)."""
+    import threading
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl, Client(cl) as c:
+        lock = c.submit(threading.Lock).result()
+        assert type(lock) is type(threading.Lock())
+        assert c.gather(c.map(inc, range(3))) == [1, 2, 3]
