@@ -127,7 +127,8 @@ def test_load_ext_in_ipython():
         from IPython.testing.globalipapp import start_ipython
         ip = start_ipython()
         ip.run_line_magic("load_ext", "shoal.compat")
-        ip.run_cell("import distributed; from dask.distributed import Client; print('IPY', distributed.Client is Client, Client.__module__)")
+        ip.run_cell("import distributed; from dask.distributed import Client; "
+                    "print('IPY', distributed.Client is Client, Client.__module__)")
     """)
     done = run([], code)
     assert done.returncode == 0, done.stderr

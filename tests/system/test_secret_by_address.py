@@ -104,7 +104,9 @@ for var in ("SHOAL_SECRET", "DASK_SHOAL__SECURITY__SECRET"):
 def test_secret_from_the_environment_is_hex(proc_cluster, tmp_path):
     """SHOAL_SECRET and DASK_SHOAL__SECURITY__SECRET hold the secret in hex, as the
     command line does."""
-    env = _env(DASK_SHOAL__SECURITY__RUNTIME_DIR=str(tmp_path / "none"), TEST_SECRET_HEX=proc_cluster.security.secret_hex)
+    env = _env(
+        DASK_SHOAL__SECURITY__RUNTIME_DIR=str(tmp_path / "none"), TEST_SECRET_HEX=proc_cluster.security.secret_hex
+    )
     done = subprocess.run([sys.executable, "-c", ENV_SECRETS, proc_cluster.scheduler_address], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
