@@ -1005,12 +1005,15 @@ class Worker(Server):
 
 
 def _stream_record(r: tuple, worker: str) -> dict:
-    key, thread, start, stop, status, nbytes, type_name, transfers, error = r
+    key, thread, start, stop, status, nbytes, type_name, transfers, error, stimulus_id = r
     startstops = [
         {"action": "transfer", "start": a, "stop": b, "source": src, "nbytes": n} for a, b, src, n in transfers or ()
     ]
     startstops.append({"action": "compute", "start": start, "stop": stop})
-    rec = {"key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops}
+    rec = {
+        "key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops,
+        "stimulus_id": stimulus_id,
+    }  # fmt: skip
     if error is None:
         rec["nbytes"] = nbytes
         rec["type"] = rec["typename"] = type_name
