@@ -50,6 +50,7 @@ MODULES = [
     "distributed.sizeof",
     "distributed.objects",
     "distributed.cluster_dump",
+    "distributed.comm",
     "distributed.protocol",
     "distributed.protocol.serialize",
     "distributed.diagnostics",

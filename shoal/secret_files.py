@@ -207,20 +207,36 @@ def _read(path: str) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def lookup(address: str) -> bytes | None:
-    """The secret of the scheduler at `address` started by this user on this machine (in
-    this process or another), or None."""
-    key = _key(address)
-    if key is None:
-        return None
-    with _lock:
-        secret = _in_process.get(key)
-    if secret is not None:
-        return secret
-    if not _enabled():
-        return None
-    path = secret_file_path(address)
-    assert path is not None
+def _local_hosts() -> set[str]:
+    """This machine's own addresses (any of them reaches a scheduler listening on all)."""
+    hosts = {"127.0.0.1", "::1"}
+    try:
+        for addrs in psutil.net_if_addrs().values():
+            hosts.update(a.address.split("%")[0] for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6))
+    except Exception:  # noqa: BLE001 - only a convenience
+        pass
+    return hosts
+
+
+def _candidates(key: str) -> list[str]:
+    """The secret files that may hold `key`'s secret: its own, then, when `key` names this
+    machine, those of the same port under another of this machine's addresses."""
+    scheme, _, loc = key.partition("://")
+    host, _, port = loc.rpartition(":")
+    own = secret_file_path(key)
+    assert own is not None
+    local = _local_hosts()
+    if host not in local:
+        return [own]
+    others = []
+    for other in sorted(local - {host}):
+        path = secret_file_path(f"{scheme}://{other}:{port}")
+        if path is not None and os.path.exists(path):
+            others.append(path)
+    return [own, *others]
+
+
+def _from_file(path: str) -> bytes | None:
     info = _read(path)
     if info is None:
         return None
@@ -236,6 +252,26 @@ def lookup(address: str) -> bytes | None:
         return parse_secret(info.get("secret"), f"secret file {path}")
     except (TypeError, ValueError):
         return None
+
+
+def lookup(address: str) -> bytes | None:
+    """The secret of the scheduler at `address` started by this user on this machine (in
+    this process or another), or None. `tcp://127.0.0.1:8786` also finds a scheduler of
+    this machine listening on port 8786 under another of its addresses."""
+    key = _key(address)
+    if key is None:
+        return None
+    with _lock:
+        secret = _in_process.get(key)
+    if secret is not None:
+        return secret
+    if not _enabled():
+        return None
+    for path in _candidates(key):
+        secret = _from_file(path)
+        if secret is not None:
+            return secret
+    return None
 
 
 def resolve(address: str | None, security: Any = None) -> tuple[bytes | None, str]:

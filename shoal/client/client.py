@@ -960,9 +960,13 @@ class Client:
                 await self._refresh_who_has(list(todo), states, todo)
         return out
 
-    def _loaded(self, p: Pickled) -> Any:
+    def _loaded(self, p: Any) -> Any:
         """A result's value; an actor proxy among them holds a reference on its actor."""
-        value = self._families.load(p)
+        if type(p) is _InPlace:
+            # an actor proxy is the worker's own object: the caller gets a proxy of its own
+            value = loads(dumps(p.value)) if type(p.value) is Actor else p.value
+        else:
+            value = self._families.load(p)
         if type(value) is Actor:
             value.adopt(self, Future)
         return value
@@ -982,8 +986,26 @@ class Client:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(st.changed(), self._timeout)
 
+    def _in_process_worker(self, address: str) -> Any:
+        """The worker at `address` if it runs in this process as part of this client's
+        own cluster (`processes=False`), else None."""
+        for w in getattr(self.cluster, "workers", {}).values() if self.cluster is not None else ():
+            try:
+                if getattr(w, "address", None) == address and hasattr(w, "data"):
+                    return w
+            except Exception:  # noqa: BLE001 - a worker not started yet has no address
+                continue
+        return None
+
     async def _fetch(self, worker: str, keys: list) -> dict:
         assert self._pool is not None
+        local = self._in_process_worker(worker)
+        if local is not None:
+            # results of workers in this process are handed over as they are, never
+            # pickled (as distributed's in-process transport does): faster, and a result
+            # that cannot be pickled still reaches the caller
+            data = local.data
+            return {k: _InPlace(data[k]) for k in keys if k in data}
         try:
             peer = await self._pool.get(worker)
             reply = await peer.request("get_data", keys=keys)
@@ -2099,6 +2121,15 @@ def _error_from_text(text: str) -> Pickled:
     """A task's error for a client that does not unpickle errors: rebuilt here from its
     text (a plain exception, nothing from the cluster is loaded)."""
     return dumps(RuntimeError(text or "the task failed"))
+
+
+class _InPlace:
+    """A result read from an in-process worker's memory (not a pickle)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
 
 
 def _running_loop_or_none() -> Any:

@@ -106,6 +106,9 @@ class _AfterExec(importlib.abc.Loader):
         self.loader.exec_module(module)
         self.then()
 
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ...: the real loader's
+        return getattr(self.loader, name)
+
 
 class _DistributedFinder(importlib.abc.MetaPathFinder):
     """Answers `distributed` and `distributed.*` with aliases of shoal's modules (and

@@ -187,7 +187,7 @@ class LocalCluster(SpecCluster):
         raise NotImplementedError("LocalCluster.start_worker is not supported: use cluster.scale(n)")
 
 
-#: what distributed's `Worker` and `Nanny` accept, so `LocalCluster(**worker_kwargs)` can
+#: what distributed's `Worker` and `Nanny` accept (and their `Server` base), so `LocalCluster(**worker_kwargs)` can
 #: tell a typo (TypeError) from an option shoal does not have (a warning)
 DISTRIBUTED_WORKER_OPTIONS = frozenset(
     """scheduler_ip scheduler_port scheduler_file worker_port nthreads local_directory services name
@@ -196,7 +196,8 @@ DISTRIBUTED_WORKER_OPTIONS = frozenset(
     host port protocol config worker_kwargs executor heartbeat_interval extensions metrics
     startup_information dashboard_address dashboard http_prefix nanny plugins low_level_profiler
     profile_cycle_interval lifetime lifetime_stagger lifetime_restart transition_counter_max data
-    scheduler_sni WorkerStateClass""".split()
+    scheduler_sni WorkerStateClass blocked_handlers connection_limit deserialize serializers deserializers
+    connection_args timeout""".split()
 )
 
 #: what LocalCluster itself sets on every worker (or the cluster owns)

@@ -32,7 +32,6 @@ from typing import Any
 from shoal import _loop, config, log_terminal
 from shoal.deploy.cluster import Cluster
 from shoal.exceptions import WorkerStartTimeoutError
-from shoal.status import StatusAttribute
 from shoal.security import Security
 from shoal.utils import Log, Logs, format_bytes, parse_timeout
 
@@ -103,9 +102,6 @@ class ProcessInterface:
 
 class SpecCluster(Cluster):
     """A cluster made of a scheduler and workers described by specs. See the module docstring."""
-
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
 
     _cluster_type = "SpecCluster"
 

@@ -159,7 +159,9 @@ class PipInstall(InstallPlugin):
     """`pip install <pip_options> <packages>` in every worker's environment, e.g.
     `client.register_plugin(PipInstall(["scikit-learn==1.9.1"], restart_workers=True))`."""
 
-    def __init__(self, packages: Sequence[str], pip_options: Sequence[str] | None = None, restart_workers: bool = False):
+    def __init__(
+        self, packages: Sequence[str], pip_options: Sequence[str] | None = None, restart_workers: bool = False
+    ):
         super().__init__(PipInstaller(packages, pip_options), restart_workers)
         self.packages = list(self.install_fn.packages)
         self.pip_options = list(self.install_fn.options)

@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from shoal.background import BackgroundTasks
+from shoal.status import StatusAttribute
 
 __all__ = ["Extension", "Server"]
 
@@ -45,6 +46,9 @@ class Extension:
 class Server:
     """The shared life cycle (see the module docstring). `kind` names the server in
     logs ("scheduler", "worker", "nanny")."""
+
+    #: a `shoal.status.Status` (distributed's `distributed.core.Status`; equal to its text too)
+    status = StatusAttribute()
 
     def __init__(self, kind: str):
         self.kind = kind

@@ -60,7 +60,7 @@ def scheduler_state(scheduler: Any, exclude: Any = ()) -> dict:
     out = {
         "id": scheduler.id,
         "address": scheduler.address,
-        "status": scheduler.status,
+        "status": str(scheduler.status),  # plain text (a Status is a StrEnum)
         "started": scheduler.started,
         "tasks": tasks,
         "workers": workers,

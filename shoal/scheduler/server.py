@@ -24,7 +24,6 @@ import msgpack
 
 from shoal import config, log_buffer, secret_files
 from shoal import config as _config
-from shoal.status import StatusAttribute
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
@@ -66,9 +65,6 @@ def _blocked_handler(name: str) -> Any:
 class Scheduler(Server):
     """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
     cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
-
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
 
     def __init__(
         self,

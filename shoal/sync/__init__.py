@@ -367,6 +367,14 @@ class Queue(_Primitive):
             await self._request("queue_ack", keys=keys)
         return items[0] if batch is False else items
 
+    def close(self) -> Any:
+        """Forget the queue on the scheduler (its items, and the futures it kept alive),
+        as distributed's `Queue.close`; one way, ordered after this client's earlier calls."""
+        client = self.client
+        if client.status == "running":
+            client._send(m.Request(NOTIFY_ID, "sync_queue_release", {"name": self.name}))
+        return _ready(None) if client.asynchronous else None
+
     def qsize(self, **kwargs: Any) -> Any:
         """Number of items queued now."""
         return self._call(self._request, "queue_qsize")

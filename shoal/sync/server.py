@@ -26,7 +26,7 @@ OPS = (
     "variable_set", "variable_get", "variable_delete",
     "event_set", "event_clear", "event_is_set", "event_wait",
     "semaphore_acquire", "semaphore_release", "semaphore_value", "semaphore_locked",
-    "queue_put", "queue_get", "queue_ack", "queue_qsize",
+    "queue_put", "queue_get", "queue_ack", "queue_qsize", "queue_release",
     "multilock_acquire", "multilock_release", "multilock_locked",
 )  # fmt: skip
 
@@ -348,6 +348,14 @@ class SyncServer(SchedulerExtension):
             key = normalize_name(key)
             if q is None or key not in q.keys:
                 self._unhold(f"queue-{name}", key)
+
+    def queue_release(self, peer: Any, name: Any) -> None:
+        """Forget the queue: its items are gone, the futures it kept alive are let go."""
+        name = normalize_name(name)
+        if self.state.queue_release(name):
+            sched = self.scheduler
+            sched.stimulate(ReleaseHold(sched.new_stimulus_id("sync"), f"queue-{name}"))
+            self.waiters.notify(("queue-put", name))
 
     def queue_qsize(self, peer: Any, name: Any) -> int:
         return self.state.queue_size(normalize_name(name))

@@ -209,6 +209,10 @@ class SyncState:
                     released.append(item.value)
         return items, released
 
+    def queue_release(self, name: Any) -> bool:
+        """Forget a queue and what it holds (`Queue.close`); True if it existed."""
+        return self.queues.pop(name, None) is not None
+
     def queue_size(self, name: Any) -> int:
         q = self.queues.get(name)
         return 0 if q is None else len(q.items)

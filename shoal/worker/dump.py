@@ -17,7 +17,7 @@ def worker_state(worker: Any, exclude: Any = ()) -> dict:
     out: dict = {
         "address": worker.address,
         "name": worker.name,
-        "status": worker.status,
+        "status": str(worker.status),  # plain text (a Status is a StrEnum)
         "nthreads": worker.nthreads,
         "memory_limit": worker.memory_limit,
         "local_directory": worker.local_directory,

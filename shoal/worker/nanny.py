@@ -98,9 +98,6 @@ class Nanny(Server):
     worker); `close()` stops both. Worker options are those of `Worker`. The life cycle
     and background tasks are `shoal.rpc.server.Server`'s."""
 
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
-
     def __init__(
         self,
         scheduler_address: str,

@@ -48,7 +48,6 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal.status import StatusAttribute
 from shoal import config, log_buffer, secret_files
 from shoal import profile as profile_mod
 from shoal._context import task_state
@@ -157,9 +156,6 @@ def _batches(keys: list, nbytes: dict, limit: int) -> Iterator[list]:
 class Worker(Server):
     """A worker server. `await Worker(scheduler_address, ...)` starts it (the life cycle,
     background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
-
-    #: a `shoal.status.Status` (equal to its text too)
-    status = StatusAttribute()
 
     def __init__(
         self,
@@ -1025,12 +1021,15 @@ class Worker(Server):
 
 
 def _stream_record(r: tuple, worker: str) -> dict:
-    key, thread, start, stop, status, nbytes, type_name, transfers, error = r
+    key, thread, start, stop, status, nbytes, type_name, transfers, error, stimulus_id = r
     startstops = [
         {"action": "transfer", "start": a, "stop": b, "source": src, "nbytes": n} for a, b, src, n in transfers or ()
     ]
     startstops.append({"action": "compute", "start": start, "stop": stop})
-    rec = {"key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops}
+    rec = {
+        "key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops,
+        "stimulus_id": stimulus_id,
+    }  # fmt: skip
     if error is None:
         rec["nbytes"] = nbytes
         rec["type"] = rec["typename"] = type_name

@@ -240,7 +240,9 @@ class InvalidState(AssertionError):
 
 #: what each task-stream record tuple holds, in order; `transfers` is None or a list of
 #: ``(start, stop, source, bytes fetched in that transfer)``; `error` is None or ``(exception text, traceback frames)``
-TASK_STREAM_FIELDS = ("key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error")
+TASK_STREAM_FIELDS = (
+    "key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error", "stimulus_id",
+)  # fmt: skip
 
 
 def _no_clock() -> float:
@@ -467,7 +469,7 @@ class WorkerState:
             self.actors[ev.key] = ev.instance
         self.task_stream_count += 1
         self.task_stream.append(
-            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None)
+            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None, ev.stimulus_id)
         )
         self._log(ev.key, ts.state, "memory")
         self._send(
@@ -479,7 +481,8 @@ class WorkerState:
         if ts is not None:
             self.task_stream_count += 1
             self.task_stream.append(
-                (ev.key, ev.thread, ev.start, ev.stop, "error", 0, None, ts.transfers, (ev.text, ev.traceback))
+                (ev.key, ev.thread, ev.start, ev.stop, "error", 0, None, ts.transfers, (ev.text, ev.traceback),
+                 ev.stimulus_id)  # fmt: skip
             )
             self._log(ev.key, ts.state, "error")
             self._send(

@@ -835,6 +835,17 @@ def test_resources(resource_cluster):
         assert too_much.status == "pending"
 
 
+def test_in_process_results_are_not_pickled():
+    """With processes=False a result that cannot be pickled still reaches the caller, as
+    in distributed (the in-process worker hands it over as it is)."""
+    import threading
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl, Client(cl) as c:
+        lock = c.submit(threading.Lock).result()
+        assert type(lock) is type(threading.Lock())
+        assert c.gather(c.map(inc, range(3))) == [1, 2, 3]
+
+
 def test_a_client_whose_scheduler_went_away_is_no_longer_dasks_default(poll):
     import dask
 

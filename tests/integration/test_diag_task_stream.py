@@ -31,6 +31,8 @@ def test_records_have_the_distributed_fields(client):
     assert abs(compute["stop"] - time.time()) < 60  # wall clock, not monotonic
     assert err["status"] == "error" and "boom 1" in err["exception_text"]
     assert "boom" in err["traceback_text"]
+    # the stimulus that ended each task on its worker (distributed's records carry it too)
+    assert all(isinstance(r["stimulus_id"], str) and r["stimulus_id"] for r in (ok, err))
 
 
 def test_context_manager_keeps_only_tasks_finished_inside(client):

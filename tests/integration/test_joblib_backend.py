@@ -39,11 +39,11 @@ def test_scikit_learn_grid_search(client):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
 
-    X, y = make_classification(n_samples=200, n_features=6, random_state=1)
-    grid = {"C": [0.01, 0.1, 1.0]}
+    X, y = make_classification(n_samples=100, n_features=4, random_state=1)
+    grid = {"C": [0.01, 1.0]}
     with parallel_config(backend="shoal"):
-        remote = GridSearchCV(LogisticRegression(), grid, cv=3).fit(X, y)
-    local = GridSearchCV(LogisticRegression(), grid, cv=3, n_jobs=1).fit(X, y)
+        remote = GridSearchCV(LogisticRegression(), grid, cv=2).fit(X, y)
+    local = GridSearchCV(LogisticRegression(), grid, cv=2, n_jobs=1).fit(X, y)
     assert remote.best_params_ == local.best_params_
 
 

@@ -386,3 +386,17 @@ def test_semaphore_close_releases_its_leases(client):
 def test_client_futures_of(client):
     futures = [client.submit(sum, [i, 1]) for i in range(3)]
     assert set(client.futures_of({"a": futures[0], "b": [futures[1], (futures[2],)]})) == set(futures)
+
+
+def test_queue_close_forgets_the_queue_and_its_futures(client, poll):
+    from shoal import Queue
+
+    q = Queue("closing-queue", client=client)
+    future = client.submit(sum, [40, 2], key="queued-future")
+    q.put(future)
+    q.put("data")
+    del future
+    assert q.qsize() == 2
+    q.close()
+    assert Queue("closing-queue", client=client).qsize() == 0
+    poll(lambda: "queued-future" not in client.who_has())

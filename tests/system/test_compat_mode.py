@@ -95,21 +95,7 @@ def test_shoal_never_imports_distributed(tmp_path):
     assert "CLEAN" in done.stdout
 
 
-def test_install_refuses_after_distributed_was_imported():
-    code = textwrap.dedent("""
-        import distributed  # the real one, installed beside shoal
-        import shoal.compat
-        try:
-            shoal.compat.install()
-        except RuntimeError as e:
-            print("REFUSED", e)
-    """)
-    done = run([], code)
-    assert done.returncode == 0, done.stderr
-    assert "REFUSED shoal.compat.install() must run before distributed is imported" in done.stdout
-
-
-def test_outside_the_mode_distributed_is_untouched():
+def test_outside_the_mode_distributed_is_untouched_and_install_comes_first():
     code = textwrap.dedent("""
         import shoal.compat
         shoal.compat.install()
@@ -121,13 +107,18 @@ def test_outside_the_mode_distributed_is_untouched():
             print("MISSING", e)
         shoal.compat.uninstall()
         import importlib
-        real = importlib.import_module("distributed")
+        real = importlib.import_module("distributed")  # the real one, installed beside shoal
         print("REAL", real.Client.__module__, real.__version__)
+        try:
+            shoal.compat.install()
+        except RuntimeError as e:
+            print("REFUSED", e)
     """)
     done = run([], code)
     assert done.returncode == 0, done.stderr
     assert "REAL distributed.client 2026.8.0" in done.stdout
     assert "MISSING No module named 'distributed.utils_test': shoal's compatibility mode" in done.stdout
+    assert "REFUSED shoal.compat.install() must run before distributed is imported" in done.stdout
 
 
 def test_load_ext_in_ipython():
@@ -136,7 +127,8 @@ def test_load_ext_in_ipython():
         from IPython.testing.globalipapp import start_ipython
         ip = start_ipython()
         ip.run_line_magic("load_ext", "shoal.compat")
-        ip.run_cell("import distributed; from dask.distributed import Client; print('IPY', distributed.Client is Client, Client.__module__)")
+        ip.run_cell("import distributed; from dask.distributed import Client; "
+                    "print('IPY', distributed.Client is Client, Client.__module__)")
     """)
     done = run([], code)
     assert done.returncode == 0, done.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.ecosystem]
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "ecosystem"
 ROOT = PROGRAMS.parents[1]

@@ -87,13 +87,30 @@ def test_process_without_the_secret_file_is_refused_with_how_to(proc_cluster, tm
         assert hint in done.stderr, hint
 
 
-@pytest.mark.parametrize("var", ["SHOAL_SECRET", "DASK_SHOAL__SECURITY__SECRET"])
-def test_secret_from_the_environment_is_hex(proc_cluster, tmp_path, var):
-    env = _env(DASK_SHOAL__SECURITY__RUNTIME_DIR=str(tmp_path / "none"))
-    env[var] = proc_cluster.security.secret.hex()
-    done = _other_process(proc_cluster.scheduler_address, env)
+ENV_SECRETS = """
+import os, sys
+import dask.config
+from shoal import Client
+secret = os.environ.pop("TEST_SECRET_HEX")
+for var in ("SHOAL_SECRET", "DASK_SHOAL__SECURITY__SECRET"):
+    os.environ[var] = secret
+    dask.config.refresh()
+    with Client(sys.argv[1], timeout=10, set_as_default=False) as c:
+        print("RESULT", var, c.submit(sum, [1, 2, 3]).result())
+    del os.environ[var]
+"""
+
+
+def test_secret_from_the_environment_is_hex(proc_cluster, tmp_path):
+    """SHOAL_SECRET and DASK_SHOAL__SECURITY__SECRET hold the secret in hex, as the
+    command line does."""
+    env = _env(
+        DASK_SHOAL__SECURITY__RUNTIME_DIR=str(tmp_path / "none"), TEST_SECRET_HEX=proc_cluster.security.secret_hex
+    )
+    done = subprocess.run([sys.executable, "-c", ENV_SECRETS, proc_cluster.scheduler_address], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "RESULT 6 1" in done.stdout
+    assert "RESULT SHOAL_SECRET 6" in done.stdout and "RESULT DASK_SHOAL__SECURITY__SECRET 6" in done.stdout
 
 
 def test_wrong_secret_says_where_it_came_from(proc_cluster, monkeypatch):
@@ -176,3 +193,18 @@ def test_a_worker_joins_by_address(proc_cluster):
             await worker.close()
 
     assert asyncio.run(run()) == 42
+
+
+def test_another_address_of_this_machine_finds_the_file(tmp_path):
+    """A scheduler listening on all interfaces is keyed by one of this machine's addresses;
+    `Client("tcp://127.0.0.1:<port>")` still finds its secret."""
+    import dask.config
+
+    ip = next((h for h in secret_files._local_hosts() if h not in ("127.0.0.1", "::1") and ":" not in h), None)
+    if ip is None:
+        pytest.skip("this machine has no address but loopback")
+    with dask.config.set({"shoal.security.runtime-dir": str(tmp_path / "rt")}):
+        secret_files.remember(f"tcp://{ip}:3", b"on-all-interfaces")
+        secret_files._in_process.clear()
+        assert secret_files.lookup("tcp://127.0.0.1:3") == b"on-all-interfaces"
+        assert secret_files.lookup("tcp://127.0.0.1:4") is None

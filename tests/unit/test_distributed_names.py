@@ -107,3 +107,14 @@ def test_status_is_an_enum_that_equals_its_text():
 
     assert Status.running == "running" and Status("closed") is Status.closed
     assert [s.name for s in Status][:5] == ["undefined", "created", "init", "starting", "running"]
+
+
+def test_comm_address_helpers():
+    from shoal.comm import get_address_host, get_address_host_port, get_local_address_for, resolve_address
+
+    assert get_address_host("tcp://10.1.2.3:8786") == "10.1.2.3"
+    assert get_address_host_port("tcp://[::1]:8786") == ("::1", 8786)
+    assert resolve_address("tcp://localhost:8786") in ("tcp://127.0.0.1:8786", "tcp://[::1]:8786")
+    assert get_local_address_for("tcp://127.0.0.1:8786") == "tcp://127.0.0.1"
+    with pytest.raises(ValueError, match="in-process"):
+        get_address_host_port("inproc://1/2")

@@ -29,12 +29,12 @@ def record(ws, i=-1):
 def test_success_and_failure_are_recorded_with_thread_and_times():
     ws = WorkerState(address="tcp://me:1", nthreads=1, validate=True)
     ws.handle_stimulus(compute("a"), compute("b"))
-    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 42, 28, "int", 10.0, 11.0, None, thread=77))
+    ws.handle_stimulus(ExecuteSuccess("done-a", "a", 1, 42, 28, "int", 10.0, 11.0, None, thread=77))
     ws.handle_stimulus(ExecuteFailure("s", "b", 1, dumps(ValueError()), [("f.py", 3, "g")], "ValueError: x", 12.0, 13.0, 77))
     ok, err = record(ws, 0), record(ws, 1)
     assert ok == {
         "key": "a", "thread": 77, "start": 10.0, "stop": 11.0, "status": "OK", "nbytes": 28, "type": "int",
-        "transfers": None, "error": None,
+        "transfers": None, "error": None, "stimulus_id": "done-a",
     }  # fmt: skip
     assert err["status"] == "error" and err["error"] == ("ValueError: x", [("f.py", 3, "g")])
     assert ws.task_stream_count == 2
