@@ -37,7 +37,7 @@ from typing import Any, Iterable
 
 from shoal import config
 from shoal.comm.addressing import parse_host_port, unparse_host_port
-from shoal.comm.core import Comm, Listener, logger
+from shoal.comm.core import Comm, Listener, _limited, logger
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.protocol import handshake as hs
 from shoal.protocol.framing import (
@@ -278,7 +278,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
             self._protocol_error = exc
             if log and self._raw_left == 0:
                 # (handshake failures are logged by whoever runs the handshake)
-                logger.warning("Closing connection %s -> %s: %s", self.local_address, self.peer_address, exc)
+                _limited.warning("packet", "Closing connection %s -> %s: %s", self.local_address, self.peer_address, exc)
         self._lengths = None
         self._target = None
         self._start = self._end = 0

@@ -27,6 +27,7 @@ from shoal.comm import listen
 from shoal.comm.addressing import parse_address
 from shoal.datasets import register as register_datasets
 from shoal.protocol import messages as m
+from shoal.protocol.requests import REQUESTS, check_request
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
 from shoal.scheduler import adaptive
@@ -39,7 +40,7 @@ from shoal.scheduler.plugins import register as register_plugins
 from shoal.scheduler.memory_sampler import register as register_memory_samplers
 from shoal.scheduler.profiling import register as register_profiling
 from shoal.scheduler.topics import EventLog
-from shoal.scheduler.state import SchedulerState
+from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
 from shoal.sync.server import register as register_sync
 from shoal.versions import get_versions
 
@@ -277,7 +278,7 @@ class Scheduler:
     # ------------------------------------------------------------------ connections
 
     async def _handle_comm(self, comm: Any) -> None:
-        peer = Peer(comm, self.handlers, self._on_messages)
+        peer = Peer(comm, self.handlers, self._on_messages, accepts=self._accepts)
         try:
             await peer.run()
         finally:
@@ -313,6 +314,50 @@ class Scheduler:
         except Exception:  # pragma: no cover
             pass
 
+    def _accepts(self, peer: Peer, msgs: list[m.Message]) -> str | None:
+        """Why this decoded packet may not be handled (None: it may): each message must
+        be one the peer's role may send, a request one its role may call with arguments
+        of the right types (`shoal.protocol.requests`), and a registration must come
+        first and once. Checked for the whole packet before any of it is handled."""
+        role, ident = peer.role, peer.ident
+        for msg in msgs:
+            t = type(msg)
+            if t is m.Request:
+                kwargs = msg.kwargs
+                if kwargs:
+                    problem = check_request(msg.name, kwargs, role)
+                    if problem is not None:
+                        return problem
+                elif role is None and msg.name not in REQUESTS:
+                    return f"operation {msg.name!r} before saying who it is"
+                elif msg.name in REQUESTS and role not in REQUESTS[msg.name].roles:
+                    return f"a {role or 'connection that has not registered'} may not call {msg.name!r}"
+                if msg.name == "register_nanny":
+                    role = "nanny"
+            elif t is m.Reply:
+                continue
+            elif msg.sender != role:
+                if role is None and t is m.RegisterClient:
+                    if msg.client_id in self.clients or msg.client_id == FIRE_AND_FORGET:
+                        return f"client id {msg.client_id!r} is already registered"
+                    role, ident = "client", msg.client_id
+                elif role is None and t is m.RegisterWorker:
+                    if msg.address in self.workers:
+                        return f"worker {msg.address} registered twice"
+                    role, ident = "worker", msg.address
+                else:
+                    return f"a {role or 'connection that has not registered'} may not send {msg.op!r}"
+            elif t is m.RegisterClient or t is m.RegisterWorker:
+                return f"{msg.op!r} on a connection that already registered"
+            elif t is m.UpdateGraph:
+                nf = len(msg.funcs)
+                for task in msg.tasks:
+                    if task[1] >= nf:
+                        return f"task {task[0]!r} names function {task[1]} of {nf}"
+            elif t is m.DesireKeys and msg.client_id != ident and msg.client_id != FIRE_AND_FORGET:
+                return f"desire-keys for another client {msg.client_id!r}"
+        return None
+
     def _on_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
         sid = f"{peer.role or 'peer'}-{next(self._sid)}"
         events: list[Any] = []
@@ -329,10 +374,6 @@ class Scheduler:
                 events.append(AddClient(sid, msg.client_id))
                 self.log_event(["all", msg.client_id], {"action": "add-client", "client": msg.client_id})
             elif type(msg) is m.RegisterWorker:
-                if msg.address in self.workers:
-                    logger.warning("worker %s registered twice; dropping the new connection", msg.address)
-                    peer.comm.abort()
-                    return
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
