@@ -276,7 +276,9 @@ class Client:
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
         if self._event_handlers:
             self.scheduler_comm.notify("subscribe_topic", topics=list(self._event_handlers))
-        self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info)
+        # workers the scheduler named were listening: a refusal means the process is gone,
+        # and retrying it until the timeout would stall a gather (see `_gather_states`)
+        self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info, retry_refused=False)
         self._own(self._watch_scheduler(self.scheduler_comm))
         self.status = "running"
         try:
