@@ -106,6 +106,8 @@ class Scheduler:
         self._background: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
         self.status = "created"
+        #: why the scheduler stopped by itself (a fatal error), if it did
+        self.status_reason: str | None = None
         self._sid = itertools.count()
         self._workers_changed = asyncio.Event()
         self._gc_frozen = False
@@ -386,7 +388,11 @@ class Scheduler:
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
-            self._stimulate(events)
+            try:
+                self._stimulate(events)
+            except Exception as e:
+                peer.reject(f"its messages made the state machine fail: {e!r}")
+                return
             if self.plugin_host.active:
                 self._fire_plugins(events)
 
@@ -430,8 +436,8 @@ class Scheduler:
             gc.disable()
         try:
             instructions = self.state.handle_stimulus(*events)
-        except Exception:
-            logger.exception("scheduler state machine failed on %s", [type(e).__name__ for e in events])
+        except Exception as exc:
+            self._stimulus_failed(events, exc)
             raise
         finally:
             if big:
@@ -451,6 +457,28 @@ class Scheduler:
                 raise TypeError(inst)
             if peer is not None and not peer.closed:
                 peer.send(inst.msg)
+
+    def _stimulus_failed(self, events: list[Any], exc: Exception) -> None:
+        """A handler of the state machine raised (a bug: valid input never does). What it
+        queued is dropped; if the state still passes `validate_state` the stimulus is
+        refused and the scheduler goes on, otherwise it stops with a fatal error rather
+        than run on a state it cannot trust."""
+        st = self.state
+        st._out.clear()
+        st._free_on.clear()
+        kinds = [type(e).__name__ for e in events]
+        try:
+            st.validate_state()
+        except Exception as invalid:
+            logger.critical(
+                "FATAL: the scheduler state machine failed on %s (%r) and left an invalid state (%s); "
+                "the scheduler is closing", kinds, exc, str(invalid).splitlines()[0], exc_info=exc,
+            )  # fmt: skip
+            self.status_reason = f"fatal: state machine failed on {kinds}: {exc!r}"
+            if self.status == "running":
+                self._spawn(self.close())
+            return
+        logger.error("scheduler state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
 
     # ------------------------------------------------------------------ queries
 
