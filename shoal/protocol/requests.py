@@ -20,11 +20,14 @@ import reprlib
 from typing import Any, ClassVar
 
 from shoal.protocol.checks import (
-    anything, boolean, integer, is_key, keys, msgpack_data, number, one_of, opt, pickled, seq_of,
+    anything, boolean, integer, is_key, key_map, keys, msgpack_data, number, one_of, opt, pickled, seq_of,
     string,
 )  # fmt: skip
 
-__all__ = ["ANONYMOUS", "CLIENT", "NANNY", "REQUESTS", "WORKER", "RequestRecord", "check_request"]
+__all__ = [
+    "ANONYMOUS", "CLIENT", "NANNY", "NANNY_REQUESTS", "REQUESTS", "WORKER", "WORKER_REQUESTS", "RequestRecord",
+    "check_request",
+]  # fmt: skip
 
 CLIENT, WORKER, NANNY, ANONYMOUS = "client", "worker", "nanny", None
 _ANY_ROLE = frozenset({CLIENT, WORKER, NANNY, ANONYMOUS})
@@ -41,7 +44,13 @@ class RequestRecord:
     checks: ClassVar[dict[str, Any]]
 
 
+#: operations the scheduler serves
 REQUESTS: dict[str, type[RequestRecord]] = {}
+#: operations a worker serves (to the scheduler, clients and other workers alike: a
+#: worker does not know who connected, so any authenticated peer may call them)
+WORKER_REQUESTS: dict[str, type[RequestRecord]] = {}
+#: operations a nanny serves (on its connection to the scheduler)
+NANNY_REQUESTS: dict[str, type[RequestRecord]] = {}
 
 
 def _key(v: Any) -> bool:
@@ -57,7 +66,7 @@ _name = one_of(_key, seq_of(_key))
 _names = one_of(_key, seq_of(_name))
 
 
-def _op(op: str, roles: frozenset, /, **checks: Any) -> type[RequestRecord]:
+def _op(op: str, roles: frozenset, /, _table: dict = REQUESTS, **checks: Any) -> type[RequestRecord]:
     cls = dataclasses.make_dataclass(
         "".join(p.title() for p in op.split("_")),
         [(f, Any, dataclasses.field(default=None)) for f in checks],
@@ -66,15 +75,16 @@ def _op(op: str, roles: frozenset, /, **checks: Any) -> type[RequestRecord]:
     )
     cls.__module__ = __name__
     cls.name, cls.roles, cls.checks = op, roles, checks
-    REQUESTS[op] = cls
+    _table[op] = cls
     return cls
 
 
-def check_request(name: str, kwargs: dict, role: str | None) -> str | None:
-    """None if a peer of `role` may call `name` with `kwargs`, else why not."""
-    cls = REQUESTS.get(name)
+def check_request(name: str, kwargs: dict, role: str | None, table: dict = REQUESTS) -> str | None:
+    """None if a peer of `role` may call `name` (an operation of `table`) with `kwargs`,
+    else why not."""
+    cls = table.get(name)
     if cls is None:
-        if role is ANONYMOUS:
+        if role is ANONYMOUS and table is REQUESTS:
             return f"operation {name!r} before saying who it is"
         for k, v in kwargs.items():
             if type(k) is not str or not (pickled(v) or msgpack_data(v)):
@@ -181,3 +191,41 @@ _op("log_event", frozenset({CLIENT, WORKER, NANNY}), topic=one_of(string, seq_of
 _op("forward_log", frozenset({WORKER, NANNY}), record=msgpack_data)
 _op("register_nanny", frozenset({ANONYMOUS}), nanny_id=string)
 _op("worker_exit_reason", frozenset({NANNY}), worker=string, reason=string)
+
+
+# ---------------------------------------------------------------------------- served by workers
+
+
+def _w(op: str, **checks: Any) -> None:
+    _op(op, _ANY_ROLE, _table=WORKER_REQUESTS, **checks)
+
+
+_w("get_data", keys=keys)
+_w("update_data", data=key_map(pickled))
+_w("run", function=pickled, args=pickled, wait=boolean)
+_w("task_stream", since=_opt_int, start=_opt_num, stop=_opt_num, count=_opt_int)
+_w("profile", start=_opt_num, stop=_opt_num, key=opt(_key), server=boolean)
+_w("memory_history", start=_opt_num, stop=_opt_num)
+_w("acquire_replicas", who_has=key_map(seq_of(string)))
+_w("call_stack", keys=_keys_or_none)
+_w("versions", packages=opt(seq_of(string)))
+_w("story", keys=opt(seq_of(_key)))
+_w("dump_state", exclude=opt(seq_of(string)))
+_w("echo", data=anything)
+_w("benchmark_disk")
+_w("benchmark_memory")
+_w("benchmark_network", address=string)
+_w("get_logs", n=_opt_int)
+
+# ---------------------------------------------------------------------------- served by nannies
+
+
+def _n(op: str, **checks: Any) -> None:
+    _op(op, _ANY_ROLE, _table=NANNY_REQUESTS, **checks)
+
+
+_n("restart", reason=string, timeout=number)
+_n("terminate", reason=string)
+_n("get_logs", n=_opt_int)
+_n("plugin_add", plugin=anything, name=string)
+_n("plugin_remove", name=string)

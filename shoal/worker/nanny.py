@@ -47,6 +47,8 @@ from dask.utils import format_bytes
 from shoal import config, log_buffer
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
+from shoal.protocol import messages as m
+from shoal.protocol.requests import NANNY_REQUESTS, check_request
 from shoal.rpc import Peer
 from shoal.versions import get_versions
 
@@ -187,7 +189,7 @@ class Nanny:
         timeout = self.death_timeout or config.get_timedelta("comm.timeouts.connect")
         try:
             comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
-            self.scheduler = Peer(comm, self.handlers)
+            self.scheduler = Peer(comm, self.handlers, accepts=_from_scheduler)
             self.scheduler.start()
             registered = await self.scheduler.request("register_nanny", nanny_id=self.id)
             for name, plugin in (registered or {}).get("plugins", ()):
@@ -491,3 +493,16 @@ async def _read_line(fd: int) -> str:
     finally:
         loop.remove_reader(fd)
     return bytes(buf).split(b"\n", 1)[0].decode().strip()
+
+
+def _from_scheduler(peer: Peer, msgs: list) -> str | None:
+    """A nanny takes only calls of its operations (`shoal.protocol.requests`) and replies."""
+    for msg in msgs:
+        t = type(msg)
+        if t is m.Request:
+            problem = check_request(msg.name, msg.kwargs, None, NANNY_REQUESTS)
+            if problem is not None:
+                return problem
+        elif t is not m.Reply:
+            return f"{msg.op!r} is not a message a nanny takes"
+    return None

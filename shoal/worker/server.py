@@ -59,6 +59,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import frames_of
+from shoal.protocol.requests import WORKER_REQUESTS, check_request
 from shoal.rpc import ConnectionPool, Peer
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
@@ -282,7 +283,7 @@ class Worker:
             self._start_pool_thread()
         timeout = self.death_timeout or self.connect_timeout
         comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
-        self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages)
+        self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages, accepts=_from_scheduler)
         self.scheduler.send(
             m.RegisterWorker(
                 self.address, self.name, self.nthreads, self.memory_limit, self.resources, os.getpid(),
@@ -766,7 +767,7 @@ class Worker:
             self._handle([event])
 
     async def _handle_comm(self, comm: Any) -> None:
-        peer = Peer(comm, self.handlers, self._on_peer_messages)
+        peer = Peer(comm, self.handlers, self._on_peer_messages, accepts=_from_peer)
         try:
             await peer.run()
         finally:
@@ -1060,3 +1061,25 @@ def _pack_exception(e: BaseException) -> tuple:
     except Exception:
         p = dumps(RuntimeError(f"{text} (the original exception could not be serialized)"))
     return p, frames, text
+
+
+def _accept(msgs: list[m.Message], sender: str) -> str | None:
+    """Why a decoded packet may not be handled (None: it may): only messages `sender`
+    sends, and requests with arguments their records allow (`shoal.protocol.requests`)."""
+    for msg in msgs:
+        t = type(msg)
+        if t is m.Request:
+            problem = check_request(msg.name, msg.kwargs, None, WORKER_REQUESTS)
+            if problem is not None:
+                return problem
+        elif t is not m.Reply and msg.sender != sender:
+            return f"{msg.op!r} is not a message a {sender} sends to a worker"
+    return None
+
+
+def _from_scheduler(peer: Peer, msgs: list[m.Message]) -> str | None:
+    return _accept(msgs, m.SCHEDULER)
+
+
+def _from_peer(peer: Peer, msgs: list[m.Message]) -> str | None:
+    return _accept(msgs, m.PEER)
