@@ -180,3 +180,30 @@ def test_a_client_id_registered_twice_does_not_take_over_the_first(hclient, hclu
     assert _run(hclient, _raw(hcluster, register))
     assert hclient.id in hcluster.scheduler.state.clients
     assert hclient.submit(inc, 5).result(timeout=10) == 6
+
+
+def test_a_flood_of_bad_connections_is_logged_a_few_lines_at_a_time(hclient, hcluster, caplog):
+    host, port = hcluster.scheduler_address.split("://")[1].rsplit(":", 1)
+
+    async def flood(n):
+        for i in range(n):
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"\xff" * (i % 64 + 1))  # not a handshake
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        for i in range(n):  # authenticated, then a broken packet
+            comm = await connect(hcluster.scheduler_address, secret=hcluster.security.secret, info={"role": "client"})
+            comm.send(("no-such-op",))
+            try:
+                await asyncio.wait_for(comm.read(), 5)
+            except Exception:
+                pass
+            comm.abort()
+
+    with caplog.at_level(logging.INFO, logger="shoal"):
+        _run(hclient, flood(200))
+        assert hclient.submit(inc, 9).result(timeout=10) == 10
+    flood_lines = [r for r in caplog.records if "Dropped connection" in r.getMessage() or "Closing connection" in r.getMessage()]
+    assert len(flood_lines) <= 6, [r.getMessage() for r in flood_lines]
+    _validate(hclient)
