@@ -6,7 +6,7 @@ Each check is a plain function ``value -> bool``: cheap, pure, never raising, so
 hot messages pay a few type tests per field and nothing more. Builders (`opt`,
 `seq_of`, `dict_of`, `one_of`) combine them.
 
-A task key is what dask allows: a `str`, `bytes`, `int` or a `float` that is not NaN,
+A task key is what dask allows: a `str`, `bytes`, `int` (bools too) or a `float` that is not NaN,
 or a tuple of those (nested, at most `MAX_KEY_DEPTH` deep). NaN is refused because
 ``nan != nan``: a NaN key can be stored in a dict but never found again.
 """
@@ -73,7 +73,7 @@ def plain_dict(v: Any) -> bool:
 
 def is_key(k: Any, _depth: int = 0) -> bool:
     t = type(k)
-    if t is str or t is int or t is bytes:
+    if t is str or t is int or t is bytes or t is bool:  # dask takes bools too (an int subclass)
         return True
     if t is float:
         return k == k  # not NaN

@@ -316,6 +316,11 @@ class Scheduler:
         except Exception:  # pragma: no cover
             pass
 
+    def _registered(self, peer: Peer) -> Peer | None:
+        """The connection registered under this peer's role and identity, if any."""
+        registry = {"client": self.clients, "worker": self.workers, "nanny": self.nannies}.get(peer.role or "")
+        return None if registry is None else registry.get(peer.ident)
+
     def _accepts(self, peer: Peer, msgs: list[m.Message]) -> str | None:
         """Why this decoded packet may not be handled (None: it may): each message must
         be one the peer's role may send, a request one its role may call with arguments
@@ -364,6 +369,8 @@ class Scheduler:
         sid = f"{peer.role or 'peer'}-{next(self._sid)}"
         events: list[Any] = []
         role = peer.role
+        if role is not None and peer.closed and self._registered(peer) is not peer:
+            return  # delivered late (after a request of its packet), after the peer left
         for msg in msgs:
             if role == "worker":
                 events.append(WorkerMsg(sid, peer.ident, msg))
@@ -426,6 +433,12 @@ class Scheduler:
             self._fire_plugins(events)
 
     def _stimulate(self, events: list[Any]) -> None:
+        clients = self.clients
+        if any(type(ev) is ClientMsg and ev.client_id not in clients and ev.client_id != FIRE_AND_FORGET for ev in events):
+            # a client that left is gone for good: nothing it sent late may register it again
+            events = [ev for ev in events if type(ev) is not ClientMsg or ev.client_id in clients or ev.client_id == FIRE_AND_FORGET]
+            if not events:
+                return
         big = gc.isenabled() and any(
             type(ev) is ClientMsg and type(ev.msg) is m.UpdateGraph and len(ev.msg.tasks) >= LARGE_GRAPH
             for ev in events

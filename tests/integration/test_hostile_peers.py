@@ -5,6 +5,7 @@ blocks nobody; every connection's end removes what it registered (issue 18)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import pytest
@@ -60,8 +61,8 @@ def _task(key, deps=()):
 
 @pytest.mark.parametrize(
     "key",
-    [float("nan"), True, {"a": 1}, None, (1, float("nan")), ("x", None), ("x", ("y", float("nan")))],
-    ids=["nan", "bool", "dict", "none", "tuple-nan", "tuple-none", "nested-nan"],
+    [float("nan"), {"a": 1}, None, (1, float("nan")), ("x", None), ("x", ("y", float("nan"))), functools.reduce(lambda k, _: (k,), range(20), "d")],
+    ids=["nan", "dict", "none", "tuple-nan", "tuple-none", "nested-nan", "too-deep"],
 )
 def test_a_bad_task_key_closes_its_connection_and_changes_nothing(hclient, hcluster, key):
     n_before = len(hcluster.scheduler.state.tasks)
@@ -165,7 +166,10 @@ def test_ghost_clients_are_removed_with_what_they_held(hclient, hcluster, poll):
         for i in range(n):
             comm = await connect(hcluster.scheduler_address, secret=hcluster.security.secret, info={"role": "client"})
             comm.send(m.RegisterClient(f"ghost-{i}", get_versions()).to_wire())
+            if i % 2:  # a request first: what follows it in the packet is handled after it
+                comm.send(m.Request(1, "identity", {}).to_wire())
             comm.send(m.UpdateGraph((_task(f"ghost-key-{i}"),), (), (f"ghost-key-{i}",)).to_wire())
+            comm.send(m.DesireKeys((f"ghost-key-{i}",), f"ghost-{i}").to_wire())
             comm.abort()  # vanish without a goodbye
 
     _run(hclient, ghosts(100))
