@@ -38,7 +38,10 @@ import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+
+def inc(x: int) -> int:
+    return x + 1
 
 
 def _start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, str]:
@@ -84,8 +87,6 @@ def authenticated(n_cases: int, seed: int) -> dict:
     try:
         client = Client(address, security=Security(secret), timeout=30)
         client.wait_for_workers(1, timeout=30)
-        from task_functions import inc
-
         held = client.map(inc, range(20), key=[("fuzz-held", i) for i in range(20)])
         client.gather(held)
         loop = asyncio.new_event_loop()

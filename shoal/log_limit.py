@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LogLimiter", "DEFAULT_INTERVAL", "limiter"]
+__all__ = ["LogLimiter", "DEFAULT_INTERVAL", "limiter", "reset_all"]
 
 DEFAULT_INTERVAL = 10.0
 
@@ -57,6 +57,11 @@ class LogLimiter:
     def warning(self, kind: str, msg: str, *args: Any) -> bool:
         return self.log(logging.WARNING, kind, msg, *args)
 
+    def reset(self) -> None:
+        """Forget what was logged: the next failure of every kind is logged at once."""
+        with self._lock:
+            self._kinds.clear()
+
     def flush(self) -> None:
         """Log the counts of failures not logged yet (one line per kind)."""
         with self._lock:
@@ -78,3 +83,9 @@ def limiter(logger: logging.Logger) -> LogLimiter:
     if lim is None:
         lim = _limiters[logger.name] = LogLimiter(logger)
     return lim
+
+
+def reset_all() -> None:
+    """Reset every process-wide limiter (tests start each case with a fresh budget)."""
+    for lim in list(_limiters.values()):
+        lim.reset()

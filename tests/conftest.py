@@ -35,6 +35,16 @@ CLUSTER_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_limits():
+    """Repeated failures are logged once per interval per process (`shoal.log_limit`):
+    each test starts with a fresh budget, so the first failure it causes is logged."""
+    from shoal.log_limit import reset_all
+
+    reset_all()
+    yield
+
+
 def poll(cond: Callable[[], Any], timeout: float = 5, interval: float = 0.01) -> Any:
     """Call ``cond()`` until it returns a truthy value (which is returned) or ``timeout``
     seconds have passed (AssertionError)."""
