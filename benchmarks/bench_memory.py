@@ -12,7 +12,12 @@ Workloads:
   transpose  (x + x.T).mean() for a 40000² float64 array (12.8 GB) in 1000² chunks on
              2 x 1 GiB workers: seconds, peak worker RSS, spilled bytes           [s]
 
-    python benchmarks/bench_memory.py [--only persist,transpose] [--markdown]
+    python benchmarks/bench_memory.py [--only persist,transpose] [--repeat N] [--markdown]
+
+With --repeat N the two backends run alternately N times each (shoal, distributed,
+shoal, ...) and each figure is the median of its runs (a peak is "under the limit"
+only if it was in every run): on a shared machine, alternation spreads the load over
+both backends alike.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -136,12 +142,31 @@ def _fmt(v) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
+def _medians(runs: list[dict], names: list[str]) -> dict:
+    """One result per workload from several runs: the median of each number, `all` of
+    each flag; a workload that failed in any run reports that run's error."""
+    out: dict = {}
+    for name in names:
+        per = [r.get(name, {"error": "missing"}) for r in runs]
+        failed = [p for p in per if "error" in p]
+        if failed:
+            out[name] = failed[0]
+            continue
+        merged = {}
+        for field in per[0]:
+            values = [p[field] for p in per]
+            merged[field] = all(values) if isinstance(values[0], bool) else statistics.median(values)
+        out[name] = merged
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=("shoal", "distributed"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", default=",".join(WORKLOADS))
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="alternating runs per backend; medians are reported")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
     if set(names) - set(WORKLOADS):
@@ -156,17 +181,19 @@ def main(argv=None) -> None:
             print(f"[{args.backend}] {name}: {out[name]}", file=sys.stderr, flush=True)
         print(json.dumps(out))
         return
-    results: dict = {}
-    for backend in ("shoal", "distributed"):
-        if importlib.util.find_spec(backend) is None:
-            print(f"{backend}: not installed, skipped", file=sys.stderr)
-            continue
-        cmd = [sys.executable, os.path.abspath(__file__), "--backend", backend, "--json", "--only", ",".join(names)]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=3600)
-        try:
-            results[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
-        except Exception:
-            results[backend] = {n: {"error": f"run failed (exit {proc.returncode})"} for n in names}
+    runs: dict = {}
+    for _ in range(max(args.repeat, 1)):
+        for backend in ("shoal", "distributed"):
+            if importlib.util.find_spec(backend) is None:
+                print(f"{backend}: not installed, skipped", file=sys.stderr)
+                continue
+            cmd = [sys.executable, os.path.abspath(__file__), "--backend", backend, "--json", "--only", ",".join(names)]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=3600)
+            try:
+                runs.setdefault(backend, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            except Exception:
+                runs.setdefault(backend, []).append({n: {"error": f"run failed (exit {proc.returncode})"} for n in names})
+    results = {backend: _medians(rs, names) for backend, rs in runs.items()}
     sep = " | " if args.markdown else "  "
     head = ["workload", "metric", "unit", "shoal", "distributed", "ratio (>1: shoal better)"]
     print(("| " + sep.join(head) + " |") if args.markdown else sep.join(f"{h:<20}" for h in head))

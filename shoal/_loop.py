@@ -53,6 +53,24 @@ def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
+def in_async_call(loop: asyncio.AbstractEventLoop | None, default: bool = False) -> bool:
+    """Whether an object bound to `loop` should hand back awaitables to this caller.
+
+    The rule (as in distributed): awaitables on `loop`'s own thread; a blocking call from
+    any other thread while `loop` runs (a task thread of an in-process cluster, a
+    `ThreadPoolExecutor` thread, another event loop); and, when `loop` is not running
+    (or not known yet), what the object was created as (`default`, its `asynchronous=`)."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None and running is loop:
+        return True
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return default
+    return False
+
+
 def sync(
     loop: asyncio.AbstractEventLoop,
     func: Callable[..., Any],

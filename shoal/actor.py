@@ -356,14 +356,14 @@ class _Channels:
                 held.append(msg)
 
     async def _connect(self, address: str) -> None:
-        from shoal.client.client import _secret_of
         from shoal.comm import connect
         from shoal.rpc import Peer
+        from shoal.security import secret_of
 
         client = self.client
         try:
             comm = await connect(
-                address, secret=_secret_of(client.security), timeout=client._timeout, info={"role": "client", "id": client.id}
+                address, secret=secret_of(client.security), timeout=client._timeout, info={"role": "client", "id": client.id}
             )
         except Exception as e:  # noqa: BLE001 - any failure to connect fails the calls waiting on it
             calls = self.waiting.pop(address, [])

@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
                 # spilled values' large frames: "auto" = lz4 when installed, "lz4", or False
                 "spill-compression": "auto",
             },
+            # a fetch of data from one peer asks for at most this many bytes (one key at
+            # least): bounds the memory a transfer takes on both sides
+            "transfer": {"message-bytes-limit": "50MB"},
             "resources": {},
             "validate": False,
             # task-stream records each worker keeps (a ring buffer; 0 turns it off)

@@ -1,14 +1,9 @@
-"""Published datasets: named objects shared between clients through the scheduler.
+"""Published datasets, the client side: named objects shared between clients through
+the scheduler.
 
-Client side: `publish_dataset`, `unpublish_dataset`, `list_datasets`, `get_dataset` (the
-async cores below, wrapped by `Client`) and the `Datasets` mapping (`client.datasets`).
-
-Scheduler side (`register(scheduler)`): the ``publish_*`` request handlers. The
-scheduler keeps each dataset as an opaque `Pickled` (never unpickled there) plus the
-keys of the futures it references; the pseudo-client ``published-<name>`` wants those
-keys, so their results outlive the publishing client. Unpublishing, or overriding with
-`override=True`, drops that want (the keys are then released unless someone else holds
-them).
+`publish_dataset`, `unpublish_dataset`, `list_datasets`, `get_dataset` (the async cores
+below, wrapped by `Client`) and the `Datasets` mapping (`client.datasets`). The
+scheduler side is `shoal.scheduler.datasets`.
 
 Futures pickle to their key alone and come back unbound; `get_dataset` binds every
 future it finds in the object (containers and dask collections, see `futures_of`) to
@@ -23,91 +18,10 @@ from typing import Any
 from dask.typing import no_default
 
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import Pickled, dumps, loads
-from shoal.scheduler.events import ClientMsg, RemoveClient
+from shoal.protocol.serialize import dumps, loads
 from shoal.sync.state import normalize_name
 
-__all__ = ["Datasets", "DatasetServer", "register"]
-
-
-def _pseudo(name: Any) -> str:
-    return f"published-{name}"
-
-
-# ====================================================================== scheduler side
-
-
-class DatasetServer:
-    """The scheduler's table of published datasets: name -> (Pickled, keys)."""
-
-    def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
-        self.datasets: dict[Any, tuple[Pickled, tuple]] = {}
-
-    def _sid(self) -> str:
-        return f"publish-{next(self.scheduler._sid)}"
-
-    def _desire(self, client_id: str, keys: Any) -> None:
-        if keys:
-            self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.DesireKeys(tuple(keys), client_id))])
-
-    def _release(self, client_id: str, keys: Any) -> None:
-        if keys:
-            self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.ReleaseKeys(tuple(keys)))])
-
-    async def publish_put(self, peer: Any, items: Any, override: bool = False) -> Any:
-        """Store every ``[name, data, keys]`` of `items`, all or nothing. Returns the
-        first name that already exists (nothing stored) when not `override`, else None."""
-        entries = [(normalize_name(name), data, tuple(normalize_name(k) for k in keys)) for name, data, keys in items]
-        if not override:
-            for name, _, _ in entries:
-                if name in self.datasets:
-                    return {"exists": name}
-        for name, data, keys in entries:
-            pseudo = _pseudo(name)
-            # want the new keys before dropping the old ones: keys shared by the old and
-            # the new value must never be released in between
-            self._desire(pseudo, keys)
-            old = self.datasets.get(name)
-            self.datasets[name] = (data, keys)
-            if old is not None:
-                self._release(pseudo, [k for k in old[1] if k not in set(keys)])
-        return None
-
-    async def publish_get(self, peer: Any, names: Any, strict: bool = True) -> list:
-        """For each name, ``{"data": Pickled, "keys": [...]}`` or None. The calling
-        client wants the keys before the reply leaves, so they cannot vanish meanwhile;
-        with `strict`, a missing name makes it want nothing (the client will raise)."""
-        entries = [self.datasets.get(normalize_name(name)) for name in names]
-        deliver = not (strict and any(e is None for e in entries))
-        alive = peer.role == "client" and self.scheduler.clients.get(peer.ident) is peer
-        out: list = []
-        for entry in entries:
-            if entry is None:
-                out.append(None)
-                continue
-            data, keys = entry
-            if deliver and alive:
-                self._desire(peer.ident, keys)
-            out.append({"data": data, "keys": list(keys)} if deliver else {})
-        return out
-
-    async def publish_delete(self, peer: Any, names: Any) -> None:
-        for name in names:
-            name = normalize_name(name)
-            if self.datasets.pop(name, None) is not None:
-                self.scheduler._stimulate([RemoveClient(self._sid(), _pseudo(name))])
-
-    async def publish_list(self, peer: Any) -> list:
-        return sorted(self.datasets, key=str)
-
-
-def register(scheduler: Any) -> DatasetServer:
-    """Attach published datasets to `scheduler` (request handlers ``publish_*``)."""
-    server = DatasetServer(scheduler)
-    for op in ("publish_put", "publish_get", "publish_delete", "publish_list"):
-        scheduler.handlers[op] = getattr(server, op)
-    return server
+__all__ = ["Datasets"]
 
 
 # ====================================================================== client side

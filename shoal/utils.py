@@ -67,3 +67,15 @@ class Logs(dict):
             body = log._repr_html_() if isinstance(log, Log) else f"<pre>{escape(str(log))}</pre>"
             parts.append(f"<details><summary>{escape(str(title))}</summary>{body}</details>")
         return "<div>" + "".join(parts) + "</div>"
+
+
+def format_dashboard_link(host: str, port: int) -> str:
+    """`shoal.dashboard.link` filled in (`{scheme}`, `{host}`, `{port}` and environment
+    variables, as `distributed.utils.format_dashboard_link`)."""
+    import os
+
+    from shoal import config
+
+    template = str(config.get("dashboard.link"))
+    shown = f"[{host}]" if ":" in host else host
+    return template.format(**{**os.environ, "scheme": "http", "host": shown, "port": port})

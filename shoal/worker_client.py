@@ -20,6 +20,7 @@ from typing import Any
 from shoal._context import current_worker
 from shoal.client.client import Client, default_client
 from shoal.security import Security
+from shoal.worker.extension import WorkerExtension
 from shoal.worker.server import Worker, get_worker
 
 __all__ = ["get_client", "get_worker", "rejoin", "secede", "worker_client"]
@@ -44,11 +45,19 @@ def _client_for(worker: Worker, timeout: Any) -> Client:
         client = Client(worker.scheduler_address, security=Security(worker.secret), name="worker", **kwargs)
         _clients[worker] = client
 
-        async def close_client() -> None:
-            await asyncio.get_running_loop().run_in_executor(None, client.close)
-
-        worker.on_close.append(close_client)
+        worker.add_extension(f"task-client-{id(client)}", _TaskClient(worker, client))
         return client
+
+
+class _TaskClient(WorkerExtension):
+    """The worker's task-side client, closed with the worker."""
+
+    def __init__(self, worker: Worker, client: Client):
+        super().__init__(worker)
+        self.client = client
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.client.close)
 
 
 def get_client(address: str | None = None, timeout: Any = None, resolve_address: bool = True) -> Client:

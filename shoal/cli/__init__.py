@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 
-from shoal.comm.addressing import parse_address, parse_host_port
+from shoal.comm.addressing import is_loopback_host, parse_address, parse_host_port
 
 __all__ = ["main"]
 
@@ -51,10 +51,6 @@ def read_secret(secret_file: str | None) -> bytes | None:
         except ValueError:
             raise CLIError("SHOAL_SECRET must be the secret in hexadecimal") from None
     return None
-
-
-def is_loopback_host(host: str) -> bool:
-    return host in ("", "localhost", "::1") or host.startswith("127.")
 
 
 def host_of(address: str) -> str:

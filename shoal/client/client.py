@@ -31,7 +31,7 @@ from typing import Any
 
 import dask
 import dask.config
-from dask._task_spec import TaskRef
+from dask._task_spec import Task, TaskRef, parse_input
 from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
@@ -46,6 +46,7 @@ from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
+from shoal.security import secret_of
 from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
@@ -75,20 +76,40 @@ def default_client(c: Client | None = None) -> Client:
 
 
 def _walk_futures(obj: Any, out: list) -> Any:
-    """Replace `Future`s inside builtin containers by plain `TaskRef`s; collect them."""
+    """Replace `Future`s inside containers by plain `TaskRef`s; collect them.
+
+    Lists, tuples, sets, frozensets and dicts are walked at any depth, their subclasses
+    too (rebuilt as the base type, which is what the task receives, as in distributed);
+    a namedtuple keeps its type."""
     t = type(obj)
     if t is Future or t is Actor:
         out.append(obj)
         return TaskRef(obj.key)
-    if t in (list, tuple, set, frozenset):
-        items = [_walk_futures(x, out) for x in obj]
-        return t(items)
+    if t in (list, tuple, set):
+        return t([_walk_futures(x, out) for x in obj])
     if t is dict:
+        return {k: _walk_futures(v, out) for k, v in obj.items()}
+    if t in _SIMPLE:
+        return obj
+    if isinstance(obj, (Future, Actor)):
+        out.append(obj)
+        return TaskRef(obj.key)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return t(*(_walk_futures(x, out) for x in obj))
+    if isinstance(obj, frozenset):  # dask resolves references only in list/tuple/set/dict
+        before = len(out)
+        items = [_walk_futures(x, out) for x in obj]
+        return Task(None, frozenset, parse_input(items)) if len(out) > before else obj
+    for base in (list, tuple, set):
+        if isinstance(obj, base):
+            return base(_walk_futures(x, out) for x in obj)
+    if isinstance(obj, dict):
         return {k: _walk_futures(v, out) for k, v in obj.items()}
     return obj
 
 
 _SIMPLE = (int, float, str, bytes, bool, type(None))
+_CONTAINERS = (list, tuple, set, frozenset)
 
 
 def _has_future(obj: Any) -> bool:
@@ -97,9 +118,15 @@ def _has_future(obj: Any) -> bool:
         return False
     if t is Future or t is Actor:
         return True
-    if t in (list, tuple, set, frozenset):
+    if t in _CONTAINERS:
         return any(_has_future(x) for x in obj)
     if t is dict:
+        return any(_has_future(v) for v in obj.values())
+    if isinstance(obj, (Future, Actor)):
+        return True
+    if isinstance(obj, _CONTAINERS):
+        return any(_has_future(x) for x in obj)
+    if isinstance(obj, dict):
         return any(_has_future(v) for v in obj.values())
     return False
 
@@ -260,7 +287,7 @@ class Client:
             self._owns_cluster = True
             self.security = cluster.security
             address = self._address = cluster.scheduler_address
-        secret = _secret_of(self.security)
+        secret = secret_of(self.security)
         info = {"role": "client", "id": self.id, "versions": get_versions()}
         # a scheduler in this process (a LocalCluster's) is reached in-process: messages
         # go over as objects; `address` stays what users see and workers use
@@ -417,7 +444,10 @@ class Client:
 
     @property
     def asynchronous(self) -> bool:
-        return _loop.in_loop_thread(self.loop) or self._asynchronous
+        """Whether calls from this thread get awaitables (`shoal._loop.in_async_call`):
+        on the client's loop, yes; from any other thread while that loop runs, no (they
+        block and return values, even for an ``asynchronous=True`` client)."""
+        return _loop.in_async_call(self.loop, default=self._asynchronous)
 
     def sync(self, func: Any, *args: Any, asynchronous: bool | None = None, callback_timeout: Any = None, **kwargs: Any) -> Any:
         if asynchronous or (asynchronous is None and self.asynchronous):
@@ -439,7 +469,7 @@ class Client:
         if not port or not self._address:
             return ""
         from shoal.comm.addressing import parse_address
-        from shoal.dashboard.app import format_dashboard_link
+        from shoal.utils import format_dashboard_link
 
         scheme, loc = parse_address(self._address)
         host = "127.0.0.1" if scheme == "inproc" else loc.rsplit(":", 1)[0].strip("[]")
@@ -1487,7 +1517,7 @@ class Client:
             raise ValueError("Scheduler file already set")
         self.scheduler_file = scheduler_file
         info = dict(self.scheduler_info())
-        write_scheduler_file(scheduler_file, info, _secret_of(self.security))
+        write_scheduler_file(scheduler_file, info, secret_of(self.security))
 
     # ------------------------------------------------------------------ published datasets
 
@@ -1683,7 +1713,7 @@ class Client:
         if format not in cluster_dump.FORMATS:
             raise ValueError(f"Unsupported format {format!r}; expected one of {list(cluster_dump.FORMATS)}")
         if format == "yaml":
-            cluster_dump._yaml()  # fail here, before collecting anything, without PyYAML
+            cluster_dump.require_yaml()  # fail here, before collecting anything, without PyYAML
         if write_from_scheduler is None:
             write_from_scheduler = "://" in filename
         exclude = list(exclude)
@@ -2000,13 +2030,7 @@ def _running_loop_or_none() -> Any:
         return None
 
 
-def _secret_of(security: Any) -> bytes | None:
-    if security is None or security is False:
-        secret = config.get("security.secret", None)
-        return secret.encode() if isinstance(secret, str) else secret
-    if isinstance(security, (bytes, str)):
-        return security.encode() if isinstance(security, str) else security
-    return getattr(security, "secret", None)
+_secret_of = secret_of  # the name other modules of this session still use
 
 
 @atexit.register

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from dask._task_spec import TaskRef
 
 from shoal.exceptions import FutureCancelledError
+from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, loads
 from shoal.protocol.tracebacks import rebuild
 
@@ -195,6 +196,38 @@ def _run_callback(fn: Callable[[Future], Any], future: Future) -> None:
     _callback_executor.submit(call)
 
 
+def _client_for_unpickled() -> Client | None:
+    """The client an unpickled `Future` binds to: the task's client inside a task (its
+    thread may block to make one), else the current or default client, else none."""
+    from shoal._context import in_task
+
+    try:
+        if in_task():
+            from shoal.worker_client import get_client
+
+            return get_client()
+        from shoal.client.client import Client
+
+        client = Client.current(allow_global=True)
+    except ValueError:
+        return None
+    return client if client.status == "running" else None
+
+
+def _rebuild_future(key: Any) -> Future:
+    """A pickled `Future` (inside a persisted collection's graph, an object, a queue
+    item) comes back bound to `_client_for_unpickled()`, which tells the scheduler it
+    wants the key, as in distributed; with no client around it stays unbound."""
+    client = _client_for_unpickled()
+    future = Future(key, client)
+    if client is not None:
+        try:
+            client._send(m.DesireKeys((key,), client.id))
+        except Exception:  # closed meanwhile: an unbound-like future that never resolves
+            pass
+    return future
+
+
 class Future(TaskRef):
     """A remotely running computation. Users get Futures from `Client.submit` and friends."""
 
@@ -294,7 +327,7 @@ class Future(TaskRef):
         return client._result(self, None).__await__()
 
     def __reduce__(self):  # type: ignore[override]
-        return Future, (self.key,)
+        return _rebuild_future, (self.key,)
 
     def __dask_tokenize__(self) -> Any:
         return (type(self).__name__, self.key, self._id)

@@ -5,6 +5,8 @@ before new branches start."""
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 from shoal import config
@@ -59,11 +61,26 @@ def _pack(keys: Any, futures: dict) -> Any:
     return futures[keys]
 
 
-def _cull(nodes: dict, keys: list, held: Any) -> dict:
-    """The nodes `keys` need, in dependency order; a dependency that is neither in the
-    graph nor `held` (a future of this client) is a `ValueError`, a cycle a
-    `RuntimeError` naming its keys (as dask's local scheduler does)."""
+class _Either:
+    """Membership in either of two containers (without copying the client's futures)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Any, b: Any):
+        self.a, self.b = a, b
+
+    def __contains__(self, k: Any) -> bool:
+        return k in self.a or k in self.b
+
+
+def _cull(nodes: dict, keys: list, held: Any, external: list) -> dict:
+    """The nodes `keys` need, in dependency order. A dependency that is neither in the
+    graph nor `held` (a future of this client) goes to `external`: a future of another
+    client or graph (a persisted collection's, one unpickled in a task) that this client
+    will ask the scheduler for. A cycle is a `RuntimeError` naming its keys (as dask's
+    local scheduler does)."""
     needed: dict = {}
+    seen_external: set = set()
     on_path: dict = {}  # keys on the current DFS path -> position
     path: list = []
     for root in keys:
@@ -83,11 +100,10 @@ def _cull(nodes: dict, keys: list, held: Any) -> dict:
                         "Cycle detected between the following keys:\n" + "\n".join(f"  -> {c}" for c in cycle)
                     )
                 if d not in nodes:
-                    if d in held:
-                        continue
-                    raise ValueError(
-                        f"Task {key!r} depends on {d!r}, which is neither in the graph nor held by this client"
-                    )
+                    if d not in held and d not in seen_external:
+                        seen_external.add(d)
+                        external.append(d)
+                    continue
                 on_path[d] = len(path)
                 path.append(d)
                 stack.append((d, iter(nodes[d].dependencies)))
@@ -144,6 +160,7 @@ def _graph_to_futures(
 ) -> Any:  # fmt: skip
     from dask._task_spec import Alias, Task, convert_legacy_graph
     from dask.highlevelgraph import HighLevelGraph
+    from dask.core import validate_key
     from dask.order import order
 
     layer_ann: dict = {}
@@ -155,19 +172,33 @@ def _graph_to_futures(
         graph = dsk.__dask_graph__()
         layer_ann = dsk.__dask_annotations__() or {}
     flat = _flatten(keys)
+    for k in flat:
+        validate_key(k)  # a key dask rejects fails here, at the call (TypeError)
     clean: dict = {}
+    outside: list = []  # keys of futures in the graph that this client does not hold
     for k, v in graph.items():
         if isinstance(v, Future):
             if v.key != k:
                 clean[k] = Alias(k, v.key)
-            continue  # the key of a held future: the scheduler already has it
+            elif v.key not in client.futures:
+                outside.append(v.key)
+            continue  # the key of a future: the scheduler already has it
         clean[k] = v
     # each stage lets go of the one before (a million-task graph: ~70 B/task less at peak)
     del graph
     nodes = convert_legacy_graph(clean)
     del clean
-    needed = _cull(nodes, flat, client.futures)
+    external: list = outside
+    held = client.futures if not outside else _Either(client.futures, set(outside))
+    needed = _cull(nodes, flat, held, external)
     del nodes
+    # futures this client does not hold (another client's, a persisted collection's
+    # unpickled in a task): hold them from now on, and ask the scheduler for them ahead
+    # of the graph on the same ordered connection; a key it does not know fails the
+    # graph's tasks as cancelled ("lost dependencies") instead of hanging
+    held_external = [Future(k, client) for k in external]
+    if external:
+        client._send(m.DesireKeys(tuple(external), client.id))
     for k in flat:
         if k not in needed and k not in client.futures:
             raise KeyError(f"key {k!r} is not in the graph")
@@ -182,6 +213,8 @@ def _graph_to_futures(
     funcs: list = []
     func_index: dict[int, int] = {}
     for k in list(needed):
+        if type(k) is not str:
+            validate_key(k)
         node = needed.pop(k)  # freed once pickled: a big graph's nodes and specs never all coexist
         ann = dict(global_ann)
         user_priority = priority
@@ -215,6 +248,7 @@ def _graph_to_futures(
         tasks.append((k, fi, spec, tuple(node.dependencies), (-user_priority, base, order_k), ann or None))
     futures = {k: Future(k, client) for k in flat}
     _send_in_batches(client, tasks, funcs, tuple(flat))
+    del held_external  # the graph's tasks now keep them on the scheduler
     return _pack(keys, futures)
 
 
@@ -259,7 +293,13 @@ def compute(client: Any, collections: Any, *, sync: bool = False, optimize_graph
         results[i] = fut
     if sync:
         results = client.gather(results)
+        if asyncio.iscoroutine(results):  # on the client's loop: an awaitable of the values
+            return _first_when_awaited(results) if singleton else results
     return results[0] if singleton else results
+
+
+async def _first_when_awaited(results: Any) -> Any:
+    return (await results)[0]
 
 
 def persist(client: Any, collections: Any, *, optimize_graph: bool = True, **kwargs: Any) -> Any:

@@ -15,6 +15,8 @@ __all__ = [
     "parse_host_port",
     "unparse_host_port",
     "normalize_address",
+    "is_loopback_host",
+    "is_loopback_address",
 ]
 
 DEFAULT_SCHEME = "tcp"
@@ -94,3 +96,29 @@ def unparse_host_port(host: str, port: int | None = None) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return host if port is None else f"{host}:{port}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine's loopback interface only: ``""`` (no host),
+    ``localhost``, ``127.x.x.x``, ``::1`` (with or without brackets). The one check that
+    decides whether listening without a secret is refused."""
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host in ("", "localhost", "::1"):
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether a listen address (``tcp://127.0.0.1:0``, ``inproc://``, ``:8786``) is
+    reachable from this machine only."""
+    scheme, loc = parse_address(address)
+    if scheme == "inproc":
+        return True
+    if loc.startswith("["):
+        host = loc[: loc.index("]") + 1] if "]" in loc else loc
+    else:
+        host = loc.rsplit(":", 1)[0] if ":" in loc else loc
+    return is_loopback_host(host)

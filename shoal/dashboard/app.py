@@ -34,6 +34,7 @@ from typing import Any
 from shoal import config
 from shoal.dashboard import pages, snapshot
 from shoal.dashboard.httpserver import WEBSOCKET, HTTPServer, Request, Response, WebSocket, ws_frame
+from shoal.utils import format_dashboard_link
 
 logger = logging.getLogger("shoal.dashboard")
 
@@ -66,14 +67,6 @@ def parse_dashboard_address(address: Any, default_host: str) -> tuple[str, int] 
         return host, int(port)
     except ValueError:
         raise ValueError(f"dashboard_address {address!r}: expected ':PORT' or 'HOST:PORT'") from None
-
-
-def format_dashboard_link(host: str, port: int) -> str:
-    """`shoal.dashboard.link` filled in (`{scheme}`, `{host}`, `{port}` and environment
-    variables, as `distributed.utils.format_dashboard_link`)."""
-    template = str(config.get("dashboard.link"))
-    shown = f"[{host}]" if ":" in host else host
-    return template.format(**{**os.environ, "scheme": "http", "host": shown, "port": port})
 
 
 class Dashboard:
@@ -158,7 +151,7 @@ class Dashboard:
         `STREAM_PER_UPDATE` of them (the workers' `task_stream` reply, merged)."""
         try:
             return await asyncio.wait_for(
-                self.scheduler._get_task_stream(None, count=STREAM_PER_UPDATE, since=self._marks),
+                self.scheduler.get_task_stream(count=STREAM_PER_UPDATE, since=self._marks),
                 max(2.0, 4 * self.interval),
             )
         except (TimeoutError, OSError) as e:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from dask.utils import format_bytes
 
-from shoal.scheduler.placement import priority_parts
+from shoal.protocol.priority import priority_parts
 
 NAV = (("status", "Status"), ("workers", "Workers"), ("info/main/workers.html", "Info"),
        ("json/index.html", "JSON"), ("metrics", "Metrics"))  # fmt: skip

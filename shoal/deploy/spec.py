@@ -252,11 +252,7 @@ class SpecCluster:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerStartTimeoutError(len(wanted) - len(missing), len(wanted), timeout)
-            self.scheduler._workers_changed.clear()
-            try:
-                await asyncio.wait_for(self.scheduler._workers_changed.wait(), min(remaining, 0.25))
-            except TimeoutError:
-                pass
+            await self.scheduler.workers_changed(min(remaining, 0.25))
 
     def _names_to_addresses(self, names: Any) -> dict:
         """{name: address} of these names (or addresses) among the workers the scheduler sees."""
@@ -444,11 +440,7 @@ class SpecCluster:
             if remaining is not None and remaining <= 0:
                 assert timeout is not None
                 raise WorkerStartTimeoutError(len(self.scheduler.state.workers), n_workers, timeout)
-            self.scheduler._workers_changed.clear()
-            try:
-                await asyncio.wait_for(self.scheduler._workers_changed.wait(), remaining)
-            except TimeoutError:
-                pass
+            await self.scheduler.workers_changed(remaining)
 
     def wait_for_workers(self, n_workers: int, timeout: Any = None) -> Any:
         """Wait until the scheduler has `n_workers` workers; `WorkerStartTimeoutError`
@@ -519,7 +511,7 @@ class SpecCluster:
 
     @property
     def asynchronous(self) -> bool:
-        return self._asynchronous or (self.loop is not None and _loop.in_loop_thread(self.loop))
+        return _loop.in_async_call(self.loop, default=self._asynchronous)
 
     @property
     def called_from_running_loop(self) -> bool:

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import msgpack
 
 from shoal.protocol.framing import encode_packet
+from shoal.security import normalize_secret
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -83,16 +84,8 @@ class HandshakeError(Exception):
 
 
 def as_secret(secret: bytes | bytearray | str | None) -> bytes | None:
-    """Normalise a shared secret (``str`` is UTF-8 encoded; empty means none)."""
-    if secret is None:
-        return None
-    if isinstance(secret, str):
-        secret = secret.encode("utf-8")
-    elif isinstance(secret, (bytearray, memoryview)):
-        secret = bytes(secret)
-    elif not isinstance(secret, bytes):
-        raise TypeError(f"secret must be bytes or str, not {type(secret).__name__}")
-    return secret or None
+    """Normalise a shared secret (`shoal.security.normalize_secret`)."""
+    return normalize_secret(secret)
 
 
 def new_nonce() -> bytes:

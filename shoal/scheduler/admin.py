@@ -17,42 +17,53 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import random
 import time
 from typing import Any
 
 from shoal import cluster_dump, forward_logging, log_buffer
+from shoal.background import BackgroundTasks
 from shoal.protocol.serialize import Pickled
 from shoal.rpc import Peer
 from shoal.scheduler import placement
+from shoal.scheduler.dump import scheduler_state
 from shoal.scheduler.events import DropReplicas, SetRetiring
+from shoal.scheduler.extension import SchedulerExtension
 from shoal.utils import key_prefix
 from shoal.versions import get_versions, versions_report
 
 logger = logging.getLogger("shoal.scheduler")
 
-_ids = itertools.count()
+#: the request handlers this extension adds
+OPS = (
+    "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
+    "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
+    "remove_worker_setup", "subscribe_logs", "forward_log",
+    "benchmark_hardware", "retire_workers", "get_scheduler_logs", "get_worker_logs",
+)  # fmt: skip
 
 
-class AdminServer:
+class AdminServer(SchedulerExtension):
     def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         #: `Client.set_metadata` / `get_metadata`: a tree of small msgpack values
         self.metadata: dict = {}
         #: functions every worker runs when it joins: name -> (function, (args, kwargs)),
         #: both opaque `Pickled` values from a client (`register_worker_callbacks`, ...)
         self.worker_setups: dict[str, tuple[Pickled, Pickled]] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks("the scheduler's admin")
         #: client id -> logger names whose forwarded records it wants (None: all)
         self.log_subscribers: dict[str, set[str | None]] = {}
-        scheduler.on_client_removed.append(lambda client_id: self.log_subscribers.pop(client_id, None))
+
+    def handlers(self) -> dict[str, Any]:
+        return {op: getattr(self, op) for op in OPS}
+
+    def remove_client(self, client_id: str, stimulus_id: str) -> None:
+        self.log_subscribers.pop(client_id, None)
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     # ------------------------------------------------------------------ worker setups
 
@@ -66,7 +77,7 @@ class AdminServer:
         if idempotent and name in self.worker_setups:
             return {}
         self.worker_setups[name] = (function, args)
-        return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
+        return await self.scheduler.broadcast("run", function=function, args=args, wait=True)
 
     async def remove_worker_setup(
         self, peer: Peer, name: str, function: Any = None, args: Any = None, missing: str | None = None
@@ -77,7 +88,7 @@ class AdminServer:
             raise ValueError(missing)
         if function is None:
             return {}
-        return await self.scheduler._broadcast(peer, "run", {"function": function, "args": args, "wait": True})
+        return await self.scheduler.broadcast("run", function=function, args=args, wait=True)
 
     def admit_worker(self, address: str, admit: Any) -> bool:
         """Called for a worker that registers. With setups to run, run them on it first
@@ -85,9 +96,7 @@ class AdminServer:
         any, returns False and the caller admits the worker at once."""
         if not self.worker_setups:
             return False
-        task = asyncio.ensure_future(self._setup_then_admit(address, admit))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._setup_then_admit(address, admit))
         return True
 
     async def _setup_then_admit(self, address: str, admit: Any) -> None:
@@ -130,8 +139,9 @@ class AdminServer:
             peer = self.scheduler.workers.get(address)
             if peer is None:
                 return
+            nbytes = {key: tasks[key].nbytes for key in who_has if key in tasks}
             try:
-                await peer.request("acquire_replicas", who_has=who_has)
+                await peer.request("acquire_replicas", who_has=who_has, nbytes=nbytes)
             except Exception as e:  # noqa: BLE001 - a failed copy is only not followed by a drop
                 logger.warning("worker %s could not fetch %d replicas: %s", address, len(who_has), e)
 
@@ -139,11 +149,12 @@ class AdminServer:
 
     def _drop(self, drops: list[tuple[Any, str]]) -> None:
         if drops:
-            self.scheduler._stimulate([DropReplicas(f"drop-replicas-{next(_ids)}", drops)])
+            sched = self.scheduler
+            sched.stimulate(DropReplicas(sched.new_stimulus_id("drop-replicas"), drops))
 
     async def replicate(self, peer: Peer, keys: list, n: int | None = None, workers: Any = None) -> None:
         tasks = self._in_memory(keys)
-        targets = self.scheduler._select(workers)
+        targets = self.scheduler.select_workers(workers)
         if workers is not None and not targets:
             raise ValueError(f"none of these workers is connected: {list(workers)}")
         holders = {ts.key: {w.address for w in ts.who_has} for ts in tasks}
@@ -158,7 +169,7 @@ class AdminServer:
             tasks = [ts for ts in st.tasks.values() if ts.state == "memory"]
         else:
             tasks = self._in_memory(keys)
-        targets = self.scheduler._select(workers)
+        targets = self.scheduler.select_workers(workers)
         holders = {ts.key: {w.address for w in ts.who_has} for ts in tasks}
         nbytes = {ts.key: ts.nbytes for ts in tasks}
         moves = placement.plan_rebalance(holders, nbytes, {ws.address: ws.nbytes for ws in targets})
@@ -186,7 +197,7 @@ class AdminServer:
         st = sched.state
         if workers is None and names is None:
             names = sched.workers_to_close(n=n)
-        selected = sched._select(list(workers if workers is not None else names))
+        selected = sched.select_workers(list(workers if workers is not None else names))
         retiring = {ws.address for ws in selected}
         if not retiring:
             return {}
@@ -225,7 +236,7 @@ class AdminServer:
             return out
         self._set_retiring(keep, False)
         for address in out:
-            sched._exit_reasons[address] = "retired"
+            sched.set_exit_reason(address, "retired")
             ws = st.workers.get(address)
             nanny = sched.nannies.get(ws.nanny) if ws is not None and ws.nanny else None
             if close_workers and nanny is not None and not nanny.closed:
@@ -239,18 +250,15 @@ class AdminServer:
                 await wpeer.close()  # a worker closes itself when it loses the scheduler
         deadline = loop.time() + timeout
         while any(a in st.workers for a in out) and loop.time() < deadline:
-            sched._workers_changed.clear()
-            try:
-                await asyncio.wait_for(sched._workers_changed.wait(), deadline - loop.time())
-            except asyncio.TimeoutError:
-                pass
+            await sched.workers_changed(deadline - loop.time())
         sched.log_event("all", {"action": "retire-workers", "workers": sorted(out)})
         logger.info("Retired workers %s", sorted(out))
         return out
 
     def _set_retiring(self, addresses: Any, retiring: bool) -> None:
         if addresses:
-            self.scheduler._stimulate([SetRetiring(f"retire-workers-{next(_ids)}", list(addresses), retiring)])
+            sched = self.scheduler
+            sched.stimulate(SetRetiring(sched.new_stimulus_id("retire-workers"), list(addresses), retiring))
 
     # ------------------------------------------------------------------ logs
 
@@ -263,7 +271,7 @@ class AdminServer:
         """`{worker address: [(level, line), ...]}` newest first, from each worker (or its
         nanny with `nanny=True`; workers without one are left out)."""
         sched = self.scheduler
-        targets = sched._select(workers)
+        targets = sched.select_workers(workers)
 
         async def one(ws: Any) -> Any:
             if nanny:
@@ -412,7 +420,7 @@ class AdminServer:
 
         workers = await asyncio.gather(*(one(a) for a in addresses))
         state = {
-            "scheduler": cluster_dump.scheduler_state(self.scheduler, exclude),
+            "scheduler": scheduler_state(self.scheduler, exclude),
             "workers": dict(zip(addresses, workers)),
             "versions": cluster_dump.plain(await self.versions(peer)),
         }
@@ -435,7 +443,7 @@ class AdminServer:
                 out[kind].setdefault(size, []).append(bandwidth)
 
         for kind in ("disk", "memory"):
-            replies = await self.scheduler._broadcast(peer, f"benchmark_{kind}", {})
+            replies = await self.scheduler.broadcast(f"benchmark_{kind}")
             for ok, value in replies.values():
                 if ok:
                     add(kind, value)
@@ -473,16 +481,3 @@ class AdminServer:
         workers = {ws.address: ws.versions or {} for ws in self.scheduler.state.workers.values()}
         return {"scheduler": get_versions(), "workers": workers}
 
-
-def register(scheduler: Any) -> AdminServer:
-    """Attach the admin handlers to `scheduler`."""
-    server = AdminServer(scheduler)
-    ops = (
-        "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
-        "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
-        "remove_worker_setup", "subscribe_logs", "forward_log",
-        "benchmark_hardware", "retire_workers", "get_scheduler_logs", "get_worker_logs",
-    )  # fmt: skip
-    for op in ops:
-        scheduler.handlers[op] = getattr(server, op)
-    return server

@@ -67,3 +67,39 @@ class SetRetiring(SchedulerEvent):
 
     addresses: list
     retiring: bool = True
+
+
+@dataclass(slots=True)
+class HoldKeys(SchedulerEvent):
+    """A named hold keeps these keys alive (and computed), as a client that wants them
+    would, but it is not a client: nothing is ever sent to it. Extensions hold the keys
+    of the futures they store (a published dataset, a `Variable`, a `Queue`); keys the
+    scheduler does not know are ignored."""
+
+    holder: str
+    keys: tuple
+
+
+@dataclass(slots=True)
+class ReleaseHold(SchedulerEvent):
+    """The named hold lets go of these keys (`keys=None`: of all of them, and the hold
+    is gone); a key nobody else needs is then released."""
+
+    holder: str
+    keys: tuple | None = None
+
+
+@dataclass(slots=True)
+class WantKeys(SchedulerEvent):
+    """The connected client `client_id` now wants these keys, as if it had sent
+    `desire-keys`: an extension handing the client futures (a dataset, a variable's or a
+    queue's value) makes it want their keys before its reply leaves."""
+
+    client_id: str
+    keys: tuple
+
+
+@dataclass(slots=True)
+class Restart(SchedulerEvent):
+    """Forget every task (`Scheduler.restart`): every client's futures are cancelled
+    with reason `scheduler-restart`, and every hold lets go of its keys."""

@@ -15,15 +15,16 @@ import time
 from typing import Any
 
 from shoal.rpc import Peer
+from shoal.scheduler.extension import SchedulerExtension
 
 #: what a client may ask to sample -> the `metrics_of` figure it sums
 MEASURES = {"process": "memory", "managed": "managed", "unmanaged": "unmanaged", "spilled": "spilled",
             "managed_total": "managed_bytes"}  # fmt: skip
 
 
-class MemorySamplers:
+class MemorySamplers(SchedulerExtension):
     def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         #: sampler id -> (client id, measure, samples, its task)
         self.running: dict[str, tuple[str, str, list, asyncio.Task]] = {}
         self._ids = itertools.count(1)
@@ -33,7 +34,10 @@ class MemorySamplers:
         sched = self.scheduler
         return sum(int(sched.metrics_of(ws).get(field, 0)) for ws in sched.state.workers.values())
 
-    async def start(self, peer: Peer, measure: str = "process", interval: float = 0.5) -> str:
+    def handlers(self) -> dict[str, Any]:
+        return {"memory_sampler_start": self.sampler_start, "memory_sampler_stop": self.sampler_stop}
+
+    async def sampler_start(self, peer: Peer, measure: str = "process", interval: float = 0.5) -> str:
         if measure not in MEASURES:
             raise ValueError(f"unknown measure {measure!r}: use one of {sorted(MEASURES)}")
         interval = float(interval)
@@ -47,11 +51,11 @@ class MemorySamplers:
                 await asyncio.sleep(interval)
                 samples.append((time.time(), self.total(measure)))
 
-        task = asyncio.ensure_future(run())
+        task = self.scheduler.spawn(run())
         self.running[key] = (peer.ident, measure, samples, task)
         return key
 
-    async def stop(self, peer: Peer, key: str) -> list:
+    async def sampler_stop(self, peer: Peer, key: str) -> list:
         entry = self.running.pop(key, None)
         if entry is None:
             raise KeyError(f"no memory sampler {key!r} is running")
@@ -60,7 +64,7 @@ class MemorySamplers:
         samples.append((time.time(), self.total(measure)))  # the block's end, however short
         return samples
 
-    def client_gone(self, client_id: str) -> None:
+    def remove_client(self, client_id: str, stimulus_id: str) -> None:
         for key, (owner, _, _, task) in list(self.running.items()):
             if owner == client_id:
                 task.cancel()
@@ -73,11 +77,3 @@ class MemorySamplers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-
-def register(scheduler: Any) -> MemorySamplers:
-    """Attach the memory-sampler handlers to `scheduler`."""
-    samplers = MemorySamplers(scheduler)
-    scheduler.handlers["memory_sampler_start"] = samplers.start
-    scheduler.handlers["memory_sampler_stop"] = samplers.stop
-    scheduler.on_client_removed.append(samplers.client_gone)
-    return samplers

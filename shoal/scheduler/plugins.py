@@ -25,23 +25,57 @@ import inspect
 import logging
 from typing import Any
 
+from shoal.background import BackgroundTasks
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
+from shoal.scheduler.extension import SchedulerExtension
 from shoal.utils import overrides_hook
 
 logger = logging.getLogger("shoal.scheduler")
 
 
-class PluginHost:
+class PluginHost(SchedulerExtension):
+    """The scheduler extension holding the scheduler and nanny plugins. Its extension
+    hooks (`add_worker`, ..., `restart`) call the plugins' hooks of the same name, with
+    the arguments `SchedulerPlugin` documents."""
+
     def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         #: scheduler plugins by name
         self.plugins: dict[str, Any] = {}
         #: hook name -> {plugin name: plugin} of the plugins that override it
         self._hooks: dict[str, dict[str, Any]] = {}
         #: nanny plugins by name, as sent by a client
         self.nanny_plugins: dict[str, Pickled] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks("the scheduler plugins")
+
+    def handlers(self) -> dict[str, Any]:
+        return {op: getattr(self, op) for op in (
+            "register_scheduler_plugin", "unregister_scheduler_plugin", "register_nanny_plugin",
+            "unregister_nanny_plugin",
+        )}  # fmt: skip
+
+    # ------------------------------------------------------------------ extension hooks
+
+    def add_worker(self, address: str, stimulus_id: str) -> None:
+        if "add_worker" in self._hooks:
+            self.fire("add_worker", self.scheduler, worker=address)
+
+    def remove_worker(self, address: str, reason: str, stimulus_id: str) -> None:
+        if "remove_worker" in self._hooks:
+            self.fire("remove_worker", self.scheduler, worker=address, stimulus_id=stimulus_id)
+
+    def add_client(self, client_id: str, stimulus_id: str) -> None:
+        if "add_client" in self._hooks:
+            self.fire("add_client", self.scheduler, client=client_id)
+
+    def remove_client(self, client_id: str, stimulus_id: str) -> None:
+        if "remove_client" in self._hooks:
+            self.fire("remove_client", self.scheduler, client=client_id)
+
+    def restart(self, stimulus_id: str) -> None:
+        if "restart" in self._hooks:
+            self.fire("restart", self.scheduler)
 
     # ------------------------------------------------------------------ scheduler plugins
 
@@ -105,9 +139,7 @@ class PluginHost:
                 logger.exception("scheduler plugin %r failed in %s", name, hook)
                 continue
             if inspect.isawaitable(result):
-                task = asyncio.ensure_future(_logged(result, name, hook))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(_logged(result, name, hook))
 
     async def close(self) -> None:
         """`before_close()` then `close()` of every plugin; background hooks cancelled.
@@ -126,9 +158,7 @@ class PluginHost:
                         await result
                 except Exception:
                     logger.exception("scheduler plugin %r failed in %s", name, hook)
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     # the observer protocol of `SchedulerState.observers`
 
@@ -195,11 +225,3 @@ async def _logged(aw: Any, name: str, hook: str) -> None:
     except Exception:
         logger.exception("scheduler plugin %r failed in %s", name, hook)
 
-
-def register(scheduler: Any) -> PluginHost:
-    """Attach the plugin handlers to `scheduler`."""
-    host = PluginHost(scheduler)
-    for op in ("register_scheduler_plugin", "unregister_scheduler_plugin", "register_nanny_plugin",
-               "unregister_nanny_plugin"):  # fmt: skip
-        scheduler.handlers[op] = getattr(host, op)
-    return host

@@ -15,14 +15,18 @@ from typing import Any
 
 from shoal import profile
 from shoal.rpc import Peer
+from shoal.scheduler.extension import SchedulerExtension
 
 logger = logging.getLogger("shoal.scheduler")
 
 
-class ProfileServer:
+class ProfileServer(SchedulerExtension):
     def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         self.sampler: profile.Sampler | None = None
+
+    def handlers(self) -> dict[str, Any]:
+        return {"profile": self.profile, "memory_history": self.memory_history}
 
     def start(self) -> None:
         """Start sampling the calling (event-loop) thread."""
@@ -73,10 +77,3 @@ class ProfileServer:
         """`{worker: [(time, rss), ...]}` in [`start`, `stop`]."""
         return await self._ask(workers, "memory_history", start=start, stop=stop)
 
-
-def register(scheduler: Any) -> ProfileServer:
-    """Attach the profile handlers to `scheduler`."""
-    server = ProfileServer(scheduler)
-    scheduler.handlers["profile"] = server.profile
-    scheduler.handlers["memory_history"] = server.memory_history
-    return server

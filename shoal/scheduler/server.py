@@ -23,41 +23,33 @@ from typing import Any
 import msgpack
 
 from shoal import config, log_buffer
+from shoal.background import BackgroundTasks
 from shoal.comm import listen
-from shoal.comm.addressing import parse_address
-from shoal.datasets import register as register_datasets
+from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
 from shoal.protocol.requests import REQUESTS, check_request
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
 from shoal.scheduler import adaptive
-from shoal.scheduler.admin import register as register_admin
-from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, WorkerMsg
+from shoal.scheduler.admin import AdminServer
+from shoal.scheduler.datasets import DatasetServer
+from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, Restart, WorkerMsg
+from shoal.scheduler.extension import call_hook, overridden_hooks
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.liveness import check_interval, expired, parse_ttl
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
-from shoal.scheduler.plugins import register as register_plugins
-from shoal.scheduler.memory_sampler import register as register_memory_samplers
-from shoal.scheduler.profiling import register as register_profiling
+from shoal.scheduler.plugins import PluginHost
+from shoal.scheduler.memory_sampler import MemorySamplers
+from shoal.scheduler.profiling import ProfileServer
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
-from shoal.sync.server import register as register_sync
+from shoal.sync.server import SyncServer
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
 
-_LOOPBACK = ("127.", "localhost", "::1", "[::1]")
-
 #: graphs with at least this many tasks are ingested with the cyclic GC paused
 LARGE_GRAPH = 10_000
-
-
-def _is_loopback(address: str) -> bool:
-    scheme, loc = parse_address(address)
-    if scheme == "inproc":
-        return True
-    host = loc.rsplit(":", 1)[0] if ":" in loc else loc
-    return host == "" or host.startswith(_LOOPBACK)
 
 
 class Scheduler:
@@ -103,7 +95,8 @@ class Scheduler:
         self._exit_reasons: dict[str, str] = {}
         #: worker address -> the metrics of its last heartbeat (memory, spilled, ...)
         self.worker_metrics: dict[str, dict] = {}
-        self._background: set[asyncio.Task] = set()
+        #: background tasks the scheduler owns (cancelled and awaited on close)
+        self.background = BackgroundTasks("the scheduler")
         self._closed = asyncio.Event()
         self.status = "created"
         #: why the scheduler stopped by itself (a fatal error), if it did
@@ -147,18 +140,61 @@ class Scheduler:
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
         self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
         self._watch_ids = itertools.count(1)
-        #: called with the id of each client that disconnects (e.g. to free its leases)
-        self.on_client_removed: list[Any] = []
-        self.on_client_removed.append(self._drop_watches_of)
-        self.on_client_removed.append(self.events.unsubscribe)
-        self.sync = register_sync(self)
-        self.datasets = register_datasets(self)
-        self.admin = register_admin(self)
+        #: extensions by name, in order of addition (`add_extension`, `extension.py`)
+        self.extensions: dict[str, Any] = {}
+        #: hook name -> [(extension name, extension)] of the extensions that implement it
+        self._extension_hooks: dict[str, list[tuple[str, Any]]] = {}
+        self.sync = self.add_extension("sync", SyncServer(self))
+        self.datasets = self.add_extension("datasets", DatasetServer(self))
+        self.admin = self.add_extension("admin", AdminServer(self))
         #: scheduler plugins (`Scheduler.plugins`) and the nanny plugins the scheduler keeps
-        self.plugin_host = register_plugins(self)
+        self.plugin_host = self.add_extension("plugins", PluginHost(self))
         self._initial_plugins = list(plugins or ())
-        self.profiling = register_profiling(self)
-        self.memory_samplers = register_memory_samplers(self)
+        self.profiling = self.add_extension("profiling", ProfileServer(self))
+        self.memory_samplers = self.add_extension("memory_samplers", MemorySamplers(self))
+
+    # ------------------------------------------------------------------ the extension door
+
+    def add_extension(self, name: str, extension: Any) -> Any:
+        """Host `extension` under `name` (see `shoal.scheduler.extension`): register its
+        request handlers and call its hooks from now on. Returns the extension."""
+        if name in self.extensions:
+            raise ValueError(f"a scheduler extension named {name!r} already exists")
+        handlers = extension.handlers() if hasattr(extension, "handlers") else {}
+        taken = [op for op in handlers if op in self.handlers]
+        if taken:
+            raise ValueError(f"scheduler extension {name!r}: operations {taken} already have a handler")
+        self.handlers.update(handlers)
+        self.extensions[name] = extension
+        for hook in overridden_hooks(extension):
+            self._extension_hooks.setdefault(hook, []).append((name, extension))
+        if self.status == "running":
+            self.spawn(self._start_extension(name, extension))
+        return extension
+
+    async def _start_extension(self, name: str, extension: Any) -> None:
+        start = getattr(extension, "start", None)
+        if start is None:
+            return
+        try:
+            result = start()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("scheduler extension %r failed to start", name)
+            raise
+
+    def _call_extensions(self, hook: str, *args: Any) -> None:
+        for name, extension in self._extension_hooks.get(hook, ()):
+            call_hook(name, extension, hook, *args)
+
+    def new_stimulus_id(self, prefix: str) -> str:
+        """A stimulus id unique in this scheduler, e.g. ``"publish-17"``."""
+        return f"{prefix}-{next(self._sid)}"
+
+    def spawn(self, coro: Any) -> asyncio.Task:
+        """Run `coro` as a background task the scheduler owns (ended when it closes)."""
+        return self.background.spawn(coro)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,7 +213,7 @@ class Scheduler:
     async def start(self) -> Scheduler:
         if self.status == "running":
             return self
-        if self.secret is None and not self.insecure and not _is_loopback(self._requested_address):
+        if self.secret is None and not self.insecure and not is_loopback_address(self._requested_address):
             raise ValueError(
                 f"refusing to listen on {self._requested_address} without authentication: "
                 "pass a shared secret (security) or insecure=True"
@@ -193,10 +229,11 @@ class Scheduler:
 
             self.local_listener = await listen(new_address(), self._handle_comm, info=self.listener.info)
         self.status = "running"
-        self.profiling.start()
+        for name, extension in list(self.extensions.items()):
+            await self._start_extension(name, extension)
         log_buffer.install()
         if self.worker_ttl is not None:
-            self._spawn(self._watch_worker_ttl(self.worker_ttl))
+            self.spawn(self._watch_worker_ttl(self.worker_ttl))
         logger.info("Scheduler at %s", self.address)
         for plugin in self._initial_plugins:
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
@@ -245,25 +282,42 @@ class Scheduler:
         self.status = "closing"
         if self.dashboard is not None:
             await self.dashboard.close()
-        self.profiling.close()
-        await self.memory_samplers.close()
         for listener in (self.listener, self.local_listener):
             if listener is not None:
                 await listener.stop()
-        await self.plugin_host.close()
-        await self.admin.close()
+        for name, extension in reversed(list(self.extensions.items())):
+            close = getattr(extension, "close", None)
+            if close is None:
+                continue
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("scheduler extension %r failed to close", name)
         peers = list(self.clients.values()) + list(self.workers.values()) + list(self.nannies.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
-        current = asyncio.current_task()
-        for t in list(self._background):
-            if t is not current:
-                t.cancel()
+        await self.background.close()
         self.status = "closed"
         self._closed.set()
 
     async def finished(self) -> None:
         """Wait until the scheduler has closed (e.g. after `Client.shutdown`)."""
         await self._closed.wait()
+
+    async def workers_changed(self, timeout: float | None = None) -> None:
+        """Wait until a worker joins or leaves, at most `timeout` seconds (no error on
+        timeout: callers re-check their condition)."""
+        self._workers_changed.clear()
+        try:
+            await asyncio.wait_for(self._workers_changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def set_exit_reason(self, address: str, reason: str) -> None:
+        """Why worker `address` is about to leave, logged and told when it disconnects."""
+        if address in self.workers:
+            self._exit_reasons[address] = reason
 
     async def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -289,23 +343,19 @@ class Scheduler:
     async def _peer_gone(self, peer: Peer) -> None:
         if peer.role == "client" and self.clients.get(peer.ident) is peer:
             del self.clients[peer.ident]
-            self._stimulate([RemoveClient(f"client-gone-{next(self._sid)}", peer.ident)])
+            sid = self.new_stimulus_id("client-gone")
+            self.stimulate(RemoveClient(sid, peer.ident))
             self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
-            if self.plugin_host.wants("remove_client"):
-                self.plugin_host.fire("remove_client", self, client=peer.ident)
-            for callback in list(self.on_client_removed):
-                try:
-                    callback(peer.ident)
-                except Exception:
-                    logger.exception("client-removed callback %r failed", callback)
+            self._drop_watches_of(peer.ident)
+            self.events.unsubscribe(peer.ident)
+            self._call_extensions("remove_client", peer.ident, sid)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
             self.worker_metrics.pop(peer.ident, None)
             reason = self._exit_reasons.pop(peer.ident, "connection closed")
-            sid = f"worker-gone-{next(self._sid)}"
-            self._stimulate([RemoveWorker(sid, peer.ident, reason)])
-            if self.plugin_host.wants("remove_worker"):
-                self.plugin_host.fire("remove_worker", self, worker=peer.ident, stimulus_id=sid)
+            sid = self.new_stimulus_id("worker-gone")
+            self.stimulate(RemoveWorker(sid, peer.ident, reason))
+            self._call_extensions("remove_worker", peer.ident, reason, sid)
             self._workers_changed.set()
             logger.info("Remove worker %s (%s)", peer.ident, reason)
             self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident, "reason": reason})
@@ -368,6 +418,7 @@ class Scheduler:
     def _on_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
         sid = f"{peer.role or 'peer'}-{next(self._sid)}"
         events: list[Any] = []
+        arrivals: list[Any] = []
         role = peer.role
         if role is not None and peer.closed and self._registered(peer) is not peer:
             return  # delivered late (after a request of its packet), after the peer left
@@ -381,6 +432,7 @@ class Scheduler:
                 role = "client"
                 self.clients[msg.client_id] = peer
                 events.append(AddClient(sid, msg.client_id))
+                arrivals.append(events[-1])
                 self.log_event(["all", msg.client_id], {"action": "add-client", "client": msg.client_id})
             elif type(msg) is m.RegisterWorker:
                 peer.role, peer.ident = "worker", msg.address
@@ -390,25 +442,28 @@ class Scheduler:
                 if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
                     continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))
+                arrivals.append(events[-1])
                 self._workers_changed.set()
                 self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
             try:
-                self._stimulate(events)
+                self.stimulate(*events)
             except Exception as e:
                 peer.reject(f"its messages made the state machine fail: {e!r}")
                 return
-            if self.plugin_host.active:
-                self._fire_plugins(events)
+            if self.plugin_host.wants("update_graph"):
+                self._fire_update_graph(events)
+            if arrivals:
+                self._extension_events(arrivals)
 
-    def _fire_plugins(self, events: list[Any]) -> None:
-        """The scheduler plugin hooks for what these (just handled) events did."""
+    def _fire_update_graph(self, events: list[Any]) -> None:
+        """The scheduler plugins' `update_graph` hook for the graphs of these (just
+        handled) events."""
         host = self.plugin_host
         for ev in events:
-            kind = type(ev)
-            if kind is ClientMsg and type(ev.msg) is m.UpdateGraph and host.wants("update_graph"):
+            if type(ev) is ClientMsg and type(ev.msg) is m.UpdateGraph:
                 msg = ev.msg
                 annotations: dict[str, dict] = {}
                 for key, _, _, _, _, ann in msg.tasks:
@@ -419,24 +474,30 @@ class Scheduler:
                     tasks=[t[0] for t in msg.tasks], annotations=annotations,
                     priority={t[0]: tuple(t[4]) for t in msg.tasks}, stimulus_id=ev.stimulus_id,
                 )  # fmt: skip
-            elif kind is AddClient and host.wants("add_client"):
-                host.fire("add_client", self, client=ev.client_id)
-            elif kind is AddWorker and host.wants("add_worker"):
-                host.fire("add_worker", self, worker=ev.msg.address)
+
+    def _extension_events(self, events: list[Any]) -> None:
+        """The extensions' `add_worker` / `add_client` hooks for these (handled) events."""
+        for ev in events:
+            if type(ev) is AddWorker:
+                self._call_extensions("add_worker", ev.msg.address, ev.stimulus_id)
+            elif type(ev) is AddClient:
+                self._call_extensions("add_client", ev.client_id, ev.stimulus_id)
 
     def _admit(self, sid: str, msg: m.RegisterWorker) -> None:
         events = [AddWorker(sid, msg)]
-        self._stimulate(events)
+        self.stimulate(*events)
         self._workers_changed.set()
         self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
-        if self.plugin_host.active:
-            self._fire_plugins(events)
+        self._extension_events(events)
 
-    def _stimulate(self, events: list[Any]) -> None:
+    def stimulate(self, *events: Any) -> None:
+        """Hand `events` (`shoal.scheduler.events`) to the state machine and send the
+        messages it answers with: the one way anything changes the scheduler's state.
+        A handler that raises: see `_stimulus_failed`."""
         clients = self.clients
         if any(type(ev) is ClientMsg and ev.client_id not in clients and ev.client_id != FIRE_AND_FORGET for ev in events):
             # a client that left is gone for good: nothing it sent late may register it again
-            events = [ev for ev in events if type(ev) is not ClientMsg or ev.client_id in clients or ev.client_id == FIRE_AND_FORGET]
+            events = tuple(ev for ev in events if type(ev) is not ClientMsg or ev.client_id in clients or ev.client_id == FIRE_AND_FORGET)
             if not events:
                 return
         big = gc.isenabled() and any(
@@ -489,7 +550,7 @@ class Scheduler:
             )  # fmt: skip
             self.status_reason = f"fatal: state machine failed on {kinds}: {exc!r}"
             if self.status == "running":
-                self._spawn(self.close())
+                self.spawn(self.close())
             return
         logger.error("scheduler state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
 
@@ -560,7 +621,9 @@ class Scheduler:
             out[key] = [w.address for w in ts.who_has] if ts is not None else []
         return out
 
-    def _select(self, workers: Any) -> list:
+    def select_workers(self, workers: Any) -> list:
+        """The `SchedWorker`s named by `workers` (addresses or names; None: all), in
+        that order; unknown names are skipped."""
         st = self.state
         if workers is None:
             return list(st.workers.values())
@@ -574,13 +637,13 @@ class Scheduler:
         return out
 
     async def _has_what(self, peer: Peer, workers: Any = None) -> dict:
-        return {ws.address: [ts.key for ts in ws.has_what] for ws in self._select(workers)}
+        return {ws.address: [ts.key for ts in ws.has_what] for ws in self.select_workers(workers)}
 
     async def _nthreads(self, peer: Peer, workers: Any = None) -> dict:
-        return {ws.address: ws.nthreads for ws in self._select(workers)}
+        return {ws.address: ws.nthreads for ws in self.select_workers(workers)}
 
     async def _processing(self, peer: Peer, workers: Any = None) -> dict:
-        return {ws.address: [ts.key for ts in ws.processing] for ws in self._select(workers)}
+        return {ws.address: [ts.key for ts in ws.processing] for ws in self.select_workers(workers)}
 
     async def _story(self, peer: Peer, keys: Any = ()) -> list:
         return [list(e) for e in self.state.story(*keys)]
@@ -612,7 +675,7 @@ class Scheduler:
         result = func(*a, **kw)
         if inspect.isawaitable(result):
             if not wait:
-                asyncio.ensure_future(result)
+                self.spawn(result)
                 return dumps(None)
             result = await result
         return dumps(result)
@@ -671,28 +734,23 @@ class Scheduler:
         if worker in self.workers:
             self._exit_reasons[worker] = reason
 
-    def forget_all_tasks(self) -> None:
-        """Cancel every task for every client (reason `scheduler-restart`): the scheduler
-        forgets them all; clients drop their futures."""
-        sid = f"restart-{next(self._sid)}"
-        events = [
-            ClientMsg(sid, cs.id, m.CancelKeys(tuple(ts.key for ts in cs.wants), True, m.RESTART_REASON, m.RESTART_MSG))
-            for cs in list(self.state.clients.values())
-            if cs.wants
-        ]
-        if events:
-            self._stimulate(events)
+    def forget_all_tasks(self) -> str:
+        """Cancel every task for every client (reason `scheduler-restart`, the `Restart`
+        event): the scheduler forgets them all; clients drop their futures. Returns the
+        stimulus id."""
+        sid = self.new_stimulus_id("restart")
+        self.stimulate(Restart(sid))
         marker = m.CancelledKeys((), m.RESTART_REASON, m.RESTART_MSG)  # "forget all your futures"
         for peer in list(self.clients.values()):
             if not peer.closed:
                 peer.send(marker)
+        return sid
 
     async def restart(self, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
         """Forget all tasks, then `restart_workers` on every worker."""
         logger.info("Restarting all workers and forgetting all tasks")
-        self.forget_all_tasks()
-        if self.plugin_host.wants("restart"):
-            self.plugin_host.fire("restart", self)
+        sid = self.forget_all_tasks()
+        self._call_extensions("restart", sid)
         await self.restart_workers(None, timeout=timeout, wait_for_workers=wait_for_workers)
         self.log_event("all", {"action": "restart"})
 
@@ -758,11 +816,7 @@ class Scheduler:
                     f"{timeout}s only {back} have returned. Consider a longer timeout, or "
                     "`wait_for_workers=False`."
                 )
-            self._workers_changed.clear()
-            try:
-                await asyncio.wait_for(self._workers_changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
+            await self.workers_changed(remaining)
         return out
 
     async def _restart(self, peer: Peer, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
@@ -776,7 +830,7 @@ class Scheduler:
     async def _terminate(self, peer: Peer) -> None:
         """Close the scheduler (after answering): its workers and nannies close with it."""
         logger.info("Scheduler closing at the request of %s", peer.ident)
-        asyncio.get_running_loop().call_soon(lambda: self._spawn(self.close()))
+        asyncio.get_running_loop().call_soon(lambda: self.spawn(self.close()))
 
     def _heartbeat(self, peer: Peer, metrics: Any = None) -> None:
         """A worker saying it is alive (the packet itself updates `peer.last_seen`), with
@@ -796,16 +850,17 @@ class Scheduler:
                 reason = f"worker-ttl: not heard from for {now - peer.last_seen:.1f} s (worker-ttl {ttl:g} s)"
                 logger.warning("Removing worker %s: %s", addr, reason)
                 self._exit_reasons[addr] = reason
-                self._spawn(self._peer_gone(peer))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+                self.spawn(self._peer_gone(peer))
 
     async def _broadcast(self, peer: Peer, name: str, kwargs: dict, workers: Any = None) -> dict:
-        """Call `name` on each worker; return `{address: (ok, value)}` as the workers sent it."""
-        targets = [ws.address for ws in self._select(workers)]
+        return await self.broadcast(name, workers, **kwargs)
+
+    async def broadcast(self, op: str, workers: Any = None, **kwargs: Any) -> dict:
+        """Call worker operation `op` with `kwargs` on each worker of `workers` (addresses
+        or names; None: all); return `{address: (ok, value)}` as the workers sent it (a
+        worker that is gone or fails to answer: `(False, Pickled OSError)`)."""
+        name = op
+        targets = [ws.address for ws in self.select_workers(workers)]
 
         async def one(addr: str) -> tuple:
             wpeer = self.workers.get(addr)
@@ -821,8 +876,11 @@ class Scheduler:
         return dict(zip(targets, results))
 
 
-    async def _get_task_stream(
-        self, peer: Peer, start: float | None = None, stop: float | None = None, count: int | None = None,
+    async def _get_task_stream(self, peer: Peer, **kwargs: Any) -> dict:
+        return await self.get_task_stream(**kwargs)
+
+    async def get_task_stream(
+        self, start: float | None = None, stop: float | None = None, count: int | None = None,
         since: dict | None = None,
     ) -> dict:
         """The task stream, fetched on demand from every worker's ring buffer (nothing is

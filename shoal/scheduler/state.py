@@ -42,14 +42,18 @@ from shoal.scheduler.events import (
     AddWorker,
     ClientMsg,
     DropReplicas,
+    HoldKeys,
+    ReleaseHold,
     RemoveClient,
     RemoveWorker,
+    Restart,
     SchedulerEvent,
     SetRetiring,
+    WantKeys,
     WorkerMsg,
 )
 from shoal.scheduler.instructions import Instruction, ToClient, ToWorker
-from shoal.scheduler.placement import priority_rank
+from shoal.protocol.priority import priority_rank
 from shoal.utils import Key, key_prefix
 
 FIRE_AND_FORGET = "fire-and-forget"
@@ -304,14 +308,18 @@ class SchedWorker:
 
 
 class SchedClient:
-    __slots__ = ("id", "wants")
+    """A client that wants keys, or (`hold=True`) a named hold (`HoldKeys`: an
+    extension's, or `fire-and-forget`) that keeps keys alive and is never sent anything."""
 
-    def __init__(self, client_id: str):
+    __slots__ = ("id", "wants", "hold")
+
+    def __init__(self, client_id: str, hold: bool = False):
         self.id = client_id
         self.wants: set[SchedTask] = set()
+        self.hold = hold
 
     def __repr__(self) -> str:
-        return f"<SchedClient {self.id} wants={len(self.wants)}>"
+        return f"<SchedClient {self.id}{' (hold)' if self.hold else ''} wants={len(self.wants)}>"
 
 
 Recs = dict  # key -> recommended finish state
@@ -340,6 +348,9 @@ class SchedulerState:
         self.tasks: dict[Key, SchedTask] = {}
         self.workers: dict[str, SchedWorker] = {}
         self.clients: dict[str, SchedClient] = {}
+        #: named holds (`HoldKeys`, and `fire-and-forget`): they want keys like clients
+        #: but are no clients, so nothing is sent to them
+        self.holds: dict[str, SchedClient] = {}
         #: heap of (priority, tie-breaker, task) ready to run; stale entries skipped
         self.queue: list[tuple[int, int, SchedTask]] = []
         self.unrunnable: set[SchedTask] = set()
@@ -431,7 +442,7 @@ class SchedulerState:
             if ts.who_has and ts.who_wants and ts.state == "memory":
                 # clients fetching it from the lost worker learn where it still is
                 moved = m.KeyMoved(ts.key, tuple(w.address for w in ts.who_has))
-                self._out.extend(ToClient(c.id, moved) for c in ts.who_wants if c.id != FIRE_AND_FORGET)
+                self._out.extend(ToClient(c.id, moved) for c in ts.who_wants if not c.hold)
             if ts in ws.actors:
                 # the object and its state are gone; proxies elsewhere point at nothing
                 text = f"the worker {ws.address} holding actor {ts.key!r} was lost ({ev.reason})"
@@ -449,6 +460,49 @@ class SchedulerState:
                     self._transition(ts, "erred", ev.stimulus_id, recs)
                     continue
             self._transition(ts, "waiting", ev.stimulus_id, recs)
+
+    def _hold(self, holder: str) -> SchedClient:
+        hs = self.holds.get(holder)
+        if hs is None:
+            if holder in self.clients:
+                raise ValueError(f"hold name {holder!r} is a client's id")
+            hs = self.holds[holder] = SchedClient(holder, hold=True)
+        return hs
+
+    def _handle_hold_keys(self, ev: HoldKeys, recs: Recs) -> None:
+        hs = self._hold(ev.holder)
+        tasks = self.tasks
+        for key in ev.keys:
+            ts = tasks.get(key)
+            if ts is not None:
+                self._want(hs, ts, recs)
+
+    def _handle_release_hold(self, ev: ReleaseHold, recs: Recs) -> None:
+        hs = self.holds.get(ev.holder)
+        if hs is None:
+            return
+        if ev.keys is None:
+            del self.holds[ev.holder]
+            held = list(hs.wants)
+        else:
+            held = [ts for ts in map(self.tasks.get, ev.keys) if ts is not None and ts in hs.wants]
+        for ts in held:
+            _without(ts.who_wants, hs)
+            hs.wants.discard(ts)
+            self._maybe_release(ts, recs)
+
+    def _handle_want_keys(self, ev: WantKeys, recs: Recs) -> None:
+        cs = self.clients.get(ev.client_id)
+        if cs is not None:  # else gone meanwhile: nobody to keep them for
+            self._client_wants(cs, ev.keys, recs)
+
+    def _handle_restart(self, ev: Restart, recs: Recs) -> None:
+        roots: dict[SchedTask, None] = {}
+        for owners in (self.clients, self.holds):
+            for cs in owners.values():
+                roots.update(dict.fromkeys(cs.wants))
+        if roots:
+            self._cancel_all(roots, m.RESTART_REASON, m.RESTART_MSG, recs)
 
     def _handle_worker_msg(self, ev: WorkerMsg, recs: Recs) -> None:
         ws = self.workers.get(ev.address)
@@ -478,12 +532,14 @@ class SchedulerState:
                 self._annotate(ts, ann)
             new.append((ts, deps))
         lost: list[SchedTask] = []
+        missing: dict[Key, Key] = {}  # lost task's key -> the dependency nobody has
         for ts, deps in new:
             linked = []
             for dk in deps:
                 dts = tasks.get(dk)
                 if dts is None:
                     lost.append(ts)
+                    missing[ts.key] = dk
                     break
                 if dts not in linked:
                     linked.append(dts)
@@ -491,14 +547,16 @@ class SchedulerState:
             ts.dependencies = tuple(linked)
         cancelled: set[SchedTask] = set()
         for ts in lost:
-            cancelled |= self._cancel(ts, "lost dependencies", None, recs)
+            cancelled |= self._cancel(ts, "lost dependencies", _missing_text(ts.key, missing[ts.key]), recs)
         if self.observers:
             for obs in self.observers:
                 obs.new_keys(cs.id, msg.wanted)
         for key in msg.wanted:
             ts = tasks.get(key)
             if ts is None or ts in cancelled:
-                self._out.append(ToClient(cs.id, m.CancelledKeys((key,), "lost dependencies", None)))
+                k = key if key in missing else next(iter(missing), None)
+                text = _missing_text(k, missing[k]) if k is not None else None
+                self._out.append(ToClient(cs.id, m.CancelledKeys((key,), "lost dependencies", text)))
                 continue
             self._want(cs, ts, recs)
 
@@ -517,7 +575,10 @@ class SchedulerState:
     def _want(self, cs: SchedClient, ts: SchedTask, recs: Recs) -> None:
         ts.who_wants = _with(ts.who_wants, cs)
         cs.wants.add(ts)
-        if ts.state == "memory":
+        if cs.hold:
+            if ts.state == "released":
+                recs[ts.key] = "waiting"
+        elif ts.state == "memory":
             self._out.append(ToClient(cs.id, self._in_memory_msg(ts, None)))
         elif ts.state == "erred":
             self._out.append(ToClient(cs.id, self._erred_msg(ts)))
@@ -534,23 +595,29 @@ class SchedulerState:
             self._maybe_release(ts, recs)
 
     def _desire_keys(self, cs: SchedClient, msg: m.DesireKeys, recs: Recs) -> None:
-        target = self.clients.get(msg.client_id)
-        if target is None:
-            target = self.clients[msg.client_id] = SchedClient(msg.client_id)
+        if msg.client_id == FIRE_AND_FORGET:
+            target = self._hold(FIRE_AND_FORGET)
+        else:
+            target = self.clients.get(msg.client_id)
+            if target is None:
+                target = self.clients[msg.client_id] = SchedClient(msg.client_id)
+        self._client_wants(target, msg.keys, recs)
+
+    def _client_wants(self, target: SchedClient, keys: Any, recs: Recs) -> None:
         unknown = []
-        for key in msg.keys:
+        for key in keys:
             ts = self.tasks.get(key)
             if ts is None:
                 unknown.append(key)
                 continue
-            if msg.client_id == FIRE_AND_FORGET and ts.state in ("memory", "erred"):
+            if target.id == FIRE_AND_FORGET and ts.state in ("memory", "erred"):
                 continue  # already done: nothing to keep alive
             self._want(target, ts, recs)
-        if unknown and msg.client_id != FIRE_AND_FORGET:
+        if unknown and not target.hold:
             # a future for a key nobody holds (released, forgotten by a restart): it
             # would otherwise wait forever
             text = "the scheduler does not know this key (it was released or forgotten, e.g. by a restart)"
-            self._out.append(ToClient(msg.client_id, m.CancelledKeys(tuple(unknown), "unknown-key", text)))
+            self._out.append(ToClient(target.id, m.CancelledKeys(tuple(unknown), "unknown-key", text)))
 
     def _cancel_keys(self, cs: SchedClient, msg: m.CancelKeys, recs: Recs) -> None:
         reason = msg.reason or "unknown"
@@ -566,7 +633,13 @@ class SchedulerState:
 
     def _cancel(self, ts: SchedTask, reason: str, text: str | None, recs: Recs) -> set[SchedTask]:
         """Cancel `ts` and, recursively, everything that depends on it, for every client."""
-        stack, seen = [ts], {ts}
+        return self._cancel_all([ts], reason, text, recs)
+
+    def _cancel_all(self, roots: Any, reason: str, text: str | None, recs: Recs) -> set[SchedTask]:
+        """Cancel the tasks `roots` and everything that depends on them, for every client
+        (one `cancelled-keys` per client) and every hold."""
+        stack = list(roots)
+        seen = set(stack)
         while stack:
             t = stack.pop()
             for dts in t.dependents:
@@ -581,7 +654,7 @@ class SchedulerState:
             t.who_wants = _EMPTY
             recs[t.key] = "forgotten"
         for c, keys in by_client.items():
-            if c.id != FIRE_AND_FORGET:
+            if not c.hold:
                 self._out.append(ToClient(c.id, m.CancelledKeys(tuple(keys), reason, text)))
         return seen
 
@@ -598,7 +671,8 @@ class SchedulerState:
             self._transition(ts, "released", "retry", recs)
         for ts in roots:
             for c in ts.who_wants:
-                self._out.append(ToClient(c.id, m.TaskRetried(ts.key)))
+                if not c.hold:
+                    self._out.append(ToClient(c.id, m.TaskRetried(ts.key)))
             if ts.who_wants:
                 recs[ts.key] = "waiting"  # erred dependencies follow as they are needed
 
@@ -751,7 +825,8 @@ class SchedulerState:
             self._cancel(ts, "lost-data", f"scattered data {ts.key!r} was lost: {why}", recs)
             return
         for c in ts.who_wants:
-            self._out.append(ToClient(c.id, m.LostData(ts.key)))
+            if not c.hold:
+                self._out.append(ToClient(c.id, m.LostData(ts.key)))
         if ts.who_wants or ts.n_waiters:
             recs[ts.key] = "waiting"
         else:
@@ -803,9 +878,10 @@ class SchedulerState:
         fire-and-forget pseudo-client go, and forget it if nothing needs it any more."""
         if ts.who_wants:
             for c in list(ts.who_wants):
-                if c.id == FIRE_AND_FORGET:
-                    _without(ts.who_wants, c)
-                    c.wants.discard(ts)
+                if c.hold:
+                    if c.id == FIRE_AND_FORGET:
+                        _without(ts.who_wants, c)
+                        c.wants.discard(ts)
                 else:
                     self._out.append(ToClient(c.id, msg))
         if not ts.who_wants and not ts.n_waiters:
@@ -1188,8 +1264,13 @@ class SchedulerState:
             for ts in ws.actors:
                 check(ts.actor and ts in ws.has_what, "actor not held by its worker", ts)
         for cs in self.clients.values():
+            check(not cs.hold, "a hold among the clients", cs)
             for ts in cs.wants:
                 check(cs in ts.who_wants and ts.key in self.tasks, "client wants unknown task", ts)
+        for name, hs in self.holds.items():
+            check(hs.hold and hs.id == name and name not in self.clients, "hold mismatch", hs)
+            for ts in hs.wants:
+                check(hs in ts.who_wants and ts.key in self.tasks, "hold wants unknown task", ts)
 
     _EVENT_HANDLERS: dict[type, Callable] = {
         AddClient: _handle_add_client,
@@ -1200,6 +1281,10 @@ class SchedulerState:
         WorkerMsg: _handle_worker_msg,
         DropReplicas: _handle_drop_replicas,
         SetRetiring: _handle_set_retiring,
+        HoldKeys: _handle_hold_keys,
+        ReleaseHold: _handle_release_hold,
+        WantKeys: _handle_want_keys,
+        Restart: _handle_restart,
     }
     _CLIENT_HANDLERS: dict[type, Callable] = {
         m.UpdateGraph: _update_graph,
@@ -1228,3 +1313,10 @@ _ACTIVE = frozenset(["waiting", "queued", "no-worker", "processing"])
 _STATES = frozenset(
     ["released", "waiting", "queued", "no-worker", "processing", "memory", "erred", "forgotten"]
 )
+
+
+def _missing_text(key: Key, dep: Key) -> str:
+    return (
+        f"Task {key!r} depends on {dep!r}, which the scheduler does not know "
+        "(never submitted, or already released)"
+    )

@@ -1,10 +1,11 @@
 """The scheduler side of the coordination primitives: request handlers around `SyncState`.
 
-`register(scheduler)` adds the `sync_*` request handlers and a hook that frees the
-semaphore leases and multi-locks of a client that disconnects. Decisions live in the pure
-`SyncState`; this shell only waits (per-name wake-ups with deadlines) and keeps futures
-stored in variables and queues alive through the pseudo-clients ``variable-<name>`` and
-``queue-<name>``.
+`SyncServer` is a scheduler extension (`shoal.scheduler.extension`): it adds the
+`sync_*` request handlers, and its `remove_client` hook frees the semaphore leases and
+multi-locks of a client that disconnects. Decisions live in the pure `SyncState`; this
+shell only waits (per-name wake-ups with deadlines) and keeps futures stored in variables
+and queues alive through the scheduler's named holds ``variable-<name>`` and
+``queue-<name>`` (`HoldKeys` / `ReleaseHold`; no pretend clients).
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shoal.protocol import messages as m
-from shoal.scheduler.events import ClientMsg, RemoveClient
+from shoal.scheduler.events import HoldKeys, ReleaseHold, WantKeys
+from shoal.scheduler.extension import SchedulerExtension
 from shoal.sync.state import SyncState, normalize_name
 
-__all__ = ["SyncServer", "register"]
+__all__ = ["OPS", "SyncServer"]
+
+#: the primitives' operations; each is a request handler named ``sync_<op>``
+OPS = (
+    "variable_set", "variable_get", "variable_delete",
+    "event_set", "event_clear", "event_is_set", "event_wait",
+    "semaphore_acquire", "semaphore_release", "semaphore_value", "semaphore_locked",
+    "queue_put", "queue_get", "queue_ack", "queue_qsize",
+    "multilock_acquire", "multilock_release", "multilock_locked",
+)  # fmt: skip
 
 
 class _Waiters:
@@ -58,22 +68,29 @@ def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + max(float(timeout), 0.0)
 
 
-class SyncServer:
+class SyncServer(SchedulerExtension):
     def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
+        super().__init__(scheduler)
         self.state = SyncState()
         self.waiters = _Waiters()
 
+    def handlers(self) -> dict[str, Any]:
+        return {f"sync_{op}": getattr(self, op) for op in OPS}
+
     # ------------------------------------------------------------------ plumbing
 
-    def _sid(self) -> str:
-        return f"sync-{next(self.scheduler._sid)}"
+    def _hold(self, holder: str, key: Any) -> None:
+        sched = self.scheduler
+        sched.stimulate(HoldKeys(sched.new_stimulus_id("sync"), holder, (key,)))
 
-    def _desire(self, client_id: str, key: Any) -> None:
-        self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.DesireKeys((key,), client_id))])
+    def _unhold(self, holder: str, key: Any) -> None:
+        sched = self.scheduler
+        sched.stimulate(ReleaseHold(sched.new_stimulus_id("sync"), holder, (key,)))
 
-    def _release(self, client_id: str, key: Any) -> None:
-        self.scheduler._stimulate([ClientMsg(self._sid(), client_id, m.ReleaseKeys((key,)))])
+    def _want(self, client_id: str, key: Any) -> None:
+        """The getting client wants `key` before the reply carrying its future leaves."""
+        sched = self.scheduler
+        sched.stimulate(WantKeys(sched.new_stimulus_id("sync"), client_id, (key,)))
 
     @staticmethod
     def _holder(peer: Any) -> str:
@@ -88,7 +105,7 @@ class SyncServer:
             return self.scheduler.clients.get(peer.ident) is peer
         return True
 
-    def on_client_removed(self, client_id: str) -> None:
+    def remove_client(self, client_id: str, stimulus_id: str) -> None:
         for name in self.state.remove_holder(client_id):
             self.waiters.notify(("semaphore", name))
         removed, granted = self.state.multilock_remove_holder(client_id)
@@ -144,12 +161,12 @@ class SyncServer:
         pseudo = f"variable-{name}"
         if key is not None:
             key = self._known_key(key)
-            self._desire(pseudo, key)
+            self._hold(pseudo, key)
             old = self.state.variable_set(name, "future", key)
         else:
             old = self.state.variable_set(name, "data", value)
         if old is not None and old.kind == "future" and old.value != key:
-            self._release(pseudo, old.value)
+            self._unhold(pseudo, old.value)
         self.waiters.notify(("variable", name))
 
     def variable_get(self, peer: Any, name: Any, timeout: float | None = None) -> Any:
@@ -163,7 +180,7 @@ class SyncServer:
                 # the getter wants the key before the reply leaves: a concurrent `set`
                 # cannot release it between this reply and the getter's own `desire-keys`
                 if peer.role == "client" and self._alive(peer):
-                    self._desire(peer.ident, v.value)
+                    self._want(peer.ident, v.value)
                 return True, {"kind": "future", "key": v.value}
             return True, {"kind": "data", "value": v.value}
 
@@ -176,7 +193,8 @@ class SyncServer:
         name = normalize_name(name)
         old = self.state.variable_delete(name)
         if old is not None and old.kind == "future":
-            self.scheduler._stimulate([RemoveClient(self._sid(), f"variable-{name}")])
+            sched = self.scheduler
+            sched.stimulate(ReleaseHold(sched.new_stimulus_id("sync"), f"variable-{name}"))
 
     # ------------------------------------------------------------------ events
 
@@ -262,7 +280,7 @@ class SyncServer:
                 return False, None
             if key is not None:
                 # synchronous with the put: no stimulus in between can forget the key
-                self._desire(f"queue-{name}", key)
+                self._hold(f"queue-{name}", key)
             self.waiters.notify(("queue-get", name))
             return True, None
 
@@ -304,7 +322,7 @@ class SyncServer:
                     # the getter wants the key before the queue lets go of it (and before
                     # the reply leaves), so the result is never forgotten in between
                     if getter is not None:
-                        self._desire(getter, item.value)
+                        self._want(getter, item.value)
                     replies.append({"kind": "future", "key": item.value})
                 else:
                     replies.append({"kind": "data", "value": item.value})
@@ -329,7 +347,7 @@ class SyncServer:
         for key in keys:
             key = normalize_name(key)
             if q is None or key not in q.keys:
-                self._release(f"queue-{name}", key)
+                self._unhold(f"queue-{name}", key)
 
     def queue_qsize(self, peer: Any, name: Any) -> int:
         return self.state.queue_size(normalize_name(name))
@@ -377,18 +395,3 @@ class SyncServer:
     def multilock_locked(self, peer: Any, name: Any, names: Any) -> bool:
         return self.state.multilock_locked(names)
 
-
-def register(scheduler: Any) -> SyncServer:
-    """Attach the coordination primitives to `scheduler` (handlers named ``sync_*``)."""
-    server = SyncServer(scheduler)
-    for op in (
-        "variable_set", "variable_get", "variable_delete",
-        "event_set", "event_clear", "event_is_set", "event_wait",
-        "semaphore_acquire", "semaphore_release", "semaphore_value", "semaphore_locked",
-        "queue_put", "queue_get", "queue_ack", "queue_qsize",
-        "multilock_acquire", "multilock_release", "multilock_locked",
-    ):  # fmt: skip
-        scheduler.handlers[f"sync_{op}"] = getattr(server, op)
-    scheduler.on_client_removed.append(server.on_client_removed)
-    scheduler.sync = server
-    return server

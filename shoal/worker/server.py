@@ -41,15 +41,18 @@ import threading
 import time
 import traceback as tb_module
 import uuid
+from collections.abc import Iterator
 from threading import get_ident
 from typing import Any
 
 import psutil
+from dask.utils import parse_bytes
 
 from shoal import config, log_buffer
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
+from shoal.background import BackgroundTasks
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.comm.errors import CommClosedError
@@ -140,6 +143,21 @@ class _FunctionCache:
             self.cache.clear()
 
 
+def _batches(keys: list, nbytes: dict, limit: int) -> Iterator[list]:
+    """`keys` in order, cut into lists of at most `limit` bytes by `nbytes` (a key of
+    unknown size counts 0; a key bigger than `limit` goes alone)."""
+    batch: list = []
+    size = 0
+    for key in keys:
+        n = int(nbytes.get(key) or 0)
+        if batch and size + n > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(key)
+        size += n
+    if batch:
+        yield batch
+
 class Worker:
     """A worker server. `await Worker(scheduler_address, ...)` starts it."""
 
@@ -164,6 +182,7 @@ class Worker:
         #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
         self.memory_limits = MemoryLimits.from_config(self.memory_limit)
         self.memory_monitor_interval = config.get_timedelta("worker.memory.monitor-interval")
+        self.transfer_bytes_limit = int(parse_bytes(config.get("worker.transfer.message-bytes-limit")))
         self._spill_compression = compression_from_config(config.get("worker.memory.spill-compression"))
         #: where results live: a `SpillStore` when this worker spills, else a dict
         self.store: Any = None
@@ -195,11 +214,12 @@ class Worker:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._rejoin_waiters: collections.deque[threading.Event] = collections.deque()
-        #: called (in the loop) when the worker closes, e.g. to close its task-side client
-        self.on_close: list[Any] = []
+        #: extensions by name, in order of addition (`add_extension`, `extension.py`)
+        self.extensions: dict[str, Any] = {}
         self._done: collections.deque = collections.deque()
         self._wake_pending = False
-        self._tasks: set[asyncio.Task] = set()
+        #: background tasks the worker owns (cancelled and awaited on close)
+        self.background = BackgroundTasks("a worker")
         self._sid = itertools.count()
         self._closed = asyncio.Event()
         self._heartbeat_task: asyncio.Task | None = None
@@ -271,6 +291,7 @@ class Worker:
             resources=self.resources,
             validate=self.validate,
             task_stream_length=int(config.get("worker.task-stream-length")),
+            max_bytes_per_fetch=self.transfer_bytes_limit,
             clock=time.time,
             data=self.store,
             nbytes=nbytes,
@@ -290,14 +311,50 @@ class Worker:
                 self.local_directory, get_versions(), self.nanny,
             )
         )  # fmt: skip
-        self._own(self._watch_scheduler())
+        self.spawn(self._watch_scheduler())
         if self.memory_limits.enabled and self.memory_monitor_interval > 0:
-            self._own(self._monitor_memory(self.memory_monitor_interval))
+            self.spawn(self._monitor_memory(self.memory_monitor_interval))
         self._start_profiler()
         if self.heartbeat_interval > 0:
-            self._heartbeat_task = self._own(self._heartbeat(self.scheduler, self.heartbeat_interval))
+            self._heartbeat_task = self.spawn(self._heartbeat(self.scheduler, self.heartbeat_interval))
+        for ext_name, extension in list(self.extensions.items()):
+            await self._start_extension(ext_name, extension)
         self.status = "running"
         return self
+
+    # ------------------------------------------------------------------ the extension door
+
+    def add_extension(self, name: str, extension: Any) -> Any:
+        """Host `extension` under `name` (see `shoal.worker.extension`): register its
+        request handlers, start it with the worker (at once if the worker runs) and close
+        it with the worker. May be called from any thread. Returns the extension."""
+        if name in self.extensions:
+            raise ValueError(f"a worker extension named {name!r} already exists")
+        handlers = extension.handlers() if hasattr(extension, "handlers") else {}
+        taken = [op for op in handlers if op in self.handlers]
+        if taken:
+            raise ValueError(f"worker extension {name!r}: operations {taken} already have a handler")
+        self.handlers.update(handlers)
+        self.extensions[name] = extension
+        if self.status == "running" and self.loop is not None:
+            self.loop.call_soon_threadsafe(lambda: self.spawn(self._start_extension(name, extension)))
+        return extension
+
+    async def _start_extension(self, name: str, extension: Any) -> None:
+        start = getattr(extension, "start", None)
+        if start is None:
+            return
+        try:
+            result = start()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("worker extension %r failed to start", name)
+            raise
+
+    def spawn(self, coro: Any) -> asyncio.Task:
+        """Run `coro` as a background task the worker owns (ended when it closes)."""
+        return self.background.spawn(coro)
 
     def __await__(self):
         return self.start().__await__()
@@ -313,7 +370,7 @@ class Worker:
         await self.scheduler.run()
         if self.status == "running":
             logger.info("lost the scheduler connection; closing worker %s", self.address)
-            self._own(self.close())
+            self.spawn(self.close())
 
     async def _heartbeat(self, scheduler: Peer, interval: float) -> None:
         """Tell the scheduler we are alive, so it can tell a silent worker from a quiet one."""
@@ -394,11 +451,16 @@ class Worker:
             self._queue.put(None)
         if self._actor_queue is not None:
             self._actor_queue.put(None)
-        for callback in self.on_close:
+        for ext_name, extension in reversed(list(self.extensions.items())):
+            close = getattr(extension, "close", None)
+            if close is None:
+                continue
             try:
-                await callback()
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
-                logger.exception("error in a worker close callback")
+                logger.exception("worker extension %r failed to close", ext_name)
         for name in list(self.plugins):
             try:
                 await self.plugin_remove(name)
@@ -412,16 +474,7 @@ class Worker:
             await self.scheduler.close()
         if self.pool is not None:
             await self.pool.close()
-        current = asyncio.current_task()
-        for t in list(self._tasks):
-            if t is not current:
-                t.cancel()
-        for t in list(self._tasks):
-            if t is not current:
-                try:
-                    await t
-                except BaseException:
-                    pass
+        await self.background.close()
         if self.local_directory in sys.path:  # put there by `upload_file`
             sys.path.remove(self.local_directory)
         if self._spill_thread is not None:
@@ -434,12 +487,6 @@ class Worker:
             shutil.rmtree(self.local_directory, ignore_errors=True)
         self.status = "closed"
         self._closed.set()
-
-    def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     def _start_profiler(self) -> None:
         loop_thread = threading.get_ident()
@@ -489,9 +536,9 @@ class Worker:
                 if type(inst.msg) is m.WorkerStatus:
                     self._log_status(inst.msg.status)
             elif kind is Gather:
-                self._own(self._gather(inst))
+                self.spawn(self._gather(inst))
             elif kind is Spill:
-                self._own(self._spill(inst.nbytes))
+                self.spawn(self._spill(inst.nbytes))
             else:  # pragma: no cover
                 raise TypeError(inst)
         if started:
@@ -677,7 +724,7 @@ class Worker:
         if not msg.attribute:
             instance = self.state.actors.get(msg.key)  # type: ignore[union-attr]
             if instance is not None and inspect.iscoroutinefunction(getattr(instance, msg.name, None)):
-                self._own(self._actor_call_async(peer, msg, instance))
+                self.spawn(self._actor_call_async(peer, msg, instance))
                 return
         q = self._actor_queue
         if q is None:
@@ -799,14 +846,17 @@ class Worker:
         self._handle([UpdateDataEvent(f"update-data-{next(self._sid)}", values, nbytes)])
         return {"nbytes": nbytes}
 
-    async def _acquire_replicas(self, peer: Peer, who_has: dict) -> dict:
+    async def _acquire_replicas(self, peer: Peer, who_has: dict, nbytes: dict | None = None) -> dict:
         """Fetch copies of keys (key -> holder addresses) from their holders, trying each
-        holder in turn; keep them and report them to the scheduler. -> `{"nbytes":
-        {key: bytes}}` of the keys now held here."""
+        holder in turn; keep them and report them to the scheduler. `nbytes` (key ->
+        size, as the scheduler knows it) splits the keys into requests of at most
+        `shoal.worker.transfer.message-bytes-limit`, each stored as it arrives, so that
+        neither worker holds the whole copy in memory at once (both may be spilling).
+        -> `{"nbytes": {key: bytes}}` of the keys now held here."""
         assert self.pool is not None and self.state is not None
+        sizes = nbytes or {}
         remaining = {k: [a for a in addrs if a != self.address] for k, addrs in who_has.items() if k not in self.data}
-        values: dict = {}
-        nbytes: dict = {}
+        got: dict = {}
 
         async def fetch(holder: str, keys: list) -> dict:
             try:
@@ -817,6 +867,24 @@ class Worker:
                 self.pool.forget(holder)  # type: ignore[union-attr]
                 return {"data": {}, "nbytes": {}}
 
+        async def from_holder(holder: str, keys: list) -> dict:
+            """Fetch `keys` from `holder` in batches, storing each; -> the keys it lacked
+            mapped to their remaining holders."""
+            left: dict = {}
+            for batch in _batches(keys, sizes, self.transfer_bytes_limit):
+                reply = await fetch(holder, batch)
+                values, batch_nbytes = {}, {}
+                for key in batch:
+                    if key in reply["data"]:
+                        values[key] = loads(reply["data"][key])
+                        batch_nbytes[key] = reply["nbytes"].get(key, 0)
+                    else:
+                        left[key] = remaining[key][1:]
+                if values and self.status == "running":
+                    self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, batch_nbytes, report=True)])
+                    got.update(batch_nbytes)
+            return left
+
         while remaining:
             by_holder: dict[str, list] = {}
             for key, addrs in remaining.items():
@@ -824,19 +892,9 @@ class Worker:
                     by_holder.setdefault(addrs[0], []).append(key)
             if not by_holder:
                 break
-            replies = await asyncio.gather(*(fetch(h, keys) for h, keys in by_holder.items()))
-            left = {}
-            for (holder, keys), reply in zip(by_holder.items(), replies):
-                for key in keys:
-                    if key in reply["data"]:
-                        values[key] = loads(reply["data"][key])
-                        nbytes[key] = reply["nbytes"].get(key, 0)
-                    else:
-                        left[key] = remaining[key][1:]
-            remaining = left
-        if values and self.status == "running":
-            self._handle([UpdateDataEvent(f"acquire-replicas-{next(self._sid)}", values, nbytes, report=True)])
-        return {"nbytes": nbytes}
+            lefts = await asyncio.gather(*(from_holder(h, keys) for h, keys in by_holder.items()))
+            remaining = {k: v for left in lefts for k, v in left.items()}
+        return {"nbytes": got}
 
     async def _echo(self, peer: Peer, data: Any = None) -> Any:
         return data
@@ -863,7 +921,7 @@ class Worker:
         return await benchmarking.benchmark_network(await self.pool.get(address))
 
     async def _dump_state(self, peer: Peer, exclude: Any = ()) -> dict:
-        from shoal.cluster_dump import worker_state
+        from shoal.worker.dump import worker_state
 
         return worker_state(self, exclude)
 
@@ -900,7 +958,7 @@ class Worker:
         result = func(*a, **kw)
         if inspect.isawaitable(result):
             if not wait:
-                self._own(_await(result))
+                self.spawn(_await(result))
                 return dumps(None)
             result = await result
         return dumps(result)

@@ -248,6 +248,8 @@ class FetchState:
     """A dependency key this worker must get from a peer."""
 
     holders: list[str]
+    #: its size as the scheduler reported it (0: unknown), to bound a fetch's bytes
+    nbytes: int = 0
     needed_by: set[Key] = field(default_factory=set)
     tried: list[str] = field(default_factory=list)
     in_flight_from: str | None = None
@@ -262,6 +264,7 @@ class WorkerState:
         resources: dict | None = None,
         validate: bool = False,
         max_keys_per_fetch: int = 1000,
+        max_bytes_per_fetch: int = 50_000_000,
         task_stream_length: int = 10_000,
         clock: Callable[[], float] | None = None,
         story_length: int = 100_000,
@@ -299,6 +302,9 @@ class WorkerState:
         self.in_flight: dict[str, tuple] = {}  # peer -> keys being fetched from it
         self.validate = validate
         self.max_keys_per_fetch = max_keys_per_fetch
+        #: a fetch from one peer asks for at most this many bytes (at least one key), so
+        #: neither side holds more than that of one transfer in memory at once
+        self.max_bytes_per_fetch = max_bytes_per_fetch
         self._tiebreak = 0
         self._out: list[WorkerInstruction] = []
         self._sid = ""
@@ -359,7 +365,7 @@ class WorkerState:
             ts.waiting_for.add(dep)
             fs = self.fetch.get(dep)
             if fs is None:
-                fs = self.fetch[dep] = FetchState(list(msg.who_has[dep]))
+                fs = self.fetch[dep] = FetchState(list(msg.who_has[dep]), int(msg.nbytes.get(dep) or 0))
             else:
                 for addr in msg.who_has[dep]:
                     if addr not in fs.holders and addr not in fs.tried:
@@ -660,6 +666,7 @@ class WorkerState:
         if not self.fetch or self.paused:
             return
         by_peer: dict[str, list[Key]] = {}
+        batch_bytes: dict[str, int] = {}
         for key, fs in self.fetch.items():
             if fs.in_flight_from is not None or not fs.holders:
                 continue
@@ -668,8 +675,10 @@ class WorkerState:
             if peer in self.in_flight or peer == self.address:
                 continue
             batch = by_peer.setdefault(peer, [])
-            if len(batch) < self.max_keys_per_fetch:
+            size = batch_bytes.get(peer, 0)
+            if not batch or (len(batch) < self.max_keys_per_fetch and size + fs.nbytes <= self.max_bytes_per_fetch):
                 batch.append(key)
+                batch_bytes[peer] = size + fs.nbytes
         for peer, keys in by_peer.items():
             for key in keys:
                 self.fetch[key].in_flight_from = peer

@@ -16,7 +16,8 @@ def test_restart_shuts_down_workers_without_a_nanny(poll):
         with pytest.raises(CancelledError, match="Scheduler has restarted"):
             f.result()
         poll(lambda: not c.nthreads())
-        assert all(w.status == "closed" for w in cluster.workers.values())
+        # the scheduler has let them go; each finishes closing on its own
+        poll(lambda: all(w.status == "closed" for w in cluster.workers.values()))
 
 
 def test_restart_and_shutdown_from_an_asynchronous_client():

@@ -7,6 +7,7 @@ import os
 
 import dask
 import numpy as np
+import psutil
 import pytest
 
 from memory_task_functions import block, drop, hog, hold, total
@@ -64,8 +65,10 @@ def test_paused_worker_gets_no_work_still_answers_and_resumes(poll):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit=limit) as cl, Client(cl) as c:
         kept = c.submit(block, 0, 1 * MiB)
         assert kept.result(timeout=30).nbytes == 1 * MiB
-        # memory outside the data store: nothing to spill, the worker must pause
-        c.submit(hold, "ballast", int(0.85 * limit), pure=False).result(timeout=60)
+        # memory outside the data store: nothing to spill, the worker must pause; bring
+        # its RSS to ~87% of the limit (above pause at 80%, below the nanny's 95%)
+        [rss] = c.run(lambda: psutil.Process().memory_info().rss).values()
+        c.submit(hold, "ballast", int(0.87 * limit) - rss, pure=False).result(timeout=60)
         (addr,) = poll(lambda: [a for a, w in c.scheduler_info()["workers"].items() if w["status"] == "paused"], 10)
         pending = c.submit(total, kept)
         # a paused worker still serves its data and answers Client.run

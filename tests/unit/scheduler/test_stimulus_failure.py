@@ -33,7 +33,7 @@ def test_a_failing_handler_is_refused_or_fatal(caplog, breaks_state):
 
             s.state._EVENT_HANDLERS = _failing(type(s.state)._EVENT_HANDLERS, mutate)
             with pytest.raises(RuntimeError, match="a bug"):
-                s._stimulate([AddClient("sid", "c")])
+                s.stimulate(AddClient("sid", "c"))
             if breaks_state:
                 await asyncio.wait_for(s.finished(), 10)
             return s.status, s.status_reason

@@ -151,6 +151,24 @@ def test_execute_names_dependencies_read_by_the_thread(ws):
     assert ex.deps == ("x",)
 
 
+def test_a_fetch_from_one_peer_is_bounded_in_bytes():
+    s = WorkerState(address="tcp://me:1", nthreads=1, validate=True, max_bytes_per_fetch=25 * MB)
+    deps = {f"d{i}": ("tcp://p:1",) for i in range(5)}
+    msg = m.ComputeTask("t", 1, None, SPEC, (0,), deps, {d: 10 * MB for d in deps}, None, False)
+    [g] = [i for i in s.handle_stimulus(ComputeTaskEvent("s", msg)) if isinstance(i, Gather)]
+    assert g.keys == ("d0", "d1")  # 20 MB: a third 10 MB key would pass 25 MB
+    out = s.handle_stimulus(GatherDone("g", "tcp://p:1", g.keys, {k: "v" for k in g.keys}, {k: 10 * MB for k in g.keys}))
+    [g] = [i for i in out if isinstance(i, Gather)]
+    assert g.keys == ("d2", "d3")
+    # a key bigger than the limit still goes (alone)
+    s2 = WorkerState(address="tcp://me:1", nthreads=1, validate=True, max_bytes_per_fetch=1 * MB)
+    [g] = [i for i in s2.handle_stimulus(compute("u", {"big": ("tcp://p:1",), "b2": ("tcp://p:1",)})) if isinstance(i, Gather)]
+    assert len(g.keys) == 2  # sizes of 8 bytes each fit
+    msg = m.ComputeTask("v", 1, None, SPEC, (0,), {"huge": ("tcp://q:1",)}, {"huge": 5 * MB}, None, False)
+    [g] = [i for i in s2.handle_stimulus(ComputeTaskEvent("s", msg)) if isinstance(i, Gather)]
+    assert g.keys == ("huge",)
+
+
 def test_sizes_are_recorded_before_values_are_stored():
     """The store weighs a value by the size the state machine recorded for it."""
     seen = {}
