@@ -127,7 +127,10 @@ def authenticated(n_cases: int, seed: int) -> dict:
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         @given(packets())
         def case(rp: tuple) -> None:
+            c0 = time.perf_counter()
             outcome = loop.run_until_complete(probe(rp[1]))
+            if outcome == "hang" or time.perf_counter() - c0 > 1:
+                print(f"  slow case ({outcome}, {time.perf_counter() - c0:.1f} s): {str(rp)[:300]}", file=sys.stderr)
             out["cases"] += 1
             out["refused" if outcome == "refused" else "taken" if outcome == "taken" else "hangs"] += 1
             if out["cases"] % 500 == 0:

@@ -125,11 +125,26 @@ def _field(op: str, name: str) -> st.SearchStrategy:
     return _FIELDS[name] if name in _FIELDS else values()
 
 
+def _mutate(fields: tuple, i: int, junk: Any, arity: int) -> tuple:
+    """`fields` with field `i` (if it is one) replaced by `junk`, one field dropped
+    (`arity` 1) or one added (`arity` 2)."""
+    if 0 <= i < len(fields):
+        fields = (*fields[:i], junk, *fields[i + 1 :])
+    if arity == 1:
+        return fields[:-1]
+    if arity == 2:
+        return (*fields, None)
+    return fields
+
+
 def _fields(op: str) -> st.SearchStrategy:
+    """One `op` message: plausible fields, about a third of the time one of them (or
+    the arity) wrong."""
     cls = m.OPS[op]
-    parts = [_mutable(_field(op, f)) for f in cls._fields]
-    return st.tuples(*parts).flatmap(
-        lambda fs: st.sampled_from([fs] * 10 + [fs[:-1], (*fs, None)]).map(lambda x: (op, *x))
+    n = len(cls._fields)
+    parts = st.tuples(*(_field(op, f) for f in cls._fields))
+    return st.tuples(parts, st.integers(-2 * n, n - 1), st.just(None) | values(), st.integers(0, 12)).map(
+        lambda t: (op, *_mutate(t[0], t[1], t[2], t[3] if t[3] < 3 else 0))
     )
 
 
@@ -147,9 +162,9 @@ def _request(table: dict) -> st.SearchStrategy:
     """A request of an operation of `table` (or of a made-up name)."""
     hit = _REQUEST_CACHE.get(id(table))
     if hit is None:
-        calls = [_call(table, n) for n in sorted(n for n in table if n not in UNSAFE_REQUESTS)]
+        calls = {n: _call(table, n) for n in sorted(n for n in table if n not in UNSAFE_REQUESTS)}
         made_up = _TXT.flatmap(lambda name: _call(table, name))
-        hit = _REQUEST_CACHE[id(table)] = st.one_of(*calls, made_up)
+        hit = _REQUEST_CACHE[id(table)] = st.sampled_from(sorted(calls)).flatmap(calls.__getitem__) | made_up
     return hit
 
 
@@ -162,7 +177,8 @@ _BY_OP = {op: _fields(op) for op in m.OPS if op not in ("request", "reply")}
 def wires(ops: list[str] | None = None, table: dict = REQUESTS) -> st.SearchStrategy:
     """One wire tuple: any op of `ops` (default: all), or a request into `table`; now
     and then not a message at all."""
-    return st.one_of(*(_BY_OP[op] for op in ops or _OPS), _request(table), values())
+    pool = sorted(ops or _OPS)
+    return st.one_of(st.sampled_from(pool).flatmap(_BY_OP.__getitem__), _request(table), values())
 
 
 _CLIENT_OPS = [op for op in _OPS if m.OPS[op].sender == m.CLIENT]
