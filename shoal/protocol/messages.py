@@ -78,19 +78,37 @@ def from_wire(wire: Any) -> Message:
     n = len(wire) - 1
     if not cls._n_required <= n <= len(cls._checks):
         raise ProtocolError(f"malformed {cls.op!r} message: {n} fields, expected {len(cls._checks)}")
-    i = 1
-    for check in cls._checks:
-        if i > n:
-            break
-        if not check(wire[i]):
-            name = cls._fields[i - 1]
-            raise ProtocolError(f"malformed {cls.op!r} message: bad {name!r}: {reprlib.repr(wire[i])}")
-        i += 1
-    return cls(*wire[1:])
+    fields = wire[1:]
+    fast = _FAST.get(cls)
+    if fast is not None and n == len(cls._checks) and fast(*fields):
+        return cls(*fields)
+    for check, value in zip(cls._checks, fields):
+        if not check(value):
+            name = cls._fields[fields.index(value) if type(fields) is tuple else 0]
+            raise ProtocolError(f"malformed {cls.op!r} message: bad {name!r}: {reprlib.repr(value)}")
+    return cls(*fields)
 
 
 def _key(v: Any) -> bool:
     return type(v) is str or is_key(v)
+
+
+_INF = float("inf")
+
+
+def _flat_key(k: Any) -> bool:
+    """`is_key`, with the common keys (a str, or a tuple of str and int parts) tested
+    without a call per part."""
+    t = type(k)
+    if t is str:
+        return True
+    if t is tuple:
+        for part in k:
+            tp = type(part)
+            if tp is not str and tp is not int and not is_key(part, 1):
+                return False
+        return True
+    return is_key(k)
 
 
 def _bytes(v: Any) -> bool:
@@ -114,26 +132,84 @@ _ANNOTATIONS = {
 }
 
 
-def _graph_task(t: Any) -> bool:
-    """One task of `UpdateGraph.tasks`: ``(key, func_index, spec, dependencies, priority,
-    annotations)``; checked per task on every graph, so the common case is a few type
-    tests."""
-    if type(t) is not tuple or len(t) != 6:
+def _graph_tasks(tasks: Any) -> bool:
+    """`UpdateGraph.tasks`: tuples ``(key, func_index, spec, dependencies, priority,
+    annotations)``. Checked per task on every graph, so the loop is written out: the
+    common task (a str or flat tuple key, a few str/tuple dependencies, int priorities,
+    no annotations) costs a few type tests."""
+    if type(tasks) is not tuple and type(tasks) is not list:
         return False
-    key, func_index, spec, deps, priority, ann = t
-    if (type(key) is not str and not is_key(key)) or type(func_index) is not int or func_index < -1:
-        return False
-    if type(spec) is not Pickled or not keys(deps) or key in deps:
-        return False
-    if type(priority) not in (tuple, list) or not all(number(p) for p in priority):
-        return False
-    if ann is not None:
-        if type(ann) is not dict:
+    for t in tasks:
+        if type(t) is not tuple or len(t) != 6:
             return False
-        for name, value in ann.items():
-            check = _ANNOTATIONS.get(name)
-            if check is not None and not check(value):
+        key, func_index, spec, deps, priority, ann = t
+        if not _flat_key(key):
+            return False
+        if type(func_index) is not int or func_index < -1 or type(spec) is not Pickled:
+            return False
+        if type(deps) is not tuple and type(deps) is not list:
+            return False
+        for d in deps:
+            if not _flat_key(d) or d == key:
                 return False
+        if type(priority) is not tuple and type(priority) is not list:
+            return False
+        for p in priority:
+            if type(p) is not int and not number(p):
+                return False
+        if ann is not None:
+            if type(ann) is not dict:
+                return False
+            for name, value in ann.items():
+                check = _ANNOTATIONS.get(name)
+                if check is not None and not check(value):
+                    return False
+    return True
+
+
+def _fast_keys(keys: Any) -> bool:
+    if type(keys) is not tuple and type(keys) is not list:
+        return False
+    for k in keys:
+        if not _flat_key(k):
+            return False
+    return True
+
+
+# The hot messages' checks written out (the same checks as their `_checks`, without a
+# call per field); a message they refuse goes through the generic loop, which names the
+# bad field.
+
+
+def _fast_task_finished(key, run_id, nbytes, type_name, start, stop, inline=None) -> bool:  # noqa: ANN001
+    return (
+        _flat_key(key) and type(run_id) is int and type(nbytes) is int
+        and (type_name is None or (type(type_name) is str and len(type_name) <= 1 << 20))
+        and (type(start) is int or (type(start) is float and -_INF < start < _INF))
+        and (type(stop) is int or (type(stop) is float and -_INF < stop < _INF))
+        and (inline is None or type(inline) is Pickled)
+    )  # fmt: skip
+
+
+def _fast_task_started(keys, run_ids) -> bool:  # noqa: ANN001
+    if not _fast_keys(keys) or (type(run_ids) is not tuple and type(run_ids) is not list):
+        return False
+    for r in run_ids:
+        if type(r) is not int:
+            return False
+    return True
+
+
+def _fast_key_in_memory(key, type_name, workers, inline) -> bool:  # noqa: ANN001
+    if not _flat_key(key) or (type_name is not None and type(type_name) is not str):
+        return False
+    if inline is not None and type(inline) is not Pickled:
+        return False
+    if type(workers) is not tuple and type(workers) is not list:
+        return False
+    for w in workers:
+        if type(w) is not str:
+            return False
     return True
 
 
@@ -169,7 +245,7 @@ class RegisterClient(Message):
     versions: dict
 
 
-@_message("update-graph", CLIENT, (seq_of(_graph_task), seq_of(pickled), keys,))
+@_message("update-graph", CLIENT, (_graph_tasks, seq_of(pickled), keys,))
 class UpdateGraph(Message):
     """Client -> scheduler: new tasks, and the keys this client holds futures for.
 
@@ -454,3 +530,9 @@ class ActorResult(Message):
     id: int
     ok: bool
     value: Pickled
+
+
+_FAST = {
+    TaskFinished: _fast_task_finished, TaskStarted: _fast_task_started, KeyInMemory: _fast_key_in_memory,
+    ReleaseKeys: _fast_keys, FreeKeys: _fast_keys,
+}  # fmt: skip

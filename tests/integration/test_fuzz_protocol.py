@@ -50,6 +50,17 @@ def test_from_wire_fails_only_with_protocol_errors(wire):
     assert m.from_wire(msg.to_wire()) == msg
 
 
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(wires(["task-finished", "task-started", "key-in-memory", "release-keys", "free-keys"]))
+def test_the_fast_checks_of_hot_messages_agree_with_the_field_checks(wire):
+    cls = m.OPS.get(wire[0]) if type(wire) is tuple and wire and type(wire[0]) is str else None
+    fast = m._FAST.get(cls)
+    if fast is None or len(wire) - 1 != len(cls._checks):
+        return
+    generic = all(check(v) for check, v in zip(cls._checks, wire[1:]))
+    assert fast(*wire[1:]) == generic, wire
+
+
 @settings(max_examples=800, deadline=None, derandomize=True, database=None)
 @given(st.binary(max_size=256), st.integers(0, 2**20))
 def test_framing_fails_only_with_framing_errors(data, cap):
