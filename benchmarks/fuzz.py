@@ -32,6 +32,7 @@ import secrets
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 import psutil
@@ -45,10 +46,14 @@ def inc(x: int) -> int:
 
 
 def _start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr goes to a file: a pipe nobody reads would fill and block the process
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    proc.log = log  # type: ignore[attr-defined]
     line = proc.stdout.readline().strip()
     if not line:
-        raise RuntimeError(f"{cmd} did not start: {proc.stderr.read()[-2000:]}")
+        log.seek(0)
+        raise RuntimeError(f"{cmd} did not start: {log.read()[-2000:]}")
     return proc, line
 
 
@@ -56,14 +61,16 @@ def _rss(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
-def _log_lines(proc: subprocess.Popen) -> int:
+def _log_lines(proc: subprocess.Popen, pattern: str = "") -> int:
+    """Stop `proc`; the number of lines it logged (containing `pattern`)."""
     proc.terminate()
     try:
-        _, err = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    return len([line for line in err.splitlines() if line.strip()])
+        proc.wait()
+    proc.log.seek(0)  # type: ignore[attr-defined]
+    return len([line for line in proc.log if line.strip() and pattern in line])  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ part 1
@@ -129,6 +136,8 @@ def authenticated(n_cases: int, seed: int) -> dict:
         def case(rp: tuple) -> None:
             c0 = time.perf_counter()
             outcome = loop.run_until_complete(probe(rp[1]))
+            if outcome == "hang":
+                out.setdefault("hung_examples", []).append(str(rp)[:300])
             if outcome == "hang" or time.perf_counter() - c0 > 1:
                 print(f"  slow case ({outcome}, {time.perf_counter() - c0:.1f} s): {str(rp)[:300]}", file=sys.stderr)
             out["cases"] += 1
