@@ -213,6 +213,27 @@ def _fast_key_in_memory(key, type_name, workers, inline) -> bool:  # noqa: ANN00
     return True
 
 
+def _fast_compute_task(key, run_id, func, spec, priority, who_has, nbytes, resources, inline, actor=False) -> bool:  # noqa: ANN001
+    if not _flat_key(key) or type(run_id) is not int or type(priority) is not int:
+        return False
+    if (func is not None and type(func) is not Pickled and type(func) is not bytes) or (
+        type(spec) is not Pickled and type(spec) is not bytes
+    ):
+        return False
+    if type(inline) is not bool or type(actor) is not bool or type(who_has) is not dict or type(nbytes) is not dict:
+        return False
+    for k, holders in who_has.items():
+        if not _flat_key(k) or (type(holders) is not tuple and type(holders) is not list):
+            return False
+        for h in holders:
+            if type(h) is not str:
+                return False
+    for k, n in nbytes.items():
+        if not _flat_key(k) or type(n) is not int:
+            return False
+    return resources is None or _resources(resources)
+
+
 # --------------------------------------------------------------------------------------
 # Request / reply: used on any connection for calls that return a value.
 
@@ -532,7 +553,9 @@ class ActorResult(Message):
     value: Pickled
 
 
+_resources = dict_of(string, number)
+
 _FAST = {
-    TaskFinished: _fast_task_finished, TaskStarted: _fast_task_started, KeyInMemory: _fast_key_in_memory,
+    ComputeTask: _fast_compute_task, TaskFinished: _fast_task_finished, TaskStarted: _fast_task_started, KeyInMemory: _fast_key_in_memory,
     ReleaseKeys: _fast_keys, FreeKeys: _fast_keys,
 }  # fmt: skip

@@ -51,7 +51,7 @@ def test_from_wire_fails_only_with_protocol_errors(wire):
 
 
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
-@given(wires(["task-finished", "task-started", "key-in-memory", "release-keys", "free-keys"]))
+@given(wires(["compute-task", "task-finished", "task-started", "key-in-memory", "release-keys", "free-keys"]))
 def test_the_fast_checks_of_hot_messages_agree_with_the_field_checks(wire):
     cls = m.OPS.get(wire[0]) if type(wire) is tuple and wire and type(wire[0]) is str else None
     fast = m._FAST.get(cls)
