@@ -120,14 +120,11 @@ def run_process(main: Callable[[], Any], log_level: str = "WARNING") -> None:
     import logging
     import sys
 
+    from shoal import config
     from shoal._gc import freeze_survivors
 
     freeze_survivors()
-    logging.basicConfig(
-        level=log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    logging.basicConfig(level=log_level, stream=sys.stderr, format=str(config.get("admin.log-format")))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:

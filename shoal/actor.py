@@ -18,8 +18,9 @@ so the actor lives while any future or such proxy refers to it. Proxies that arr
 a task as arguments hold none: the task's dependency keeps the actor alive while it
 runs, and a proxy kept in a worker's memory must not pin the key forever.
 
-This module imports the client lazily, so the worker can build proxies without
-depending on the client layer at import time.
+This module imports no client: a proxy finds its client through
+`shoal._context.provider("get_client")` and is handed the client's `Future` type, so
+the worker can build proxies and the ladder has no edge up from here.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 from dask._task_spec import TaskRef
 
-from shoal._context import task_state
+from shoal._context import provider, task_state
 from shoal._loop import in_loop_thread
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
@@ -233,20 +234,17 @@ class Actor(TaskRef):
     def client(self) -> Any:
         return self._bind()
 
-    def _adopt(self, client: Any) -> None:
-        """Hold a reference on the actor's key through `client` (as a Future does)."""
+    def adopt(self, client: Any, future_type: Any) -> None:
+        """Hold a reference on the actor's key through `client` (as a Future does: a
+        `future_type(key, client)` of the client's own)."""
         if self._future is None and self.key in client.futures:
-            from shoal.client.futures import Future
-
-            self._future = Future(self.key, client)
+            self._future = future_type(self.key, client)
             self._client = client
 
     def _bind(self) -> Any:
         client = self._client
         if client is None or client.status in ("closing", "closed"):
-            from shoal.worker_client import get_client
-
-            client = self._client = get_client()
+            client = self._client = provider("get_client")()  # shoal.worker_client
         return client
 
     def _local_instance(self) -> Any:
@@ -358,12 +356,11 @@ class _Channels:
     async def _connect(self, address: str) -> None:
         from shoal.comm import connect
         from shoal.rpc import Peer
-        from shoal.security import secret_of
 
         client = self.client
         try:
             comm = await connect(
-                address, secret=secret_of(client.security), timeout=client._timeout, info={"role": "client", "id": client.id}
+                address, secret=client._secret, timeout=client._timeout, info={"role": "client", "id": client.id}
             )
         except Exception as e:  # noqa: BLE001 - any failure to connect fails the calls waiting on it
             calls = self.waiting.pop(address, [])
@@ -410,3 +407,15 @@ def _closed_error() -> BaseException:
     from shoal.exceptions import ClosedClientError
 
     return ClosedClientError("the client was closed")
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'ProxyRPC': "an internal of distributed's actors; call the actor's methods through the Actor proxy",
+    },
+)

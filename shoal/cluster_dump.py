@@ -109,3 +109,15 @@ def load_cluster_dump(url: str, format: str | None = None, **storage_options: An
 
 
 __all__ = ["load_cluster_dump", "write_state"]
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'DumpArtefact': 'use shoal.cluster_dump.load_cluster_dump(path), which returns the dump as plain data',
+    },
+)

@@ -8,11 +8,21 @@ machines never read configuration themselves.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dask
 import dask.config
 from dask.utils import parse_bytes, parse_timedelta
+
+#: shoal's own machinery: how a task is run on a worker and its error raised on the client
+_SHOAL_FRAMES = [
+    r"shoal[\\/](client|worker|graph|protocol|rpc|comm|sync)[\\/]",
+    r"shoal[\\/](_loop|actor|worker_client)\.py",
+    r"asyncio[\\/]",
+]
+#: dask's own list (`admin.traceback.shorten`: concurrent.futures, dask's schedulers, ...)
+_DASK_FRAMES = [p for p in dask.config.get("admin.traceback.shorten", None) or [] if "distributed" not in p]
 
 DEFAULTS: dict[str, Any] = {
     "shoal": {
@@ -79,6 +89,10 @@ DEFAULTS: dict[str, Any] = {
             # how often a worker tells the scheduler it is alive (see scheduler.worker-ttl)
             "heartbeat-interval": "1s",
         },
+        # the shuffle service (shoal/shuffle/): pieces a worker holds in memory, as a
+        # fraction of its memory_limit (of the machine's memory without a limit), before
+        # it spills them to disk and makes senders wait
+        "shuffle": {"buffer": 0.25},
         "deploy": {"worker-start-timeout": "60s"},
         "dashboard": {
             # how often the live pages are updated (one update for all viewers)
@@ -87,14 +101,37 @@ DEFAULTS: dict[str, Any] = {
             "link": "{scheme}://{host}:{port}/status",
             "prometheus": {"namespace": "dask"},
         },
-        # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
-        "admin": {"log-length": 10_000},
+        "security": {
+            # the shared secret (hexadecimal) a client proves when it was given none and
+            # finds no secret file for the address (see shoal.secret_files)
+            "secret": None,
+            # where schedulers keep their secret for their owner's clients, by address
+            # (None: $XDG_RUNTIME_DIR/shoal or ~/.local/share/shoal/runtime)
+            "runtime-dir": None,
+            "secret-files": True,
+        },
+        "admin": {
+            # recent log lines each process keeps in memory (get_scheduler_logs, get_worker_logs)
+            "log-length": 10_000,
+            # how shoal's lines look on the terminal (`logging.Formatter` syntax)
+            "log-format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+            # a task's error message longer than this is cut (0: never)
+            "max-error-length": 10_000,
+            # frames of files matching these regular expressions are left out of the
+            # tracebacks of tasks' exceptions (False or [] shows every frame)
+            "traceback": {"shorten": [*_SHOAL_FRAMES, *_DASK_FRAMES]},
+        },
+        # logger name -> level ({"shoal.scheduler": "info"}), or a whole
+        # logging.config.dictConfig mapping (with `version: 1`), as distributed.logging
+        "logging": {},
         # defaults of `cluster.adapt()` / `shoal.deploy.Adaptive`
         "adaptive": {"interval": "1s", "minimum": 0, "maximum": float("inf"), "wait-count": 3, "target-duration": "5s"},
     }
 }
 
 dask.config.update_defaults(DEFAULTS)
+# dask's `compute()` shortens tracebacks with its own list: let it leave out shoal's frames too
+dask.config.update_defaults({"admin": {"traceback": {"shorten": [*_DASK_FRAMES, *_SHOAL_FRAMES]}}})
 
 
 #: the environment variable that carries the user's configuration to worker processes
@@ -137,9 +174,88 @@ def apply_inherited(environ: dict) -> None:
         dask.config.update(dask.config.config, dask.config.deserialize(data), priority="new")
 
 
+_MISSING = object()
+
+
+def _default_of(path: str) -> Any:
+    """The registered default of a dotted key (`dask.config.defaults`, last one wins), or
+    `_MISSING` when none is registered."""
+    found: Any = _MISSING
+    parts = path.split(".")
+    for defaults in dask.config.defaults:
+        node: Any = defaults
+        for part in parts:
+            if not isinstance(node, dict):
+                node = _MISSING
+                break
+            node = node.get(part, node.get(part.replace("-", "_"), _MISSING))
+            if node is _MISSING:
+                break
+        if node is not _MISSING:
+            found = node
+    return found
+
+
+def _user_set(path: str, value: Any) -> bool:
+    """Whether `path` holds something the user set (YAML, variables, `dask.config.set`)
+    rather than a registered default (distributed's own, when it is imported)."""
+    return value is not _MISSING and value != _default_of(path)
+
+
+_twins_noted: set[str] = set()
+
+
 def get(key: str, default: Any = None) -> Any:
-    """Read `shoal.<key>` from dask's configuration."""
-    return dask.config.get(f"shoal.{key}", default=default)
+    """Read `shoal.<key>` from dask's configuration. When the user set the
+    `distributed.<key>` twin (a YAML file or `DASK_DISTRIBUTED__...` written for
+    distributed) and left `shoal.<key>` at its default, the twin's value is used (logged
+    once per key)."""
+    value = dask.config.get(f"shoal.{key}", default=_MISSING)
+    twin = dask.config.get(f"distributed.{key}", default=_MISSING)
+    if _user_set(f"distributed.{key}", twin) and not _user_set(f"shoal.{key}", value):
+        if key not in _twins_noted:
+            _twins_noted.add(key)
+            logging.getLogger("shoal.config").info("using distributed.%s = %r for shoal.%s", key, twin, key)
+        return twin
+    return default if value is _MISSING else value
+
+
+def _leaves(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(node, dict) and node:
+        out = []
+        for k, v in node.items():
+            out += _leaves(v, f"{prefix}.{k}")
+        return out
+    return [(prefix, node)]
+
+
+_untwinned_warned: set[str] = set()
+
+
+def warn_untwinned() -> list[str]:
+    """Warn once about each `distributed.*` key the user set that has no `shoal.*` twin
+    (so shoal does not read it); returns the keys warned about now."""
+    settings = dask.config.config.get("distributed")
+    if not isinstance(settings, dict):
+        return []
+    new = []
+    for path, value in _leaves(settings, "distributed"):
+        if path in _untwinned_warned or not _user_set(path, value):
+            continue
+        if _default_of("shoal" + path[len("distributed"):]) is not _MISSING:
+            continue  # it has a twin: `get` reads it
+        _untwinned_warned.add(path)
+        new.append(path)
+    if new:
+        import warnings
+
+        warnings.warn(
+            f"shoal does not read these distributed settings (there is no shoal.* twin): {', '.join(new)}; "
+            "see docs/configuration.md for shoal's keys",
+            UserWarning,
+            stacklevel=3,
+        )
+    return new
 
 
 def get_timedelta(key: str) -> float:

@@ -66,3 +66,15 @@ class ReplayTaskClient:
         finally:
             for f in deps:
                 f.release()
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'ReplayTaskScheduler': "the scheduler side of recreate_task_locally is shoal's own; use Client.recreate_task_locally / recreate_error_locally",
+    },
+)

@@ -38,6 +38,11 @@ def format_bytes(n: float) -> str:
     return fb(int(n))
 
 
+def plural(n: int, word: str) -> str:
+    """`1 thread`, `2 threads`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def overrides_hook(plugin: Any, hook: str) -> bool:
     """Whether `plugin` has a hook `hook` other than the no-op of a base class in
     `shoal.diagnostics.plugin` (so hosts skip calling no-ops on hot paths)."""
@@ -79,3 +84,59 @@ def format_dashboard_link(host: str, port: int) -> str:
     template = str(config.get("dashboard.link"))
     shown = f"[{host}]" if ":" in host else host
     return template.format(**{**os.environ, "scheme": "http", "host": shown, "port": port})
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {
+        'TimeoutError': 'builtins:TimeoutError',
+        'sync': 'shoal._loop:sync',
+        'import_term': 'shoal.utils_compat:import_term',
+        'NoOpAwaitable': 'shoal.utils_compat:NoOpAwaitable',
+        'Deadline': 'shoal.utils_compat:Deadline',
+        'log_errors': 'shoal.utils_compat:log_errors',
+        'get_ip': 'shoal.utils_compat:get_ip',
+        'open_port': 'shoal.utils_compat:open_port',
+        'format_dashboard_link': 'shoal.utils_compat:format_dashboard_link',
+        'has_arg': 'shoal.utils_compat:has_arg',
+        'iscoroutinefunction': 'shoal.utils_compat:iscoroutinefunction',
+        'is_coroutine_function': 'shoal.utils_compat:iscoroutinefunction',
+        'ensure_memoryview': 'shoal.utils_compat:ensure_memoryview',
+        'nbytes': 'shoal.utils_compat:nbytes',
+        'parse_ports': 'shoal.utils_compat:parse_ports',
+        'All': 'shoal.utils_compat:All',
+        'import_file': 'shoal.diagnostics.plugin:import_file',
+        'key_split_group': 'shoal.utils_compat:key_split_group',
+        'get_mp_context': 'shoal.utils_compat:get_mp_context',
+        'truncate_exception': 'shoal.utils_compat:truncate_exception',
+        'offload': 'shoal.utils_compat:offload',
+    },
+    {
+        'LoopRunner': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'SyncMethodMixin': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'EmptyContext': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'DequeHandler': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'RateLimiterFilter': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'TupleComparable': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'asciitable': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'clean_dashboard_address': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'cli_keywords': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'get_fileno_limit': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'get_ip_interface': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'get_ipv6': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'get_traceback': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'in_async_call': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'is_valid_xml': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'json_load_robust': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'read_block': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'reset_logger_locks': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'run_in_executor_with_context': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'seek_delimiter': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'set_thread_state': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'silence_logging_cmgr': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+        'tmp_text': "an internal helper of distributed with no shoal counterpart; shoal's public helpers are in shoal.utils",
+    },
+)

@@ -117,3 +117,45 @@ def format_mismatches(found: dict[str, dict]) -> str:
 def flat(report: dict) -> dict:
     """`versions_report` -> the flat `{package: version}` map `mismatches` compares."""
     return dict(report.get("packages", {}))
+
+
+class VersionMismatchWarning(Warning):
+    """The client, scheduler and workers run different versions of key packages."""
+
+
+def get_system_info() -> list[tuple[str, Any]]:
+    """Python, OS and machine facts, as distributed's `get_system_info`."""
+    import locale
+    import platform
+    import struct
+    import sys
+
+    return [
+        ("python", "%d.%d.%d.%s.%s" % sys.version_info),
+        ("python-bits", struct.calcsize("P") * 8),
+        ("OS", platform.system()),
+        ("OS-release", platform.release()),
+        ("machine", platform.machine()),
+        ("processor", platform.processor()),
+        ("byteorder", sys.byteorder),
+        ("LC_ALL", locale.setlocale(locale.LC_ALL, None) if hasattr(locale, "LC_ALL") else None),
+        ("LANG", __import__("os").environ.get("LANG")),
+    ]
+
+
+def get_package_info(pkgs: Any = ()) -> dict[str, str | None]:
+    """`{package: version or None}` for `pkgs` (names, or `(name, module)` pairs)."""
+    out: dict[str, str | None] = {}
+    for item in pkgs:
+        name = item[0] if isinstance(item, (tuple, list)) else item
+        out[name] = _package_version(name)
+    return out
+
+
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {"error_message": "use shoal.versions.mismatches(...) and format_mismatches(...), which the client already warns with"},
+)

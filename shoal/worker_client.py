@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from shoal._context import current_worker
+from shoal._context import current_worker, register_provider
 from shoal.client.client import Client, default_client
 from shoal.security import Security
 from shoal.worker.extension import WorkerExtension
@@ -77,6 +77,9 @@ def get_client(address: str | None = None, timeout: Any = None, resolve_address:
     return Client(address, **kwargs)
 
 
+register_provider("get_client", get_client)
+
+
 def secede() -> None:
     """Give the current task's thread back to the worker's pool; the task keeps running."""
     get_worker().secede()
@@ -100,3 +103,14 @@ def worker_client(timeout: Any = None, separate_thread: bool = True) -> Iterator
     finally:
         if separate_thread:
             worker.rejoin()
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {
+        'local_client': 'shoal.worker_client:worker_client',
+    },
+)

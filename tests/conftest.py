@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,16 @@ from typing import Any
 # which inherit the environment) checks all of its invariants after every stimulus.
 os.environ["DASK_SHOAL__SCHEDULER__VALIDATE"] = "True"
 os.environ["DASK_SHOAL__WORKER__VALIDATE"] = "True"
+# schedulers keep their secret files (shoal.secret_files) in a directory of the test run's
+# own, not in the user's runtime directory
+if "DASK_SHOAL__SECURITY__RUNTIME_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _runtime_dir = tempfile.mkdtemp(prefix="shoal-test-runtime-")
+    os.environ["DASK_SHOAL__SECURITY__RUNTIME_DIR"] = _runtime_dir
+    atexit.register(shutil.rmtree, _runtime_dir, True)
 
 import dask.config  # noqa: E402
 
@@ -27,6 +36,7 @@ dask.config.refresh()
 import pytest  # noqa: E402
 
 from shoal import Client, LocalCluster  # noqa: E402
+from shoal.testing.poll import poll  # noqa: E402  the one poll helper (`from conftest import poll` too)
 
 CLUSTER_KWARGS: dict[str, dict[str, Any]] = {
     "inproc": dict(n_workers=2, threads_per_worker=1, processes=False),
@@ -45,17 +55,6 @@ def _fresh_log_limits():
     yield
 
 
-def poll(cond: Callable[[], Any], timeout: float = 5, interval: float = 0.01) -> Any:
-    """Call ``cond()`` until it returns a truthy value (which is returned) or ``timeout``
-    seconds have passed (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition {getattr(cond, '__name__', cond)!r} not met within {timeout} s")
-        time.sleep(interval)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

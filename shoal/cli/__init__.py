@@ -19,6 +19,7 @@ import socket
 import sys
 
 from shoal.comm.addressing import is_loopback_host, parse_address, parse_host_port
+from shoal.secret_files import parse_secret
 
 __all__ = ["main"]
 
@@ -38,7 +39,7 @@ def read_secret(secret_file: str | None) -> bytes | None:
         except OSError as e:
             raise CLIError(f"cannot read --secret-file: {e}") from None
         try:
-            secret = bytes.fromhex(text)
+            secret = parse_secret(text)
         except ValueError:
             raise CLIError(f"--secret-file {secret_file}: expected the secret in hexadecimal") from None
         if not secret:
@@ -47,7 +48,7 @@ def read_secret(secret_file: str | None) -> bytes | None:
     value = os.environ.pop("SHOAL_SECRET", "")  # not passed on to processes we start
     if value:
         try:
-            return bytes.fromhex(value)
+            return parse_secret(value)
         except ValueError:
             raise CLIError("SHOAL_SECRET must be the secret in hexadecimal") from None
     return None
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from shoal.compat import install_from_environment
+
+    install_from_environment()  # started from a program in compatibility mode (SubprocessCluster, ...)
     try:
         check_tls(args)
         return int(args.run(args) or 0)

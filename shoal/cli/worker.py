@@ -19,6 +19,7 @@ import os
 import signal
 from typing import Any
 
+from shoal.utils import format_bytes
 from shoal.cli import CLIError, add_common, host_of, is_loopback_host, local_ip_towards, read_secret, refuse_insecure
 
 logger = logging.getLogger("shoal.worker")
@@ -109,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
             secret = secret_from(info)
     if not address:
         raise CLIError("need the scheduler's address (or --scheduler-file PATH)")
+    if secret is None:  # a scheduler this user started on this machine
+        from shoal.secret_files import lookup
+
+        secret = lookup(address)
     cores = os.cpu_count() or 1
     nworkers, auto_threads = parse_nworkers(args.nworkers, cores)
     if not args.nanny and nworkers > 1:
@@ -183,7 +188,8 @@ async def _serve(args: argparse.Namespace, address: str, names: list[Any], optio
             logger.info("-" * 47)
             logger.info("  Start worker at: %25s", s.address)
             logger.info("  Threads: %d", options["nthreads"])
-            logger.info("  Memory: %s", options["memory_limit"] or "no limit")
+            limit = options["memory_limit"]
+            logger.info("  Memory: %s", format_bytes(limit) if limit else "no limit")
             logger.info("  Nanny: %s", s.id if args.nanny else "none")
         stopping = asyncio.ensure_future(stop.wait())
         running = {asyncio.ensure_future(s.finished()) for s in servers}

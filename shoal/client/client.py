@@ -36,21 +36,27 @@ from dask.base import tokenize
 from dask.typing import no_default
 from dask.utils import funcname
 
-from shoal import _loop, config
-from shoal._context import current_worker, in_task, task_state
+from shoal import _loop, config, secret_files
+from shoal._context import current_worker, in_task, provider, task_state
 from shoal.actor import Actor
 from shoal.client.futures import Future, FutureState
+from shoal.background import BackgroundTasks
+from shoal.client.remote_errors import install_excepthook, remote_traceback
 from shoal.comm import connect
-from shoal.comm.errors import CommClosedError
+from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.exceptions import ClosedClientError, WorkerStartTimeoutError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import ConnectionPool, Peer
+from shoal.shuffle.method import SERVICE
 from shoal.security import secret_of
+from shoal.status import StatusAttribute
 from shoal.utils import parse_timeout, typename
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.client")
+#: what nannies report of their workers' deaths (`shoal.log_terminal.handle_worker_alert`)
+WORKER_ALERT_TOPICS = ("worker-restart-memory", "worker-restart")
 
 _global_clients: weakref.WeakValueDictionary[int, Client] = weakref.WeakValueDictionary()
 _global_client_index = itertools.count()
@@ -161,6 +167,9 @@ def _collect(obj: Any, out: list) -> None:
 class Client:
     """Connect to a shoal scheduler, or start a `LocalCluster` when given no address."""
 
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
+
     def __init__(
         self,
         address: Any = None,
@@ -179,6 +188,7 @@ class Client:
         connection_limit: int = 512,
         **kwargs: Any,
     ):
+        config.warn_untwinned()
         if timeout is no_default:
             timeout = config.get("comm.timeouts.connect")
         if timeout is None:
@@ -207,12 +217,16 @@ class Client:
                 if getattr(address, "status", "running") in ("closing", "closed"):
                     raise RuntimeError(f"Trying to connect to an already closed or closing Cluster {address}.")
                 self.cluster = address
-                security = security if security is not None else getattr(address, "security", None)
+                if security is None:  # the cluster's own credentials (none at all: False)
+                    security = getattr(address, "security", None)
+                    if security is not None and not getattr(security, "secret", None):
+                        security = False
                 address = address.scheduler_address
             else:
                 raise TypeError(f"Scheduler address must be a string or a Cluster instance, got {type(address)}")
         self._address = address
         self.security = security
+        self._secret: bytes | None = None  # the secret used to connect (resolved in _start)
         name = name if name is not None else dask.config.get("client-name", None)
         self.id = f"Client-{name}-{uuid.uuid1()}" if name else f"Client-{uuid.uuid1()}"
         self.status = "newly-created"
@@ -230,7 +244,8 @@ class Client:
         self._identity: dict = {}
         self.scheduler_comm: Peer | None = None
         self._pool: ConnectionPool | None = None
-        self._tasks: set[asyncio.Task] = set()
+        #: background tasks the client owns (cancelled and awaited on close)
+        self._tasks = BackgroundTasks("the client")
         self.direct_to_workers = direct_to_workers
         #: topic -> handler(event) for events the scheduler pushes (`subscribe_topic`);
         #: what tasks `shoal.print`/`shoal.warn` reaches every client (not task-side ones)
@@ -238,7 +253,12 @@ class Client:
         if not in_task():
             from shoal.diagnostics.remote_print import handle_print, handle_warn
 
+            install_excepthook()
             self._event_handlers.update(print=handle_print, warn=handle_warn)
+            from shoal.log_terminal import handle_worker_alert
+
+            for topic in WORKER_ALERT_TOPICS:
+                self._event_handlers[topic] = handle_worker_alert
         from shoal.recreate_tasks import ReplayTaskClient
 
         ReplayTaskClient(self)  # adds recreate_task_locally / recreate_error_locally
@@ -280,24 +300,26 @@ class Client:
         self.status = "connecting"
         address = self._address
         if address is None:
-            from shoal.deploy.local import LocalCluster
-
-            cluster = await LocalCluster(asynchronous=True, **self._cluster_kwargs)
+            local_cluster = provider("local_cluster")  # shoal.deploy.local, a higher layer
+            cluster = await local_cluster(asynchronous=True, **self._cluster_kwargs)
             self.cluster = cluster
             self._owns_cluster = True
             self.security = cluster.security
             address = self._address = cluster.scheduler_address
-        secret = secret_of(self.security)
+        secret, source = secret_files.resolve(address, self.security)
+        self._secret = secret
         info = {"role": "client", "id": self.id, "versions": get_versions()}
         # a scheduler in this process (a LocalCluster's) is reached in-process: messages
         # go over as objects; `address` stays what users see and workers use
         local = getattr(getattr(self.cluster, "scheduler", None), "local_address", None)
         try:
             comm = await connect(local or address, secret=secret, timeout=self._timeout, info=info)
-        except BaseException:
+        except BaseException as exc:
             self.status = "closed"
             if self._owns_cluster and self.cluster is not None:
                 await self.cluster.close()
+            if isinstance(exc, AuthenticationError) and not isinstance(exc, ProtocolMismatchError):
+                raise type(exc)(f"{exc}. {secret_files.how_to_pass(address, source)}") from None
             raise
         self.scheduler_comm = Peer(comm, None, self._on_messages, address=address)
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
@@ -318,7 +340,7 @@ class Client:
 
     def _register_default(self) -> None:
         _global_clients[next(_global_client_index)] = self
-        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"})
+        self._config_ctx = dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": SERVICE})
 
     async def _watch_scheduler(self, peer: Peer) -> None:
         await peer.run()
@@ -330,10 +352,9 @@ class Client:
             self.status = "closed"
 
     def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        """Run `coro` on the client's loop as a task the client owns (cancelled and
+        awaited when it closes). Not public: `Client`'s public names are distributed's."""
+        return self._tasks.spawn(coro)
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
@@ -350,10 +371,7 @@ class Client:
             await self.scheduler_comm.close()
         if self._pool is not None:
             await self._pool.close()
-        current = asyncio.current_task()
-        for t in list(self._tasks):
-            if t is not current:
-                t.cancel()
+        await self._tasks.close()
         if self._owns_cluster and self.cluster is not None:
             await self.cluster.close()
         self.status = "closed"
@@ -435,7 +453,7 @@ class Client:
         def cm() -> Iterator[None]:
             token = _current_client.set(self)
             try:
-                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": "tasks"}):
+                with dask.config.set({"scheduler": self.get, "dataframe.shuffle.method": SERVICE}):
                     yield
             finally:
                 _current_client.reset(token)
@@ -454,7 +472,14 @@ class Client:
             return func(*args, **kwargs)
         if self.status == "closed":
             raise ClosedClientError(f"{self} is closed")
-        return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        try:
+            return _loop.sync(self.loop, func, *args, callback_timeout=parse_timeout(callback_timeout), **kwargs)
+        except BaseException as e:
+            tb = remote_traceback(e)
+            if tb is None:
+                raise
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise e.with_traceback(tb)  # a task's error: its frames, not the event loop's
 
     @property
     def scheduler(self) -> Any:
@@ -478,6 +503,8 @@ class Client:
     def __repr__(self) -> str:
         if self.status in ("newly-created", "connecting") and not self._address:
             return "<Client: No scheduler connected>"
+        if self.status in ("closing", "closed"):
+            return f"<Client: {self._address!r} {self.status}>"
         info = self._identity or {}
         addr = self._address
         workers = info.get("workers")
@@ -828,6 +855,9 @@ class Client:
         st = future._state
         assert st is not None
         await self._wait_done(st, timeout)
+        if st.status == "error":
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise st.exception()  # the awaiting line, then the task's frames
         st.raise_if_failed()
         return (await self._gather_states([st]))[0]
 
@@ -905,7 +935,7 @@ class Client:
         """A result's value; an actor proxy among them holds a reference on its actor."""
         value = loads(p)
         if type(value) is Actor:
-            value._adopt(self)
+            value.adopt(self, Future)
         return value
 
     async def _wait_for_holders(self, stranded: list[FutureState], unreachable: set[str], patience: float) -> bool:
@@ -1517,7 +1547,7 @@ class Client:
             raise ValueError("Scheduler file already set")
         self.scheduler_file = scheduler_file
         info = dict(self.scheduler_info())
-        write_scheduler_file(scheduler_file, info, secret_of(self.security))
+        write_scheduler_file(scheduler_file, info, self._secret)
 
     # ------------------------------------------------------------------ published datasets
 
@@ -1746,6 +1776,13 @@ class Client:
 
     # ------------------------------------------------------------------ plugins
 
+    def futures_of(self, futures: Any) -> list:
+        """The futures inside `futures` (nested collections, dask collections), bound to
+        this client (distributed's `Client.futures_of`)."""
+        from shoal.client.helpers import futures_of
+
+        return futures_of(futures, client=self)
+
     def register_plugin(self, plugin: Any, name: str | None = None, idempotent: bool | None = None) -> Any:
         """Register a `SchedulerPlugin` (runs in the scheduler), a `WorkerPlugin` (runs
         in every current and future worker) or a `NannyPlugin` (every current and future
@@ -1754,10 +1791,13 @@ class Client:
         name already registered is kept. Worker and nanny plugins return
         `{worker address | nanny id: {"status": "OK"}}`; an error in their `setup` on a
         current worker or nanny is re-raised here."""
+        from shoal.diagnostics.builtin_plugins import PluginRecipe
         from shoal.diagnostics.plugin import NannyPlugin, SchedulerPlugin, WorkerPlugin, plugin_name
 
         if isinstance(plugin, type):
             raise TypeError("Please provide an instance of a plugin, not a type.")
+        if isinstance(plugin, PluginRecipe):  # PipInstall, UploadDirectory, ...: run in workers or nannies
+            plugin = plugin.as_plugin()
         if not isinstance(plugin, (SchedulerPlugin, WorkerPlugin, NannyPlugin)):
             raise TypeError(
                 "Registering duck-typed plugins is not allowed. Please inherit from "

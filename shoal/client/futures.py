@@ -23,7 +23,7 @@ from dask._task_spec import TaskRef
 from shoal.exceptions import FutureCancelledError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, loads
-from shoal.protocol.tracebacks import rebuild
+from shoal.client.remote_errors import mark_remote, remote_traceback
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -143,11 +143,13 @@ class FutureState:
                 exc = RuntimeError(f"{self.text} (the exception type could not be loaded here: {e})")
             if not isinstance(exc, BaseException):
                 exc = RuntimeError(str(exc))
-            tb = rebuild(self._traceback)
-            self._exc_obj = exc.with_traceback(tb)
-        return self._exc_obj
+            mark_remote(exc, self._traceback)
+            self._exc_obj = exc
+        # the task's own frames, afresh: the caller's frames a previous raise added go
+        return self._exc_obj.with_traceback(remote_traceback(self._exc_obj))
 
     def traceback(self) -> Any:
+        """The task's frames (as `shoal.admin.traceback.shorten` leaves them)."""
         exc = self.exception() if self.status == "error" else None
         return exc.__traceback__ if exc is not None else None
 
@@ -168,9 +170,10 @@ class FutureState:
 
     def raise_if_failed(self) -> None:
         if self.status == "error":
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
             exc = self.exception()
             assert exc is not None
-            raise exc.with_traceback(exc.__traceback__)
+            raise exc  # with the task's frames only
         if self.status == "cancelled":
             raise FutureCancelledError(self.key, self.reason, self.msg)
 
@@ -278,7 +281,14 @@ class Future(TaskRef):
         client, st = self._verify_initialized()
         if st.status == "finished" and st.inline is not None and not client.asynchronous:
             return client._loaded(st.inline)
-        return client.sync(client._result, self, timeout)
+        try:
+            return client.sync(client._result, self, timeout)
+        except BaseException as e:
+            tb = remote_traceback(e)
+            if tb is None:
+                raise
+            __tracebackhide__ = True  # noqa: F841 - IPython and pytest leave this frame out
+            raise e.with_traceback(tb)  # the caller's line, then the task's frames
 
     def exception(self, timeout: Any = None, **kwargs: Any) -> Any:
         client, st = self._verify_initialized()

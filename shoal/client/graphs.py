@@ -6,6 +6,7 @@ before new branches start."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from typing import Any
 
@@ -169,6 +170,10 @@ def _graph_to_futures(
     elif isinstance(dsk, dict):
         graph = dsk
     else:  # a dask expression
+        if "dask.dataframe" in sys.modules:  # else it holds no dataframe shuffle
+            from shoal.shuffle.dataframe import rewrite
+
+            dsk = rewrite(dsk)
         graph = dsk.__dask_graph__()
         layer_ann = dsk.__dask_annotations__() or {}
     flat = _flatten(keys)

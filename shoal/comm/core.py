@@ -74,6 +74,7 @@ class Comm(abc.ABC):
         "_waiters",
         "_closed",
         "_eof_exc",
+        "_flush_pending",
         "__weakref__",
     )
 
@@ -86,6 +87,22 @@ class Comm(abc.ABC):
         self._waiters: deque[asyncio.Future] = deque()
         self._closed = False  # no more sending (and, once _eof_exc is set, no more reading)
         self._eof_exc: CommClosedError | None = None
+        #: a `_flush` is scheduled for the end of this loop tick
+        self._flush_pending = False
+
+    # ------------------------------------------------------------------ the end-of-tick flush
+
+    def _flush_at_end_of_tick(self) -> None:
+        """The one end-of-tick flush of every transport: what is sent until the loop's
+        current iteration ends goes out as one packet (`_flush`), with no timer; call it
+        after queueing, when `_flush_pending` is false."""
+        self._check_loop()
+        self._flush_pending = True
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:  # pragma: no cover - every transport has its own
+        """Hand what was queued to the transport (clears `_flush_pending` first)."""
+        self._flush_pending = False
 
     # ------------------------------------------------------------------ API
 
@@ -104,6 +121,8 @@ class Comm(abc.ABC):
     def flush(self) -> None:
         """Hand what this tick queued to the transport now, not at the end of the tick:
         for a message that must be on its way before something else happens."""
+        if self._flush_pending:
+            self._flush()
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -38,13 +38,12 @@ def new_address() -> str:
 class Inproc(Comm):
     """One end of an in-process connection."""
 
-    __slots__ = ("_peer", "_pending", "_flush_pending")
+    __slots__ = ("_peer", "_pending")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, local_address: str, peer_address: str) -> None:
         super().__init__(loop, local_address, peer_address)
         self._peer: Inproc | None = None
         self._pending: list = []
-        self._flush_pending = False
 
     # ------------------------------------------------------------------ sending
 
@@ -52,9 +51,7 @@ class Inproc(Comm):
         if self._closed:
             raise self._closed_error()
         if not self._flush_pending:
-            self._check_loop()
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
+            self._flush_at_end_of_tick()
         self._pending.append(msg)
 
     def send_many(self, msgs: Iterable[Any]) -> None:
@@ -64,12 +61,7 @@ class Inproc(Comm):
             self._check_loop()
         self._pending.extend(msgs)
         if self._pending and not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush)
-
-    def flush(self) -> None:
-        if self._flush_pending:
-            self._flush()
+            self._flush_at_end_of_tick()
 
     def _flush(self) -> None:
         self._flush_pending = False

@@ -39,6 +39,7 @@ from shoal import config
 from shoal.comm.addressing import parse_host_port, unparse_host_port
 from shoal.comm.core import Comm, Listener, _limited, logger
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
+from shoal.protocol import foreign
 from shoal.protocol import handshake as hs
 from shoal.protocol.framing import (
     PacketEncoder,
@@ -131,7 +132,6 @@ class TCP(Comm, asyncio.BufferedProtocol):
     __slots__ = (
         "_transport",
         "_encoder",
-        "_flush_pending",
         "_out",
         "_paused",
         "_drain_waiter",
@@ -154,13 +154,13 @@ class TCP(Comm, asyncio.BufferedProtocol):
         "_reading_paused",
         "_protocol_error",
         "_on_connect",
+        "_answer_foreign",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_packet_bytes: int, handshake: bool = True) -> None:
         Comm.__init__(self, loop)
         self._transport: asyncio.Transport | None = None
         self._encoder = PacketEncoder()
-        self._flush_pending = False
         self._out: deque = deque()
         self._paused = False
         self._drain_waiter: asyncio.Future | None = None
@@ -185,6 +185,9 @@ class TCP(Comm, asyncio.BufferedProtocol):
         self._reading_paused = False
         self._protocol_error: BaseException | None = None
         self._on_connect: Any = None
+        #: a listener's comm tells a distributed connector what it reached (`protocol/foreign.py`):
+        #: the listener's role ("scheduler", "worker", ...), None on a connector
+        self._answer_foreign: str | None = None
 
     # ================================================================== asyncio protocol
 
@@ -293,6 +296,20 @@ class TCP(Comm, asyncio.BufferedProtocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def _refuse_distributed(self) -> None:
+        """The peer speaks Dask distributed's protocol: say so on this side (the handshake
+        fails with this text) and, as a listener, tell the distributed peer too."""
+        if self._answer_foreign is not None:
+            text = "it speaks Dask distributed's protocol (a distributed Client or `dask worker`?); told it that "
+            text += "shoal and distributed do not interoperate"
+            self._protocol_error = ForeignProtocolError(text)
+            self._start = self._end = 0
+            if self._transport is not None:
+                self._transport.write(foreign.distributed_refusal(foreign.refusal_text(self.local_address, self._answer_foreign)))
+                self._transport.close()  # after the refusal is written
+            return
+        self._fail(ForeignProtocolError(foreign.reached_distributed_text()), log=False)
+
     def _grow(self, needed: int) -> None:
         size = max(2 * len(self._buf), needed + DIRECT_MIN)
         new = bytearray(size)
@@ -311,6 +328,15 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 end = self._end
                 if end - start < 4:
                     return
+                if self._raw_left == hs.HANDSHAKE_PACKETS and foreign.may_be_foreign(_U32.unpack_from(view, start)[0]):
+                    # not how a shoal peer's first packet starts (one frame): who is this?
+                    with view[start:end] as pv:
+                        kind = foreign.sniff(pv)
+                    if kind == foreign.MORE:
+                        return
+                    if kind == foreign.DISTRIBUTED:
+                        self._refuse_distributed()
+                        return
                 with view[start:end] as pv:
                     parsed = parse_prelude(pv, self._cap)
                 if parsed is None:
@@ -424,8 +450,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
             return
         self._check_loop()
         self._encoder.add(msg)
-        self._flush_pending = True
-        self._loop.call_soon(self._flush)
+        self._flush_at_end_of_tick()
 
     def send_many(self, msgs: Iterable[Any]) -> None:
         if self._closed:
@@ -438,12 +463,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 enc.add(m)
         finally:  # messages before a bad one still go out this tick
             if not self._flush_pending and not enc.empty:
-                self._flush_pending = True
-                self._loop.call_soon(self._flush)
-
-    def flush(self) -> None:
-        if self._flush_pending:
-            self._flush()
+                self._flush_at_end_of_tick()
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -553,6 +573,11 @@ class TCP(Comm, asyncio.BufferedProtocol):
 # ====================================================================== handshake
 
 
+class ForeignProtocolError(Exception):
+    """The peer speaks another protocol (Dask distributed's)."""
+
+
+
 def _handshake_error(exc: hs.HandshakeError, address: str) -> AuthenticationError:
     if exc.kind == "auth":
         return AuthenticationError(str(exc))
@@ -638,6 +663,7 @@ class TCPListener(Listener):
     def _factory(self) -> TCP:
         comm = TCP(self._loop, self.max_packet_bytes)
         comm._on_connect = self._accept
+        comm._answer_foreign = str((self.info or {}).get("role") or "server")
         return comm
 
     async def _start(self) -> None:

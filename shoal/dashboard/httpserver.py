@@ -14,6 +14,7 @@ scheduler then carries no web framework (see docs/design.md, "Dashboard").
 from __future__ import annotations
 
 import asyncio
+import inspect
 import base64
 import hashlib
 import logging
@@ -188,6 +189,8 @@ class HTTPServer:
             return self._write(writer, method, Response(f"not found: {req.path}", "text/plain; charset=utf-8", 404))
         try:
             result = handler(req)
+            if inspect.isawaitable(result):  # a page that asks the workers first
+                result = await result
         except Exception:
             logger.exception("dashboard page %s failed", req.path)
             result = Response("internal error (see the scheduler's log)", "text/plain", 500)

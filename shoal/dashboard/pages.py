@@ -16,7 +16,8 @@ from dask.utils import format_bytes
 
 from shoal.protocol.priority import priority_parts
 
-NAV = (("status", "Status"), ("workers", "Workers"), ("info/main/workers.html", "Info"),
+NAV = (("status", "Status"), ("tasks", "Tasks"), ("system", "System"), ("workers", "Workers"),
+       ("profile", "Profile"), ("graph", "Graph"), ("groups", "Groups"), ("info/main/workers.html", "Info"),
        ("json/index.html", "JSON"), ("metrics", "Metrics"))  # fmt: skip
 
 
@@ -26,13 +27,21 @@ def root_of(path: str) -> str:
     return "../" * depth if depth > 0 else "./"
 
 
-def page(title: str, body: str, root: str) -> str:
+def page(title: str, body: str, root: str, scripts: tuple[str, ...] = (), main_class: str = "") -> str:
+    """A dashboard page: the navigation, `title` as its heading (none for the status page,
+    `main_class="status"`), `body`, and `scripts` from `statics/` (live pages: they show
+    the WebSocket's state in the navigation bar)."""
     nav = " ".join(f'<a href="{root}{href}">{escape(label)}</a>' for href, label in NAV)
+    if scripts:
+        nav += ' <span id="conn" class="conn">connecting…</span>'
+    heading = "" if main_class == "status" else f"<h1>{escape(title)}</h1>"
+    tags = "".join(f'<script src="{root}statics/{escape(s)}"></script>' for s in scripts)
+    cls = f' class="{escape(main_class)}"' if main_class else ""
     return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)} — shoal</title>"
         f'<link rel="stylesheet" href="{root}statics/style.css"></head>'
-        f"<body><nav><b>shoal</b> {nav}</nav><main><h1>{escape(title)}</h1>{body}</main></body></html>"
+        f"<body><nav><b>shoal</b> {nav}</nav><main{cls}>{heading}{body}</main>{tags}</body></html>"
     )
 
 
@@ -48,6 +57,27 @@ def task_link(key: str, root: str) -> str:
     return f'<a href="{root}info/task/{quote(key, safe="")}.html">{escape(key)}</a>'
 
 
+def memory_bar(w: dict, width: int = 160) -> str:
+    """An SVG bar of a worker's process memory: managed, unmanaged, spilled, out of its
+    limit (or of what it uses, without one)."""
+    scale = max(w["memory_limit"] or 0, w["managed"] + w["unmanaged"] + w["spilled"], 1)
+    x, rects = 0.0, []
+    for cls, n in (("mem", w["managed"]), ("unmanaged", w["unmanaged"]), ("spilled", w["spilled"])):
+        dx = width * n / scale
+        if dx >= 0.5:
+            rects.append(f'<rect class="{cls}" x="{x:.1f}" y="0" width="{dx:.1f}" height="12"/>')
+        x += dx
+    title = f"managed {_bytes(w['managed'])}, unmanaged {_bytes(w['unmanaged'])}, spilled {_bytes(w['spilled'])}"
+    return (
+        f'<svg class="membar" width="{width}" height="12" role="img"><title>{escape(title)}</title>'
+        f'<rect class="track" x="0" y="0" width="{width}" height="12"/>{"".join(rects)}</svg>'
+    )
+
+
+def _rate(n: float) -> str:
+    return f"{_bytes(n)}/s"
+
+
 def workers_table(workers: list[dict], root: str) -> str:
     rows = []
     for w in workers:
@@ -57,14 +87,88 @@ def workers_table(workers: list[dict], root: str) -> str:
         rows.append(
             f"<tr><td>{worker_link(w['address'], root)}</td><td>{escape(str(w['name']))}</td><td>{status}</td>"
             f"<td>{w['nthreads']}</td><td>{w['processing']}</td><td>{w['executing']}</td>"
-            f"<td>{w['in_memory']}</td><td>{escape(mem)}</td><td>{escape(_bytes(w['managed']))}</td>"
-            f"<td>{escape(_bytes(w['unmanaged']))}</td><td>{escape(_bytes(w['spilled']))}</td></tr>"
+            f"<td>{w['in_memory']}</td><td>{w.get('cpu', 0):.0f}%</td><td>{escape(mem)}</td><td>{memory_bar(w)}</td>"
+            f"<td>{escape(_bytes(w['managed']))}</td><td>{escape(_bytes(w['unmanaged']))}</td>"
+            f"<td>{escape(_bytes(w['spilled']))}</td><td>{escape(_rate(w.get('read_bps', 0)))}</td>"
+            f"<td>{escape(_rate(w.get('write_bps', 0)))}</td><td>{w.get('num_fds', 0)}</td></tr>"
         )
     head = (
         "<tr><th>Address</th><th>Name</th><th>Status</th><th>Threads</th><th>Processing</th><th>Executing</th>"
-        "<th>Keys held</th><th>Process memory / limit</th><th>Managed</th><th>Unmanaged</th><th>Spilled</th></tr>"
+        "<th>Keys held</th><th>CPU</th><th>Process memory / limit</th><th>managed · unmanaged · spilled</th>"
+        "<th>Managed</th><th>Unmanaged</th><th>Spilled</th><th>Net in (host)</th><th>Net out (host)</th>"
+        "<th>Open files</th></tr>"
     )
-    return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No workers.</p>"
+    if not rows:
+        return "<p>No workers.</p>"
+    legend = (
+        '<p class="legend"><span class="swatch mem"></span>managed <span class="swatch unmanaged"></span>unmanaged '
+        '<span class="swatch spilled"></span>spilled (on disk)</p>'
+    )
+    return f'{legend}<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+
+
+def traceback_text(frames: Any) -> str:
+    """A task's traceback frames as Python prints them (file, line, function)."""
+    out = ["Traceback (most recent call last):"]
+    for f in frames or ():
+        if not isinstance(f, (list, tuple)) or len(f) < 3:
+            continue
+        filename, lineno, name = f[0], f[1], f[2]
+        out.append(f'  File "{filename}", line {lineno}, in {name}')
+    return "\n".join(out)
+
+
+def groups_page(groups: list[dict], root: str) -> str:
+    """Task groups as boxes in layers (a group's dependencies to its left), arrows from
+    dependencies, each box with a bar of its states; then a table."""
+    if not groups:
+        return "<p>No tasks.</p>"
+    box_w, box_h, gap_x, gap_y = 190, 46, 70, 14
+    layers: dict[int, list[dict]] = {}
+    for g in groups:
+        layers.setdefault(g["depth"], []).append(g)
+    pos: dict[str, tuple[float, float]] = {}
+    for depth, gs in layers.items():
+        for i, g in enumerate(gs):
+            pos[g["name"]] = (10 + depth * (box_w + gap_x), 10 + i * (box_h + gap_y))
+    width = 20 + (max(layers) + 1) * (box_w + gap_x)
+    height = 20 + max(len(gs) for gs in layers.values()) * (box_h + gap_y)
+    parts = ['<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
+             'orient="auto"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>']  # fmt: skip
+    for g in groups:
+        x2, y2 = pos[g["name"]]
+        for dep in g["depends_on"]:
+            x1, y1 = pos[dep]
+            parts.append(
+                f'<line class="edge" x1="{x1 + box_w:.0f}" y1="{y1 + box_h / 2:.0f}" x2="{x2:.0f}" '
+                f'y2="{y2 + box_h / 2:.0f}" marker-end="url(#arrow)"/>'
+            )
+    for g in groups:
+        x, y = pos[g["name"]]
+        c = g["counts"]
+        total = max(sum(c.values()), 1)
+        title = ", ".join(f"{n} {s}" for s, n in c.items() if n) + f"; {_bytes(g['nbytes'])} in memory"
+        parts.append(f'<g><title>{escape(g["name"])}: {escape(title)}</title>')
+        parts.append(f'<rect class="group" x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4"/>')
+        parts.append(f'<text x="{x + 6}" y="{y + 16}">{escape(g["name"][:26])}</text>')
+        bx = float(x + 6)
+        for cls, n in (("done", c["memory"]), ("proc", c["processing"]), ("err", c["erred"]),
+                       ("wait", c["waiting"] + c["queued"] + c["no-worker"])):  # fmt: skip
+            dx = (box_w - 12) * n / total
+            if dx > 0:
+                parts.append(f'<rect class="{cls}" x="{bx:.1f}" y="{y + 24}" width="{dx:.1f}" height="8"/>')
+            bx += dx
+        parts.append(f'<text class="small" x="{x + 6}" y="{y + 43}">{c["memory"]}/{total} done</text></g>')
+    svg = f'<div class="scroll"><svg class="groups" width="{width}" height="{height}">{"".join(parts)}</svg></div>'
+    rows = "".join(
+        f"<tr><td>{escape(g['name'])}</td>" + "".join(f"<td>{g['counts'][s]}</td>" for s in g["counts"])
+        + f"<td>{escape(_bytes(g['nbytes']))}</td><td>{escape(', '.join(g['depends_on']) or '—')}</td></tr>"
+        for g in groups
+    )  # fmt: skip
+    head = "<tr><th>group</th>" + "".join(f"<th>{escape(s)}</th>" for s in groups[0]["counts"]) + (
+        "<th>bytes</th><th>depends on</th></tr>"
+    )
+    return f'{svg}<div class="scroll"><table>{head}{rows}</table></div>'
 
 
 def worker_info(ws: Any, root: str, limit: int = 200) -> str:
@@ -98,6 +202,8 @@ def task_info(ts: Any, root: str, limit: int = 100) -> str:
         pairs.append(("Held by", ", ".join(worker_link(w.address, root) for w in ts.who_has)))
     if ts.exception_text:
         pairs.append(("Exception", f"<pre>{escape(ts.exception_text)}</pre>"))
+    if getattr(ts, "traceback", None):
+        pairs.append(("Traceback", f'<pre class="traceback">{escape(traceback_text(ts.traceback))}</pre>'))
     if ts.who_wants:
         pairs.append(("Wanted by", escape(", ".join(sorted(c.id for c in ts.who_wants)))))
     body = "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in pairs) + "</table>"

@@ -64,10 +64,21 @@ def summary(state: Any, metrics: dict | None = None) -> dict:
 
 
 def _memory(m: dict | None, nbytes: int) -> dict:
-    """Process memory as managed (in memory) + unmanaged, and spilled (on disk)."""
+    """Process memory as managed (in memory) + unmanaged, and spilled (on disk); the
+    worker process's CPU %, open file descriptors and its host's network rates."""
     if not m:
-        return {"memory": nbytes, "managed": nbytes, "unmanaged": 0, "spilled": 0}
-    return {k: int(m.get(k, 0)) for k in ("memory", "managed", "unmanaged", "spilled")}
+        return {"memory": nbytes, "managed": nbytes, "unmanaged": 0, "spilled": 0, "cpu": 0.0, "num_fds": 0,
+                "read_bps": 0.0, "write_bps": 0.0}  # fmt: skip
+    out: dict[str, Any] = {k: int(m.get(k, 0)) for k in ("memory", "managed", "unmanaged", "spilled")}
+    net = m.get("host_net_io") or {}
+    out.update(cpu=float(m.get("cpu", 0.0)), num_fds=int(m.get("num_fds", 0)),
+               read_bps=float(net.get("read_bps", 0.0)), write_bps=float(net.get("write_bps", 0.0)))  # fmt: skip
+    return out
+
+
+def key_text(key: Any) -> str:
+    """A task key as the pages show it."""
+    return _key_str(key)
 
 
 def _key_str(key: Any) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import inspect
 import math
 import os
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from shoal._context import register_provider
 from shoal.deploy.spec import SpecCluster, _accepts
 from shoal.scheduler.server import Scheduler
 from shoal.worker.nanny import Nanny, worker_process_env
@@ -159,9 +161,8 @@ class LocalCluster(SpecCluster):
         worker_host = host if "://" not in host else "127.0.0.1"
         if worker_class is not Worker or processes:
             options["host"] = worker_host
-        for key, value in worker_kwargs.items():
-            if key in ("local_directory", "env", "death_timeout") and _accepts(worker_class, key):
-                options[key] = value
+        for key, value in check_worker_kwargs(worker_class, worker_kwargs).items():
+            options[key] = value
         template = {"cls": worker_class, "options": options}
         super().__init__(
             workers={i: copy.deepcopy(template) for i in range(int(n_workers))},
@@ -172,10 +173,55 @@ class LocalCluster(SpecCluster):
             security=security,
             name=name,
             scheduler_sync_interval=scheduler_sync_interval,
+            silence_logs=silence_logs,
         )
 
     def start_worker(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("LocalCluster.start_worker is not supported: use cluster.scale(n)")
+
+
+#: what distributed's `Worker` and `Nanny` accept, so `LocalCluster(**worker_kwargs)` can
+#: tell a typo (TypeError) from an option shoal does not have (a warning)
+DISTRIBUTED_WORKER_OPTIONS = frozenset(
+    """scheduler_ip scheduler_port scheduler_file worker_port nthreads local_directory services name
+    memory_limit reconnect validate quiet resources silence_logs death_timeout preload preload_argv
+    preload_nanny preload_nanny_argv security contact_address listen_address worker_class env interface
+    host port protocol config worker_kwargs executor heartbeat_interval extensions metrics
+    startup_information dashboard_address dashboard http_prefix nanny plugins low_level_profiler
+    profile_cycle_interval lifetime lifetime_stagger lifetime_restart transition_counter_max data
+    scheduler_sni WorkerStateClass""".split()
+)
+
+#: what LocalCluster itself sets on every worker (or the cluster owns)
+_CLUSTER_OWNED = frozenset({"scheduler_ip", "scheduler_port", "scheduler_file", "security", "name", "nthreads"})
+
+
+def check_worker_kwargs(worker_class: Any, worker_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of `worker_kwargs` to pass to each `worker_class`: those it accepts.
+    distributed's worker options shoal lacks are left out with a warning; anything else
+    is a `TypeError` (a typo), as in distributed."""
+    import difflib
+    import warnings
+
+    passed: dict[str, Any] = {}
+    ignored = []
+    for key, value in worker_kwargs.items():
+        if key not in _CLUSTER_OWNED and _accepts(worker_class, key):
+            passed[key] = value
+        elif key in DISTRIBUTED_WORKER_OPTIONS:
+            ignored.append(key)
+        else:
+            known = sorted(DISTRIBUTED_WORKER_OPTIONS | set(_LOCAL_CLUSTER_PARAMS))
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"LocalCluster.__init__() got an unexpected keyword argument {key!r}{hint}")
+    if ignored:
+        warnings.warn(
+            f"LocalCluster: shoal's workers do not support {', '.join(sorted(ignored))}; ignored",
+            UserWarning,
+            stacklevel=3,
+        )
+    return passed
 
 
 def parse_memory_limit(value: Any, n_workers: int) -> int:
@@ -194,3 +240,8 @@ def parse_memory_limit(value: Any, n_workers: int) -> int:
         return int(total * value)
     return int(value)
 
+
+
+_LOCAL_CLUSTER_PARAMS = tuple(inspect.signature(LocalCluster.__init__).parameters)
+
+register_provider("local_cluster", LocalCluster)

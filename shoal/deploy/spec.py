@@ -29,8 +29,10 @@ import uuid
 import weakref
 from typing import Any
 
-from shoal import _loop, config
+from shoal import _loop, config, log_terminal
+from shoal.deploy.cluster import Cluster
 from shoal.exceptions import WorkerStartTimeoutError
+from shoal.status import StatusAttribute
 from shoal.security import Security
 from shoal.utils import Log, Logs, format_bytes, parse_timeout
 
@@ -99,8 +101,11 @@ class ProcessInterface:
         return f"<{type(self).__name__}: name={self.name!r} status={self.status}>"
 
 
-class SpecCluster:
+class SpecCluster(Cluster):
     """A cluster made of a scheduler and workers described by specs. See the module docstring."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     _cluster_type = "SpecCluster"
 
@@ -120,6 +125,7 @@ class SpecCluster:
     ):
         from shoal.scheduler.server import Scheduler
 
+        config.warn_untwinned()
         self.scheduler_spec: dict = copy.copy(scheduler) if scheduler else {"cls": Scheduler, "options": {}}
         self.worker_spec: dict = copy.copy(workers) if workers else {}
         self.new_spec: dict | None = copy.copy(worker) if worker else None
@@ -137,6 +143,8 @@ class SpecCluster:
         self._adaptive_options: dict = {}
         self._cluster_manager_logs: collections.deque = collections.deque(maxlen=1000)
         self._started: Any = None
+        # silence_logs: the level of shoal's lines shown on the terminal while this runs
+        self._old_log_levels = log_terminal.silence(silence_logs) if silence_logs else None
         _clusters.add(self)
         if asynchronous:
             self.loop = loop or _running_loop_or_none()
@@ -168,7 +176,7 @@ class SpecCluster:
         self._lock = asyncio.Lock()
         self.scheduler = self._make_scheduler()
         await self.scheduler.start()
-        self._log(f"Scheduler at {self.scheduler.address}")
+        self._log(f"Scheduler at {self.scheduler.address}", echo=False)  # the scheduler says it itself
         await self._correct_state()
         self.status = "running"
 
@@ -285,6 +293,9 @@ class SpecCluster:
         if self.scheduler is not None and self.shutdown_scheduler:
             await self.scheduler.close()
         self.status = "closed"
+        if self._old_log_levels is not None:
+            log_terminal.restore(self._old_log_levels)
+            self._old_log_levels = None
 
     def close(self, timeout: Any = None) -> Any:
         if self._asynchronous:
@@ -294,20 +305,7 @@ class SpecCluster:
         _loop.sync(self.loop, self._close)
         return None
 
-    def __enter__(self) -> SpecCluster:
-        if self._asynchronous:
-            raise TypeError(f"Used 'with' with an asynchronous {type(self).__name__}; use 'async with'")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SpecCluster:
-        await self
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._close()
+    # with / async with: `Cluster`'s
 
     def __del__(self) -> None:
         if getattr(self, "status", "closed") == "running" and not self._asynchronous:
@@ -451,9 +449,11 @@ class SpecCluster:
             raise RuntimeError(f"{type(self).__name__} {self.name!r} has not started")
         return self._sync(self._wait_for_workers, n_workers, parse_timeout(timeout))
 
-    def _log(self, message: str) -> None:
+    def _log(self, message: str, echo: bool = True) -> None:
+        """Keep `message` in the cluster manager's logs (`get_logs`); `echo` logs it too."""
         self._cluster_manager_logs.append((time.time(), message))
-        logger.info(message)
+        if echo:
+            logger.info(message)
 
     async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> Logs:
         from shoal import log_buffer
@@ -475,18 +475,7 @@ class SpecCluster:
         first; `workers` may be a list of addresses."""
         return self._sync(self._get_logs, cluster, scheduler, workers)
 
-    def logs(self, *args: Any, **kwargs: Any) -> Any:
-        return self.get_logs(*args, **kwargs)
-
-    # ------------------------------------------------------------------ introspection
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._name = value
+    # ------------------------------------------------------------------ introspection (name, logs: `Cluster`'s)
 
     @property
     def plan(self) -> set:
@@ -616,3 +605,18 @@ def _running_loop_or_none() -> Any:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {
+        'close_clusters': 'shoal.deploy.compat_helpers:close_clusters',
+        'run_spec': 'shoal.deploy.compat_helpers:run_spec',
+    },
+    {
+        'init_spec': "an internal of distributed's SpecCluster; give SpecCluster(workers=...) specs directly",
+    },
+)

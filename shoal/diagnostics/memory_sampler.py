@@ -82,3 +82,15 @@ class MemorySampler:
         df = self.to_pandas(align=align) / 2**30
         kwargs.setdefault("drawstyle", "steps-post")
         return df.plot(xlabel="time", ylabel="Cluster memory (GiB)", **kwargs)
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'MemorySamplerExtension': 'every shoal Scheduler samples memory itself; use shoal.diagnostics.MemorySampler',
+    },
+)

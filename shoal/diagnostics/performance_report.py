@@ -148,9 +148,9 @@ class performance_report:
 def _versions() -> dict:
     import dask
 
-    import shoal
+    from shoal.versions import get_versions
 
-    return {"shoal": shoal.__version__, "dask": dask.__version__, "python": platform.python_version()}
+    return {"shoal": get_versions()["shoal"], "dask": dask.__version__, "python": platform.python_version()}
 
 
 def _caller_source(depth: int) -> str:

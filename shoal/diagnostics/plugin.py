@@ -280,3 +280,15 @@ __all__ = [
     "WorkerPlugin",
     "import_file",
 ]
+
+
+_BUILTIN = ("CondaInstall", "ForwardLoggingPlugin", "ForwardOutput", "InstallPlugin", "PipInstall", "UploadDirectory",
+            "forward_stream")  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILTIN:  # distributed's ready-made plugins (they import this module)
+        from shoal.diagnostics import builtin_plugins
+
+        return getattr(builtin_plugins, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -217,3 +217,17 @@ def _render_svg(records: list[dict]) -> str:
         lx += 20 + 7 * min(len(prefix), 24)
     out.append("</svg>")
     return "".join(out)
+
+
+# distributed's names at this path (shoal._names): re-exports and named stubs
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    {
+        'TaskStreamPlugin': 'shoal records the task stream on the workers; use Client.get_task_stream() or `with get_task_stream()`',
+        'color_of_message': "an internal of distributed's dashboard",
+        'rectangles': "an internal of distributed's dashboard; TaskStreamFigure draws the stream",
+    },
+)

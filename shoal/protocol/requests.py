@@ -10,7 +10,8 @@ a record here: its argument fields, the check each field must pass
 declared here are refused; an argument left out takes the handler's default.
 
 Operations that extensions add at run time (not listed here) may be called by clients
-and workers with plain msgpack arguments; the extension checks its own arguments.
+and workers (on the scheduler; by any peer on a worker) with string-named arguments;
+the extension checks its own arguments.
 """
 
 from __future__ import annotations
@@ -86,10 +87,10 @@ def check_request(name: str, kwargs: dict, role: str | None, table: dict = REQUE
     if cls is None:
         if role is ANONYMOUS and table is REQUESTS:
             return f"operation {name!r} before saying who it is"
-        for k, v in kwargs.items():
-            if type(k) is not str or not (pickled(v) or msgpack_data(v)):
+        for k in kwargs:
+            if type(k) is not str:
                 return f"bad argument {reprlib.repr(k)} of {name!r}"
-        return None
+        return None  # an extension's operation: the extension checks its arguments
     if role not in cls.roles:
         return f"a {role or 'connection that has not registered'} may not call {name!r}"
     checks = cls.checks
@@ -180,7 +181,7 @@ _op("sync_queue_put", _C, name=_name, value=anything, key=opt(_key), maxsize=int
 _op("sync_queue_get", _C, name=_name, timeout=_opt_num, batch=one_of(boolean, integer), maxsize=integer)
 _op("sync_queue_ack", _C, name=_name, keys=keys)
 _op("sync_queue_qsize", _C, name=_name)
-_op("sync_multilock_acquire", _C, name=_name, names=_names, request_id=string, timeout=_opt_num)
+_op("sync_multilock_acquire", _C, name=_name, names=_names, request_id=string, timeout=_opt_num, num_locks=_opt_int)
 _op("sync_multilock_release", _C, name=_name, request_id=string)
 _op("sync_multilock_locked", _C, name=_name, names=_names)
 

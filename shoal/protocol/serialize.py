@@ -235,3 +235,30 @@ def dumps_bytes(obj: object) -> bytes:
 def loads_bytes(data: bytes | bytearray | memoryview) -> Any:
     """Inverse of :func:`dumps_bytes`."""
     return pickle.loads(data)
+
+
+# distributed's registries (a library's own serialization of its types) and functions
+from shoal.protocol.registries import (  # noqa: E402
+    dask_deserialize,
+    dask_serialize,
+    deserialize,
+    register_serialization,
+    serialize,
+)
+
+from shoal._names import lazy_exports  # noqa: E402
+
+__getattr__, _ = lazy_exports(
+    __name__,
+    {},
+    dict.fromkeys(
+        ["ObjectDictSerializer", "Serialize", "Serialized", "ToPickle", "check_dask_serializable", "dask_dumps",
+         "dask_loads", "deserialize_bytes", "import_allowed_module", "merge_and_deserialize", "msgpack_decode_default",
+         "msgpack_dumps", "msgpack_encode_default", "msgpack_loads", "normalize_Serialized", "pickle_dumps",
+         "pickle_loads", "register_generic", "register_serialization_family", "register_serialization_lazy",
+         "serialization_error_loads", "serialize_and_split", "serialize_bytelist", "serialize_bytes",
+         "sizeof_serialize", "sizeof_serialized", "to_serialize"],
+        "shoal pickles everything (protocol 5, buffers out-of-band); use dumps/loads, or register a type's own "
+        "serialization with dask_serialize/dask_deserialize",
+    ),  # fmt: skip
+)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from shoal.background import BackgroundTasks
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
 from shoal.log_limit import limiter
@@ -96,7 +97,8 @@ class Peer:
         self.role: str | None = None  # set by the owner once the peer says who it is
         self.ident: Any = None
         self._pending: dict[int, asyncio.Future] = {}
-        self._tasks: set[asyncio.Task] = set()
+        #: handler tasks of requests that wait (owned: cancelled and awaited on close)
+        self._tasks = BackgroundTasks("a connection")
         self._reader: asyncio.Task | None = None
         #: `time.monotonic()` when the last packet arrived (for liveness checks)
         self.last_seen = time.monotonic()
@@ -111,6 +113,11 @@ class Peer:
 
     def send(self, msg: Message) -> None:
         self.comm.send(msg.to_wire())
+
+    @property
+    def reader(self) -> asyncio.Task | None:
+        """The read-loop task once `start` ran it (it ends when the connection closes)."""
+        return self._reader
 
     def start(self) -> asyncio.Task:
         """Run the read loop as a task (owned by this peer; `close` cancels it)."""
@@ -194,9 +201,7 @@ class Peer:
             logger.exception("error handling messages from %s", self.address)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     def _call_handler(self, req: Request) -> Any:
         handler = self.handlers.get(req.name)
@@ -276,16 +281,14 @@ class Peer:
             await asyncio.wait_for(self.comm.close(), timeout)
         except BaseException:
             self.comm.abort()
-        tasks = [t for t in (self._reader, *self._tasks) if t is not None and not t.done()]
-        for t in tasks:
-            if t is not asyncio.current_task():
-                t.cancel()
-        for t in tasks:
-            if t is not asyncio.current_task():
-                try:
-                    await t
-                except BaseException:
-                    pass
+        reader = self._reader
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            reader.cancel()
+            try:
+                await reader
+            except BaseException:
+                pass
+        await self._tasks.close()
         self._fail_pending()
 
 

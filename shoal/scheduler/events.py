@@ -70,6 +70,27 @@ class SetRetiring(SchedulerEvent):
 
 
 @dataclass(slots=True)
+class SetRestrictions(SchedulerEvent):
+    """Pin tasks to workers: key -> worker addresses (strict: no other worker), or None
+    to lift the restriction. An extension placing work where its data is (the shuffle
+    service pins each output partition to its owner) sends it; unknown keys are ignored."""
+
+    restrictions: dict
+
+
+@dataclass(slots=True)
+class Recompute(SchedulerEvent):
+    """Compute these keys again: a result in memory is forgotten on every worker and,
+    if something still needs it, computed anew; a task being computed is started over
+    (the running attempt's result is ignored). Keys in other states, unknown keys and
+    data a client scattered are left alone. The shuffle service sends it when a worker
+    that held part of a shuffle's buffers leaves."""
+
+    keys: tuple
+    reason: str = ""
+
+
+@dataclass(slots=True)
 class HoldKeys(SchedulerEvent):
     """A named hold keeps these keys alive (and computed), as a client that wants them
     would, but it is not a client: nothing is ever sent to it. Extensions hold the keys

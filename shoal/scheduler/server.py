@@ -22,14 +22,15 @@ from typing import Any
 
 import msgpack
 
-from shoal import config, log_buffer
-from shoal.background import BackgroundTasks
+from shoal import config, log_buffer, secret_files
+from shoal.status import StatusAttribute
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
 from shoal.protocol.requests import REQUESTS, check_request
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
+from shoal.rpc.server import Server
 from shoal.scheduler import adaptive
 from shoal.scheduler.admin import AdminServer
 from shoal.scheduler.datasets import DatasetServer
@@ -44,6 +45,7 @@ from shoal.scheduler.profiling import ProfileServer
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
 from shoal.sync.server import SyncServer
+from shoal.utils import plural
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
@@ -52,8 +54,12 @@ logger = logging.getLogger("shoal.scheduler")
 LARGE_GRAPH = 10_000
 
 
-class Scheduler:
-    """A scheduler server. `await Scheduler(...)` or `async with` starts it."""
+class Scheduler(Server):
+    """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
+    cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,
@@ -65,6 +71,7 @@ class Scheduler:
         dashboard_address: Any = None,
         plugins: Any = (),
     ):
+        super().__init__("scheduler")
         self._requested_address = address
         #: where the web dashboard listens (`":8787"`, `"host:port"`, a port; None/False: none)
         self.dashboard_address = dashboard_address
@@ -95,16 +102,12 @@ class Scheduler:
         self._exit_reasons: dict[str, str] = {}
         #: worker address -> the metrics of its last heartbeat (memory, spilled, ...)
         self.worker_metrics: dict[str, dict] = {}
-        #: background tasks the scheduler owns (cancelled and awaited on close)
-        self.background = BackgroundTasks("the scheduler")
-        self._closed = asyncio.Event()
-        self.status = "created"
         #: why the scheduler stopped by itself (a fatal error), if it did
         self.status_reason: str | None = None
         self._sid = itertools.count()
         self._workers_changed = asyncio.Event()
         self._gc_frozen = False
-        self.handlers = {
+        self.handlers.update({
             "identity": self._identity,
             "who_has": self._who_has,
             "has_what": self._has_what,
@@ -133,15 +136,13 @@ class Scheduler:
             "adaptive_target": self._adaptive_target,
             "workers_to_close": self._workers_to_close,
             "heartbeat": self._heartbeat,
-        }
+        })
         #: seconds a worker may stay silent before it is removed (None: never)
         self.worker_ttl = parse_ttl(config.get("scheduler.worker-ttl"))
         self.events = EventLog(int(config.get("scheduler.events-log-length")))
         #: open progress bars and task-metadata collections, by id (see `observers.py`)
         self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
         self._watch_ids = itertools.count(1)
-        #: extensions by name, in order of addition (`add_extension`, `extension.py`)
-        self.extensions: dict[str, Any] = {}
         #: hook name -> [(extension name, extension)] of the extensions that implement it
         self._extension_hooks: dict[str, list[tuple[str, Any]]] = {}
         self.sync = self.add_extension("sync", SyncServer(self))
@@ -152,37 +153,19 @@ class Scheduler:
         self._initial_plugins = list(plugins or ())
         self.profiling = self.add_extension("profiling", ProfileServer(self))
         self.memory_samplers = self.add_extension("memory_samplers", MemorySamplers(self))
+        from shoal.shuffle.scheduler import ShuffleSchedulerExtension
+
+        self.shuffle = self.add_extension("shuffle", ShuffleSchedulerExtension(self))
 
     # ------------------------------------------------------------------ the extension door
 
     def add_extension(self, name: str, extension: Any) -> Any:
         """Host `extension` under `name` (see `shoal.scheduler.extension`): register its
         request handlers and call its hooks from now on. Returns the extension."""
-        if name in self.extensions:
-            raise ValueError(f"a scheduler extension named {name!r} already exists")
-        handlers = extension.handlers() if hasattr(extension, "handlers") else {}
-        taken = [op for op in handlers if op in self.handlers]
-        if taken:
-            raise ValueError(f"scheduler extension {name!r}: operations {taken} already have a handler")
-        self.handlers.update(handlers)
-        self.extensions[name] = extension
+        super().add_extension(name, extension)
         for hook in overridden_hooks(extension):
             self._extension_hooks.setdefault(hook, []).append((name, extension))
-        if self.status == "running":
-            self.spawn(self._start_extension(name, extension))
         return extension
-
-    async def _start_extension(self, name: str, extension: Any) -> None:
-        start = getattr(extension, "start", None)
-        if start is None:
-            return
-        try:
-            result = start()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("scheduler extension %r failed to start", name)
-            raise
 
     def _call_extensions(self, hook: str, *args: Any) -> None:
         for name, extension in self._extension_hooks.get(hook, ()):
@@ -191,10 +174,6 @@ class Scheduler:
     def new_stimulus_id(self, prefix: str) -> str:
         """A stimulus id unique in this scheduler, e.g. ``"publish-17"``."""
         return f"{prefix}-{next(self._sid)}"
-
-    def spawn(self, coro: Any) -> asyncio.Task:
-        """Run `coro` as a background task the scheduler owns (ended when it closes)."""
-        return self.background.spawn(coro)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -229,8 +208,10 @@ class Scheduler:
 
             self.local_listener = await listen(new_address(), self._handle_comm, info=self.listener.info)
         self.status = "running"
-        for name, extension in list(self.extensions.items()):
-            await self._start_extension(name, extension)
+        self.loop = asyncio.get_running_loop()
+        # this user's clients find the secret by address (shoal.secret_files)
+        secret_files.remember(self.listener.address, self.secret)
+        await self.start_extensions()
         log_buffer.install()
         if self.worker_ttl is not None:
             self.spawn(self._watch_worker_ttl(self.worker_ttl))
@@ -267,43 +248,22 @@ class Scheduler:
         """The dashboard's status page (`shoal.dashboard.link`), or "" without a dashboard."""
         return self.dashboard.link if self.dashboard is not None else ""
 
-    def __await__(self):
-        return self.start().__await__()
-
-    async def __aenter__(self) -> Scheduler:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
     async def close(self) -> None:
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
         if self.dashboard is not None:
             await self.dashboard.close()
+        if self.listener is not None:
+            secret_files.forget(self.listener.address, self.secret)
         for listener in (self.listener, self.local_listener):
             if listener is not None:
                 await listener.stop()
-        for name, extension in reversed(list(self.extensions.items())):
-            close = getattr(extension, "close", None)
-            if close is None:
-                continue
-            try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("scheduler extension %r failed to close", name)
+        await self.close_extensions()
         peers = list(self.clients.values()) + list(self.workers.values()) + list(self.nannies.values())
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
         await self.background.close()
-        self.status = "closed"
-        self._closed.set()
-
-    async def finished(self) -> None:
-        """Wait until the scheduler has closed (e.g. after `Client.shutdown`)."""
-        await self._closed.wait()
+        self.closed()
 
     async def workers_changed(self, timeout: float | None = None) -> None:
         """Wait until a worker joins or leaves, at most `timeout` seconds (no error on
@@ -438,7 +398,7 @@ class Scheduler:
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
-                logger.info("Register worker %s (%s threads)", msg.address, msg.nthreads)
+                logger.info("Register worker %s (%s)", msg.address, plural(msg.nthreads, "thread"))
                 if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
                     continue  # admitted once it ran the worker setups
                 events.append(AddWorker(sid, msg))

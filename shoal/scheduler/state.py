@@ -45,9 +45,11 @@ from shoal.scheduler.events import (
     HoldKeys,
     ReleaseHold,
     RemoveClient,
+    Recompute,
     RemoveWorker,
     Restart,
     SchedulerEvent,
+    SetRestrictions,
     SetRetiring,
     WantKeys,
     WorkerMsg,
@@ -138,9 +140,19 @@ def _without(s: Any, item: Any) -> None:
 
 
 class InvalidTransition(RuntimeError):
+    """A move along no edge of the transition table; carries the task's story."""
+
     def __init__(self, key: Key, start: str, finish: str, story: list):
         self.key, self.start, self.finish, self.story = key, start, finish, story
         super().__init__(f"invalid transition of {key!r}: {start} -> {finish}\nstory: {story}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.key, self.start, self.finish, self.story))
+
+
+class ReentrantStimulus(RuntimeError):
+    """`handle_stimulus` was called while it was already running (e.g. from an observer's
+    `transition` hook): events must queue behind the current stimulus, not nest in it."""
 
 
 class InvalidState(AssertionError):
@@ -379,12 +391,23 @@ class SchedulerState:
         #: run ids handed out with `compute-task` (one counter: unique per run of any task)
         self._run_id = 0
         self._out: list[Instruction] = []
+        #: True while `handle_stimulus` runs (the recursion guard)
+        self._handling = False
         #: keys each worker must forget, sent at the end of the stimulus
         self._free_on: dict[SchedWorker, dict[Key, None]] = {}
 
     # ------------------------------------------------------------------ the one door
 
     def handle_stimulus(self, *events: SchedulerEvent) -> list[Instruction]:
+        if self._handling:
+            raise ReentrantStimulus(f"handle_stimulus({events!r}) called while handling a stimulus")
+        self._handling = True
+        try:
+            return self._handle(events)
+        finally:
+            self._handling = False
+
+    def _handle(self, events: tuple) -> list[Instruction]:
         for ev in events:
             recs: Recs = {}
             handler = self._EVENT_HANDLERS[type(ev)]
@@ -422,7 +445,7 @@ class SchedulerState:
         cs = self.clients.get(ev.client_id)
         if cs is None:
             cs = self.clients[ev.client_id] = SchedClient(ev.client_id)
-        self._CLIENT_HANDLERS[type(ev.msg)](self, cs, ev.msg, recs)
+        self._CLIENT_HANDLERS[type(ev.msg)](self, cs, ev.msg, recs, ev.stimulus_id)
 
     def _handle_add_worker(self, ev: AddWorker, recs: Recs) -> None:
         msg = ev.msg
@@ -512,7 +535,7 @@ class SchedulerState:
 
     # client messages
 
-    def _update_graph(self, cs: SchedClient, msg: m.UpdateGraph, recs: Recs) -> None:
+    def _update_graph(self, cs: SchedClient, msg: m.UpdateGraph, recs: Recs, sid: str) -> None:
         tasks = self.tasks
         funcs = msg.funcs
         new: list[tuple[SchedTask, tuple]] = []
@@ -585,7 +608,7 @@ class SchedulerState:
         elif ts.state == "released":
             recs[ts.key] = "waiting"
 
-    def _release_keys(self, cs: SchedClient, msg: m.ReleaseKeys, recs: Recs) -> None:
+    def _release_keys(self, cs: SchedClient, msg: m.ReleaseKeys, recs: Recs, sid: str) -> None:
         for key in msg.keys:
             ts = self.tasks.get(key)
             if ts is None or cs not in ts.who_wants:
@@ -594,7 +617,7 @@ class SchedulerState:
             cs.wants.discard(ts)
             self._maybe_release(ts, recs)
 
-    def _desire_keys(self, cs: SchedClient, msg: m.DesireKeys, recs: Recs) -> None:
+    def _desire_keys(self, cs: SchedClient, msg: m.DesireKeys, recs: Recs, sid: str) -> None:
         if msg.client_id == FIRE_AND_FORGET:
             target = self._hold(FIRE_AND_FORGET)
         else:
@@ -619,7 +642,7 @@ class SchedulerState:
             text = "the scheduler does not know this key (it was released or forgotten, e.g. by a restart)"
             self._out.append(ToClient(target.id, m.CancelledKeys(tuple(unknown), "unknown-key", text)))
 
-    def _cancel_keys(self, cs: SchedClient, msg: m.CancelKeys, recs: Recs) -> None:
+    def _cancel_keys(self, cs: SchedClient, msg: m.CancelKeys, recs: Recs, sid: str) -> None:
         reason = msg.reason or "unknown"
         for key in msg.keys:
             ts = self.tasks.get(key)
@@ -658,7 +681,7 @@ class SchedulerState:
                 self._out.append(ToClient(c.id, m.CancelledKeys(tuple(keys), reason, text)))
         return seen
 
-    def _retry_keys(self, cs: SchedClient, msg: m.RetryKeys, recs: Recs) -> None:
+    def _retry_keys(self, cs: SchedClient, msg: m.RetryKeys, recs: Recs, sid: str) -> None:
         roots: set[SchedTask] = set()
         stack = [self.tasks[k] for k in msg.keys if k in self.tasks]
         while stack:
@@ -668,7 +691,7 @@ class SchedulerState:
             roots.add(ts)
             stack.extend(ts.dependencies)
         for ts in roots:
-            self._transition(ts, "released", "retry", recs)
+            self._transition(ts, "released", sid, recs)
         for ts in roots:
             for c in ts.who_wants:
                 if not c.hold:
@@ -676,7 +699,7 @@ class SchedulerState:
             if ts.who_wants:
                 recs[ts.key] = "waiting"  # erred dependencies follow as they are needed
 
-    def _update_data(self, cs: SchedClient, msg: m.UpdateData, recs: Recs) -> None:
+    def _update_data(self, cs: SchedClient, msg: m.UpdateData, recs: Recs, sid: str) -> None:
         for key, addrs in msg.who_has.items():
             holders = [self.workers[a] for a in addrs if a in self.workers]
             if not holders:
@@ -688,10 +711,23 @@ class SchedulerState:
             if ts is None:
                 ts = self.tasks[key] = SchedTask(key)
             elif ts.state not in ("memory", "released"):
-                self._transition(ts, "released", "update-data", recs)
+                self._transition(ts, "released", sid, recs)
             ts.who_wants = _with(ts.who_wants, cs)
             cs.wants.add(ts)
-            self._put_in_memory(ts, holders, msg.nbytes.get(key, 0), msg.types.get(key), recs)
+            nbytes, type_name = msg.nbytes.get(key, 0), msg.types.get(key)
+            if ts.state == "memory":  # scattered again: more holders, no transition
+                self._put_in_memory(ts, "memory", holders, nbytes, type_name, recs)
+            else:
+                self._t_released_memory(ts, sid, recs, holders, nbytes, type_name)
+
+    def _t_released_memory(
+        self, ts: SchedTask, sid: str, recs: Recs, holders: list[SchedWorker], nbytes: int, type_name: str | None
+    ) -> None:
+        """Data a client placed on `holders` (scatter): logged, so progress bars, plugins
+        and stories see scattered keys like computed ones."""
+        ts.state = "memory"
+        self._put_in_memory(ts, "released", holders, nbytes, type_name, recs)
+        self._log(ts, "released", sid)
 
     # worker messages
 
@@ -712,11 +748,16 @@ class SchedulerState:
             durations[ts.prefix] = 0.5 * known + 0.5 * duration
         elif len(durations) < MAX_PREFIXES:
             durations[ts.prefix] = duration
+        self._t_processing_memory(ts, sid, recs, ws, msg)
+
+    def _t_processing_memory(self, ts: SchedTask, sid: str, recs: Recs, ws: SchedWorker, msg: m.TaskFinished) -> None:
+        """`ts` finished on `ws` (`task-finished`)."""
         self._stop_processing(ts)
         ts.exception_blame = None
         if ts.actor:
             ws.actors = _with(ws.actors, ts)
-        self._put_in_memory(ts, [ws], msg.nbytes, msg.type_name, recs, msg.inline)
+        ts.state = "memory"
+        self._put_in_memory(ts, "processing", [ws], msg.nbytes, msg.type_name, recs, msg.inline)
         self._log(ts, "processing", sid)
 
     def _task_failed(self, ws: SchedWorker, msg: m.TaskFailed, recs: Recs, sid: str) -> None:
@@ -813,6 +854,34 @@ class SchedulerState:
             if ws is not None:
                 ws.retiring = ev.retiring
 
+    def _handle_set_restrictions(self, ev: SetRestrictions, recs: Recs) -> None:
+        for key, workers in ev.restrictions.items():
+            ts = self.tasks.get(key)
+            if ts is None:
+                continue
+            ts.restrictions = frozenset(workers) if workers else None
+            ts.loose = False
+            if ts.state == "no-worker":
+                recs[ts.key] = "queued"  # it may run somewhere now
+
+    def _handle_recompute(self, ev: Recompute, recs: Recs) -> None:
+        sid = ev.stimulus_id
+        released = []
+        for key in ev.keys:  # dependencies come before their dependents in `keys`
+            ts = self.tasks.get(key)
+            if ts is None or ts.spec is None:
+                continue
+            if ts.state == "memory":
+                self._transition(ts, "released", sid, recs)
+                released.append(ts)
+            elif ts.state == "processing":
+                self._transition(ts, "waiting", sid, recs)
+        # dependents first: a dependent waiting again makes its released dependencies
+        # needed (and recommends them), then those are made to wait too
+        for ts in reversed(released):
+            if ts.state == "released" and (ts.who_wants or ts.n_waiters):
+                self._transition(ts, "waiting", sid, recs)
+
     # ------------------------------------------------------------------ shared mechanics
 
     def _maybe_release(self, ts: SchedTask, recs: Recs) -> None:
@@ -847,14 +916,15 @@ class SchedulerState:
     def _put_in_memory(
         self,
         ts: SchedTask,
+        start: str,
         holders: list[SchedWorker],
         nbytes: int,
         type_name: str | None,
         recs: Recs,
         inline: Pickled | None = None,
     ) -> None:
-        start = ts.state
-        ts.state = "memory"
+        """What `ts` entering memory (from `start`) or gaining holders implies; its
+        state was already set by the transition."""
         # interned: a million results of one type share one name, not one decoded copy each
         ts.nbytes, ts.type_name = nbytes, intern(type_name) if type(type_name) is str else type_name
         for ws in holders:
@@ -1043,7 +1113,7 @@ class SchedulerState:
         self.unrunnable.discard(ts)
         self._t_waiting_erred(ts, sid, recs)
 
-    def _release_common(self, ts: SchedTask, recs: Recs) -> None:
+    def _t_to_released(self, ts: SchedTask, recs: Recs) -> None:
         if ts.state in _ACTIVE:
             self._leave_active(ts, recs)
         ts.state = "released"
@@ -1052,7 +1122,7 @@ class SchedulerState:
             recs[ts.key] = "forgotten"
 
     def _t_waiting_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
-        self._release_common(ts, recs)
+        self._t_to_released(ts, recs)
 
     def _t_queued_waiting(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         """A dependency of a queued task was lost: wait for it again."""
@@ -1062,18 +1132,18 @@ class SchedulerState:
 
     def _t_queued_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         self.n_queued -= 1
-        self._release_common(ts, recs)  # its heap entry goes stale and is skipped
+        self._t_to_released(ts, recs)  # its heap entry goes stale and is skipped
 
     def _t_no_worker_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         self.unrunnable.discard(ts)
-        self._release_common(ts, recs)
+        self._t_to_released(ts, recs)
 
     def _t_processing_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         ws = ts.processing_on
         self._stop_processing(ts)
         if ws is not None:
             self._free_on.setdefault(ws, {})[ts.key] = None
-        self._release_common(ts, recs)
+        self._t_to_released(ts, recs)
 
     def _t_memory_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         for ws in ts.who_has:
@@ -1089,12 +1159,12 @@ class SchedulerState:
                 dts.n_waiting += 1
             elif dts.state in ("queued", "processing"):
                 recs[dts.key] = "waiting"
-        self._release_common(ts, recs)
+        self._t_to_released(ts, recs)
 
     def _t_erred_released(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         ts.exception = ts.traceback = ts.exception_blame = None
         ts.exception_text = ""
-        self._release_common(ts, recs)
+        self._t_to_released(ts, recs)
 
     def _t_released_forgotten(self, ts: SchedTask, sid: str, recs: Recs) -> None:
         ts.state = "forgotten"
@@ -1127,8 +1197,6 @@ class SchedulerState:
         ("memory", "released"): _t_memory_released,
         ("erred", "released"): _t_erred_released,
     }
-    # queued -> processing and queued -> no-worker happen in `_schedule_queued`;
-    # processing -> memory in `_task_finished`, both logged like any transition.
 
     # ------------------------------------------------------------------ placement
 
@@ -1155,12 +1223,9 @@ class SchedulerState:
                 if placement.valid_workers(ts, self.workers) is None or placement.has_valid(ts, self.workers):
                     deferred.append(item)  # its workers are busy; others may take the rest
                 else:
-                    ts.state = "no-worker"
-                    self.n_queued -= 1
-                    self.unrunnable.add(ts)
-                    self._log(ts, "queued", sid)
+                    self._t_queued_no_worker(ts, sid)
                 continue
-            self._assign(ts, ws, sid)
+            self._t_queued_processing(ts, sid, ws)
             n = free.get(ws)
             if n is None:
                 continue  # a busy worker holding the task's data: beyond its slots
@@ -1175,7 +1240,15 @@ class SchedulerState:
         self.queue = [item for item in self.queue if item[2].state == "queued"]
         heapq.heapify(self.queue)
 
-    def _assign(self, ts: SchedTask, ws: SchedWorker, sid: str) -> None:
+    def _t_queued_no_worker(self, ts: SchedTask, sid: str) -> None:
+        """No live worker may run `ts` (restrictions, resources): it waits for one."""
+        ts.state = "no-worker"
+        self.n_queued -= 1
+        self.unrunnable.add(ts)
+        self._log(ts, "queued", sid)
+
+    def _t_queued_processing(self, ts: SchedTask, sid: str, ws: SchedWorker) -> None:
+        """Dispatch `ts` to `ws` (`compute-task`)."""
         pending_free = self._free_on.get(ws)
         if pending_free:  # freed earlier in this stimulus: the new run must not be freed
             pending_free.pop(ts.key, None)
@@ -1215,6 +1288,7 @@ class SchedulerState:
 
         for key, ts in self.tasks.items():
             check(ts.key == key, "key mismatch", ts)
+            check(ts.state in _STATES, "unknown state", ts)
             for dts in ts.dependencies:
                 check(dts.key in self.tasks and self.tasks[dts.key] is dts, "dependency forgotten", ts)
                 check(ts in dts.dependents, "asymmetric dependency", ts)
@@ -1240,14 +1314,13 @@ class SchedulerState:
             if state == "waiting":
                 missing = sum(1 for d in ts.dependencies if d.state != "memory")
                 check(ts.n_waiting == missing, f"n_waiting {ts.n_waiting} != {missing} missing dependencies", ts)
-                check(missing > 0 or ts.n_waiting == 0, "waiting on nothing", ts)
+                check(missing > 0, "waiting on nothing: every dependency is in memory", ts)
             elif state != "erred":
                 check(ts.n_waiting == 0, "n_waiting outside waiting", ts)
             if state == "queued":
                 check(all(d.state == "memory" for d in ts.dependencies), "queued before dependencies", ts)
             if state == "no-worker":
                 check(ts in self.unrunnable, "no-worker not in unrunnable", ts)
-            check(state in _STATES, "unknown state", ts)
         queued = sum(1 for t in self.tasks.values() if t.state == "queued")
         check(self.n_queued == queued, f"n_queued {self.n_queued} != {queued}")
         for ts, victim in self.stealing.items():
@@ -1272,6 +1345,15 @@ class SchedulerState:
             for ts in hs.wants:
                 check(hs in ts.who_wants and ts.key in self.tasks, "hold wants unknown task", ts)
 
+    #: edges taken directly by the code that has their arguments (the worker placement
+    #: chose, a `task-finished` message, scattered data), each logged like any edge;
+    #: `_transition` never takes them (placement decides when, not a recommendation)
+    _DIRECT_TRANSITIONS: dict[tuple[str, str], Callable[..., None]] = {
+        ("queued", "processing"): _t_queued_processing,
+        ("queued", "no-worker"): _t_queued_no_worker,
+        ("processing", "memory"): _t_processing_memory,
+        ("released", "memory"): _t_released_memory,
+    }
     _EVENT_HANDLERS: dict[type, Callable] = {
         AddClient: _handle_add_client,
         RemoveClient: _handle_remove_client,
@@ -1281,6 +1363,8 @@ class SchedulerState:
         WorkerMsg: _handle_worker_msg,
         DropReplicas: _handle_drop_replicas,
         SetRetiring: _handle_set_retiring,
+        SetRestrictions: _handle_set_restrictions,
+        Recompute: _handle_recompute,
         HoldKeys: _handle_hold_keys,
         ReleaseHold: _handle_release_hold,
         WantKeys: _handle_want_keys,

@@ -184,6 +184,8 @@ class Semaphore(_Primitive):
         return self._call(self._acquire, parse_timeout(timeout))
 
     async def _acquire(self, timeout: float | None) -> bool:
+        if getattr(self, "_closed", False):
+            raise RuntimeError(f"{self!r} is closed")
         lease_id = f"{self.id}-{uuid.uuid4().hex}"
         ok = await self._request("semaphore_acquire", max_leases=self.max_leases, lease_id=lease_id, timeout=timeout)
         if ok:
@@ -205,6 +207,16 @@ class Semaphore(_Primitive):
 
     def _not_held(self) -> Exception:
         return RuntimeError(f"Released too often: {self!r} holds no lease")
+
+    def close(self) -> Any:
+        """Release every lease this instance holds; it cannot be used afterwards
+        (distributed's `close`; other instances of the same name are unaffected)."""
+        client = self.client
+        while self._leases:
+            lease_id = self._leases.popleft()
+            client._send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
+        self._closed = True
+        return _ready(None) if client.asynchronous else None
 
     def get_value(self) -> Any:
         """Number of leases currently held cluster-wide."""
@@ -375,20 +387,25 @@ class MultiLock(_Primitive):
         self.id = uuid.uuid4().hex
         self._request_id: str | None = None
 
-    def acquire(self, blocking: bool = True, timeout: Any = None) -> Any:
-        """Take all the locks; True, or False if `timeout` passed first (then none is held).
-        ``blocking=False`` tries once."""
+    def acquire(self, blocking: bool = True, timeout: Any = None, num_locks: int | None = None) -> Any:
+        """Take all the locks (or any `num_locks` of them); True, or False if `timeout`
+        passed first (then none is held). ``blocking=False`` tries once."""
         if not blocking:
             if timeout is not None:
                 raise ValueError("can't specify a timeout for a non-blocking call")
             timeout = 0
-        return self._call(self._acquire, parse_timeout(timeout))
+        if num_locks is not None and not 0 < int(num_locks) <= len(set(self.names)):
+            raise ValueError(f"num_locks must be between 1 and the number of names, got {num_locks}")
+        return self._call(self._acquire, parse_timeout(timeout), num_locks)
 
-    async def _acquire(self, timeout: float | None) -> bool:
+    async def _acquire(self, timeout: float | None, num_locks: int | None = None) -> bool:
         if self._request_id is not None:
             raise RuntimeError(f"{self!r} is already acquired: release it first")
         request_id = f"{self.id}-{uuid.uuid4().hex}"
-        ok = await self._request("multilock_acquire", names=self.names, request_id=request_id, timeout=timeout)
+        extra = {} if num_locks is None else {"num_locks": int(num_locks)}
+        ok = await self._request(
+            "multilock_acquire", names=self.names, request_id=request_id, timeout=timeout, **extra
+        )
         if ok:
             self._request_id = request_id
         return bool(ok)

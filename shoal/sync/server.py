@@ -361,10 +361,11 @@ class SyncServer(SchedulerExtension):
         names: Any,
         request_id: str,
         timeout: float | None = None,
+        num_locks: int | None = None,
     ) -> Any:
         if not self._alive(peer):
             return False  # the holder is gone: never grant it locks
-        self._notify_multilocks(self.state.multilock_acquire(request_id, names, self._holder(peer)))
+        self._notify_multilocks(self.state.multilock_acquire(request_id, names, self._holder(peer), num_locks))
 
         def attempt() -> tuple[bool, Any]:
             granted = self.state.multilock_granted(request_id)

@@ -49,6 +49,10 @@ class MultiLockRequest:
     names: tuple[Any, ...]
     holder: str  # client id of the requesting connection
     granted: bool = False
+    #: how many of `names` it needs (None: all of them)
+    num_locks: int | None = None
+    #: the names it holds once granted
+    held: tuple[Any, ...] = ()
 
 
 def normalize_name(name: Any) -> Any:
@@ -211,12 +215,15 @@ class SyncState:
 
     # ------------------------------------------------------------------ multi-locks
 
-    def multilock_acquire(self, request_id: str, names: Any, holder: str) -> list[str]:
-        """Queue a request for all of `names` (idempotent for a known request id) and
-        grant whatever can be granted; return the ids of the newly granted requests."""
+    def multilock_acquire(self, request_id: str, names: Any, holder: str, num_locks: int | None = None) -> list[str]:
+        """Queue a request for all of `names`, or any `num_locks` of them (idempotent for
+        a known request id), and grant whatever can be granted; return the ids of the
+        newly granted requests."""
         if request_id not in self.multilock_requests:
             unique = tuple(dict.fromkeys(normalize_name(n) for n in names))
-            self.multilock_requests[request_id] = MultiLockRequest(unique, holder)
+            if num_locks is not None and not 0 < num_locks <= len(unique):
+                raise ValueError(f"num_locks must be between 1 and {len(unique)}, got {num_locks}")
+            self.multilock_requests[request_id] = MultiLockRequest(unique, holder, num_locks=num_locks)
         return self._multilock_grant()
 
     def multilock_granted(self, request_id: str) -> bool | None:
@@ -238,7 +245,7 @@ class SyncState:
         if req is None or not req.granted:
             raise ValueError(f"Lock is not yet acquired (request {request_id!r} holds no locks)")
         del self.multilock_requests[request_id]
-        for name in req.names:
+        for name in req.held:
             if self.multilock_owners.get(name) == request_id:
                 del self.multilock_owners[name]
         return self._multilock_grant()
@@ -251,7 +258,7 @@ class SyncState:
         for rid in removed:
             req = self.multilock_requests.pop(rid)
             if req.granted:
-                for name in req.names:
+                for name in req.held:
                     if self.multilock_owners.get(name) == rid:
                         del self.multilock_owners[name]
         return removed, (self._multilock_grant() if removed else [])
@@ -264,15 +271,18 @@ class SyncState:
         """Grant pending requests in arrival order. A request is granted only when every
         one of its locks is free and no older pending request wants any of them: all or
         nothing (no partial holds, hence no deadlock however requests overlap) and FIFO
-        per lock (no starvation of a request for many locks)."""
+        per lock (no starvation of a request for many locks). A request for `num_locks`
+        of its names is granted the first that many that are free."""
         granted = []
         wanted: set[Any] = set()  # locks claimed by older requests still waiting
         for rid, req in self.multilock_requests.items():
             if req.granted:
                 continue
-            if all(n not in self.multilock_owners and n not in wanted for n in req.names):
+            free = [n for n in req.names if n not in self.multilock_owners and n not in wanted]
+            if len(free) >= (len(req.names) if req.num_locks is None else req.num_locks):
                 req.granted = True
-                for n in req.names:
+                req.held = tuple(free[: req.num_locks] if req.num_locks is not None else free)
+                for n in req.held:
                     self.multilock_owners[n] = rid
                 granted.append(rid)
             else:

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     from shoal._loop import run_process
 
     config.apply_inherited(os.environ)  # what the user set before starting this worker
+    from shoal.compat import install_from_environment
+
+    install_from_environment()  # the user's process ran in compatibility mode: so do its tasks
 
     run_process(lambda: _main(args), args.log_level)
 

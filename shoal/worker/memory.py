@@ -186,7 +186,14 @@ class SpillFiles(MutableMapping):
     def __setitem__(self, key: Key, value: Any) -> None:
         t0 = time.perf_counter()
         weight = self.weight(key, value)
-        p = dumps(value)
+        self._write(key, dumps(value), weight, t0)
+
+    def set_serialized(self, key: Key, p: Pickled, weight: int) -> None:
+        """Store a value given in the wire's form (the shuffle service's pieces arrive
+        so), accounted as `weight` bytes in memory; read back like any other."""
+        self._write(key, p, weight, time.perf_counter())
+
+    def _write(self, key: Key, p: Pickled, weight: int, t0: float) -> None:
         frames = [p.header, *p.buffers]
         meta = []
         out = []

@@ -44,12 +44,14 @@ from typing import Any
 import psutil
 from dask.utils import format_bytes
 
-from shoal import config, log_buffer
+from shoal.status import StatusAttribute
+from shoal import config, log_buffer, secret_files
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.protocol import messages as m
 from shoal.protocol.requests import NANNY_REQUESTS, check_request
 from shoal.rpc import Peer
+from shoal.rpc.server import Server
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.nanny")
@@ -91,9 +93,13 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-class Nanny:
+class Nanny(Server):
     """Supervise a worker process. `await Nanny(scheduler_address, ...)` starts it (and its
-    worker); `close()` stops both. Worker options are those of `Worker`."""
+    worker); `close()` stops both. Worker options are those of `Worker`. The life cycle
+    and background tasks are `shoal.rpc.server.Server`'s."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,
@@ -112,12 +118,14 @@ class Nanny:
         monitor_interval: float | None = None,
         log_level: str | None = None,
     ):
+        super().__init__("nanny")
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
         self.name = name
         self.memory_limit = int(memory_limit or 0)
         self.resources = resources
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.local_directory = local_directory
         self.env = dict(env or {})
@@ -141,7 +149,6 @@ class Nanny:
         )
         self.log_level = log_level or logging.getLevelName(logging.getLogger("shoal").getEffectiveLevel())
         self.id = f"Nanny-{uuid.uuid4()}"
-        self.status = "created"
         self.process: subprocess.Popen | None = None
         self.worker_address: str | None = None
         self.worker_dir: str | None = None
@@ -151,17 +158,15 @@ class Nanny:
         self._terminating_pid: int | None = None
         self._exit_reason: str | None = None
         self._busy = asyncio.Lock()  # one start/stop of the child at a time
-        self._tasks: set[asyncio.Task] = set()
-        self._closed = asyncio.Event()
         #: nanny plugins by name (`shoal.diagnostics.plugin.NannyPlugin`)
         self.plugins: dict[str, Any] = {}
-        self.handlers = {
+        self.handlers.update({
             "restart": self._handle_restart,
             "terminate": self._handle_terminate,
             "get_logs": self._get_logs,
             "plugin_add": self._handle_plugin_add,
             "plugin_remove": self._handle_plugin_remove,
-        }
+        })
 
     # ------------------------------------------------------------------ introspection
 
@@ -203,32 +208,16 @@ class Nanny:
             await self.close()
             raise
         self.status = "running"
-        self._own(self._monitor())
-        self._own(self._watch_scheduler())
+        self.spawn(self._monitor())
+        self.spawn(self._watch_scheduler())
         return self
-
-    def __await__(self):
-        return self.start().__await__()
-
-    async def __aenter__(self) -> Nanny:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
-
-    async def finished(self) -> None:
-        await self._closed.wait()
 
     async def close(self, timeout: float = 5.0) -> None:
         if self.status in ("closing", "closed"):
             await self._closed.wait()
             return
         self.status = "closing"
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.background.close()
         await self._stop_worker(timeout)
         for name in list(self.plugins):
             try:
@@ -237,18 +226,11 @@ class Nanny:
                 logger.exception("teardown of nanny plugin %r failed", name)
         if self.scheduler is not None:
             await self.scheduler.close()
-        self.status = "closed"
-        self._closed.set()
-
-    def _own(self, coro: Any) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        self.closed()
 
     async def _watch_scheduler(self) -> None:
         assert self.scheduler is not None
-        reader = self.scheduler._reader
+        reader = self.scheduler.reader
         if reader is not None:
             try:
                 await asyncio.shield(reader)
@@ -257,7 +239,7 @@ class Nanny:
                     raise
         if self.status == "running":
             logger.info("Nanny %s lost its scheduler connection; closing it and its worker", self.id)
-            self._own(self.close())
+            self.spawn(self.close())
 
     # ------------------------------------------------------------------ the worker process
 
@@ -386,7 +368,7 @@ class Nanny:
         self.status = "closing-gracefully"  # the monitor must not restart the worker
         async with self._busy:
             await self._stop_worker(5.0)
-        asyncio.get_running_loop().call_soon(lambda: self._own(self.close()))
+        asyncio.get_running_loop().call_soon(lambda: self.spawn(self.close()))
 
     def _get_logs(self, peer: Peer, n: int | None = None) -> list:
         return log_buffer.recent(n)
@@ -414,7 +396,8 @@ class Nanny:
                 if self._exit_reason is None:  # not killed by us for memory: say what happened
                     reason = describe_exit(code)
                     logger.warning("Worker %s (pid=%d) %s; restarting it", self.worker_address, proc.pid, reason)
-                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason}
+                    event = {"worker": self.worker_address, "pid": proc.pid, "exit_code": code, "reason": reason,
+                             "nanny_pid": os.getpid()}  # fmt: skip
                     self._log_event(["worker-restart", self.worker_address], event)
                 await self._stop_worker(1.0)
                 self.worker_address = None
@@ -427,7 +410,7 @@ class Nanny:
                     logger.error("Nanny %s could not restart its worker: %s", self.id, e)
                     if failed_starts >= MAX_FAILED_STARTS:
                         logger.error("Nanny %s gives up after %d failed starts", self.id, failed_starts)
-                        self._own(self.close())
+                        self.spawn(self.close())
                         return
 
     async def _check_memory(self, proc: subprocess.Popen) -> None:
@@ -442,9 +425,7 @@ class Nanny:
         if rss <= self.memory_terminate_fraction * self.memory_limit:
             return
         if self._terminating_pid == proc.pid:
-            logger.warning(
-                "Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid
-            )
+            logger.info("Worker %s (pid=%d) is slow to accept SIGTERM; sending SIGKILL", self.worker_address, proc.pid)
             proc.kill()
             return
         pct = f"{self.memory_terminate_fraction * 100:.0f}%"
@@ -459,7 +440,7 @@ class Nanny:
         self._terminating_pid = proc.pid
         self._exit_reason = reason
         event = {"worker": self.worker_address, "pid": proc.pid, "rss": rss, "memory_limit": self.memory_limit,
-                 "reason": reason}  # fmt: skip
+                 "reason": reason, "nanny_pid": os.getpid()}  # fmt: skip
         self._log_event(["worker-restart-memory", self.worker_address], event)
         if self.scheduler is not None and self.worker_address is not None:
             try:  # the scheduler learns the reason before the connection drops

@@ -48,7 +48,8 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal import config, log_buffer
+from shoal.status import StatusAttribute
+from shoal import config, log_buffer, secret_files
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -61,9 +62,11 @@ from shoal.graph.spec import run_task
 from shoal.protocol import messages as m
 from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
-from shoal.protocol.tracebacks import frames_of
+from shoal.protocol.tracebacks import capped, frames_of, truncate
+from shoal.system_monitor import SystemMonitor
 from shoal.protocol.requests import WORKER_REQUESTS, check_request
 from shoal.rpc import ConnectionPool, Peer
+from shoal.rpc.server import Server
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
 from shoal.worker.memory import MemoryLimits, SpillStore, compression_from_config
@@ -88,13 +91,6 @@ from shoal.worker.state import (
 )
 
 logger = logging.getLogger("shoal.worker")
-
-#: frames of these modules are dropped from the front of remote tracebacks
-_OWN_FRAMES = (
-    os.sep + os.path.join("shoal", "worker") + os.sep,
-    os.sep + os.path.join("shoal", "graph") + os.sep,
-    os.path.join("dask", "_task_spec"),
-)
 
 #: frames of these files (how a task's function gets called) are left out of profiles
 _PROFILE_SKIP = (os.sep + os.path.join("shoal", "graph") + os.sep, os.path.join("dask", "_task_spec"))
@@ -158,8 +154,13 @@ def _batches(keys: list, nbytes: dict, limit: int) -> Iterator[list]:
     if batch:
         yield batch
 
-class Worker:
-    """A worker server. `await Worker(scheduler_address, ...)` starts it."""
+
+class Worker(Server):
+    """A worker server. `await Worker(scheduler_address, ...)` starts it (the life cycle,
+    background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
+
+    #: a `shoal.status.Status` (equal to its text too)
+    status = StatusAttribute()
 
     def __init__(
         self,
@@ -176,6 +177,7 @@ class Worker:
         validate: bool | None = None,
         death_timeout: float | None = None,
     ):
+        super().__init__("worker")
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
         self.memory_limit = int(memory_limit or 0)
@@ -188,9 +190,11 @@ class Worker:
         self.store: Any = None
         self._spill_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._process = psutil.Process()
+        self._system: SystemMonitor | None = None  # cpu, fds, network for the heartbeat
         self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
-        self.secret = secret
+        # none given: a scheduler this user started on this machine (shoal.secret_files)
+        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
         self.host = host
         self.id = f"Worker-{uuid.uuid4()}"
         self.name = name if name is not None else self.id
@@ -204,24 +208,17 @@ class Worker:
         self.heartbeat_interval = config.get_timedelta("worker.heartbeat-interval")
         #: how long to keep trying to reach the scheduler at start (default: connect timeout)
         self.death_timeout = death_timeout
-        self.status = "created"
         self.state: WorkerState | None = None
         self.listener: Any = None
         self.scheduler: Peer | None = None
         self.pool: ConnectionPool | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._functions = _FunctionCache()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._rejoin_waiters: collections.deque[threading.Event] = collections.deque()
-        #: extensions by name, in order of addition (`add_extension`, `extension.py`)
-        self.extensions: dict[str, Any] = {}
         self._done: collections.deque = collections.deque()
         self._wake_pending = False
-        #: background tasks the worker owns (cancelled and awaited on close)
-        self.background = BackgroundTasks("a worker")
         self._sid = itertools.count()
-        self._closed = asyncio.Event()
         self._heartbeat_task: asyncio.Task | None = None
         self._actor_queue: queue.SimpleQueue | None = None
         self._actor_thread: threading.Thread | None = None
@@ -235,7 +232,7 @@ class Worker:
         self._transition_plugins: dict[str, Any] = {}
         #: the statistical profiler and RSS history (`shoal.profile`), started with the worker
         self.profiler: profile_mod.Sampler | None = None
-        self.handlers = {
+        self.handlers.update({
             "get_data": self._get_data,
             "update_data": self._update_data,
             "run": self._run,
@@ -252,7 +249,11 @@ class Worker:
             "benchmark_memory": self._benchmark_memory,
             "benchmark_network": self._benchmark_network,
             "get_logs": self._get_logs,
-        }
+        })
+        # the shuffle service's buffers (shoal/shuffle/worker.py), through the door
+        from shoal.shuffle.worker import ShuffleWorkerExtension
+
+        self.add_extension("shuffle", ShuffleWorkerExtension(self))
 
     @property
     def address(self) -> str:
@@ -317,53 +318,9 @@ class Worker:
         self._start_profiler()
         if self.heartbeat_interval > 0:
             self._heartbeat_task = self.spawn(self._heartbeat(self.scheduler, self.heartbeat_interval))
-        for ext_name, extension in list(self.extensions.items()):
-            await self._start_extension(ext_name, extension)
+        await self.start_extensions()
         self.status = "running"
         return self
-
-    # ------------------------------------------------------------------ the extension door
-
-    def add_extension(self, name: str, extension: Any) -> Any:
-        """Host `extension` under `name` (see `shoal.worker.extension`): register its
-        request handlers, start it with the worker (at once if the worker runs) and close
-        it with the worker. May be called from any thread. Returns the extension."""
-        if name in self.extensions:
-            raise ValueError(f"a worker extension named {name!r} already exists")
-        handlers = extension.handlers() if hasattr(extension, "handlers") else {}
-        taken = [op for op in handlers if op in self.handlers]
-        if taken:
-            raise ValueError(f"worker extension {name!r}: operations {taken} already have a handler")
-        self.handlers.update(handlers)
-        self.extensions[name] = extension
-        if self.status == "running" and self.loop is not None:
-            self.loop.call_soon_threadsafe(lambda: self.spawn(self._start_extension(name, extension)))
-        return extension
-
-    async def _start_extension(self, name: str, extension: Any) -> None:
-        start = getattr(extension, "start", None)
-        if start is None:
-            return
-        try:
-            result = start()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("worker extension %r failed to start", name)
-            raise
-
-    def spawn(self, coro: Any) -> asyncio.Task:
-        """Run `coro` as a background task the worker owns (ended when it closes)."""
-        return self.background.spawn(coro)
-
-    def __await__(self):
-        return self.start().__await__()
-
-    async def __aenter__(self) -> Worker:
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
     async def _watch_scheduler(self) -> None:
         assert self.scheduler is not None
@@ -399,6 +356,9 @@ class Worker:
             "executing": len(st.executing) if st is not None else 0,
             "in_memory": len(store) if store is not None else 0,
         }
+        if self._system is None:
+            self._system = SystemMonitor(n=1)
+        out.update(self._system.as_metrics())  # cpu, num_fds, host_net_io (the /workers page)
         if isinstance(store, SpillStore):
             out["spilled_bytes"] = {"memory": store.spilled_bytes, "disk": store.disk_bytes}
             out["spill"] = {
@@ -439,9 +399,6 @@ class Worker:
         if self.status == "running":
             self._handle([SpillDone(f"spill-{next(self._sid)}", freed, error)])
 
-    async def finished(self) -> None:
-        await self._closed.wait()
-
     async def close(self) -> None:
         if self.status in ("closing", "closed"):
             await self._closed.wait()
@@ -451,16 +408,7 @@ class Worker:
             self._queue.put(None)
         if self._actor_queue is not None:
             self._actor_queue.put(None)
-        for ext_name, extension in reversed(list(self.extensions.items())):
-            close = getattr(extension, "close", None)
-            if close is None:
-                continue
-            try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("worker extension %r failed to close", ext_name)
+        await self.close_extensions()
         for name in list(self.plugins):
             try:
                 await self.plugin_remove(name)
@@ -485,8 +433,7 @@ class Worker:
             self.store.close()  # its files, whoever owns the local directory
         if self._own_directory:
             shutil.rmtree(self.local_directory, ignore_errors=True)
-        self.status = "closed"
-        self._closed.set()
+        self.closed()
 
     def _start_profiler(self) -> None:
         loop_thread = threading.get_ident()
@@ -999,10 +946,7 @@ class Worker:
                 await result
 
     def _plugin_transition(self, key: Any, start: str, finish: str, stimulus_id: str) -> None:
-        """State machine observer: the story entry, to each plugin's `transition` (a new
-        task enters from "released", as in distributed)."""
-        if start == "compute-task":
-            start = "released"
+        """State machine observer: the story entry, to each plugin's `transition`."""
         for name, plugin in list(self._transition_plugins.items()):
             try:
                 plugin.transition(key, start, finish, stimulus_id=stimulus_id)
@@ -1110,8 +1054,12 @@ async def _await(aw: Any) -> Any:
 
 
 def _pack_exception(e: BaseException) -> tuple:
-    """(pickled exception, traceback frames, text), robust to exceptions that do not pickle."""
-    frames = frames_of(e.__traceback__, _OWN_FRAMES)
+    """(pickled exception, traceback frames, text), robust to exceptions that do not pickle.
+    All frames travel (at most `MAX_FRAMES`): the client leaves out shoal's own as its
+    `shoal.admin.traceback.shorten` says; a message longer than
+    `shoal.admin.max-error-length` is cut."""
+    frames = capped(frames_of(e.__traceback__))
+    e = truncate(e, int(config.get("admin.max-error-length") or 0))
     text = "".join(tb_module.format_exception_only(type(e), e)).strip()
     try:
         p = dumps(e)

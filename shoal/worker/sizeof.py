@@ -12,6 +12,7 @@ cent of dask's figure and about ten times faster; anything else, and any type wh
 from __future__ import annotations
 
 import sys
+import logging
 from typing import Any
 
 from dask.sizeof import sizeof as dask_sizeof
@@ -88,3 +89,13 @@ def _index_nbytes(index: Any) -> int:
 
 def _group_nbytes(groups: dict) -> int:
     return dict.__sizeof__(groups) + sum(sizeof(v) for v in groups.values())
+
+
+def safe_sizeof(obj: Any, default_size: float = 1e6) -> int:
+    """`sizeof(obj)`, or `default_size` when measuring it raises (distributed's
+    `distributed.sizeof.safe_sizeof`)."""
+    try:
+        return sizeof(obj)
+    except Exception:  # noqa: BLE001 - a user type's broken __sizeof__ must not fail the caller
+        logging.getLogger("shoal.sizeof").warning("sizeof() failed for %s; using %d", type(obj).__name__, default_size)
+        return int(default_size)

@@ -19,13 +19,21 @@ ones), before the threads get them. A finished task's value goes into `data` and
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
 
-Every task state change is appended to `story_log` (key, start, finish, stimulus id,
-time from the `clock` the shell passes in), read with `story(*keys_or_stimuli)`, and
-passed to the read-only `observers` the shell registers (worker plugins).
+Every state change of a key is an edge of `TRANSITIONS` (any other is an
+`InvalidTransition`), appended to `story_log` (key, start, finish, stimulus id, time from
+the `clock` the shell passes in[, cause]: what made it happen when the stimulus alone
+does not say, e.g. ``"stolen"``, the peer that lacked a key), read with
+`story(*keys_or_stimuli)`, and passed to the read-only `observers` the shell registers
+(worker plugins).
 
-Task states: waiting, ready, executing, long-running (a task that seceded from the pool:
-it still runs but no longer takes a thread slot). Finished tasks leave `tasks`; their
-results live in `data` until the scheduler frees them.
+States of a task sent here (`tasks`): waiting (dependencies being fetched), ready,
+executing, long-running (seceded from the pool: it still runs but no longer takes a
+thread slot); it ends in memory (its result in `data`), error (`task-failed` sent),
+rescheduled (`reschedule` sent) or released (freed, stolen, or handed back for missing
+data). States of a dependency this worker gets from peers (`fetch`): fetch (waiting for a
+request), flight (requested), then memory, or released when no task needs it or no
+holder has it. A key held in `data` is in memory until freed (released). Finished tasks
+leave `tasks`; their results live in `data` until the scheduler frees them.
 
 Memory (`shoal.worker.memory`): `data` is the mapping the shell gives (a `SpillStore`
 that can move values to disk, or a plain dict); this machine only puts, reads the keys
@@ -204,6 +212,41 @@ class Spill:
 WorkerInstruction = Execute | Gather | SendToScheduler | Spill
 
 
+# ---------------------------------------------------------------------------- the table
+
+#: every state change a key may make on a worker (see the module docstring); the
+#: docs' table (docs/design.md) is checked against it by a test
+TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    [
+        ("released", "waiting"), ("released", "ready"), ("released", "memory"), ("released", "fetch"),
+        ("waiting", "ready"), ("waiting", "released"),
+        ("ready", "executing"), ("ready", "released"),
+        ("executing", "long-running"), ("executing", "memory"), ("executing", "error"),
+        ("executing", "rescheduled"), ("executing", "released"),
+        ("long-running", "memory"), ("long-running", "error"), ("long-running", "rescheduled"),
+        ("long-running", "released"),
+        ("fetch", "flight"), ("fetch", "memory"), ("fetch", "released"),
+        ("flight", "memory"), ("flight", "fetch"), ("flight", "released"),
+        ("memory", "released"),
+    ]
+)  # fmt: skip
+
+
+class InvalidState(AssertionError):
+    """`WorkerState.validate_state` found a broken invariant."""
+
+
+class InvalidTransition(RuntimeError):
+    """A key's state change along no edge of `TRANSITIONS`."""
+
+    def __init__(self, key: Key, start: str, finish: str, story: list):
+        self.key, self.start, self.finish, self.story = key, start, finish, story
+        super().__init__(f"invalid worker transition of {key!r}: {start} -> {finish}\nstory: {story}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.key, self.start, self.finish, self.story))
+
+
 # ---------------------------------------------------------------------------- records
 
 #: what each task-stream record tuple holds, in order; `transfers` is None or a list of
@@ -233,7 +276,7 @@ class WorkerTask:
         self.resources = msg.resources
         self.inline = msg.inline
         self.actor = msg.actor
-        self.state = "waiting"
+        self.state = "released"  # until `_compute_task` logs its first edge
         #: the scheduler was told this task took a thread (`task-started`)
         self.started = False
         #: task-stream "transfer" entries ``(start, stop, source)`` of fetched dependencies
@@ -353,9 +396,10 @@ class WorkerState:
         if old is not None:
             if old.run_id == msg.run_id:
                 return
+            self._log(key, old.state, "released", "superseded")
             self._drop_task(old)
         if key in self.data:  # we already hold the result (e.g. fetched it as a dependency)
-            self._log(key, "compute-task", "memory")
+            self._log(key, "released", "memory", "already held")
             self._send(m.TaskFinished(key, msg.run_id, self.nbytes.get(key, 0), "", 0.0, 0.0, None))
             return
         ts = self.tasks[key] = WorkerTask(msg)
@@ -366,15 +410,17 @@ class WorkerState:
             fs = self.fetch.get(dep)
             if fs is None:
                 fs = self.fetch[dep] = FetchState(list(msg.who_has[dep]), int(msg.nbytes.get(dep) or 0))
+                self._log(dep, "released", "fetch")
             else:
                 for addr in msg.who_has[dep]:
                     if addr not in fs.holders and addr not in fs.tried:
                         fs.holders.append(addr)
             fs.needed_by.add(key)
         if ts.waiting_for:
-            self._log(key, "compute-task", "waiting")
+            ts.state = "waiting"
+            self._log(key, "released", "waiting")
         else:
-            self._make_ready(ts, "compute-task")
+            self._make_ready(ts, "released")
 
     def _free_keys(self, ev: FreeKeysEvent) -> None:
         for key in ev.keys:
@@ -404,7 +450,7 @@ class WorkerState:
         released = ts is not None and ts.run_id == ev.run_id and ts.state in ("waiting", "ready")
         if released:
             assert ts is not None
-            self._log(ev.key, ts.state, "stolen")
+            self._log(ev.key, ts.state, "released", "stolen")
             self._drop_task(ts)
         self._send(m.StealResponse(ev.key, ev.run_id, released))
 
@@ -457,11 +503,13 @@ class WorkerState:
                 if fs is None:
                     continue  # nobody here needs it any more
                 self.fetch.pop(key, None)
+                if key in self.data:  # arrived another way meanwhile (update-data)
+                    self._log(key, "flight", "released", "already held")
                 if key not in self.data:
                     self.nbytes[key] = ev.nbytes.get(key, 0)
                     self.data[key] = value
                     got[key] = self.nbytes[key]
-                    self._log(key, "fetch", "memory")
+                    self._log(key, "flight", "memory")
                 if fs is not None:
                     for tkey in fs.needed_by:
                         ts = self.tasks.get(tkey)
@@ -477,8 +525,9 @@ class WorkerState:
                 continue
             if fs is None:
                 continue
+            if fs.in_flight_from is not None:
+                self._log(key, "flight", "fetch", ev.worker)  # cause: the peer that lacked it
             fs.in_flight_from = None
-            self._log(key, "fetch", "missing", ev.worker)
             if ev.worker in fs.holders:
                 fs.holders.remove(ev.worker)
             fs.tried.append(ev.worker)
@@ -495,19 +544,25 @@ class WorkerState:
                 continue  # dropped with a task handed back earlier in this loop
             if not fs.holders and fs.in_flight_from is None:
                 del self.fetch[key]
+                self._log(key, "fetch", "released", "no holder left")
                 for tkey in fs.needed_by:
                     ts = self.tasks.get(tkey)
                     if ts is not None and ts.state == "waiting":
-                        self._log(tkey, "waiting", "missing-data", key)
+                        self._log(tkey, "waiting", "released", f"missing-data {key!r}")
                         self._drop_task(ts)
                         self._send(m.MissingData(tkey, ts.run_id, key, tuple(fs.tried)))
 
     def _update_data(self, ev: UpdateDataEvent) -> None:
         for key, value in ev.data.items():
+            held = key in self.data
             self.nbytes[key] = ev.nbytes.get(key, 0)
             self.data[key] = value
-            self._log(key, "update-data", "memory")
             fs = self.fetch.pop(key, None)
+            if fs is None:
+                if not held:
+                    self._log(key, "released", "memory")
+            else:  # the fetch, if in flight, is ignored when it returns
+                self._log(key, "fetch" if fs.in_flight_from is None else "flight", "memory")
             if fs is not None:
                 for tkey in fs.needed_by:
                     ts = self.tasks.get(tkey)
@@ -554,6 +609,10 @@ class WorkerState:
         self._out.append(SendToScheduler(msg))
 
     def _log(self, key: Key, start: str, finish: str, detail: Any = None) -> None:
+        """Record `key` moving `start` -> `finish` (an edge of `TRANSITIONS`) and tell
+        the observers; `detail` is the cause when the stimulus alone does not say."""
+        if (start, finish) not in TRANSITIONS:
+            raise InvalidTransition(key, start, finish, self.story(key))
         if detail is None:
             self.story_log.append((key, start, finish, self._sid, self._now))
         else:
@@ -569,6 +628,7 @@ class WorkerState:
         return [e for e in self.story_log if e[0] in wanted or e[3] in wanted]
 
     def _make_ready(self, ts: WorkerTask, start: str | None = None) -> None:
+        """`ts` (new, from "released", or "waiting") has every dependency here."""
         self._log(ts.key, start or ts.state, "ready")
         ts.state = "ready"
         self._tiebreak += 1
@@ -598,6 +658,7 @@ class WorkerState:
                 fs.needed_by.discard(ts.key)
                 if not fs.needed_by and fs.in_flight_from is None:
                     del self.fetch[dep]
+                    self._log(dep, "fetch", "released", "not needed")
         ts.state = "released"
 
     def _release_resources(self, ts: WorkerTask) -> None:
@@ -682,36 +743,43 @@ class WorkerState:
         for peer, keys in by_peer.items():
             for key in keys:
                 self.fetch[key].in_flight_from = peer
+                self._log(key, "fetch", "flight")
             self.in_flight[peer] = tuple(keys)
             self._out.append(Gather(peer, tuple(keys)))
 
     # ------------------------------------------------------------------ introspection
 
     def validate_state(self) -> None:
+        """Check every invariant; raise `InvalidState` naming the first that fails."""
+
+        def check(cond: bool, what: str, *about: Any) -> None:
+            if not cond:
+                raise InvalidState(f"{what}: {about!r}")
+
         for key, ts in self.tasks.items():
-            assert ts.key == key
-            assert ts.state in ("waiting", "ready", "executing", "long-running"), ts
+            check(ts.key == key, "key mismatch", ts)
+            check(ts.state in ("waiting", "ready", "executing", "long-running"), "not a live task state", ts)
             if ts.state == "waiting":
-                assert ts.waiting_for, ts
+                check(bool(ts.waiting_for), "waiting on nothing", ts)
                 for dep in ts.waiting_for:
-                    assert dep not in self.data, (ts, dep)
-                    assert dep in self.fetch and key in self.fetch[dep].needed_by, (ts, dep)
+                    check(dep not in self.data, "waiting for a key held here", ts, dep)
+                    check(dep in self.fetch and key in self.fetch[dep].needed_by, "waiting for a key not fetched", ts, dep)
             if ts.state in ("ready", "executing"):
-                assert not ts.waiting_for, ts
+                check(not ts.waiting_for, "ready or executing with dependencies missing", ts)
             if ts.state == "executing":
-                assert self.executing.get(key) == ts.run_id, ts
+                check(self.executing.get(key) == ts.run_id, "executing but not handed to the pool", ts)
         # the prefetch bound shrinks as durations grow, so check against its maximum
-        assert len(self.executing) <= self.nthreads * (1 + self.max_prefetch_per_thread)
+        check(len(self.executing) <= self.nthreads * (1 + self.max_prefetch_per_thread), "too many executing")
         for peer, keys in self.in_flight.items():
             for key in keys:
                 fs = self.fetch.get(key)
-                assert fs is None or fs.in_flight_from in (peer, None), key
+                check(fs is None or fs.in_flight_from in (peer, None), "in flight from another peer", key)
         for k, v in self.available_resources.items():
-            assert 0 <= v <= self.total_resources.get(k, 0), (k, v)
+            check(0 <= v <= self.total_resources.get(k, 0), "resources out of bounds", k, v)
         for key in self.actors:
-            assert key in self.data, key
+            check(key in self.data, "an actor without its proxy in data", key)
         if self.spill_error is not None:
-            assert self.paused, "a failed spill leaves the worker paused"
+            check(self.paused, "a failed spill leaves the worker paused")
 
     _HANDLERS: dict[type, Callable] = {
         ComputeTaskEvent: _compute_task,

@@ -35,8 +35,8 @@ def test_story_of_a_key_lost_and_recomputed(client):
     on_a = [(e[2], e[3]) for e in story if e[0] == a]
     assert on_a.count(("executing", "memory")) == 2
     on_b = [e for e in story if e[0] == b]
-    assert any(e[2:4] == ("fetch", "missing") and e[4] == a for e in on_b)  # b found nothing on a
-    assert any(e[2:4] == ("fetch", "memory") for e in on_b)  # and fetched the recomputed x
+    assert any(e[2:4] == ("flight", "fetch") and e[4] == a for e in on_b)  # b found nothing on a
+    assert any(e[2:4] == ("flight", "memory") for e in on_b)  # and fetched the recomputed x
     # every entry names its stimulus; completions on workers have ids of their own
     assert all(isinstance(e[5], str) and e[5] for e in story)
     done = [e[5] for e in story if e[0] == a and e[3] == "memory"]

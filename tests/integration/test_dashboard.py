@@ -108,7 +108,7 @@ def test_dashboard_link(dash_cluster, dclient):
 def test_health_and_root_redirect(dash_cluster):
     assert get(base(dash_cluster) + "/health")[::2] == (200, "ok")
     status, _, text = get(base(dash_cluster) + "/")
-    assert status == 200 and "<title>shoal — status</title>" in text  # followed the redirect
+    assert status == 200 and "<title>Status — shoal</title>" in text  # followed the redirect
 
 
 def test_metrics_parse_as_prometheus_text(dash_cluster, dclient, poll):
@@ -186,13 +186,14 @@ def test_status_page_needs_no_internet(dash_cluster):
     status, _, html = get(b + "/status")
     assert status == 200
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert "statics/status.js" in assets and "statics/style.css" in assets
+    assert {"./statics/common.js", "./statics/status.js", "./statics/style.css"} <= set(assets)
     for asset in assets:
         assert "//" not in asset, asset  # relative links only: nothing fetched from elsewhere
-    for name in ("status.js", "style.css"):
+    for name in ("common.js", "status.js", "style.css", "tasks.js", "system.js", "graph.js", "profile.js"):
         status, _, text = get(f"{b}/statics/{name}")
+        text = text.replace("http://www.w3.org/2000/svg", "")  # the SVG namespace: a name, not a fetch
         assert status == 200 and "http://" not in text and "https://" not in text
-    assert "innerHTML" not in get(b + "/statics/status.js")[2]
+        assert "innerHTML" not in text
 
 
 def test_task_and_worker_pages_escape_user_strings(dash_cluster, dclient, poll):
@@ -300,3 +301,39 @@ def test_a_failing_page_is_a_500_and_the_server_keeps_serving(dash_cluster, capl
         assert get(base(dash_cluster) + "/health")[0] == 200
     finally:
         del routes["/boom"]
+
+
+# the pages of issue 19 ------------------------------------------------------------------
+
+
+def test_new_pages_and_their_json(dash_cluster, dclient, poll):
+    from dashboard_task_functions import add, busy, fails
+
+    leaves = dclient.map(busy, range(4), seconds=0.2)
+    total = dclient.submit(add, *leaves)
+    bad = dclient.submit(fails, 7)
+    total.result()
+    poll(lambda: bad.done())
+    b = base(dash_cluster)
+    for page in ("tasks", "system", "graph", "profile"):
+        status, ctype, body = get(f"{b}/{page}")
+        assert status == 200 and ctype.startswith("text/html") and f"statics/{page}.js" in body
+    # one graph for all viewers, rebuilt at most every 2 s: wait for one with these tasks
+    g = poll(lambda: (g := json.loads(get(f"{b}/json/graph.json")[2])) and bad.key in {n[0] for n in g["nodes"]} and g)
+    keys = {n[0]: n for n in g["nodes"]}
+    assert keys[total.key][3] == 1 and keys[leaves[0].key][3] == 0 and keys[bad.key][2] == "erred"
+    assert len(g["edges"]) == 4
+    status, _, body = get(f"{b}/json/profile.json?prefix=busy")
+    p = json.loads(body)
+    assert status == 200 and p["prefix"] == "busy" and {"add", "busy", "fails"} <= set(p["prefixes"])
+    assert p["tree"]["count"] > 0  # 0.8 s of busy Python code was sampled
+    poll(lambda: len(json.loads(get(f"{b}/json/system.json")[2])["samples"]) >= 2, timeout=10)
+    status, _, body = get(f"{b}/groups")
+    assert status == 200 and '<svg class="groups"' in body and body.count('class="edge"') == 1
+    status, _, body = get(f"{b}/workers")
+    assert "<th>CPU</th>" in body and "<th>Open files</th>" in body and 'class="membar"' in body
+    status, _, body = get(f"{b}/info/task/{quote(bad.key, safe='')}.html")
+    assert "Traceback (most recent call last)" in body and "in fails" in body
+    assert "dashboard_task_functions.py" in body
+    sitemap = json.loads(get(f"{b}/sitemap.json")[2])["paths"]
+    assert {"/tasks", "/system", "/graph", "/profile", "/groups"} <= set(sitemap)

@@ -14,7 +14,7 @@ import pytest
 from task_functions import inc
 
 from shoal import Client, LocalCluster, progress
-from shoal.diagnostics.progressbar import MultiProgressWidget, TextProgressBar
+from shoal.diagnostics.progressbar import MultiProgressBar, MultiProgressWidget, ProgressWidget, TextProgressBar
 
 GATES: dict[str, threading.Event] = {}
 
@@ -182,9 +182,58 @@ def test_a_disconnecting_client_takes_its_watch_along(cluster, gate, poll):
     c2 = Client(cluster)
     try:
         f = c2.submit(gated, gate, 2)
-        bar = TextProgressBar([f.key], c2, file=io.StringIO())
+        bar = TextProgressBar([f.key], c2, file=io.StringIO(), start=False)
         bar._start_in_background()
         poll(lambda: cluster.scheduler._watches)
     finally:
         c2.close()
     poll(lambda: no_watches_left(cluster))
+
+
+# the public classes, called as distributed's are ------------------------------------------
+
+
+def test_text_bar_class_blocks_until_done(client):
+    out = io.StringIO()
+    fs = client.map(inc, range(10))
+    bar = TextProgressBar(fs, file=out)  # start=True: blocks on a blocking client
+    assert bar.finished and bar.status == "finished" and all(f.done() for f in fs)
+    assert "100% Completed | 10/10" in out.getvalue().splitlines()[-1]
+
+
+@pytest.mark.parametrize("how", ["address", "scheduler"])
+def test_text_bar_with_keys_and_a_scheduler(client, cluster, how):
+    fs = client.map(double, range(5))
+    scheduler = cluster.scheduler_address if how == "address" else cluster.scheduler
+    out = io.StringIO()
+    bar = TextProgressBar([f.key for f in fs], scheduler=scheduler, file=out)
+    assert bar.client is client  # the client of this process already connected there
+    assert "100% Completed | 5/5" in out.getvalue()
+
+
+def test_text_bar_connects_its_own_client_when_none_is_there(cluster):
+    with Client(cluster, set_as_default=False) as c:
+        fs = c.map(inc, range(4))
+        out = io.StringIO()
+        bar = TextProgressBar([f.key for f in fs], scheduler=cluster.scheduler, file=out)
+        assert bar.client is not c and bar.client.status == "closed"  # closed at the end
+        assert "100% Completed | 4/4" in out.getvalue()
+
+
+def test_multi_progress_bar_has_a_line_per_prefix(client):
+    out = io.StringIO()
+    bar = MultiProgressBar(client.map(inc, range(3)) + [client.submit(boom, 1)], file=out)
+    assert bar.status == "error"
+    last = out.getvalue().splitlines()[-3:]
+    assert [line.split()[0] for line in last] == ["boom", "inc", "total"]
+    assert "1 erred" in last[0] and "1 erred" in last[2]
+    with pytest.raises(NotImplementedError, match="prefix"):
+        MultiProgressBar([], func=lambda k: k)
+
+
+def test_progress_widget_is_one_red_bar_on_error(client, fake_ipywidgets, poll):
+    bar = ProgressWidget(client.map(inc, range(3)) + [client.submit(boom, 2)])
+    bar._start_in_background()
+    poll(lambda: bar.finished)
+    assert list(bar.bars) == ["total"]
+    assert bar.bars["total"].bar_style == "danger" and "1 erred" in bar.labels["total"].value

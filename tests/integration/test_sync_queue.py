@@ -50,10 +50,8 @@ def test_pipelined_put_is_ordered_and_fails_in_the_caller(cluster, client):
 
 def test_queue_get_timeout(client):
     q = Queue()
-    start = time.monotonic()
     with pytest.raises(TimeoutError):
         q.get(timeout="100ms")
-    assert time.monotonic() - start < 3
     with pytest.raises(TimeoutError):
         q.get(timeout=0)
 
@@ -75,7 +73,6 @@ def test_queue_maxsize_put_timeout(client):
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         q.put(3, timeout=0.1)
-    assert time.monotonic() - start < 3
     assert q.qsize() == 2
     out = []
     t = threading.Thread(target=lambda: out.append(q.put(3, timeout=10)))
@@ -232,9 +229,7 @@ def test_multilock_basics(client):
     assert a.acquire()
     assert a.locked()
     b = MultiLock(["ml-b", "ml-c"])
-    start = time.monotonic()
     assert b.acquire(timeout=0.1) is False
-    assert time.monotonic() - start < 3
     assert not b.locked()
     assert b.acquire(blocking=False) is False
     with pytest.raises(ValueError, match="non-blocking"):

@@ -71,7 +71,10 @@ def test_scheduler_and_two_workers_through_a_scheduler_file(tmp_path):
             content = json.loads(sfile.read_text())
             assert content["address"] == c.scheduler_info()["address"] and content["shoal-secret"]
             with pytest.raises(OSError):
-                Client(content["address"], timeout=5, set_as_default=False)
+                Client(content["address"], security=False, timeout=5, set_as_default=False)
+            # the same user on this machine finds the secret by address (its secret file)
+            with Client(content["address"], timeout=5, set_as_default=False) as by_address:
+                assert len(by_address.nthreads()) == 2
             with pytest.raises(OSError):
                 Client(content["address"], security=Security(b"wrong"), timeout=5, set_as_default=False)
             worker_pids = list(c.run(os.getpid).values())

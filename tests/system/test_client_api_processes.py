@@ -63,7 +63,7 @@ def test_story_across_lost_data_and_recompute(client):
     sources = {e[0] for e in story}
     assert sources == {"scheduler", a, b}
     assert [e[2:4] for e in story if e[0] == "scheduler"].count(("processing", "memory")) == 2
-    assert any(e[2:4] == ("fetch", "missing") for e in story if e[0] == b)
+    assert any(e[2:4] == ("flight", "fetch") for e in story if e[0] == b)
 
 
 def test_forward_logging_from_processes(client, poll):

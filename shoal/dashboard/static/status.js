@@ -1,4 +1,5 @@
-// shoal's status page: one WebSocket, updates pushed by the scheduler, drawn here.
+// shoal's status page: one WebSocket, updates pushed by the scheduler, drawn here
+// (helpers in common.js).
 // Every string from the server (task keys, prefixes, worker names) goes into the page
 // through textContent or canvas text, never as HTML.
 "use strict";
@@ -12,26 +13,6 @@ let clockSkew = 0;             // serverTime - local time
 let updates = 0;
 let streamTotal = 0;
 let streamSkipped = 0;         // records the scheduler did not send (more than it draws)
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = String(text);
-  return e;
-}
-
-function colour(prefix) {
-  let h = 0;
-  for (let i = 0; i < prefix.length; i++) h = (h * 31 + prefix.charCodeAt(i)) >>> 0;
-  return "hsl(" + (h % 360) + ", 60%, 55%)";
-}
-
-function fmtBytes(n) {
-  const units = ["B", "kiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return (i ? n.toFixed(1) : n) + " " + units[i];
-}
 
 function bar(parts, total) {
   const b = el("div", "bar");

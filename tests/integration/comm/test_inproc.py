@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -84,10 +83,8 @@ def test_large_array_passes_without_copy():
 def test_connect_to_missing_address_times_out():
     async def main():
         address = f"inproc://{os.getpid()}/999999999"
-        t0 = time.monotonic()
         with pytest.raises(OSError) as info:
             await connect(address, timeout=0.2)
-        assert time.monotonic() - t0 < 2
         assert "connect" in str(info.value) and address in str(info.value)
 
     run(main())

@@ -138,7 +138,10 @@ def test_decode_handshake_rejects_pickled_and_oddities():
 
 def test_as_secret():
     assert hs.as_secret(None) is None
-    assert hs.as_secret("tok") == b"tok"
+    assert hs.as_secret("0a0b") == b"\x0a\x0b"  # text is hexadecimal: the one encoding
+    assert hs.as_secret(b"tok") == b"tok"
     assert hs.as_secret(b"") is None
+    with pytest.raises(ValueError, match="hexadecimal"):
+        hs.as_secret("tok")
     with pytest.raises(TypeError):
-        hs.as_secret(123)
+        hs.as_secret(1.5)

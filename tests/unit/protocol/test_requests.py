@@ -47,4 +47,5 @@ def test_check_request():
     assert "may not call 'restart'" in r.check_request("restart", {}, r.WORKER)
     assert "before saying who it is" in r.check_request("some_extension_op", {}, r.ANONYMOUS)
     assert r.check_request("some_extension_op", {"a": [1, 2]}, r.CLIENT) is None
+    assert "bad argument" in r.check_request("some_extension_op", {1: 2}, r.CLIENT)
     assert r.check_request("get_data", {"keys": ("x",)}, None, r.WORKER_REQUESTS) is None

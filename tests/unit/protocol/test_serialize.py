@@ -156,7 +156,8 @@ def test_loads_waits_for_a_module_another_thread_is_importing(monkeypatch):
     import importlib
     import pickle
 
-    from shoal.protocol import serialize
+    # the module (`from shoal.protocol import serialize` is distributed's function)
+    serialize = importlib.import_module("shoal.protocol.serialize")
 
     calls = []
     real_loads = pickle.loads

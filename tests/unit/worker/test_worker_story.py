@@ -37,7 +37,7 @@ def test_story_of_a_task_run_and_freed():
     ws.handle_stimulus(FreeKeysEvent("s3", ("x",)))
     # the clock is read once per stimulus batch
     assert ws.story("x") == [
-        ("x", "compute-task", "ready", "s1", 1.0),
+        ("x", "released", "ready", "s1", 1.0),
         ("x", "ready", "executing", "s1", 1.0),
         ("x", "executing", "memory", "s2", 2.0),
         ("x", "memory", "released", "s3", 3.0),
@@ -50,11 +50,14 @@ def test_story_of_a_failed_fetch_and_error():
     ws = make(clock=lambda: 0.0)
     ws.handle_stimulus(compute("y", "c1", deps={"x": ["tcp://peer:1"]}))
     ws.handle_stimulus(GatherDone("g1", "tcp://peer:1", ("x",), {}, {}))
-    entries = [e[1:3] + e[5:] for e in ws.story("x", "y")]
+    entries = [e[:3] + e[5:] for e in ws.story("x", "y")]
     assert entries == [
-        ("compute-task", "waiting"),
-        ("fetch", "missing", "tcp://peer:1"),
-        ("waiting", "missing-data", "x"),
+        ("x", "released", "fetch"),
+        ("y", "released", "waiting"),
+        ("x", "fetch", "flight"),
+        ("x", "flight", "fetch", "tcp://peer:1"),  # the cause: the peer that lacked it
+        ("x", "fetch", "released", "no holder left"),
+        ("y", "waiting", "released", "missing-data 'x'"),
     ]
     ws.handle_stimulus(compute("z", "c2"))
     ws.handle_stimulus(ExecuteFailure("e1", "z", 1, dumps(ValueError()), None, "ValueError", 0.0, 0.0))
@@ -86,7 +89,7 @@ def test_observers_see_every_story_entry_with_its_stimulus():
     ws.observers.clear()
     ws.handle_stimulus(FreeKeysEvent("s3", ("x",)))  # no observer any more
     assert seen == [
-        ("x", "compute-task", "ready", "s1"),
+        ("x", "released", "ready", "s1"),
         ("x", "ready", "executing", "s1"),
         ("x", "executing", "memory", "s2"),
     ]

@@ -1,0 +1,120 @@
+"""The task graph and the task groups as the dashboard draws them: PURE (no I/O).
+
+* `graph_json(state, limit)`: the tasks the scheduler knows (at most `limit`), each with
+  its prefix, state and depth (the longest chain of dependencies below it), and the edges
+  between them; `/graph` lays them out by depth in the browser and colours them by state.
+* `prune_profile(tree, fraction)`: a profile call tree without the frames holding less
+  than `fraction` of the samples (what `/profile` draws: bounded, whatever the run).
+* `groups(state)`: tasks grouped by prefix: counts per state, bytes in memory, and which
+  groups each group depends on; `/groups` draws that as boxes in layers, arrows from a
+  group's dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.dashboard.snapshot import STATES, key_text
+
+#: at most this many tasks are sent to `/graph` (the first ones the scheduler holds)
+GRAPH_LIMIT = 20_000
+
+
+def _depths(nodes: dict[Any, Any]) -> dict[Any, int]:
+    """Depth of each task of `nodes` (key -> task): 0 without dependencies among `nodes`,
+    else one more than its deepest dependency. Iterative: graphs can be deep."""
+    depth: dict[Any, int] = {}
+    for key, ts in nodes.items():
+        if key in depth:
+            continue
+        stack = [(ts, iter(ts.dependencies))]
+        on_stack = {key}
+        while stack:
+            top, deps = stack[-1]
+            for d in deps:
+                if d.key in nodes and d.key not in depth and d.key not in on_stack:
+                    on_stack.add(d.key)
+                    stack.append((d, iter(d.dependencies)))
+                    break
+            else:
+                stack.pop()
+                on_stack.discard(top.key)
+                depth[top.key] = 1 + max((depth.get(d.key, -1) for d in top.dependencies if d.key in nodes), default=-1)
+    return depth
+
+
+def graph_json(state: Any, limit: int = GRAPH_LIMIT) -> dict:
+    """`{"nodes": [[key, prefix, state, depth], ...], "edges": [[dependency index,
+    dependent index], ...], "total": tasks known, "states": STATES}`."""
+    tasks = state.tasks
+    nodes: dict[Any, Any] = {}
+    for key, ts in tasks.items():
+        if len(nodes) >= limit:
+            break
+        nodes[key] = ts
+    depth = _depths(nodes)
+    index = {key: i for i, key in enumerate(nodes)}
+    out_nodes = [[key_text(key), ts.prefix, ts.state, depth[key]] for key, ts in nodes.items()]
+    edges = [[index[d.key], index[key]] for key, ts in nodes.items() for d in ts.dependencies if d.key in index]
+    return {"nodes": out_nodes, "edges": edges, "total": len(tasks), "states": list(STATES)}
+
+
+def groups(state: Any) -> list[dict]:
+    """One entry per prefix: `name`, `counts` (state -> n), `nbytes`, `depends_on`
+    (prefixes), `depth` (layer in the drawing), sorted by depth then name."""
+    out: dict[str, dict] = {}
+    for ts in state.tasks.values():
+        g = out.get(ts.prefix)
+        if g is None:
+            g = out[ts.prefix] = {"name": ts.prefix, "counts": dict.fromkeys(STATES, 0), "nbytes": 0, "deps": set()}
+        if ts.state in g["counts"]:
+            g["counts"][ts.state] += 1
+        if ts.state == "memory":
+            g["nbytes"] += ts.nbytes or 0
+        for d in ts.dependencies:
+            if d.prefix != ts.prefix:
+                g["deps"].add(d.prefix)
+    depth: dict[str, int] = {}
+    for _ in range(len(out) + 1):  # longest path in the group graph (cycles: bounded rounds)
+        changed = False
+        for name, g in out.items():
+            d = 1 + max((depth.get(p, 0) for p in g["deps"] if p in out), default=-1)
+            if depth.get(name) != d and d <= len(out):
+                depth[name], changed = d, True
+        if not changed:
+            break
+    result = [
+        {"name": n, "counts": g["counts"], "nbytes": g["nbytes"], "depends_on": sorted(g["deps"] & out.keys()),
+         "depth": depth.get(n, 0)}
+        for n, g in out.items()
+    ]  # fmt: skip
+    result.sort(key=lambda g: (g["depth"], g["name"]))
+    return result
+
+
+def prune_profile(tree: dict, fraction: float = 0.002) -> dict:
+    """A copy of the call tree `tree` (`shoal.profile` shape) keeping only what `/profile`
+    draws: each frame's `description` (name, filename, line number), `count` and children
+    holding at least `fraction` of all samples."""
+    total = tree.get("count", 0)
+    least = max(total * fraction, 1)
+
+    def walk(node: dict) -> dict:
+        d = node.get("description") or {}
+        out = {
+            "name": str(d.get("name", "")), "filename": str(d.get("filename", "")),
+            "line_number": d.get("line_number", 0), "count": node.get("count", 0), "children": [],
+        }  # fmt: skip
+        return out
+
+    root = walk(tree)
+    stack = [(tree, root)]
+    while stack:
+        node, out = stack.pop()
+        for child in sorted((node.get("children") or {}).values(), key=lambda c: -c.get("count", 0)):
+            if child.get("count", 0) < least:
+                continue
+            c = walk(child)
+            out["children"].append(c)
+            stack.append((child, c))
+    return root

@@ -1,0 +1,235 @@
+"""`SubprocessCluster`: a scheduler and workers each in a process of its own, started
+with shoal's command line (`shoal scheduler`, `shoal worker`), as distributed's
+`distributed.deploy.subprocess.SubprocessCluster`.
+
+Unlike `LocalCluster`, nothing runs in the user's process but the cluster object and a
+client: the scheduler is as isolated as the workers. The cluster generates a secret and
+hands it to each process in its environment (never on the command line).
+`SSHCluster` (`shoal.deploy.ssh`) is the same with each command run over `ssh`.
+Not a `SpecCluster` (whose scheduler lives in the user's process), so no `adapt()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import shlex
+import sys
+from typing import Any
+
+from shoal.deploy.cluster import Cluster
+from shoal.security import Security
+from shoal.status import Status
+
+__all__ = ["Subprocess", "SubprocessCluster", "SubprocessScheduler", "SubprocessWorker"]
+
+logger = logging.getLogger("shoal.deploy")
+
+BANNER = "Scheduler at:"
+
+
+class Subprocess:
+    """One process of the cluster: `argv` (a `python -m shoal.cli ...` command) started
+    with the secret in `SHOAL_SECRET`; its log lines are kept (`lines`)."""
+
+    def __init__(self, argv: list[str], secret: bytes | None, env: dict[str, str] | None = None):
+        self.argv = argv
+        self.secret = secret
+        self.env = dict(env or {})
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lines: collections.deque[str] = collections.deque(maxlen=1000)
+        self._banner: asyncio.Future | None = None
+        self._reader: asyncio.Task | None = None
+        self.status = Status.created
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        env = dict(os.environ, **self.env)
+        env.pop("SHOAL_SECRET", None)
+        if self.secret:
+            env["SHOAL_SECRET"] = self.secret.hex()
+        return await asyncio.create_subprocess_exec(
+            *self.argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def start(self) -> Subprocess:
+        self._banner = asyncio.get_running_loop().create_future()
+        self.proc = await self._spawn()
+        self._reader = asyncio.ensure_future(self._read())
+        self.status = Status.running
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while True:
+            line = await self.proc.stderr.readline()
+            if not line:
+                break
+            text = line.decode(errors="replace").rstrip()
+            self.lines.append(text)
+            if BANNER in text and self._banner is not None and not self._banner.done():
+                self._banner.set_result(text.split(BANNER, 1)[1].strip())
+        code = await self.proc.wait()
+        if self._banner is not None and not self._banner.done():
+            tail = "\n".join(list(self.lines)[-20:])
+            self._banner.set_exception(RuntimeError(f"{shlex.join(self.argv)} exited with {code}:\n{tail}"))
+            self._banner.exception()  # retrieved: only a scheduler's start waits for it
+
+    async def wait_for_banner(self, timeout: float) -> str:
+        assert self._banner is not None
+        return await asyncio.wait_for(asyncio.shield(self._banner), timeout)
+
+    async def close(self, timeout: float = 10) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                self.proc.terminate()
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except ProcessLookupError:
+                pass
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        self.status = Status.closed
+
+
+class SubprocessScheduler(Subprocess):
+    """`shoal scheduler` in its own process."""
+
+
+class SubprocessWorker(Subprocess):
+    """`shoal worker` (with its nanny, unless `worker_class` is a plain Worker)."""
+
+
+def _cli(python: str) -> list[str]:
+    return [python, "-m", "shoal.cli"]
+
+
+class SubprocessCluster(Cluster):
+    """A scheduler and `n_workers` workers in processes of their own on this machine."""
+
+    _cluster_type = "SubprocessCluster"
+
+    def __init__(
+        self,
+        host: str | None = None,
+        scheduler_port: int = 0,
+        scheduler_kwargs: dict | None = None,
+        dashboard_address: Any = ":8787",
+        worker_class: str = "distributed.Nanny",
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        worker_kwargs: dict | None = None,
+        silence_logs: int = logging.WARN,
+        asynchronous: bool = False,
+        loop: Any = None,
+        name: str | None = None,
+        security: Any = None,
+        start_timeout: float = 60,
+    ):
+        self.security = security if isinstance(security, Security) and security.secret else Security.temporary()
+        super().__init__(asynchronous=asynchronous, loop=loop, name=name)
+        self.host = host or "127.0.0.1"
+        self.scheduler_port = int(scheduler_port)
+        self.scheduler_kwargs = dict(scheduler_kwargs or {})
+        self.dashboard_address = dashboard_address
+        self.nanny = not str(worker_class).endswith("Worker")
+        cpu = os.cpu_count() or 1
+        self.n_workers = int(n_workers if n_workers is not None else min(cpu, 4))
+        self.threads_per_worker = int(threads_per_worker or max(1, cpu // max(1, self.n_workers)))
+        self.worker_kwargs = dict(worker_kwargs or {})
+        self.silence_logs = silence_logs
+        self.start_timeout = start_timeout
+        self.scheduler: Subprocess | None = None
+        self.workers: dict[Any, Subprocess] = {}
+        self._i = 0
+        self._begin()
+
+    # ------------------------------------------------------------------ commands (SSHCluster overrides)
+
+    def _process(self, argv: list[str], host: str) -> Subprocess:
+        return Subprocess(argv, self.security.secret)
+
+    def _python(self, host: str) -> str:
+        return sys.executable
+
+    def _scheduler_argv(self) -> list[str]:
+        argv = _cli(self._python(self.host)) + ["scheduler", "--host", self.host, "--port", str(self.scheduler_port)]
+        if self.dashboard_address is None:
+            argv.append("--no-dashboard")
+        else:
+            argv += ["--dashboard-address", str(self.dashboard_address)]
+        for key, value in self.scheduler_kwargs.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        return argv + ["--log-level", "INFO"]
+
+    def _worker_argv(self, name: str, host: str) -> list[str]:
+        argv = _cli(self._python(host)) + ["worker", self.scheduler_address, "--nthreads", str(self.threads_per_worker),
+                                           "--name", name, "--host", host]  # fmt: skip
+        if not self.nanny:
+            argv.append("--no-nanny")
+        for key, value in self.worker_kwargs.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        return argv + ["--log-level", logging.getLevelName(self.silence_logs) if self.silence_logs else "INFO"]
+
+    def _worker_hosts(self) -> list[str]:
+        return [self.host]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _start(self) -> None:
+        self.scheduler = self._process(self._scheduler_argv(), self.host)
+        await self.scheduler.start()
+        self.scheduler_address = await self.scheduler.wait_for_banner(self.start_timeout)
+        self._log(f"Scheduler at {self.scheduler_address}")
+        await super()._start()
+        await self._scale(self.n_workers)
+        if self.n_workers:
+            await self._client.wait_for_workers(self.n_workers, timeout=self.start_timeout)
+
+    async def _scale(self, n: int) -> None:
+        while len(self.workers) < n:
+            hosts = self._worker_hosts()
+            host = hosts[self._i % len(hosts)]
+            name = f"{self.name}-{self._i}"
+            self._i += 1
+            worker = self._process(self._worker_argv(name, host), host)
+            await worker.start()
+            self.workers[name] = worker
+            self._log(f"Worker {name} started")
+        while len(self.workers) > n:
+            name = list(self.workers)[-1]
+            await self.workers.pop(name).close()
+            self._log(f"Worker {name} closed")
+
+    def scale(self, n: int = 0, memory: Any = None, cores: Any = None) -> Any:
+        """Run `n` worker processes (starting or stopping the newest ones)."""
+        if memory is not None or cores is not None:
+            raise NotImplementedError(f"{type(self).__name__}.scale: give a number of workers")
+        return self.sync(self._scale, int(n))
+
+    async def _close(self) -> None:
+        if self.status == Status.closed:
+            return
+        self.status = Status.closing
+        workers, self.workers = list(self.workers.values()), {}
+        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+        await super()._close()
+        if self.scheduler is not None:
+            await self.scheduler.close()
+        self.status = Status.closed
+
+    async def _get_logs(self, cluster: bool, scheduler: bool, workers: Any) -> Any:
+        logs = await super()._get_logs(cluster, False, False)
+        from shoal.utils import Log
+
+        if scheduler and self.scheduler is not None:
+            logs["Scheduler"] = Log("\n".join(self.scheduler.lines))
+        if workers:
+            for name, w in self.workers.items():
+                if workers is True or name in workers:
+                    logs[name] = Log("\n".join(w.lines))
+        return logs

@@ -1,0 +1,10 @@
+"""Functions the shuffle tests run in tasks (importable by worker processes)."""
+
+from __future__ import annotations
+
+import time
+
+
+def slow_partition(df, delay=0.05):
+    time.sleep(delay)
+    return df
