@@ -452,6 +452,23 @@ class Worker(Server):
 
     # ------------------------------------------------------------------ events in, instructions out
 
+    def _stimulus_failed(self, events: list[Any], exc: Exception) -> None:
+        """A handler of the worker's state machine raised (a bug): go on only if the state
+        still passes `validate_state`; otherwise close the worker with a fatal error (its
+        nanny starts a fresh one, the scheduler recomputes what it held)."""
+        kinds = [type(e).__name__ for e in events]
+        try:
+            self.state.validate_state()  # type: ignore[union-attr]
+        except Exception as invalid:
+            logger.critical(
+                "FATAL: the worker state machine failed on %s (%r) and left an invalid state (%s); "
+                "the worker is closing", kinds, exc, str(invalid).splitlines()[0], exc_info=exc,
+            )  # fmt: skip
+            if self.status == "running":
+                self.spawn(self.close())
+            return
+        logger.error("worker state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
+
     def _on_scheduler_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
         sid = f"scheduler-{next(self._sid)}"
         events: list[Any] = []
@@ -472,7 +489,12 @@ class Worker(Server):
         executes = []
         started = False
         scheduler = self.scheduler
-        for inst in self.state.handle_stimulus(*events):
+        try:
+            instructions = self.state.handle_stimulus(*events)
+        except Exception as exc:
+            self._stimulus_failed(events, exc)
+            raise
+        for inst in instructions:
             kind = type(inst)
             if kind is Execute:
                 executes.append(inst)

@@ -48,3 +48,29 @@ def test_a_failing_handler_is_refused_or_fatal(caplog, breaks_state):
     else:
         assert status == "running" and reason is None
         assert any("the stimulus was refused, state is valid" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_whose_state_machine_breaks_its_state_closes(caplog):
+    from shoal.worker.server import Worker
+    from shoal.worker.state import FreeKeysEvent
+
+    async def main():
+        async with await Scheduler("inproc://", dashboard_address=None) as s:
+            w = await Worker(s.address)
+            try:
+                def broken(state, ev):
+                    state.tasks["a"] = object()  # filed under a key it does not have
+                    raise RuntimeError("a bug in a worker handler")
+
+                w.state._HANDLERS = {**type(w.state)._HANDLERS, FreeKeysEvent: broken}
+                with pytest.raises(RuntimeError, match="a bug"):
+                    w._handle([FreeKeysEvent("sid", ("x",))])
+                await asyncio.wait_for(w.finished(), 10)
+                return w.status
+            finally:
+                await w.close()
+
+    with caplog.at_level(logging.ERROR, logger="shoal.worker"):
+        status = asyncio.run(main())
+    assert status == "closed"
+    assert any(r.levelno == logging.CRITICAL and "FATAL" in r.getMessage() for r in caplog.records)
