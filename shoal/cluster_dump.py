@@ -29,8 +29,14 @@ FORMATS = ("msgpack", "yaml")
 
 def plain(obj: Any) -> Any:
     """`obj` as data msgpack and YAML both store: dicts with str keys, lists, scalars."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    if obj is None or type(obj) in (bool, int, float, str):
         return obj
+    if isinstance(obj, str):  # a str subclass (a `Status`): YAML stores plain str only
+        return str.__str__(obj)
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, (int, float)):  # an IntEnum, numpy scalars registered as numbers
+        return int(obj) if isinstance(obj, int) else float(obj)
     if isinstance(obj, bytes):
         return obj.decode("utf-8", "replace")
     if isinstance(obj, dict):

@@ -14,6 +14,8 @@ from typing import Any
 TimeoutError = TimeoutError  # noqa: A001  -- the builtin, exactly as distributed exposes it
 
 __all__ = [
+    "InvalidTransition",
+    "ReentrantStimulus",
     "CancelledError",
     "ClosedClientError",
     "FutureCancelledError",
@@ -111,3 +113,21 @@ class WorkerStartTimeoutError(TimeoutError):
         t = self.timeout
         when = f"{t * 1000:g} ms" if t < 1 else f"{t:g} s"
         return f"Only {self.available_workers}/{self.expected_workers} workers arrived after {when}"
+
+
+class InvalidTransition(RuntimeError):
+    """A state machine (scheduler or worker) was asked to move a key along no edge of its
+    transition table; carries the key's story. Pickles (it may cross processes)."""
+
+    def __init__(self, key: Any, start: str, finish: str, story: list):
+        self.key, self.start, self.finish, self.story = key, start, finish, story
+        super().__init__(f"invalid transition of {key!r}: {start} -> {finish}\nstory: {story}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.key, self.start, self.finish, self.story))
+
+
+class ReentrantStimulus(RuntimeError):
+    """A state machine's `handle_stimulus` was called while it was already running (e.g.
+    from an observer's `transition` hook): events must queue behind the current
+    stimulus, not nest in it."""

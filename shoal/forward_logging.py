@@ -12,6 +12,7 @@ the worker's address and hands it to the logger of the same name in its own proc
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from shoal._context import task_state
@@ -58,10 +59,14 @@ def _send(worker: Any, data: dict) -> None:
         peer.notify("forward_log", record=data)
 
 
+#: worker -> {logger name: its forwarding handler} (no attribute planted on the worker)
+_by_worker: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _handlers(worker: Any) -> dict:
-    handlers = getattr(worker, "_forward_log_handlers", None)
+    handlers = _by_worker.get(worker)
     if handlers is None:
-        handlers = worker._forward_log_handlers = {}
+        handlers = _by_worker[worker] = {}
     return handlers
 
 

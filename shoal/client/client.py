@@ -350,6 +350,7 @@ class Client:
                 if not st.done():
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self.status = "closed"
+            self._unregister_default()  # dask must not send work to a closed client
 
     def _own(self, coro: Any) -> asyncio.Task:
         """Run `coro` on the client's loop as a task the client owns (cancelled and
@@ -358,6 +359,7 @@ class Client:
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
+            self._unregister_default()
             return
         self.status = "closing"
         self._flush()
@@ -388,6 +390,7 @@ class Client:
 
     def close(self, timeout: Any = no_default) -> Any:
         if self.status == "closed":
+            self._unregister_default()
             if self.asynchronous:
                 return _noop()
             return None
@@ -395,6 +398,7 @@ class Client:
             return self._close()
         if self.loop.is_closed():
             self.status = "closed"
+            self._unregister_default()
             return None
         try:
             _loop.sync(self.loop, self._close, callback_timeout=2 * self._timeout)

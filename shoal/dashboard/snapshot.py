@@ -43,7 +43,7 @@ def summary(state: Any, metrics: dict | None = None) -> dict:
             "host": ws.host,
             "nthreads": ws.nthreads,
             "processing": len(ws.processing),
-            "executing": len(ws.executing),
+            "executing": len(ws.started),
             "in_memory": len(ws.has_what),
             "nbytes": ws.nbytes,
             "memory_limit": ws.memory_limit or 0,

@@ -34,7 +34,7 @@ from typing import Any, Self
 
 from shoal.diagnostics.profile_plot import profile_svg, top_functions
 from shoal.diagnostics.svg_page import hue
-from shoal.diagnostics.task_stream import _render_svg
+from shoal.diagnostics.task_stream import render_svg
 from shoal.utils import format_bytes, key_prefix
 
 __all__ = ["performance_report", "render_report", "summarize"]
@@ -354,7 +354,7 @@ def render_report(data: dict) -> str:
         parts.append("</table>")
     parts.append('<h2 id="task-stream">Task Stream</h2>')
     if data["task_stream"]:
-        svg = _render_svg(data["task_stream"]).replace(' xmlns="http://www.w3.org/2000/svg"', "", 1)  # inline SVG
+        svg = render_svg(data["task_stream"]).replace(' xmlns="http://www.w3.org/2000/svg"', "", 1)  # inline SVG
         parts.append(f'<div class="scroll">{svg}</div>')
     else:
         parts.append("<p>No tasks finished inside the block.</p>")

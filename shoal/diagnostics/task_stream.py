@@ -149,7 +149,7 @@ class TaskStreamFigure(SVGFigure):
 
     def __init__(self, records: list[dict]):
         self.records = records
-        self.svg = _render_svg(records)
+        self.svg = render_svg(records)
 
     @property
     def caption(self) -> str:
@@ -160,7 +160,7 @@ class TaskStreamFigure(SVGFigure):
         return f"<TaskStreamFigure: {len(self.records)} tasks>"
 
 
-def _render_svg(records: list[dict]) -> str:
+def render_svg(records: list[dict]) -> str:
     esc = html.escape
     rows: dict[tuple, int] = {}
     t0, t1 = float("inf"), float("-inf")

@@ -19,9 +19,27 @@ from typing import Any
 
 from shoal.background import BackgroundTasks
 
-__all__ = ["Server"]
+__all__ = ["Extension", "Server"]
 
 logger = logging.getLogger("shoal")
+
+
+class Extension:
+    """What a server hosts beside its state machine (the base of `SchedulerExtension` and
+    `WorkerExtension`): request `handlers()`, `start()` with the server and `close()`
+    before it (either may be async). Every hook is a no-op here."""
+
+    def __init__(self, server: Any):
+        self.server = server
+
+    def handlers(self) -> dict[str, Any]:
+        return {}
+
+    def start(self) -> Any:
+        return None
+
+    def close(self) -> Any:
+        return None
 
 
 class Server:

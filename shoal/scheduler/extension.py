@@ -43,6 +43,8 @@ import inspect
 import logging
 from typing import Any
 
+from shoal.rpc.server import Extension
+
 __all__ = ["HOOKS", "SchedulerExtension", "call_hook", "overridden_hooks"]
 
 logger = logging.getLogger("shoal.scheduler")
@@ -51,18 +53,13 @@ logger = logging.getLogger("shoal.scheduler")
 HOOKS = ("add_worker", "remove_worker", "add_client", "remove_client", "restart")
 
 
-class SchedulerExtension:
+class SchedulerExtension(Extension):
     """Base class of scheduler extensions (see the module docstring). Every hook is a
-    no-op here."""
+    no-op here; `handlers`, `start` and `close` come from `shoal.rpc.server.Extension`."""
 
     def __init__(self, scheduler: Any):
+        super().__init__(scheduler)
         self.scheduler = scheduler
-
-    def handlers(self) -> dict[str, Any]:
-        return {}
-
-    def start(self) -> Any:
-        return None
 
     def add_worker(self, address: str, stimulus_id: str) -> None:
         pass
@@ -78,9 +75,6 @@ class SchedulerExtension:
 
     def restart(self, stimulus_id: str) -> None:
         pass
-
-    def close(self) -> Any:
-        return None
 
 
 def overridden_hooks(extension: Any) -> list[str]:

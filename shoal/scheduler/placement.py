@@ -128,7 +128,7 @@ def _open(ws: SchedWorker) -> bool:
 def _keeps(ws: SchedWorker) -> int:
     """How many of its tasks a worker keeps when others steal: one per thread, or, while
     paused, only those it reported started."""
-    return len(ws.executing) if ws.paused else ws.nthreads
+    return len(ws.started) if ws.paused else ws.nthreads
 
 
 def _load(ws: SchedWorker) -> float:

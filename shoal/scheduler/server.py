@@ -38,11 +38,11 @@ from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient
 from shoal.scheduler.extension import call_hook, overridden_hooks
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.liveness import check_interval, expired, parse_ttl
-from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.plugins import PluginHost
 from shoal.scheduler.memory_sampler import MemorySamplers
 from shoal.scheduler.profiling import ProfileServer
 from shoal.scheduler.topics import EventLog
+from shoal.scheduler.watches import WatchServer
 from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
 from shoal.sync.server import SyncServer
 from shoal.utils import plural
@@ -119,11 +119,6 @@ class Scheduler(Server):
             "story": self._story,
             "task_spec": self._task_spec,
             "get_task_stream": self._get_task_stream,
-            "progress_start": self._progress_start,
-            "progress_poll": self._progress_poll,
-            "progress_stop": self._progress_stop,
-            "task_metadata_start": self._task_metadata_start,
-            "task_metadata_stop": self._task_metadata_stop,
             "log_event": self._log_event,
             "get_events": self._get_events,
             "subscribe_topic": self._subscribe_topic,
@@ -139,10 +134,7 @@ class Scheduler(Server):
         })
         #: seconds a worker may stay silent before it is removed (None: never)
         self.worker_ttl = parse_ttl(config.get("scheduler.worker-ttl"))
-        self.events = EventLog(int(config.get("scheduler.events-log-length")))
-        #: open progress bars and task-metadata collections, by id (see `observers.py`)
-        self._watches: dict[int, tuple[Any, asyncio.Event, Any]] = {}
-        self._watch_ids = itertools.count(1)
+        self.event_log = EventLog(int(config.get("scheduler.events-log-length")))
         #: hook name -> [(extension name, extension)] of the extensions that implement it
         self._extension_hooks: dict[str, list[tuple[str, Any]]] = {}
         self.sync = self.add_extension("sync", SyncServer(self))
@@ -153,6 +145,8 @@ class Scheduler(Server):
         self._initial_plugins = list(plugins or ())
         self.profiling = self.add_extension("profiling", ProfileServer(self))
         self.memory_samplers = self.add_extension("memory_samplers", MemorySamplers(self))
+        #: open progress bars and task-metadata collections (`watches.py`)
+        self.watches = self.add_extension("watches", WatchServer(self))
         from shoal.shuffle.scheduler import ShuffleSchedulerExtension
 
         self.shuffle = self.add_extension("shuffle", ShuffleSchedulerExtension(self))
@@ -306,8 +300,7 @@ class Scheduler(Server):
             sid = self.new_stimulus_id("client-gone")
             self.stimulate(RemoveClient(sid, peer.ident))
             self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
-            self._drop_watches_of(peer.ident)
-            self.events.unsubscribe(peer.ident)
+            self.event_log.unsubscribe(peer.ident)
             self._call_extensions("remove_client", peer.ident, sid)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]
@@ -887,7 +880,7 @@ class Scheduler(Server):
         if self.plugin_host.wants("log_event"):
             for name in [topic] if isinstance(topic, str) else topic:
                 self.plugin_host.fire("log_event", name, msg)
-        for client_id, name, event in self.events.log(topic, msg, time.time()):
+        for client_id, name, event in self.event_log.log(topic, msg, time.time()):
             peer = clients.get(client_id)
             if peer is not None and not peer.closed:
                 peer.send(m.TopicEvent(name, event[0], event[1]))
@@ -900,74 +893,16 @@ class Scheduler(Server):
         self.log_event(topic, msgpack.unpackb(msgpack.packb(msg), use_list=False, strict_map_key=False))
 
     async def _get_events(self, peer: Peer, topic: str | None = None) -> Any:
-        return self.events.get(topic)
+        return self.event_log.get(topic)
 
     async def _subscribe_topic(self, peer: Peer, topics: Any) -> None:
         if peer.role != "client":
             raise ValueError("only clients may subscribe to topics")
-        self.events.subscribe(peer.ident, topics)
+        self.event_log.subscribe(peer.ident, topics)
 
     async def _unsubscribe_topic(self, peer: Peer, topics: Any) -> None:
         if peer.role == "client":
-            self.events.unsubscribe(peer.ident, topics)
-
-    # ------------------------------------------------------------------ observers
-
-    def _add_watch(self, watch: Any, owner: Any) -> int:
-        wid = next(self._watch_ids)
-        event = asyncio.Event()
-        self._watches[wid] = (watch, event, owner)
-        self.state.observers.append(watch)
-        return wid
-
-    def _remove_watch(self, wid: int) -> Any:
-        entry = self._watches.pop(wid, None)
-        if entry is None:
-            return None
-        watch, event, _ = entry
-        self.state.observers.remove(watch)
-        event.set()  # wake a poll waiting on it
-        return watch
-
-    def _drop_watches_of(self, client_id: str) -> None:
-        for wid in [w for w, (_, _, owner) in self._watches.items() if owner == client_id]:
-            self._remove_watch(wid)
-
-    async def _progress_start(self, peer: Peer, keys: Any = (), complete: bool = True) -> dict:
-        """Watch the progress of `keys` and everything they still need; poll it with
-        `progress_poll`, end it with `progress_stop` (or by disconnecting)."""
-        watch = ProgressWatch(self.state.tasks, keys, complete=complete, owner=peer.ident)
-        wid = self._add_watch(watch, peer.ident)
-        watch.on_finish = self._watches[wid][1].set
-        return {"id": wid, "groups": watch.counts(), "finished": watch.finished}
-
-    async def _progress_poll(self, peer: Peer, watch_id: int, wait: float = 0.0) -> dict:
-        """Counts of a progress watch, after waiting up to `wait` seconds for it to
-        finish. A finished watch is removed."""
-        entry = self._watches.get(watch_id)
-        if entry is None:
-            raise KeyError(f"no progress watch {watch_id}")
-        watch, event, _ = entry
-        if wait > 0 and not watch.finished:
-            try:
-                await asyncio.wait_for(event.wait(), wait)
-            except asyncio.TimeoutError:
-                pass
-        if watch.finished:
-            self._remove_watch(watch_id)
-        return {"id": watch_id, "groups": watch.counts(), "finished": watch.finished}
-
-    async def _progress_stop(self, peer: Peer, watch_id: int) -> None:
-        self._remove_watch(watch_id)
-
-    async def _task_metadata_start(self, peer: Peer) -> int:
-        return self._add_watch(MetadataWatch(), peer.ident)
-
-    async def _task_metadata_stop(self, peer: Peer, watch_id: int) -> dict:
-        watch = self._remove_watch(watch_id)
-        if watch is None:
-            raise KeyError(f"no task-metadata collection {watch_id}")
-        return {"metadata": watch.metadata, "state": watch.state}
+            self.event_log.unsubscribe(peer.ident, topics)
 
 
 def _params(func: Any) -> Any:

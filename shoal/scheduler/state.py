@@ -33,7 +33,7 @@ from collections.abc import Callable
 from sys import intern
 from typing import Any
 
-from shoal.exceptions import KilledWorker
+from shoal.exceptions import InvalidTransition, KilledWorker, ReentrantStimulus
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps
 from shoal.scheduler import placement
@@ -139,20 +139,6 @@ def _without(s: Any, item: Any) -> None:
         s.discard(item)
 
 
-class InvalidTransition(RuntimeError):
-    """A move along no edge of the transition table; carries the task's story."""
-
-    def __init__(self, key: Key, start: str, finish: str, story: list):
-        self.key, self.start, self.finish, self.story = key, start, finish, story
-        super().__init__(f"invalid transition of {key!r}: {start} -> {finish}\nstory: {story}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.key, self.start, self.finish, self.story))
-
-
-class ReentrantStimulus(RuntimeError):
-    """`handle_stimulus` was called while it was already running (e.g. from an observer's
-    `transition` hook): events must queue behind the current stimulus, not nest in it."""
 
 
 class InvalidState(AssertionError):
@@ -271,7 +257,7 @@ class SchedTask:
 class SchedWorker:
     __slots__ = (
         "address", "name", "host", "nthreads", "memory_limit", "resources", "pid",
-        "local_directory", "versions", "nanny", "processing", "long_running", "executing", "has_what",
+        "local_directory", "versions", "nanny", "processing", "long_running", "started", "has_what",
         "nbytes", "added", "actors", "retiring", "paused",
     )  # fmt: skip
 
@@ -293,7 +279,7 @@ class SchedWorker:
         self.long_running: set[SchedTask] = _EMPTY  # type: ignore[assignment]
         #: processing tasks the worker reported as started in a thread (`task-started`):
         #: if the worker dies, these are suspected of killing it; queued ones are not
-        self.executing: set[SchedTask] = _EMPTY  # type: ignore[assignment]
+        self.started: set[SchedTask] = _EMPTY  # type: ignore[assignment]
         self.has_what: set[SchedTask] = set()
         self.nbytes = 0
         self.added = now
@@ -475,7 +461,7 @@ class SchedulerState:
         ws.has_what.clear()
         ws.actors = _EMPTY
         for ts in list(ws.processing):
-            if ts in ws.executing:
+            if ts in ws.started:
                 n = self.suspicious[ts.key] = self.suspicious.get(ts.key, 0) + 1
                 if n > self.allowed_failures:
                     exc = KilledWorker(ts.key, ws.address, self.allowed_failures, ev.reason)
@@ -795,7 +781,7 @@ class SchedulerState:
         for key, run_id in zip(msg.keys, msg.run_ids):
             ts = tasks.get(key)
             if ts is not None and ws.processing.get(ts) == run_id:
-                ws.executing = _with(ws.executing, ts)
+                ws.started = _with(ws.started, ts)
 
     def _long_running(self, ws: SchedWorker, msg: m.LongRunning, recs: Recs, sid: str) -> None:
         ts = self.tasks.get(msg.key)
@@ -906,7 +892,7 @@ class SchedulerState:
         assert ws is not None
         del ws.processing[ts]
         _without(ws.long_running, ts)
-        _without(ws.executing, ts)
+        _without(ws.started, ts)
         ts.processing_on = None
         if self.stealing:
             self.stealing.pop(ts, None)
@@ -1330,8 +1316,8 @@ class SchedulerState:
                 check(ts.processing_on is ws and ts.state == "processing", "worker processing mismatch", ts)
             for ts in ws.long_running:
                 check(ts in ws.processing, "long-running task not processing here", ts)
-            for ts in ws.executing:
-                check(ts in ws.processing, "executing task not processing here", ts)
+            for ts in ws.started:
+                check(ts in ws.processing, "started task not processing here", ts)
             for ts in ws.has_what:
                 check(ws in ts.who_has, "has_what/who_has mismatch", ts)
             for ts in ws.actors:

@@ -2,7 +2,7 @@
 
 `Simulator` holds one `SchedulerState` and N `WorkerState`s and plays the I/O shells'
 part: it carries every instruction to the machine it names, runs `Execute`s on simulated
-threads (each task takes its given duration), answers `Gather`s from the holder's data
+threads (each task takes its given duration), answers `Fetch`s from the holder's data
 (taking ``nbytes / bandwidth`` seconds; a holder that is gone fails the fetch), and keeps
 what reaches clients. Nothing runs for real and the clock only moves when the simulator
 moves it, so placement, fetches, work stealing and lost workers are tested in
@@ -32,8 +32,8 @@ from shoal.worker.state import (
     Execute,
     ExecuteSuccess,
     FreeKeysEvent,
-    Gather,
-    GatherDone,
+    Fetch,
+    FetchDone,
     SendToScheduler,
     Spill,
     SpillDone,
@@ -190,8 +190,8 @@ class Simulator:
                 self.at(self.now + self.latency, lambda msg=inst.msg: self._from_worker(address, msg))
             elif kind is Execute:
                 self._execute(address, inst)
-            elif kind is Gather:
-                self._gather(address, inst)
+            elif kind is Fetch:
+                self._fetch(address, inst)
             elif kind is Spill:
                 self.at(self.now, lambda: self.to_worker(address, SpillDone(self._sid("spill"), 0)))
             else:  # pragma: no cover
@@ -217,11 +217,11 @@ class Simulator:
 
         self.at(stop, done)
 
-    def _gather(self, address: str, inst: Gather) -> None:
+    def _fetch(self, address: str, inst: Fetch) -> None:
         holder = self.workers.get(inst.worker)
         if holder is None:
             self.at(self.now, lambda: self.to_worker(
-                address, GatherDone(self._sid("gather"), inst.worker, inst.keys, {}, {}, failed=True)))  # fmt: skip
+                address, FetchDone(self._sid("gather"), inst.worker, inst.keys, {}, {}, failed=True)))  # fmt: skip
             return
         data = {k: holder.data[k] for k in inst.keys if k in holder.data}
         nbytes = {k: holder.nbytes.get(k, 0) for k in data}
@@ -229,7 +229,7 @@ class Simulator:
         stop = start + self.latency + sum(nbytes.values()) / self.bandwidth
 
         def done() -> None:
-            ev = GatherDone(self._sid("gather"), inst.worker, inst.keys, data, nbytes, start=start, stop=stop)
+            ev = FetchDone(self._sid("gather"), inst.worker, inst.keys, data, nbytes, start=start, stop=stop)
             self.to_worker(address, ev)
 
         self.at(stop, done)

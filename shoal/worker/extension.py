@@ -32,21 +32,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from shoal.rpc.server import Extension
+
 __all__ = ["WorkerExtension"]
 
 
-class WorkerExtension:
-    """Base class of worker extensions (see the module docstring); every hook is a
-    no-op here."""
+class WorkerExtension(Extension):
+    """Base class of worker extensions (see the module docstring): `handlers`, `start`
+    and `close` (no-ops) come from `shoal.rpc.server.Extension`."""
 
     def __init__(self, worker: Any):
+        super().__init__(worker)
         self.worker = worker
-
-    def handlers(self) -> dict[str, Any]:
-        return {}
-
-    def start(self) -> Any:
-        return None
-
-    def close(self) -> Any:
-        return None

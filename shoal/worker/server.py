@@ -3,7 +3,7 @@
 - `compute-task` / `free-keys` from the scheduler become events;
 - `Execute` instructions go to a pool of `nthreads` threads; finished executions are
   collected in a deque and fed back in batches (one loop wake-up per batch, not per task);
-- `Gather` instructions fetch many keys from one peer in one request;
+- `Fetch` instructions fetch many keys from one peer in one request;
 - `SendToScheduler` messages go on the scheduler connection, coalesced per loop tick.
 - `Spill` instructions run on one spill thread (`shoal.worker.memory`: the results live
   in a `SpillStore`); a monitor samples memory every `shoal.worker.memory.monitor-interval`
@@ -77,8 +77,8 @@ from shoal.worker.state import (
     ExecuteFailure,
     ExecuteSuccess,
     FreeKeysEvent,
-    Gather,
-    GatherDone,
+    Fetch,
+    FetchDone,
     MemorySample,
     RescheduleEvent,
     SecedeEvent,
@@ -504,8 +504,8 @@ class Worker(Server):
                     started = started or type(inst.msg) is m.TaskStarted
                 if type(inst.msg) is m.WorkerStatus:
                     self._log_status(inst.msg.status)
-            elif kind is Gather:
-                self.spawn(self._gather(inst))
+            elif kind is Fetch:
+                self.spawn(self._fetch(inst))
             elif kind is Spill:
                 self.spawn(self._spill(inst.nbytes))
             else:  # pragma: no cover
@@ -762,7 +762,7 @@ class Worker(Server):
 
     # ------------------------------------------------------------------ data movement
 
-    async def _gather(self, inst: Gather) -> None:
+    async def _fetch(self, inst: Fetch) -> None:
         assert self.pool is not None
         sid = f"gather-{next(self._sid)}"
         start = time.time()
@@ -770,7 +770,7 @@ class Worker(Server):
             peer = await self.pool.get(inst.worker)
             reply = await peer.request("get_data", keys=list(inst.keys))
             data = {k: loads(v) for k, v in reply["data"].items()}
-            event = GatherDone(
+            event = FetchDone(
                 sid, inst.worker, inst.keys, data, dict(reply["nbytes"]), start=start, stop=time.time()
             )
         except asyncio.CancelledError:
@@ -778,7 +778,7 @@ class Worker(Server):
         except Exception as e:
             logger.info("could not fetch %d keys from %s: %s", len(inst.keys), inst.worker, e)
             self.pool.forget(inst.worker)
-            event = GatherDone(sid, inst.worker, inst.keys, {}, {}, failed=True)
+            event = FetchDone(sid, inst.worker, inst.keys, {}, {}, failed=True)
         if self.status == "running":
             self._handle([event])
 

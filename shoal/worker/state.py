@@ -10,11 +10,10 @@ all held locally is `ready` (a priority heap); otherwise it is `waiting` while t
 missing keys are fetched from peers. Dependency keys to fetch are grouped by holder so one
 request carries many keys. Ready tasks whose resources are free become `executing`:
 handed to the thread pool. Up to `nthreads` run at once; for tiny tasks a few more are
-handed over ahead (`prefetch`, sized from the observed task durations to about a
+handed to the pool ahead (`pool_ahead`, sized from the observed task durations to about a
 millisecond of work per thread, none for tasks that use resources) so a thread finds its
 next task without waiting for the event loop, and completions come back in batches. The
-scheduler hears `task-started` for the tasks that hold a thread (not the prefetched
-ones), before the threads get them. A finished task's value goes into `data` and a
+scheduler hears `task-started` for the tasks that hold a thread (not those queued ahead), before the threads get them. A finished task's value goes into `data` and a
 `task-finished` goes to the scheduler; a failure goes back as `task-failed`. A peer that
 cannot serve a key is dropped from that key's holders; when no holder is left the
 dependent task is handed back to the scheduler with `missing-data`.
@@ -60,6 +59,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.exceptions import InvalidTransition, ReentrantStimulus
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled
 from shoal.utils import Key
@@ -132,7 +132,7 @@ class RescheduleEvent(WorkerEvent):
 
 
 @dataclass(slots=True)
-class GatherDone(WorkerEvent):
+class FetchDone(WorkerEvent):
     """A fetch from `worker` ended: `data` holds what it served; the other requested keys
     it did not have (or, with `failed`, the peer could not be reached at all)."""
 
@@ -192,7 +192,7 @@ class Execute:
 
 
 @dataclass(slots=True)
-class Gather:
+class Fetch:
     worker: str
     keys: tuple
 
@@ -209,7 +209,7 @@ class Spill:
     nbytes: int
 
 
-WorkerInstruction = Execute | Gather | SendToScheduler | Spill
+WorkerInstruction = Execute | Fetch | SendToScheduler | Spill
 
 
 # ---------------------------------------------------------------------------- the table
@@ -234,17 +234,6 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 
 class InvalidState(AssertionError):
     """`WorkerState.validate_state` found a broken invariant."""
-
-
-class InvalidTransition(RuntimeError):
-    """A key's state change along no edge of `TRANSITIONS`."""
-
-    def __init__(self, key: Key, start: str, finish: str, story: list):
-        self.key, self.start, self.finish, self.story = key, start, finish, story
-        super().__init__(f"invalid worker transition of {key!r}: {start} -> {finish}\nstory: {story}")
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.key, self.start, self.finish, self.story))
 
 
 # ---------------------------------------------------------------------------- records
@@ -355,8 +344,8 @@ class WorkerState:
         self.executed_count = 0
         #: running average of task compute time, seconds (None until one finished)
         self.avg_duration: float | None = None
-        self.prefetch_seconds = 0.001
-        self.max_prefetch_per_thread = 16
+        self.pool_ahead_seconds = 0.001
+        self.max_pool_ahead_per_thread = 16
         #: the task stream: one record per finished execution, newest last (see
         #: `TASK_STREAM_FIELDS`); bounded, so memory stays flat however many tasks run
         self.task_stream: deque[tuple] = deque(maxlen=max(task_stream_length, 0))
@@ -367,6 +356,8 @@ class WorkerState:
         #: wall time; none: 0.0)
         self.clock = clock or _no_clock
         self.story_log: deque[tuple] = deque(maxlen=story_length)
+        #: True while `handle_stimulus` runs (the recursion guard)
+        self._handling = False
         #: read-only observers of the story, called `(key, start, finish, stimulus_id)`
         #: after each entry (worker plugins' `transition` hooks); they never change the
         #: state. None registered: one falsy check per entry
@@ -375,11 +366,20 @@ class WorkerState:
     # ------------------------------------------------------------------ the one door
 
     def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
+        if self._handling:
+            raise ReentrantStimulus(f"handle_stimulus({events!r}) called while handling a stimulus")
+        self._handling = True
+        try:
+            return self._handle(events)
+        finally:
+            self._handling = False
+
+    def _handle(self, events: tuple) -> list[WorkerInstruction]:
         self._now = self.clock()  # one time for the whole batch: the story's timestamps
         for ev in events:
             self._sid = ev.stimulus_id
             self._HANDLERS[type(ev)](self, ev)
-        self._ensure_gathering()
+        self._ensure_fetching()
         self._ensure_executing()
         self._report_started()
         out, self._out = self._out, []
@@ -492,7 +492,7 @@ class WorkerState:
             self._log(ev.key, ts.state, "rescheduled")
             self._send(m.RescheduleTask(ev.key, ev.run_id))
 
-    def _gather_done(self, ev: GatherDone) -> None:
+    def _fetch_done(self, ev: FetchDone) -> None:
         self.in_flight.pop(ev.worker, None)
         got: dict[Key, int] = {}
         transfer = (ev.start, ev.stop, ev.worker, sum(ev.nbytes.values())) if ev.stop else None
@@ -666,12 +666,12 @@ class WorkerState:
             for k, v in ts.resources.items():
                 self.available_resources[k] = self.available_resources.get(k, 0) + v
 
-    def prefetch(self) -> int:
+    def pool_ahead(self) -> int:
         """How many tasks beyond `nthreads` may wait in the thread pool's queue."""
         avg = self.avg_duration
         if avg is None or avg <= 0:
             return 0
-        per_thread = min(self.max_prefetch_per_thread, int(self.prefetch_seconds / avg))
+        per_thread = min(self.max_pool_ahead_per_thread, int(self.pool_ahead_seconds / avg))
         return self.nthreads * per_thread
 
     def _ensure_executing(self) -> None:
@@ -679,7 +679,7 @@ class WorkerState:
         if not ready or self.paused:
             return
         blocked: list = []
-        limit = self.nthreads + self.prefetch()
+        limit = self.nthreads + self.pool_ahead()
         while ready and len(self.executing) < limit:
             item = heapq.heappop(ready)
             ts = self.tasks.get(item[2])
@@ -705,7 +705,7 @@ class WorkerState:
     def _report_started(self) -> None:
         """Tell the scheduler which tasks hold a thread. The pool serves `executing` in
         the order it was handed over, so its first `nthreads` entries are running (or
-        about to) and the rest are prefetched, merely queued: if this worker dies, only
+        about to) and the rest are queued ahead in the pool: if this worker dies, only
         the former are suspected of having killed it."""
         keys: list[Key] = []
         run_ids: list[int] = []
@@ -723,7 +723,7 @@ class WorkerState:
         if keys:
             self._send(m.TaskStarted(tuple(keys), tuple(run_ids)))
 
-    def _ensure_gathering(self) -> None:
+    def _ensure_fetching(self) -> None:
         if not self.fetch or self.paused:
             return
         by_peer: dict[str, list[Key]] = {}
@@ -745,7 +745,7 @@ class WorkerState:
                 self.fetch[key].in_flight_from = peer
                 self._log(key, "fetch", "flight")
             self.in_flight[peer] = tuple(keys)
-            self._out.append(Gather(peer, tuple(keys)))
+            self._out.append(Fetch(peer, tuple(keys)))
 
     # ------------------------------------------------------------------ introspection
 
@@ -768,8 +768,8 @@ class WorkerState:
                 check(not ts.waiting_for, "ready or executing with dependencies missing", ts)
             if ts.state == "executing":
                 check(self.executing.get(key) == ts.run_id, "executing but not handed to the pool", ts)
-        # the prefetch bound shrinks as durations grow, so check against its maximum
-        check(len(self.executing) <= self.nthreads * (1 + self.max_prefetch_per_thread), "too many executing")
+        # the queue-ahead bound shrinks as durations grow, so check against its maximum
+        check(len(self.executing) <= self.nthreads * (1 + self.max_pool_ahead_per_thread), "too many executing")
         for peer, keys in self.in_flight.items():
             for key in keys:
                 fs = self.fetch.get(key)
@@ -789,7 +789,7 @@ class WorkerState:
         ExecuteSuccess: _execute_success,
         ExecuteFailure: _execute_failure,
         RescheduleEvent: _reschedule,
-        GatherDone: _gather_done,
+        FetchDone: _fetch_done,
         UpdateDataEvent: _update_data,
         MemorySample: _memory_sample,
         SpillDone: _spill_done,

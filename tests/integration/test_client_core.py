@@ -833,3 +833,17 @@ def test_resources(resource_cluster):
         with pytest.raises(TimeoutError):
             too_much.result(timeout=0.2)
         assert too_much.status == "pending"
+
+
+def test_a_client_whose_scheduler_went_away_is_no_longer_dasks_default(poll):
+    import dask
+
+    cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    c = Client(cluster)
+    assert dask.config.get("scheduler") == c.get
+    cluster.close()
+    poll(lambda: c.status == "closed")
+    # dask's own scheduler runs the work again, not the closed client
+    assert dask.config.get("scheduler", None) != c.get
+    assert dask.delayed(inc)(1).compute() == 2
+    c.close()

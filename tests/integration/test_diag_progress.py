@@ -47,7 +47,7 @@ class Tty(io.StringIO):
 
 
 def no_watches_left(cluster):
-    return not cluster.scheduler.state.observers and not cluster.scheduler._watches
+    return not cluster.scheduler.state.observers and not cluster.scheduler.watches.watches
 
 
 def test_blocking_text_bar_ends_at_100_percent(client, cluster, poll):
@@ -103,7 +103,7 @@ def test_cancellation_ends_a_waiting_bar(client, cluster, gate, poll):
     t = threading.Thread(target=lambda: (progress(f, file=out, interval="20ms"), done.set()))
     t.start()
     try:
-        poll(lambda: cluster.scheduler._watches)  # the bar is up
+        poll(lambda: cluster.scheduler.watches.watches)  # the bar is up
         client.cancel(f)
         assert done.wait(10)
     finally:
@@ -184,7 +184,7 @@ def test_a_disconnecting_client_takes_its_watch_along(cluster, gate, poll):
         f = c2.submit(gated, gate, 2)
         bar = TextProgressBar([f.key], c2, file=io.StringIO(), start=False)
         bar._start_in_background()
-        poll(lambda: cluster.scheduler._watches)
+        poll(lambda: cluster.scheduler.watches.watches)
     finally:
         c2.close()
     poll(lambda: no_watches_left(cluster))

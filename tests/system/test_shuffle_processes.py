@@ -49,7 +49,7 @@ def test_sigkill_of_an_owner_mid_shuffle(poll):
 def test_shuffle_bigger_than_the_buffer_spills_on_workers():
     ddf = frame(n=200_000, nparts=20)
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="400 MiB") as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1 GiB") as cluster,
         Client(cluster) as c,
     ):
         c.run(lambda dask_worker: setattr(dask_worker.extensions["shuffle"], "_budget", 256 * 1024))

@@ -22,7 +22,7 @@ def task(key, state):
 def worker(address, name, processing=0, nbytes=0):
     return SimpleNamespace(
         address=address, name=name, host=address.split("://")[-1].rsplit(":", 1)[0], nthreads=2,
-        processing=dict.fromkeys(range(processing)), executing=set(range(min(processing, 2))),
+        processing=dict.fromkeys(range(processing)), started=set(range(min(processing, 2))),
         has_what=set(range(3)), nbytes=nbytes, memory_limit=1000, paused=False,
     )  # fmt: skip
 

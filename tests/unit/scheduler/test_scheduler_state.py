@@ -408,7 +408,7 @@ def test_task_started_from_a_stale_run_is_ignored():
     old_run = s.tasks["x"].run_id
     s.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.TaskStarted(("x",), (old_run + 100,))))
     s.handle_stimulus(WorkerMsg(sid(), "tcp://a:1", m.TaskStarted(("unknown",), (1,))))
-    assert not s.workers["tcp://a:1"].executing
+    assert not s.workers["tcp://a:1"].started
     s.handle_stimulus(RemoveWorker(sid(), "tcp://a:1", "died"))
     assert s.tasks["x"].state in ("queued", "no-worker")
 

@@ -16,8 +16,8 @@ from shoal.worker.state import (
     Execute,
     ExecuteSuccess,
     FreeKeysEvent,
-    Gather,
-    GatherDone,
+    Fetch,
+    FetchDone,
     MemorySample,
     SendToScheduler,
     Spill,
@@ -104,14 +104,14 @@ def test_pause_stops_executions_and_fetches_and_resume_restarts_them(ws):
     out = ws.handle_stimulus(MemorySample("m", 100 * MB, 0, 850 * MB))
     assert statuses(out) == ["paused"] and ws.paused
     out = ws.handle_stimulus(compute("a"), compute("b", {"x": ("tcp://peer:1",)}))
-    assert not [i for i in out if isinstance(i, (Execute, Gather))]  # nothing starts, nothing is fetched
+    assert not [i for i in out if isinstance(i, (Execute, Fetch))]  # nothing starts, nothing is fetched
     assert ws.tasks["a"].state == "ready"
     # still paused: no second status message
     assert statuses(ws.handle_stimulus(MemorySample("m", 100 * MB, 0, 810 * MB))) == []
     out = ws.handle_stimulus(MemorySample("m", 100 * MB, 0, 500 * MB))
     assert statuses(out) == ["running"] and not ws.paused
     assert [i.key for i in out if isinstance(i, Execute)] == ["a"]
-    assert [i.keys for i in out if isinstance(i, Gather)] == [("x",)]
+    assert [i.keys for i in out if isinstance(i, Fetch)] == [("x",)]
 
 
 def test_paused_worker_still_finishes_what_runs_and_keeps_results(ws):
@@ -155,17 +155,17 @@ def test_a_fetch_from_one_peer_is_bounded_in_bytes():
     s = WorkerState(address="tcp://me:1", nthreads=1, validate=True, max_bytes_per_fetch=25 * MB)
     deps = {f"d{i}": ("tcp://p:1",) for i in range(5)}
     msg = m.ComputeTask("t", 1, None, SPEC, (0,), deps, {d: 10 * MB for d in deps}, None, False)
-    [g] = [i for i in s.handle_stimulus(ComputeTaskEvent("s", msg)) if isinstance(i, Gather)]
+    [g] = [i for i in s.handle_stimulus(ComputeTaskEvent("s", msg)) if isinstance(i, Fetch)]
     assert g.keys == ("d0", "d1")  # 20 MB: a third 10 MB key would pass 25 MB
-    out = s.handle_stimulus(GatherDone("g", "tcp://p:1", g.keys, {k: "v" for k in g.keys}, {k: 10 * MB for k in g.keys}))
-    [g] = [i for i in out if isinstance(i, Gather)]
+    out = s.handle_stimulus(FetchDone("g", "tcp://p:1", g.keys, {k: "v" for k in g.keys}, {k: 10 * MB for k in g.keys}))
+    [g] = [i for i in out if isinstance(i, Fetch)]
     assert g.keys == ("d2", "d3")
     # a key bigger than the limit still goes (alone)
     s2 = WorkerState(address="tcp://me:1", nthreads=1, validate=True, max_bytes_per_fetch=1 * MB)
-    [g] = [i for i in s2.handle_stimulus(compute("u", {"big": ("tcp://p:1",), "b2": ("tcp://p:1",)})) if isinstance(i, Gather)]
+    [g] = [i for i in s2.handle_stimulus(compute("u", {"big": ("tcp://p:1",), "b2": ("tcp://p:1",)})) if isinstance(i, Fetch)]
     assert len(g.keys) == 2  # sizes of 8 bytes each fit
     msg = m.ComputeTask("v", 1, None, SPEC, (0,), {"huge": ("tcp://q:1",)}, {"huge": 5 * MB}, None, False)
-    [g] = [i for i in s2.handle_stimulus(ComputeTaskEvent("s", msg)) if isinstance(i, Gather)]
+    [g] = [i for i in s2.handle_stimulus(ComputeTaskEvent("s", msg)) if isinstance(i, Fetch)]
     assert g.keys == ("huge",)
 
 
@@ -182,8 +182,8 @@ def test_sizes_are_recorded_before_values_are_stored():
     s = WorkerState(address="tcp://me:1", nthreads=1, data=Store(), nbytes=nbytes, validate=True)
     s.handle_stimulus(compute("a"))
     s.handle_stimulus(ExecuteSuccess("s", "a", 1, "v", 123, "str", 0, 1, None))
-    g = [i for i in s.handle_stimulus(compute("b", {"x": ("tcp://p:1",)})) if isinstance(i, Gather)][0]
-    s.handle_stimulus(GatherDone("g", "tcp://p:1", g.keys, {"x": "w"}, {"x": 456}))
+    g = [i for i in s.handle_stimulus(compute("b", {"x": ("tcp://p:1",)})) if isinstance(i, Fetch)][0]
+    s.handle_stimulus(FetchDone("g", "tcp://p:1", g.keys, {"x": "w"}, {"x": 456}))
     assert seen == {"a": 123, "x": 456}
 
 

@@ -12,8 +12,8 @@ from shoal.worker.state import (
     ExecuteFailure,
     ExecuteSuccess,
     FreeKeysEvent,
-    Gather,
-    GatherDone,
+    Fetch,
+    FetchDone,
     SendToScheduler,
     WorkerState,
 )
@@ -48,9 +48,9 @@ def test_runs_one_task_per_thread_in_priority_order(ws):
 
 def test_fetches_dependencies_batched_per_peer(ws):
     out = ws.handle_stimulus(compute("z", {"x": ("tcp://p:1",), "y": ("tcp://p:1",)}))
-    [g] = [i for i in out if isinstance(i, Gather)]
+    [g] = [i for i in out if isinstance(i, Fetch)]
     assert g.worker == "tcp://p:1" and set(g.keys) == {"x", "y"}
-    out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", g.keys, {"x": 1, "y": 2}, {"x": 8, "y": 8}))
+    out = ws.handle_stimulus(FetchDone("s", "tcp://p:1", g.keys, {"x": 1, "y": 2}, {"x": 8, "y": 8}))
     [ex] = [i for i in out if isinstance(i, Execute)]
     assert set(ex.deps) == {"x", "y"} and {d: ws.data[d] for d in ex.deps} == {"x": 1, "y": 2}
     assert sent(out, m.AddKeys)[0].nbytes == {"x": 8, "y": 8}
@@ -58,10 +58,10 @@ def test_fetches_dependencies_batched_per_peer(ws):
 
 def test_missing_dependency_tries_other_holders_then_gives_up(ws):
     ws.handle_stimulus(compute("z", {"x": ("tcp://p:1", "tcp://q:1")}))
-    out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", ("x",), {}, {}, failed=True))
-    [g] = [i for i in out if isinstance(i, Gather)]
+    out = ws.handle_stimulus(FetchDone("s", "tcp://p:1", ("x",), {}, {}, failed=True))
+    [g] = [i for i in out if isinstance(i, Fetch)]
     assert g.worker == "tcp://q:1"
-    out = ws.handle_stimulus(GatherDone("s", "tcp://q:1", ("x",), {}, {}))
+    out = ws.handle_stimulus(FetchDone("s", "tcp://q:1", ("x",), {}, {}))
     [missing] = sent(out, m.MissingData)
     assert missing.key == "z" and missing.dep == "x" and set(missing.holders) == {"tcp://p:1", "tcp://q:1"}
     assert "z" not in ws.tasks
@@ -71,7 +71,7 @@ def test_losing_the_only_holder_of_two_dependencies_hands_the_task_back_once(ws)
     # z needs x and y, both held only by p; p vanishes. Handing z back drops its other
     # fetch (y) too, which must not be handed back a second time (nor crash the worker).
     ws.handle_stimulus(compute("z", {"x": ("tcp://p:1",), "y": ("tcp://p:1",)}))
-    out = ws.handle_stimulus(GatherDone("s", "tcp://p:1", ("x", "y"), {}, {}, failed=True))
+    out = ws.handle_stimulus(FetchDone("s", "tcp://p:1", ("x", "y"), {}, {}, failed=True))
     [missing] = sent(out, m.MissingData)
     assert missing.key == "z" and missing.dep in ("x", "y")
     assert "z" not in ws.tasks and not ws.fetch
@@ -106,7 +106,7 @@ def test_free_keys_deletes_data(ws):
     assert ws.data == {}
 
 
-def test_tiny_tasks_are_prefetched_into_the_pool_slow_ones_are_not(ws):
+def test_tiny_tasks_are_queued_ahead_in_the_pool_slow_ones_are_not(ws):
     ws.handle_stimulus(*[compute(f"t{i}", priority=(i,)) for i in range(40)])
     assert len(ws.executing) == 1  # no duration known yet: one per thread
     out = ws.handle_stimulus(ExecuteSuccess("s", "t0", 1, 0, 8, "int", 0.0, 0.00001, None))
@@ -120,7 +120,7 @@ def test_tiny_tasks_are_prefetched_into_the_pool_slow_ones_are_not(ws):
 
 def test_only_tasks_holding_a_thread_are_reported_started():
     ws = WorkerState(address="tcp://me:1", nthreads=2, validate=True)
-    ws.avg_duration = 1e-5  # tiny tasks: many are prefetched into the pool's queue
+    ws.avg_duration = 1e-5  # tiny tasks: many are queued ahead in the pool's queue
     out = ws.handle_stimulus(*[compute(f"t{i}", priority=(i,)) for i in range(10)])
     assert len([i for i in out if isinstance(i, Execute)]) == 10
     [msg] = sent(out, m.TaskStarted)
@@ -134,7 +134,7 @@ def test_only_tasks_holding_a_thread_are_reported_started():
     assert sent(out, m.TaskStarted) == []
 
 
-def test_resource_tasks_are_never_prefetched():
+def test_resource_tasks_are_never_queued_ahead():
     ws = WorkerState(address="tcp://me:1", nthreads=1, resources={"GPU": 5}, validate=True)
     ws.avg_duration = 1e-5
     out = ws.handle_stimulus(*[compute(f"g{i}", priority=(i,), resources={"GPU": 1}) for i in range(3)])

@@ -11,7 +11,7 @@ from shoal.worker.state import (
     ExecuteFailure,
     ExecuteSuccess,
     FreeKeysEvent,
-    GatherDone,
+    FetchDone,
     SendToScheduler,
     UpdateDataEvent,
     WorkerState,
@@ -49,7 +49,7 @@ def test_story_of_a_task_run_and_freed():
 def test_story_of_a_failed_fetch_and_error():
     ws = make(clock=lambda: 0.0)
     ws.handle_stimulus(compute("y", "c1", deps={"x": ["tcp://peer:1"]}))
-    ws.handle_stimulus(GatherDone("g1", "tcp://peer:1", ("x",), {}, {}))
+    ws.handle_stimulus(FetchDone("g1", "tcp://peer:1", ("x",), {}, {}))
     entries = [e[:3] + e[5:] for e in ws.story("x", "y")]
     assert entries == [
         ("x", "released", "fetch"),

@@ -16,7 +16,7 @@ from shoal.worker.state import (
     ComputeTaskEvent,
     ExecuteSuccess,
     FreeKeysEvent,
-    GatherDone,
+    FetchDone,
     InvalidState,
     InvalidTransition,
     StealRequestEvent,
@@ -62,7 +62,7 @@ def states_in(story):
 def test_every_story_entry_is_an_edge():
     ws = WorkerState(address="tcp://me:1", nthreads=1, validate=True)
     ws.handle_stimulus(compute("y", "c1", deps={"x": [PEER]}), compute("z", "c2"))
-    ws.handle_stimulus(GatherDone("g1", PEER, ("x",), {"x": 1}, {"x": 8}))
+    ws.handle_stimulus(FetchDone("g1", PEER, ("x",), {"x": 1}, {"x": 8}))
     ws.handle_stimulus(compute("w", "c3", run_id=5), StealRequestEvent("s1", "w", 5))
     ws.handle_stimulus(compute("z", "c4", run_id=2))  # supersedes the running z
     ws.handle_stimulus(UpdateDataEvent("u1", {"k": 1}, {"k": 8}), FreeKeysEvent("f1", ("k", "x", "y", "z")))
@@ -107,3 +107,15 @@ def test_a_finished_task_leaves_the_table_in_memory():
     ws.handle_stimulus(ExecuteSuccess("e1", "z", 1, 2, 28, "int", 0.0, 0.1, None))
     assert "z" not in ws.tasks and ws.data["z"] == 2
     assert [e[1:3] for e in ws.story("z")] == [("released", "ready"), ("ready", "executing"), ("executing", "memory")]
+
+
+def test_an_observer_cannot_reenter_the_worker_state_machine():
+    from shoal.exceptions import ReentrantStimulus
+
+    ws = WorkerState(address="tcp://me:1", nthreads=1)
+    ws.observers.append(lambda *entry: ws.handle_stimulus(FreeKeysEvent("nested", ())))
+    with pytest.raises(ReentrantStimulus):
+        ws.handle_stimulus(compute("x", "c1"))
+    ws.observers.clear()  # the failed stimulus is half applied (rollback is not ours here)
+    ws.handle_stimulus(compute("y", "c2"))  # the guard is down again
+    assert ws.tasks["y"].state == "executing"

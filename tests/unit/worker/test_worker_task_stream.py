@@ -10,7 +10,7 @@ from shoal.worker.state import (
     ExecuteFailure,
     ExecuteSuccess,
     FreeKeysEvent,
-    GatherDone,
+    FetchDone,
     WorkerState,
 )
 
@@ -43,7 +43,7 @@ def test_success_and_failure_are_recorded_with_thread_and_times():
 def test_transfers_of_fetched_dependencies_are_attached_to_the_dependent():
     ws = WorkerState(address="tcp://me:1", nthreads=1, validate=True)
     ws.handle_stimulus(compute("z", {"x": ("tcp://p:1",), "y": ("tcp://p:1",)}))
-    ws.handle_stimulus(GatherDone("s", "tcp://p:1", ("x", "y"), {"x": 1, "y": 2}, {"x": 8, "y": 8}, start=5.0, stop=6.0))
+    ws.handle_stimulus(FetchDone("s", "tcp://p:1", ("x", "y"), {"x": 1, "y": 2}, {"x": 8, "y": 8}, start=5.0, stop=6.0))
     ws.handle_stimulus(ExecuteSuccess("s", "z", 1, 3, 28, "int", 7.0, 8.0, None, thread=1))
     # one fetch brought both dependencies: one transfer entry
     assert record(ws)["transfers"] == [(5.0, 6.0, "tcp://p:1", 16)]
