@@ -9,9 +9,10 @@ a record here: its argument fields, the check each field must pass
 (see `shoal.rpc.Peer.reject`), so no handler ever sees a bad argument. Arguments not
 declared here are refused; an argument left out takes the handler's default.
 
-Operations that extensions add at run time (not listed here) may be called by clients
-and workers (on the scheduler; by any peer on a worker) with string-named arguments;
-the extension checks its own arguments.
+Operations that extensions add at run time may be declared the same way with `declare`
+(then they are checked like the built-in ones); undeclared, they may be called by
+clients and workers (on the scheduler; by any peer on a worker) with string-named
+arguments, and the extension checks its own arguments.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shoal.protocol.checks import (
 
 __all__ = [
     "ANONYMOUS", "CLIENT", "NANNY", "NANNY_REQUESTS", "REQUESTS", "WORKER", "WORKER_REQUESTS", "RequestRecord",
-    "check_request",
+    "check_request", "declare",
 ]  # fmt: skip
 
 CLIENT, WORKER, NANNY, ANONYMOUS = "client", "worker", "nanny", None
@@ -78,6 +79,15 @@ def _op(op: str, roles: frozenset, /, _table: dict = REQUESTS, **checks: Any) ->
     cls.name, cls.roles, cls.checks = op, roles, checks
     _table[op] = cls
     return cls
+
+
+def declare(op: str, roles: Any = None, /, *, table: str = "scheduler", **checks: Any) -> type[RequestRecord]:
+    """Declare the typed record of an extension's operation `op`: who may call it
+    (`roles`, an iterable of `CLIENT`, `WORKER`, `NANNY`, `ANONYMOUS`; default clients
+    and workers) and one check (`shoal.protocol.checks`) per argument. `table` is
+    ``"scheduler"``, ``"worker"`` or ``"nanny"``: who serves it."""
+    tables = {"scheduler": REQUESTS, "worker": WORKER_REQUESTS, "nanny": NANNY_REQUESTS}
+    return _op(op, frozenset(roles) if roles is not None else _CW, _table=tables[table], **checks)
 
 
 def check_request(name: str, kwargs: dict, role: str | None, table: dict = REQUESTS) -> str | None:

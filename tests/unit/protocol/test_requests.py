@@ -49,3 +49,15 @@ def test_check_request():
     assert r.check_request("some_extension_op", {"a": [1, 2]}, r.CLIENT) is None
     assert "bad argument" in r.check_request("some_extension_op", {1: 2}, r.CLIENT)
     assert r.check_request("get_data", {"keys": ("x",)}, None, r.WORKER_REQUESTS) is None
+
+
+def test_an_extension_declares_its_operations():
+    from shoal.protocol.checks import keys
+
+    try:
+        r.declare("test_ext_op", [r.CLIENT], keys=keys)
+        assert r.check_request("test_ext_op", {"keys": ("a",)}, r.CLIENT) is None
+        assert "bad argument 'keys'" in r.check_request("test_ext_op", {"keys": (float("nan"),)}, r.CLIENT)
+        assert "may not call" in r.check_request("test_ext_op", {}, r.WORKER)
+    finally:
+        r.REQUESTS.pop("test_ext_op", None)
