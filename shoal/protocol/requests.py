@@ -21,6 +21,7 @@ import dataclasses
 import reprlib
 from typing import Any, ClassVar
 
+from shoal.protocol.messages import Reply, Request
 from shoal.protocol.checks import (
     anything, boolean, integer, is_key, key_map, keys, msgpack_data, number, one_of, opt, pickled, seq_of,
     string,
@@ -28,7 +29,7 @@ from shoal.protocol.checks import (
 
 __all__ = [
     "ANONYMOUS", "CLIENT", "NANNY", "NANNY_REQUESTS", "REQUESTS", "WORKER", "WORKER_REQUESTS", "RequestRecord",
-    "check_request", "declare",
+    "check_packet", "check_request", "declare",
 ]  # fmt: skip
 
 CLIENT, WORKER, NANNY, ANONYMOUS = "client", "worker", "nanny", None
@@ -88,6 +89,21 @@ def declare(op: str, roles: Any = None, /, *, table: str = "scheduler", **checks
     ``"scheduler"``, ``"worker"`` or ``"nanny"``: who serves it."""
     tables = {"scheduler": REQUESTS, "worker": WORKER_REQUESTS, "nanny": NANNY_REQUESTS}
     return _op(op, frozenset(roles) if roles is not None else _CW, _table=tables[table], **checks)
+
+
+def check_packet(msgs: list, table: dict, sender: str | None, where: str) -> str | None:
+    """Why a decoded packet may not be handled by a server that does not know who its
+    peer is (a worker, a nanny): requests must pass `check_request` against `table`;
+    other messages must be ones `sender` sends (None: none but replies). None: it may."""
+    for msg in msgs:
+        t = type(msg)
+        if t is Request:
+            problem = check_request(msg.name, msg.kwargs, None, table)
+            if problem is not None:
+                return problem
+        elif t is not Reply and msg.sender != sender:
+            return f"{msg.op!r} is not a message {where} takes"
+    return None
 
 
 def check_request(name: str, kwargs: dict, role: str | None, table: dict = REQUESTS) -> str | None:

@@ -48,8 +48,7 @@ from shoal.status import StatusAttribute
 from shoal import config, log_buffer, secret_files
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
-from shoal.protocol import messages as m
-from shoal.protocol.requests import NANNY_REQUESTS, check_request
+from shoal.protocol.requests import NANNY_REQUESTS, check_packet
 from shoal.rpc import Peer
 from shoal.rpc.server import Server
 from shoal.versions import get_versions
@@ -478,12 +477,4 @@ async def _read_line(fd: int) -> str:
 
 def _from_scheduler(peer: Peer, msgs: list) -> str | None:
     """A nanny takes only calls of its operations (`shoal.protocol.requests`) and replies."""
-    for msg in msgs:
-        t = type(msg)
-        if t is m.Request:
-            problem = check_request(msg.name, msg.kwargs, None, NANNY_REQUESTS)
-            if problem is not None:
-                return problem
-        elif t is not m.Reply:
-            return f"{msg.op!r} is not a message a nanny takes"
-    return None
+    return check_packet(msgs, NANNY_REQUESTS, None, "a nanny")

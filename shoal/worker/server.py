@@ -64,7 +64,7 @@ from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import capped, frames_of, truncate
 from shoal.system_monitor import SystemMonitor
-from shoal.protocol.requests import WORKER_REQUESTS, check_request
+from shoal.protocol.requests import WORKER_REQUESTS, check_packet
 from shoal.rpc import ConnectionPool, Peer
 from shoal.rpc.server import Server
 from shoal.utils import key_prefix, overrides_hook, typename
@@ -1091,23 +1091,11 @@ def _pack_exception(e: BaseException) -> tuple:
     return p, frames, text
 
 
-def _accept(msgs: list[m.Message], sender: str) -> str | None:
-    """Why a decoded packet may not be handled (None: it may): only messages `sender`
-    sends, and requests with arguments their records allow (`shoal.protocol.requests`)."""
-    for msg in msgs:
-        t = type(msg)
-        if t is m.Request:
-            problem = check_request(msg.name, msg.kwargs, None, WORKER_REQUESTS)
-            if problem is not None:
-                return problem
-        elif t is not m.Reply and msg.sender != sender:
-            return f"{msg.op!r} is not a message a {sender} sends to a worker"
-    return None
-
-
 def _from_scheduler(peer: Peer, msgs: list[m.Message]) -> str | None:
-    return _accept(msgs, m.SCHEDULER)
+    """The scheduler's connection carries the scheduler's messages and worker calls."""
+    return check_packet(msgs, WORKER_REQUESTS, m.SCHEDULER, "a worker's scheduler connection")
 
 
 def _from_peer(peer: Peer, msgs: list[m.Message]) -> str | None:
-    return _accept(msgs, m.PEER)
+    """Other connections carry peer messages (actors) and worker calls."""
+    return check_packet(msgs, WORKER_REQUESTS, m.PEER, "a worker from a peer")
