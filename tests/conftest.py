@@ -45,6 +45,16 @@ CLUSTER_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_limits():
+    """Repeated failures are logged once per interval per process (`shoal.log_limit`):
+    each test starts with a fresh budget, so the first failure it causes is logged."""
+    from shoal.log_limit import reset_all
+
+    reset_all()
+    yield
+
+
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

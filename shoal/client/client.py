@@ -331,7 +331,9 @@ class Client:
         self.scheduler_comm.send(m.RegisterClient(self.id, get_versions()))
         if self._event_handlers:
             self.scheduler_comm.notify("subscribe_topic", topics=list(self._event_handlers))
-        self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info)
+        # workers the scheduler named were listening: a refusal means the process is gone,
+        # and retrying it until the timeout would stall a gather (see `_gather_states`)
+        self._pool = ConnectionPool(secret=secret, timeout=self._timeout, info=info, retry_refused=False)
         self._own(self._watch_scheduler(self.scheduler_comm))
         self.status = "running"
         try:
@@ -657,6 +659,10 @@ class Client:
                 st = futures.get(msg.key)
                 if st is not None:
                     st.lost()
+            elif t is m.KeyMoved:
+                st = futures.get(msg.key)
+                if st is not None:
+                    st.moved(msg.workers)
             elif t is m.TaskRetried:
                 st = futures.get(msg.key)
                 if st is not None:
@@ -923,7 +929,12 @@ class Client:
         return st.traceback()
 
     async def _gather_states(self, states: list[FutureState]) -> list:
-        """Values of finished keys: inline ones directly, the rest from their workers."""
+        """Values of finished keys: inline ones directly, the rest from their workers.
+
+        Where a key lives comes from the scheduler's messages (`key-in-memory`, and
+        `key-moved` / `lost-data` when a holder dies), never from polling: a key whose
+        known holders could not be reached waits for its next transition (see
+        `_wait_for_holders`), all such keys at once."""
         out: list = [None] * len(states)
         todo: dict[Any, list[int]] = {}
         for i, st in enumerate(states):
@@ -932,8 +943,12 @@ class Client:
             else:
                 todo.setdefault(st.key, []).append(i)
         attempts = 0
+        #: workers this gather could not reach (dead, or dying and not yet removed)
+        unreachable: set[str] = set()
+        patience = 0.5
         while todo:
             by_worker: dict[str, list] = {}
+            stranded: list[FutureState] = []
             for key, idxs in todo.items():
                 st = states[idxs[0]]
                 if st.status != "finished":
@@ -941,23 +956,34 @@ class Client:
                     st.raise_if_failed()
                     if st.inline is not None:
                         continue
-                if st.workers:
-                    by_worker.setdefault(st.workers[attempts % len(st.workers)], []).append(key)
+                holders = [w for w in st.workers if w not in unreachable]
+                if holders:
+                    by_worker.setdefault(holders[attempts % len(holders)], []).append(key)
+                else:
+                    stranded.append(st)
             for key in [k for k in todo if states[todo[k][0]].inline is not None]:
                 for i in todo.pop(key):
                     out[i] = self._loaded(states[i].inline)
-            if not by_worker and todo:
-                await self._refresh_who_has(list(todo), states, todo)
-                attempts += 1
+            if stranded and not by_worker:
+                if await self._wait_for_holders(stranded, unreachable, patience):
+                    patience = 0.5
+                else:  # no news within `patience`: maybe a worker we gave up on is fine after all
+                    unreachable.clear()
+                    patience = min(2 * patience, 5.0)
                 continue
             results = await asyncio.gather(*(self._fetch(w, keys) for w, keys in by_worker.items()))
-            for data in results:
+            for (worker, asked), (reached, data) in zip(by_worker.items(), results):
+                if not reached:
+                    unreachable.add(worker)
                 for key, value in data.items():
                     for i in todo.pop(key, ()):
                         out[i] = self._loaded(value)
-            if todo:
-                attempts += 1
-                await self._refresh_who_has(list(todo), states, todo)
+                if reached:
+                    for key in asked:
+                        if key in todo:  # the worker no longer holds it (moved, dropped)
+                            st = states[todo[key][0]]
+                            st.workers = tuple(w for w in st.workers if w != worker)
+            attempts += 1
         return out
 
     def _loaded(self, p: Any) -> Any:
@@ -971,20 +997,30 @@ class Client:
             value.adopt(self, Future)
         return value
 
-    async def _refresh_who_has(self, keys: list, states: list[FutureState], todo: dict) -> None:
+    async def _wait_for_holders(self, stranded: list[FutureState], unreachable: set[str], patience: float) -> bool:
+        """None of the known holders of these finished keys could be reached. Ask the
+        scheduler once where they are; those it places only on unreachable workers wait
+        (together, at most `patience` seconds) for their next transition, which the
+        scheduler sends when it removes the dead worker: `key-moved` (other replicas),
+        or `lost-data` and later `key-in-memory` (recomputed). True if every key got a
+        new holder or a transition."""
         assert self.scheduler_comm is not None
-        who_has = await self.scheduler_comm.request("who_has", keys=keys)
-        for key in keys:
-            st = states[todo[key][0]]
-            holders = tuple(who_has.get(key) or ())
-            if holders:
+        who_has = await self.scheduler_comm.request("who_has", keys=[st.key for st in stranded])
+        waits = []
+        for st in stranded:
+            holders = tuple(who_has.get(st.key) or ())
+            if st.status != "finished":
+                continue  # lost meanwhile: the gather loop waits for it to finish again
+            if any(w not in unreachable for w in holders):
                 st.workers = holders
-            elif st.status == "finished":
-                # nobody holds it: the scheduler is recomputing it, and its lost-data
-                # message (the key's next transition) is on the way
-                st.workers = ()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(st.changed(), self._timeout)
+            else:
+                waits.append(asyncio.ensure_future(st.changed()))
+        if not waits:
+            return True
+        done, pending = await asyncio.wait(waits, timeout=patience)
+        for fut in pending:
+            fut.cancel()
+        return not pending
 
     def _in_process_worker(self, address: str) -> Any:
         """The worker at `address` if it runs in this process as part of this client's
@@ -997,7 +1033,8 @@ class Client:
                 continue
         return None
 
-    async def _fetch(self, worker: str, keys: list) -> dict:
+    async def _fetch(self, worker: str, keys: list) -> tuple[bool, dict]:
+        """``(reached, data)``: the values `worker` holds of `keys`."""
         assert self._pool is not None
         local = self._in_process_worker(worker)
         if local is not None:
@@ -1005,15 +1042,15 @@ class Client:
             # pickled (as distributed's in-process transport does): faster, and a result
             # that cannot be pickled still reaches the caller
             data = local.data
-            return {k: _InPlace(data[k]) for k in keys if k in data}
+            return True, {k: _InPlace(data[k]) for k in keys if k in data}
         try:
             peer = await self._pool.get(worker)
             reply = await peer.request("get_data", keys=keys)
-            return dict(reply["data"])
+            return True, dict(reply["data"])
         except (OSError, CommClosedError) as e:
             logger.info("could not fetch from %s: %s", worker, e)
             self._pool.forget(worker)
-            return {}
+            return False, {}
 
     def gather(self, futures: Any, errors: str = "raise", direct: Any = None, asynchronous: Any = None) -> Any:
         """The results of `futures` (a Future or nested containers of them), same structure."""

@@ -113,6 +113,12 @@ class FutureState:
         self.inline = None
         self._changed()
 
+    def moved(self, workers: tuple) -> None:
+        """The result now lives (only) on `workers`: a holder was lost."""
+        if self.status == "finished":
+            self.workers = workers
+            self._changed()
+
     def lost(self) -> None:
         self.status = "lost"
         self.inline, self.workers = None, ()

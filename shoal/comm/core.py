@@ -9,8 +9,8 @@ This module owns what every transport shares:
   ``read`` returns the next packet's list of messages.
 * :class:`Listener`: accepts connections, runs the transport's handshake and then
   the user's handler, each connection in a task it owns; ``stop`` cancels and awaits
-  them and closes their comms.  A failed handshake is logged as a warning on the
-  ``shoal.comm`` logger and only that connection is dropped.
+  them and closes their comms.  A failed handshake drops only that connection and is
+  logged as a warning on the ``shoal.comm`` logger, rate-limited (`shoal.log_limit`).
 * :func:`connect` / :func:`listen`: dispatch on the address scheme (``tcp://``,
   ``inproc://``); ``connect`` retries with a short backoff until its timeout.
 
@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from shoal.comm.addressing import parse_address
 from shoal.comm.errors import AuthenticationError, CommClosedError
+from shoal.log_limit import limiter
 from shoal.protocol.handshake import as_secret
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("shoal.comm")
+#: handshake failures and broken packets are logged at most once per interval, with a count
+_limited = limiter(logger)
 
 #: Cap on the size of one packet (sum of its frame lengths); checked before allocating.
 DEFAULT_MAX_PACKET = 8 * 1024**3
@@ -269,7 +272,7 @@ class Listener(abc.ABC):
             except Exception as exc:
                 if isinstance(exc, asyncio.TimeoutError):
                     exc = TimeoutError(f"handshake not completed within {HANDSHAKE_TIMEOUT} s")
-                logger.warning("Dropped connection from %s: handshake failed: %s", comm.peer_address, exc)
+                _limited.warning("handshake", "Dropped connection from %s: handshake failed: %s", comm.peer_address, exc)
                 comm.abort()
                 return
             try:

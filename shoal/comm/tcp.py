@@ -37,7 +37,7 @@ from typing import Any, Iterable
 
 from shoal import config
 from shoal.comm.addressing import parse_host_port, unparse_host_port
-from shoal.comm.core import Comm, Listener, logger
+from shoal.comm.core import Comm, Listener, _limited, logger
 from shoal.comm.errors import AuthenticationError, CommClosedError, ProtocolMismatchError
 from shoal.protocol import foreign
 from shoal.protocol import handshake as hs
@@ -56,6 +56,8 @@ DIRECT_MIN = 64 * 1024
 MMAP_MIN = 1024 * 1024
 #: Size of the reusable receive buffer.
 SMALL_BUFFER = 256 * 1024
+#: read buffer of a connection that has not completed its handshake (grown as needed)
+HANDSHAKE_BUFFER = 4 * 1024
 #: Parts up to this size are joined into one write.
 JOIN_MAX = 64 * 1024
 #: Large buffers are handed to the transport this many bytes at a time.
@@ -163,7 +165,9 @@ class TCP(Comm, asyncio.BufferedProtocol):
         self._paused = False
         self._drain_waiter: asyncio.Future | None = None
         self._lost: asyncio.Future = loop.create_future()
-        self._buf = bytearray(SMALL_BUFFER)
+        # until the handshake is done a small buffer: a flood of connections that never
+        # authenticate costs a few KB each, not SMALL_BUFFER
+        self._buf = bytearray(HANDSHAKE_BUFFER if handshake else SMALL_BUFFER)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -258,6 +262,10 @@ class TCP(Comm, asyncio.BufferedProtocol):
         self._out.clear()
         self._encoder.clear()
         self._target = None
+        # free the read buffer now, not when a garbage collection finds this comm
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
         self._set_closed(reason, exc)
         if not self._lost.done():
             self._lost.set_result(None)
@@ -281,7 +289,7 @@ class TCP(Comm, asyncio.BufferedProtocol):
             self._protocol_error = exc
             if log and self._raw_left == 0:
                 # (handshake failures are logged by whoever runs the handshake)
-                logger.warning("Closing connection %s -> %s: %s", self.local_address, self.peer_address, exc)
+                _limited.warning("packet", "Closing connection %s -> %s: %s", self.local_address, self.peer_address, exc)
         self._lengths = None
         self._target = None
         self._start = self._end = 0
@@ -398,6 +406,8 @@ class TCP(Comm, asyncio.BufferedProtocol):
                 self._raw_left -= 1
                 if not self._raw_left:
                     self._cap = self._max_packet
+                    if len(self._buf) < SMALL_BUFFER:
+                        self._grow(SMALL_BUFFER - DIRECT_MIN)
                 self._deliver_packet(frames, self._pkt_bytes)
             else:
                 self._deliver_packet(decode_packet(frames), self._pkt_bytes)  # type: ignore[arg-type]

@@ -4,8 +4,14 @@ A `Peer` reads packets from its `Comm`, turns wire tuples into `Message` records
 `Request`s with the matching handler (a plain function at once, a coroutine in a task
 the peer owns), resolves the futures of its own requests from `Reply`s, and hands every
 other message of a packet to `on_messages` in one call, so a whole batch becomes one
-stimulus. Whatever one connection sends starts being handled in the order sent. A malformed message is
-logged and dropped; the connection keeps working. Errors in handlers travel back pickled.
+stimulus. Whatever one connection sends starts being handled in the order sent. Errors in
+handlers travel back pickled.
+
+Validation at the edge: a packet is decoded whole (`from_wire` checks every field of every
+message) and then offered to the owner's `accepts(peer, msgs)` (role permissions, request
+arguments; see `shoal.protocol.requests`) before any of it is handled. A packet with one
+bad message closes the connection (`reject`): nothing of it is handled, the reason is
+logged (rate-limited: `shoal.log_limit`), and the owner sees the connection end.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Any
 from shoal.background import BackgroundTasks
 from shoal.comm import connect
 from shoal.comm.errors import CommClosedError
+from shoal.log_limit import limiter
 from shoal.protocol.messages import Message, ProtocolError, Reply, Request, from_wire
 from shoal.protocol.serialize import Pickled, dumps, loads
 
 logger = logging.getLogger("shoal.rpc")
+_limited = limiter(logger)
 
 #: A handler is called as ``handler(peer, **kwargs)``. A coroutine function always runs in
 #: a task; a plain function is answered at once, unless it returns an awaitable (its slow
@@ -74,6 +82,7 @@ class Peer:
         handlers: dict[str, Handler] | None = None,
         on_messages: Callable[[Peer, list[Message]], None] | None = None,
         address: str | None = None,
+        accepts: Callable[[Peer, list[Message]], str | None] | None = None,
     ):
         self.comm = comm
         #: the address this peer is known by (default: the comm's); a client that reaches
@@ -81,6 +90,10 @@ class Peer:
         self._address = address
         self.handlers = handlers or {}
         self.on_messages = on_messages
+        #: the owner's check of a decoded packet: None if it may be handled, else why not
+        self.accepts = accepts
+        #: why this connection was closed for breaking the protocol (None: it did not)
+        self.rejected: str | None = None
         self.role: str | None = None  # set by the owner once the peer says who it is
         self.ident: Any = None
         self._pending: dict[int, asyncio.Future] = {}
@@ -115,7 +128,7 @@ class Peer:
         """Read until the connection closes."""
         comm = self.comm
         try:
-            while True:
+            while self.rejected is None:
                 # no local keeps the packet: a big graph batch is freed as soon as it
                 # has been handled, not when the next packet arrives
                 self._dispatch(await comm.read())
@@ -125,15 +138,29 @@ class Peer:
         finally:
             self._fail_pending()
 
+    def reject(self, reason: str) -> None:
+        """Close this connection because the peer broke the protocol (logged, rate-limited)."""
+        if self.rejected is None:
+            self.rejected = reason
+            _limited.warning("bad-message", "Closing connection from %s: %s", self.address, reason)
+        self.comm.abort()
+
     def _dispatch(self, batch: Any) -> None:
+        if self.rejected is not None:
+            return
+        try:
+            decoded = [from_wire(wire) for wire in batch]
+        except ProtocolError as e:
+            return self.reject(str(e))
+        except TypeError:
+            return self.reject(f"a packet that is not a list of messages: {str(batch)[:80]!r}")
+        if self.accepts is not None:
+            problem = self.accepts(self, decoded)
+            if problem is not None:
+                return self.reject(problem)
         msgs: list[Message] = []  # consecutive plain messages, delivered as one batch
         deferred = False  # a request of this packet waits in a task: what follows queues behind it
-        for wire in batch:
-            try:
-                msg = from_wire(wire)
-            except ProtocolError as e:
-                logger.warning("dropping bad message from %s: %s", self.address, e)
-                continue
+        for msg in decoded:
             if type(msg) is Request:
                 if msgs:
                     self._deliver(msgs, deferred)

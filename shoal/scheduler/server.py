@@ -27,6 +27,7 @@ from shoal import config as _config
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
+from shoal.protocol.requests import REQUESTS, check_request
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
 from shoal.rpc.server import Server
@@ -42,7 +43,7 @@ from shoal.scheduler.memory_sampler import MemorySamplers
 from shoal.scheduler.profiling import ProfileServer
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.watches import WatchServer
-from shoal.scheduler.state import SchedulerState
+from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
 from shoal.sync.server import SyncServer
 from shoal.utils import plural
 from shoal.versions import get_versions
@@ -135,6 +136,8 @@ class Scheduler(Server):
         self._exit_reasons: dict[str, str] = {}
         #: worker address -> the metrics of its last heartbeat (memory, spilled, ...)
         self.worker_metrics: dict[str, dict] = {}
+        #: why the scheduler stopped by itself (a fatal error), if it did
+        self.status_reason: str | None = None
         self._sid = itertools.count()
         self._workers_changed = asyncio.Event()
         self._gc_frozen = False
@@ -335,7 +338,7 @@ class Scheduler(Server):
     # ------------------------------------------------------------------ connections
 
     async def _handle_comm(self, comm: Any) -> None:
-        peer = Peer(comm, self.handlers, self._on_messages)
+        peer = Peer(comm, self.handlers, self._on_messages, accepts=self._accepts)
         try:
             await peer.run()
         finally:
@@ -366,11 +369,62 @@ class Scheduler(Server):
         except Exception:  # pragma: no cover
             pass
 
+    def _registered(self, peer: Peer) -> Peer | None:
+        """The connection registered under this peer's role and identity, if any."""
+        registry = {"client": self.clients, "worker": self.workers, "nanny": self.nannies}.get(peer.role or "")
+        return None if registry is None else registry.get(peer.ident)
+
+    def _accepts(self, peer: Peer, msgs: list[m.Message]) -> str | None:
+        """Why this decoded packet may not be handled (None: it may): each message must
+        be one the peer's role may send, a request one its role may call with arguments
+        of the right types (`shoal.protocol.requests`), and a registration must come
+        first and once. Checked for the whole packet before any of it is handled."""
+        role, ident = peer.role, peer.ident
+        for msg in msgs:
+            t = type(msg)
+            if t is m.Request:
+                kwargs = msg.kwargs
+                if kwargs:
+                    problem = check_request(msg.name, kwargs, role)
+                    if problem is not None:
+                        return problem
+                elif role is None and msg.name not in REQUESTS:
+                    return f"operation {msg.name!r} before saying who it is"
+                elif msg.name in REQUESTS and role not in REQUESTS[msg.name].roles:
+                    return f"a {role or 'connection that has not registered'} may not call {msg.name!r}"
+                if msg.name == "register_nanny":
+                    role = "nanny"
+            elif t is m.Reply:
+                continue
+            elif msg.sender != role:
+                if role is None and t is m.RegisterClient:
+                    if msg.client_id in self.clients or msg.client_id == FIRE_AND_FORGET:
+                        return f"client id {msg.client_id!r} is already registered"
+                    role, ident = "client", msg.client_id
+                elif role is None and t is m.RegisterWorker:
+                    if msg.address in self.workers:
+                        return f"worker {msg.address} registered twice"
+                    role, ident = "worker", msg.address
+                else:
+                    return f"a {role or 'connection that has not registered'} may not send {msg.op!r}"
+            elif t is m.RegisterClient or t is m.RegisterWorker:
+                return f"{msg.op!r} on a connection that already registered"
+            elif t is m.UpdateGraph:
+                nf = len(msg.funcs)
+                for task in msg.tasks:
+                    if task[1] >= nf:
+                        return f"task {task[0]!r} names function {task[1]} of {nf}"
+            elif t is m.DesireKeys and msg.client_id != ident and msg.client_id != FIRE_AND_FORGET:
+                return f"desire-keys for another client {msg.client_id!r}"
+        return None
+
     def _on_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
         sid = f"{peer.role or 'peer'}-{next(self._sid)}"
         events: list[Any] = []
         arrivals: list[Any] = []
         role = peer.role
+        if role is not None and peer.closed and self._registered(peer) is not peer:
+            return  # delivered late (after a request of its packet), after the peer left
         for msg in msgs:
             if role == "worker":
                 events.append(WorkerMsg(sid, peer.ident, msg))
@@ -384,10 +438,6 @@ class Scheduler(Server):
                 arrivals.append(events[-1])
                 self.log_event(["all", msg.client_id], {"action": "add-client", "client": msg.client_id})
             elif type(msg) is m.RegisterWorker:
-                if msg.address in self.workers:
-                    logger.warning("worker %s registered twice; dropping the new connection", msg.address)
-                    peer.comm.abort()
-                    return
                 peer.role, peer.ident = "worker", msg.address
                 role = "worker"
                 self.workers[msg.address] = peer
@@ -401,7 +451,11 @@ class Scheduler(Server):
             else:
                 logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
         if events:
-            self.stimulate(*events)
+            try:
+                self.stimulate(*events)
+            except Exception as e:
+                peer.reject(f"its messages made the state machine fail: {e!r}")
+                return
             if self.plugin_host.wants("update_graph"):
                 self._fire_update_graph(events)
             if arrivals:
@@ -441,7 +495,14 @@ class Scheduler(Server):
 
     def stimulate(self, *events: Any) -> None:
         """Hand `events` (`shoal.scheduler.events`) to the state machine and send the
-        messages it answers with: the one way anything changes the scheduler's state."""
+        messages it answers with: the one way anything changes the scheduler's state.
+        A handler that raises: see `_stimulus_failed`."""
+        clients = self.clients
+        if any(type(ev) is ClientMsg and ev.client_id not in clients and ev.client_id != FIRE_AND_FORGET for ev in events):
+            # a client that left is gone for good: nothing it sent late may register it again
+            events = tuple(ev for ev in events if type(ev) is not ClientMsg or ev.client_id in clients or ev.client_id == FIRE_AND_FORGET)
+            if not events:
+                return
         big = gc.isenabled() and any(
             type(ev) is ClientMsg and type(ev.msg) is m.UpdateGraph and len(ev.msg.tasks) >= LARGE_GRAPH
             for ev in events
@@ -452,8 +513,8 @@ class Scheduler(Server):
             gc.disable()
         try:
             instructions = self.state.handle_stimulus(*events)
-        except Exception:
-            logger.exception("scheduler state machine failed on %s", [type(e).__name__ for e in events])
+        except Exception as exc:
+            self._stimulus_failed(events, exc)
             raise
         finally:
             if big:
@@ -473,6 +534,28 @@ class Scheduler(Server):
                 raise TypeError(inst)
             if peer is not None and not peer.closed:
                 peer.send(inst.msg)
+
+    def _stimulus_failed(self, events: list[Any], exc: Exception) -> None:
+        """A handler of the state machine raised (a bug: valid input never does). What it
+        queued is dropped; if the state still passes `validate_state` the stimulus is
+        refused and the scheduler goes on, otherwise it stops with a fatal error rather
+        than run on a state it cannot trust."""
+        st = self.state
+        st._out.clear()
+        st._free_on.clear()
+        kinds = [type(e).__name__ for e in events]
+        try:
+            st.validate_state()
+        except Exception as invalid:
+            logger.critical(
+                "FATAL: the scheduler state machine failed on %s (%r) and left an invalid state (%s); "
+                "the scheduler is closing", kinds, exc, str(invalid).splitlines()[0], exc_info=exc,
+            )  # fmt: skip
+            self.status_reason = f"fatal: state machine failed on {kinds}: {exc!r}"
+            if self.status == "running":
+                self.spawn(self.close())
+            return
+        logger.error("scheduler state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
 
     # ------------------------------------------------------------------ queries
 

@@ -448,6 +448,10 @@ class SchedulerState:
         self._free_on.pop(ws, None)
         for ts in ws.has_what:
             _without(ts.who_has, ws)
+            if ts.who_has and ts.who_wants and ts.state == "memory":
+                # clients fetching it from the lost worker learn where it still is
+                moved = m.KeyMoved(ts.key, tuple(w.address for w in ts.who_has))
+                self._out.extend(ToClient(c.id, moved) for c in ts.who_wants if not c.hold)
             if ts in ws.actors:
                 # the object and its state are gone; proxies elsewhere point at nothing
                 text = f"the worker {ws.address} holding actor {ts.key!r} was lost ({ev.reason})"

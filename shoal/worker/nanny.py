@@ -50,6 +50,7 @@ from shoal import config as _config
 from shoal.status import StatusAttribute
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
+from shoal.protocol.requests import NANNY_REQUESTS, check_packet
 from shoal.rpc import Peer
 from shoal.rpc.server import Server
 from shoal.versions import get_versions
@@ -207,7 +208,7 @@ class Nanny(Server):
         timeout = self.death_timeout or config.get_timedelta("comm.timeouts.connect")
         try:
             comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
-            self.scheduler = Peer(comm, self.handlers)
+            self.scheduler = Peer(comm, self.handlers, accepts=_from_scheduler)
             self.scheduler.start()
             registered = await self.scheduler.request("register_nanny", nanny_id=self.id)
             for name, plugin in (registered or {}).get("plugins", ()):
@@ -491,3 +492,8 @@ async def _read_line(fd: int) -> str:
     finally:
         loop.remove_reader(fd)
     return bytes(buf).split(b"\n", 1)[0].decode().strip()
+
+
+def _from_scheduler(peer: Peer, msgs: list) -> str | None:
+    """A nanny takes only calls of its operations (`shoal.protocol.requests`) and replies."""
+    return check_packet(msgs, NANNY_REQUESTS, None, "a nanny")

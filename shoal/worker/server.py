@@ -63,6 +63,7 @@ from shoal.protocol.events import check_event_message
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.protocol.tracebacks import capped, frames_of, shorten, truncate
 from shoal.system_monitor import SystemMonitor
+from shoal.protocol.requests import WORKER_REQUESTS, check_packet
 from shoal.rpc import ConnectionPool, Peer
 from shoal.rpc.server import Server
 from shoal.utils import key_prefix, overrides_hook, typename
@@ -316,7 +317,7 @@ class Worker(Server):
             self._start_pool_thread()
         timeout = self.death_timeout or self.connect_timeout
         comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
-        self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages)
+        self.scheduler = Peer(comm, self.handlers, self._on_scheduler_messages, accepts=_from_scheduler)
         self.scheduler.send(
             m.RegisterWorker(
                 self.address, self.name, self.nthreads, self.memory_limit, self.resources, os.getpid(),
@@ -463,6 +464,23 @@ class Worker(Server):
 
     # ------------------------------------------------------------------ events in, instructions out
 
+    def _stimulus_failed(self, events: list[Any], exc: Exception) -> None:
+        """A handler of the worker's state machine raised (a bug): go on only if the state
+        still passes `validate_state`; otherwise close the worker with a fatal error (its
+        nanny starts a fresh one, the scheduler recomputes what it held)."""
+        kinds = [type(e).__name__ for e in events]
+        try:
+            self.state.validate_state()  # type: ignore[union-attr]
+        except Exception as invalid:
+            logger.critical(
+                "FATAL: the worker state machine failed on %s (%r) and left an invalid state (%s); "
+                "the worker is closing", kinds, exc, str(invalid).splitlines()[0], exc_info=exc,
+            )  # fmt: skip
+            if self.status == "running":
+                self.spawn(self.close())
+            return
+        logger.error("worker state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
+
     def _on_scheduler_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
         sid = f"scheduler-{next(self._sid)}"
         events: list[Any] = []
@@ -483,7 +501,12 @@ class Worker(Server):
         executes = []
         started = False
         scheduler = self.scheduler
-        for inst in self.state.handle_stimulus(*events):
+        try:
+            instructions = self.state.handle_stimulus(*events)
+        except Exception as exc:
+            self._stimulus_failed(events, exc)
+            raise
+        for inst in instructions:
             kind = type(inst)
             if kind is Execute:
                 executes.append(inst)
@@ -772,7 +795,7 @@ class Worker(Server):
             self._handle([event])
 
     async def _handle_comm(self, comm: Any) -> None:
-        peer = Peer(comm, self.handlers, self._on_peer_messages)
+        peer = Peer(comm, self.handlers, self._on_peer_messages, accepts=_from_peer)
         try:
             await peer.run()
         finally:
@@ -1080,3 +1103,13 @@ def _pack_exception(e: BaseException) -> tuple:
     except Exception:
         p = dumps(RuntimeError(f"{text} (the original exception could not be serialized)"))
     return p, frames, text
+
+
+def _from_scheduler(peer: Peer, msgs: list[m.Message]) -> str | None:
+    """The scheduler's connection carries the scheduler's messages and worker calls."""
+    return check_packet(msgs, WORKER_REQUESTS, m.SCHEDULER, "a worker's scheduler connection")
+
+
+def _from_peer(peer: Peer, msgs: list[m.Message]) -> str | None:
+    """Other connections carry peer messages (actors) and worker calls."""
+    return check_packet(msgs, WORKER_REQUESTS, m.PEER, "a worker from a peer")

@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Long fuzz runs against real processes, and the same unauthenticated probes against
+`distributed` for comparison (issue 18).
+
+    python benchmarks/fuzz.py                        # 100,000 authenticated cases + probes
+    python benchmarks/fuzz.py --cases 20000 --probes 5000 --markdown
+
+Part 1, authenticated: a scheduler process and a worker process (started with
+``python -m shoal.scheduler`` / ``python -m shoal.worker``, checking their invariants
+after every stimulus: ``DASK_SHOAL__SCHEDULER__VALIDATE``), a client holding 20 results.
+Each case is one connection sending one packet drawn by `shoal.protocol.fuzzing.packets`
+(registrations as client or worker, every op with plausible and mutated fields, requests
+of every safe operation) followed by an ``identity`` call; the scheduler must answer it
+or close the connection. Every 500 cases the client runs ``validate_state`` on the
+scheduler and checks that both processes live and still compute. Reported: cases/s,
+crashes (a process died or the scheduler stopped), state violations, RSS of the
+scheduler before and after, log lines the scheduler wrote.
+
+Part 2, unauthenticated: the same hostile connections (random bytes, truncated and
+oversized length prefixes, a wrong secret's worth of bytes) against a shoal scheduler
+and a `distributed` scheduler (each its own process): connections/s, whether it still
+serves, RSS before/after and the log lines it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def _start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, str]:
+    # stderr goes to a file: a pipe nobody reads would fill and block the process
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    proc.log = log  # type: ignore[attr-defined]
+    line = proc.stdout.readline().strip()
+    if not line:
+        log.seek(0)
+        raise RuntimeError(f"{cmd} did not start: {log.read()[-2000:]}")
+    return proc, line
+
+
+def _rss(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
+
+
+def _log_lines(proc: subprocess.Popen, pattern: str = "") -> int:
+    """Stop `proc`; the number of lines it logged (containing `pattern`)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.log.seek(0)  # type: ignore[attr-defined]
+    return len([line for line in proc.log if line.strip() and pattern in line])  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ part 1
+
+
+def authenticated(n_cases: int, seed: int) -> dict:
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    from shoal import Client
+    from shoal.comm import connect
+    from shoal.protocol import messages as m
+    from shoal.protocol.fuzzing import packets
+    from shoal.security import Security
+
+    secret = secrets.token_bytes(32)
+    env = dict(os.environ, SHOAL_SECRET=secret.hex(), DASK_SHOAL__SCHEDULER__VALIDATE="True",
+               DASK_SHOAL__WORKER__VALIDATE="True", PYTHONPATH=ROOT)  # fmt: skip
+    sched, address = _start([sys.executable, "-m", "shoal.scheduler", "--log-level", "INFO"], env)
+    worker = subprocess.Popen([sys.executable, "-m", "shoal.worker", address], env=env, stderr=subprocess.DEVNULL)
+    out = {"cases": 0, "refused": 0, "taken": 0, "crashes": 0, "state_violations": 0, "hangs": 0}
+    try:
+        client = Client(address, security=Security(secret), timeout=30)
+        client.wait_for_workers(1, timeout=30)
+        held = client.map(inc, range(20), key=[("fuzz-held", i) for i in range(20)])
+        client.gather(held)
+        loop = asyncio.new_event_loop()
+        rss_before = _rss(sched.pid)
+
+        async def probe(packet: list) -> str:
+            comm = await connect(address, secret=secret, info={"role": "fuzz"})
+            try:
+                comm.send_many(packet)
+                comm.send(m.Request(99, "identity", {"n_workers": 0}).to_wire())
+                deadline = loop.time() + 10
+                while True:
+                    try:
+                        batch = await asyncio.wait_for(comm.read(), max(deadline - loop.time(), 0.01))
+                    except asyncio.TimeoutError:
+                        return "hang"
+                    except Exception:
+                        return "refused"
+                    if any(type(w) is tuple and w[:2] == ("reply", 99) for w in batch):
+                        return "taken"
+            finally:
+                comm.abort()
+
+        def check() -> None:
+            if sched.poll() is not None or worker.poll() is not None:
+                out["crashes"] += 1
+                raise SystemExit("a process died")
+            try:
+                client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.state.validate_state())
+            except Exception as e:
+                out["state_violations"] += 1
+                print("state violation:", e, file=sys.stderr)
+            assert client.submit(inc, out["cases"], pure=False).result(timeout=30) == out["cases"] + 1
+
+        t0 = time.perf_counter()
+
+        @settings(max_examples=n_cases, phases=[Phase.generate], deadline=None, database=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @given(packets())
+        def case(rp: tuple) -> None:
+            c0 = time.perf_counter()
+            outcome = loop.run_until_complete(probe(rp[1]))
+            if outcome == "hang":
+                out.setdefault("hung_examples", []).append(str(rp)[:300])
+            if outcome == "hang" or time.perf_counter() - c0 > 1:
+                print(f"  slow case ({outcome}, {time.perf_counter() - c0:.1f} s): {str(rp)[:300]}", file=sys.stderr)
+            out["cases"] += 1
+            out["refused" if outcome == "refused" else "taken" if outcome == "taken" else "hangs"] += 1
+            if out["cases"] % 500 == 0:
+                check()
+                rate = out["cases"] / (time.perf_counter() - t0)
+                print(f"  {out['cases']:>7} cases, {rate:,.0f}/s, {_rss(sched.pid) / 2**20:.0f} MB", file=sys.stderr)
+
+        random.seed(seed)
+        case()
+        check()
+        elapsed = time.perf_counter() - t0
+        out["seconds"] = elapsed
+        out["cases_per_s"] = out["cases"] / elapsed
+        out["rss_before_mb"] = rss_before / 2**20
+        out["rss_after_mb"] = _rss(sched.pid) / 2**20
+        client.close()
+        loop.close()
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        out["scheduler_log_lines"] = _log_lines(sched)
+    return out
+
+
+# ------------------------------------------------------------------ part 2
+
+
+def _hostile(rng: random.Random) -> bytes:
+    kind = rng.randrange(5)
+    if kind == 0:
+        return rng.randbytes(rng.randrange(1, 256))  # random bytes
+    if kind == 1:
+        return struct.pack("<I", 0xFFFFFFFF) + rng.randbytes(8)  # absurd frame count
+    if kind == 2:
+        return struct.pack("<IQ", 1, 2**62)  # oversized length prefix
+    if kind == 3:
+        return struct.pack("<IQ", 1, 100) + rng.randbytes(rng.randrange(0, 50))  # truncated packet
+    return rng.randbytes(32) * 2  # a wrong secret's worth of bytes
+
+
+async def _flood(host: str, port: int, n: int, seed: int) -> float:
+    rng = random.Random(seed)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(_hostile(rng))
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except OSError:
+            pass
+    return n / (time.perf_counter() - t0)
+
+
+def unauthenticated(n: int, seed: int) -> dict:
+    out = {}
+    secret = secrets.token_bytes(32)
+    shoal_env = dict(os.environ, SHOAL_SECRET=secret.hex(), PYTHONPATH=ROOT)
+    starts = {
+        "shoal": ([sys.executable, "-m", "shoal.scheduler", "--log-level", "INFO"], shoal_env),
+    }
+    try:
+        import distributed  # noqa: F401
+
+        code = (
+            "import asyncio, sys\n"
+            "from distributed import Scheduler\n"
+            "async def main():\n"
+            "    async with Scheduler(host='127.0.0.1', port=0, dashboard_address=None) as s:\n"
+            "        print(s.address, flush=True)\n"
+            "        await asyncio.Event().wait()\n"
+            "asyncio.run(main())\n"
+        )
+        starts["distributed"] = ([sys.executable, "-c", code], dict(os.environ))
+    except ImportError:
+        print("distributed is not installed: probing shoal only", file=sys.stderr)
+    for name, (cmd, env) in starts.items():
+        proc, address = _start(cmd, env)
+        host, port = address.split("://")[1].rsplit(":", 1)
+        time.sleep(1.0)  # settle (startup allocations) before the first RSS reading
+        rss0 = _rss(proc.pid)
+        rate = asyncio.run(_flood(host, int(port), n, seed))
+        serving = asyncio.run(_still_serving(host, int(port)))
+        rss1 = _rss(proc.pid)
+        out[name] = {
+            "connections": n, "per_s": rate, "serving": serving and proc.poll() is None,
+            "rss_before_mb": rss0 / 2**20, "rss_after_mb": rss1 / 2**20, "log_lines": _log_lines(proc),
+        }  # fmt: skip
+    return out
+
+
+async def _still_serving(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+        writer.close()
+        return True
+    except Exception:
+        return False
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=int, default=100_000, help="authenticated fuzz cases")
+    p.add_argument("--probes", type=int, default=20_000, help="unauthenticated connections per scheduler")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown", action="store_true")
+    args = p.parse_args()
+    auth = authenticated(args.cases, args.seed) if args.cases else None
+    unauth = unauthenticated(args.probes, args.seed) if args.probes else {}
+    if auth:
+        growth = 100 * (auth["rss_after_mb"] / auth["rss_before_mb"] - 1)
+        print("\nAuthenticated fuzz against a shoal scheduler + worker (real processes)")
+        rows = [
+            ("cases", f"{auth['cases']:,}"), ("cases/s", f"{auth['cases_per_s']:,.0f}"),
+            ("taken / refused / hung", f"{auth['taken']:,} / {auth['refused']:,} / {auth['hangs']}"),
+            ("crashes", auth["crashes"]), ("state violations", auth["state_violations"]),
+            ("scheduler RSS before -> after", f"{auth['rss_before_mb']:.0f} MB -> {auth['rss_after_mb']:.0f} MB ({growth:+.1f} %)"),
+            ("scheduler log lines", auth["scheduler_log_lines"]),
+        ]  # fmt: skip
+        if args.markdown:
+            print("\n| metric | shoal |\n|---|---|")
+            for k, v in rows:
+                print(f"| {k} | {v} |")
+        else:
+            for k, v in rows:
+                print(f"  {k:<32} {v}")
+    if unauth:
+        print(f"\nUnauthenticated probes ({args.probes:,} hostile connections each)")
+        names = list(unauth)
+        metrics = [
+            ("connections/s", lambda r: f"{r['per_s']:,.0f}"), ("still serving", lambda r: "yes" if r["serving"] else "NO"),
+            ("RSS before -> after", lambda r: f"{r['rss_before_mb']:.0f} -> {r['rss_after_mb']:.0f} MB"),
+            ("log lines written", lambda r: f"{r['log_lines']:,}"),
+        ]  # fmt: skip
+        if args.markdown:
+            print("\n| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+            for label, f in metrics:
+                print(f"| {label} | " + " | ".join(f(unauth[n]) for n in names) + " |")
+        else:
+            for label, f in metrics:
+                print(f"  {label:<24} " + "   ".join(f"{n}: {f(unauth[n])}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
