@@ -344,3 +344,10 @@ class SpillStore(zict.Buffer):
         self.closing = True
         self.fast.d.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __del__(self) -> None:
+        """Nothing: zict closes a mapping when it is garbage-collected, but a collection
+        runs in whatever thread allocates at that moment, for example inside the
+        profiler's `sys._current_frames()`, which holds CPython's thread-state lock:
+        removing files there releases the GIL and deadlocks the process. The worker
+        closes its store (removing the directory) when it closes."""

@@ -272,3 +272,18 @@ def test_free_keys_of_spilled_results(tmp_path):
     s.handle_stimulus(FreeKeysEvent("f", ("a",)))
     assert "a" not in s.data and not os.listdir(store.directory)
     store.close()
+
+
+def test_a_collected_store_touches_no_file(tmp_path):
+    """Garbage collection may run inside `sys._current_frames()` (the profiler), where
+    file I/O deadlocks CPython: only an explicit close removes the spill directory."""
+    import gc
+
+    s = SpillStore(str(tmp_path / "spill"), {})
+    s.test_nbytes = s.nbytes
+    put(s, "a", np.ones(10), 80)
+    s.evict_bytes(80)
+    assert os.listdir(s.directory)
+    del s
+    gc.collect()
+    assert os.listdir(tmp_path / "spill")  # still there: nothing ran at collection
