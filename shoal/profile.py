@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shoal import _gc
+
 __all__ = ["Sampler", "create", "identifier", "merge", "path", "process", "sampler_from_config"]
 
 logger = logging.getLogger("shoal.profile")
@@ -217,7 +219,11 @@ class Sampler:
     def sample(self) -> None:
         """Take one sample of every target thread. A stack seen before in this cycle (the
         same code objects) reuses its list of tree nodes: one walk and one dict lookup."""
-        frames = sys._current_frames()
+        # no garbage collection inside: a finalizer that releases the GIL there (file or
+        # socket I/O) deadlocks CPython 3.11, which holds its thread-state lock
+        # (python/cpython#106883)
+        with _gc.paused():
+            frames = sys._current_frames()
         stop, skip = self.stop_code, self.skip
         with self._lock:
             current, paths = self._current, self._paths

@@ -48,7 +48,7 @@ from typing import Any
 import psutil
 from dask.utils import parse_bytes
 
-from shoal import config, log_buffer, secret_files
+from shoal import _gc, config, log_buffer, secret_files
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -918,7 +918,8 @@ class Worker(Server):
     async def _call_stack(self, peer: Peer, keys: Any = None) -> dict:
         """`{key: [formatted frames]}` of the tasks executing right now (only `keys`)."""
         wanted = None if keys is None else set(keys)
-        frames = sys._current_frames()
+        with _gc.paused():  # see shoal.profile.Sampler.sample: no collection inside
+            frames = sys._current_frames()
         out = {}
         for ident, key in list(self._running.items()):
             frame = frames.get(ident)
