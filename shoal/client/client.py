@@ -1036,7 +1036,8 @@ class Client:
     async def _fetch(self, worker: str, keys: list) -> tuple[bool, dict]:
         """``(reached, data)``: the values `worker` holds of `keys`."""
         assert self._pool is not None
-        local = self._in_process_worker(worker)
+        # (a client that accepts only plain data gets the pickled form, to be checked)
+        local = self._in_process_worker(worker) if self._families.accept_any else None
         if local is not None:
             # results of workers in this process are handed over as they are, never
             # pickled (as distributed's in-process transport does): faster, and a result
