@@ -321,7 +321,7 @@ class Client:
         try:
             comm = await connect(local or address, secret=secret, timeout=self._timeout, info=info)
         except BaseException as exc:
-            self.status = "closed"
+            self._set_closed()
             if self._owns_cluster and self.cluster is not None:
                 await self.cluster.close()
             if isinstance(exc, AuthenticationError) and not isinstance(exc, ProtocolMismatchError):
@@ -357,8 +357,7 @@ class Client:
             for st in states:
                 if not st.done():
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
-            self.status = "closed"
-            self._unregister_default()  # dask must not send work to a closed client
+            self._set_closed()
 
     def _own(self, coro: Any) -> asyncio.Task:
         """Run `coro` on the client's loop as a task the client owns (cancelled and
@@ -367,7 +366,6 @@ class Client:
 
     async def _close(self, fast: bool = False) -> None:
         if self.status == "closed":
-            self._unregister_default()
             return
         self.status = "closing"
         self._flush()
@@ -386,6 +384,11 @@ class Client:
         await self._tasks.close()
         if self._owns_cluster and self.cluster is not None:
             await self.cluster.close()
+        self._set_closed()
+
+    def _set_closed(self) -> None:
+        """The client is closed (by `close`, or because its scheduler went away): it
+        stops being the default client and dask's scheduler in the same step."""
         self.status = "closed"
         self._unregister_default()
 
@@ -400,21 +403,18 @@ class Client:
 
     def close(self, timeout: Any = no_default) -> Any:
         if self.status == "closed":
-            self._unregister_default()
             if self.asynchronous:
                 return _noop()
             return None
         if self.asynchronous:
             return self._close()
         if self._aloop.is_closed():
-            self.status = "closed"
-            self._unregister_default()
+            self._set_closed()
             return None
         try:
             _loop.sync(self._aloop, self._close, callback_timeout=2 * self._timeout)
         finally:
-            self.status = "closed"
-            self._unregister_default()
+            self._set_closed()
         return None
 
     def __enter__(self) -> Client:
