@@ -46,7 +46,8 @@ __all__ = [
 
 logger = logging.getLogger("shoal.comm")
 #: handshake failures and broken packets are logged at most once per interval, with a count
-_limited = limiter(logger)
+#: rate-limited warnings of the comm layer (`shoal.log_limit`), shared by the transports
+log_limited = limiter(logger)
 
 #: Cap on the size of one packet (sum of its frame lengths); checked before allocating.
 DEFAULT_MAX_PACKET = 8 * 1024**3
@@ -272,7 +273,7 @@ class Listener(abc.ABC):
             except Exception as exc:
                 if isinstance(exc, asyncio.TimeoutError):
                     exc = TimeoutError(f"handshake not completed within {HANDSHAKE_TIMEOUT} s")
-                _limited.warning("handshake", "Dropped connection from %s: handshake failed: %s", comm.peer_address, exc)
+                log_limited.warning("handshake", "Dropped connection from %s: handshake failed: %s", comm.peer_address, exc)
                 comm.abort()
                 return
             try:
