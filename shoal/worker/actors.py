@@ -36,7 +36,7 @@ class Actors:
         from shoal.actor import Actor
 
         proxy = Actor(type(instance), self.address, inst.key)
-        inline = dumps(proxy) if inst.inline else None
+        inline = dumps(proxy) if inst.send_inline else None
         if inline is not None and (inline.nbytes > self.inline_limit or inline.buffers):
             inline = None
         nbytes = sizeof(instance)

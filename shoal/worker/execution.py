@@ -165,7 +165,7 @@ class Execution:
                 return self._actor_created(inst, result, start, stop)
             nbytes = sizeof(result)
             inline = None
-            if inst.inline and nbytes <= self.inline_limit:
+            if inst.send_inline and nbytes <= self.inline_limit:
                 try:
                     p = dumps(result)
                     if p.nbytes <= self.inline_limit and not p.buffers:

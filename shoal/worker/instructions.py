@@ -21,7 +21,8 @@ class Execute:
     #: the dependency keys, whose values the executing thread reads from `data` (a
     #: spilled one comes back from disk in that thread, not on the event loop)
     deps: tuple
-    inline: bool
+    #: a client wants the result: a small one travels inside `task-finished`
+    send_inline: bool
     actor: bool = False
 
 

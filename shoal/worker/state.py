@@ -129,7 +129,7 @@ def _no_clock() -> float:
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "inline", "state", "started", "actor", "transfers",
+        "resources", "send_inline", "state", "started", "actor", "transfers",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -141,7 +141,7 @@ class WorkerTask:
         self.dependencies: tuple = tuple(msg.who_has)
         self.waiting_for: set[Key] = set()
         self.resources = msg.resources
-        self.inline = msg.inline
+        self.send_inline = msg.send_inline
         self.actor = msg.actor
         self.state = "released"  # until `_compute_task` logs its first edge
         #: the scheduler was told this task took a thread (`task-started`)
@@ -577,7 +577,7 @@ class WorkerState:
             ts.state = "executing"
             self._log(ts.key, "ready", "executing")
             self.executing[ts.key] = ts.run_id
-            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, ts.dependencies, ts.inline, ts.actor))
+            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, ts.dependencies, ts.send_inline, ts.actor))
         for item in blocked:
             heapq.heappush(ready, item)
 
