@@ -91,6 +91,11 @@ class Comm(abc.ABC):
         #: a `_flush` is scheduled for the end of this loop tick
         self._flush_pending = False
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this comm belongs to."""
+        return self._loop
+
     # ------------------------------------------------------------------ the end-of-tick flush
 
     def _flush_at_end_of_tick(self) -> None:
@@ -237,6 +242,16 @@ class Listener(abc.ABC):
         self._comms: set[Comm] = set()
         self._stopping = False
         self._loop = asyncio.get_running_loop()
+
+    @property
+    def stopping(self) -> bool:
+        """`stop` was called: no new connection is accepted."""
+        return self._stopping
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the listener accepts and serves connections on."""
+        return self._loop
 
     @abc.abstractmethod
     async def _start(self) -> None: ...

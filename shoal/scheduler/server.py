@@ -395,8 +395,7 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
         refused and the scheduler goes on, otherwise it stops with a fatal error rather
         than run on a state it cannot trust."""
         st = self.state
-        st._out.clear()
-        st._free_on.clear()
+        st.drop_output()
         kinds = [type(e).__name__ for e in events]
         try:
             st.validate_state()

@@ -189,6 +189,10 @@ class Execution:
         self._functions.clear()
 
 
+#: the code of the frame every task runs under: the profiler's samples stop there
+TASK_FRAME_CODE = Execution._execute.__code__
+
+
 async def as_coroutine(aw: Any) -> Any:
     """`aw` (any awaitable) as a coroutine, for `run_coroutine_threadsafe` and tasks."""
     return await aw

@@ -55,7 +55,7 @@ from shoal.utils import key_prefix
 from shoal.versions import get_versions
 from shoal.worker.actors import Actors
 from shoal.worker.admin import Admin
-from shoal.worker.execution import Execution, FunctionCache, get_worker
+from shoal.worker.execution import TASK_FRAME_CODE, Execution, FunctionCache, get_worker
 from shoal.worker.memory import MemoryLimits, SpillStore, compression_from_config
 from shoal.worker.plugins import Plugins
 from shoal.worker.transfers import Transfers
@@ -391,7 +391,7 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
             return out
 
         self.profiler = profile_mod.sampler_from_config(
-            "worker", targets, memory=True, stop_code=Worker._execute.__code__, skip_files=_PROFILE_SKIP,
+            "worker", targets, memory=True, stop_code=TASK_FRAME_CODE, skip_files=_PROFILE_SKIP,
             name="shoal-worker-profile", memory_extra=self._managed_spilled,
         )  # fmt: skip
         self.profiler.start()
