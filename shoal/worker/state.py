@@ -62,6 +62,7 @@ from typing import Any
 
 from shoal.exceptions import InvalidTransition, ReentrantStimulus
 from shoal.protocol import messages as m
+from shoal.stimulus import StateMachine
 from shoal.utils import Key
 from shoal.worker.events import (
     WorkerEvent,
@@ -165,7 +166,7 @@ class FetchState:
     in_flight_from: str | None = None
 
 
-class WorkerState:
+class WorkerState(StateMachine):
     def __init__(
         self,
         *,
@@ -234,23 +235,13 @@ class WorkerState:
         #: wall time; none: 0.0)
         self.clock = clock or _no_clock
         self.story_log: deque[tuple] = deque(maxlen=story_length)
-        #: True while `handle_stimulus` runs (the recursion guard)
-        self._handling = False
         #: read-only observers of the story, called `(key, start, finish, stimulus_id)`
         #: after each entry (worker plugins' `transition` hooks); they never change the
         #: state. None registered: one falsy check per entry
         self.observers: list[Callable[[Key, str, str, str], None]] = []
 
     # ------------------------------------------------------------------ the one door
-
-    def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
-        if self._handling:
-            raise ReentrantStimulus(f"handle_stimulus({events!r}) called while handling a stimulus")
-        self._handling = True
-        try:
-            return self._handle(events)
-        finally:
-            self._handling = False
+    # (`handle_stimulus`, with its recursion guard, is `shoal.stimulus.StateMachine`'s)
 
     def _handle(self, events: tuple) -> list[WorkerInstruction]:
         self._now = self.clock()  # one time for the whole batch: the story's timestamps
