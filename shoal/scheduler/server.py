@@ -227,24 +227,13 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
         (None before start, or when `address` is in-process itself)."""
         return self.local_listener.address if self.local_listener is not None else None
 
-    async def start(self) -> Scheduler:
-        """Listen and serve; a failure closes what started and raises
-        ``RuntimeError("Scheduler failed to start: ...")`` chaining the cause, as in
-        distributed."""
-        if self.status == "running":
-            return self
-        try:
-            return await self._start()
-        except Exception as e:
-            await self.close()
-            raise RuntimeError(f"Scheduler failed to start: {e}") from e
-
     def _block_handlers(self) -> None:
         for name in self._blocked:
             if name in self.handlers:
                 self.handlers[name] = _blocked_handler(name)
 
     async def _start(self) -> Scheduler:
+        """Listen and serve (`Server.start` wraps it: a failure closes and raises)."""
         self._block_handlers()
         if self.secret is None and not self.insecure and not is_loopback_address(self._requested_address):
             raise ValueError(

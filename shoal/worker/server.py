@@ -199,22 +199,9 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> Worker:
-        """Listen, connect to the scheduler and serve; a failure closes what started and
-        raises ``RuntimeError("Worker failed to start: ...")`` chaining the cause, as in
-        distributed."""
-        if self.status == "running":
-            return self
-        try:
-            return await self._start()
-        except Exception as e:
-            try:
-                await self.close()
-            except Exception:  # noqa: BLE001 - the start's failure is the one to report
-                logger.debug("closing worker %s after a failed start", self.id, exc_info=True)
-            raise RuntimeError(f"Worker failed to start: {e}") from e
-
     async def _start(self) -> Worker:
+        """Listen, connect to the scheduler and serve (`Server.start` wraps it: a failure
+        closes and raises)."""
         self.loop = asyncio.get_running_loop()
         log_buffer.install()
         scheme, _ = parse_address(self.scheduler_address)
