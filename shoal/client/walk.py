@@ -48,6 +48,7 @@ REFERENCES: tuple[type, ...] = (Future, Actor)
 _ATOMS = frozenset({int, float, str, bytes, bool, complex, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
 _PLAIN = frozenset({list, tuple, set, frozenset})
+_PLAIN_OR_DICT = _PLAIN | {dict}
 
 
 def is_container(obj: Any) -> bool:
@@ -76,17 +77,26 @@ def has_futures(obj: Any, leaves: tuple[type, ...] = FUTURES) -> bool:
     t = type(obj)
     if t in _ATOMS:
         return False
-    if t is Future or isinstance(obj, leaves):
+    if t is Future:
         return True
-    if t is tuple or t is list or isinstance(obj, _SEQUENCES):
-        for x in obj:
-            if has_futures(x, leaves):
-                return True
+    if t is tuple or t is list:
+        values: Any = obj
+    elif t is dict:
+        values = obj.values()
+    elif isinstance(obj, leaves):
+        return True
+    elif isinstance(obj, _SEQUENCES):
+        values = obj
+    elif isinstance(obj, dict):
+        values = obj.values()
+    else:
         return False
-    if isinstance(obj, dict):
-        for x in obj.values():
-            if has_futures(x, leaves):
-                return True
+    for x in values:
+        tx = type(x)
+        if tx is Future:
+            return True
+        if tx not in _ATOMS and has_futures(x, leaves):
+            return True
     return False
 
 
@@ -94,21 +104,30 @@ def collect(obj: Any, leaves: tuple[type, ...] = FUTURES, out: list | None = Non
     """Every leaf inside `obj`, depth first, repeats included (appended to `out`)."""
     if out is None:
         out = []
-    _collect(obj, leaves, out)
+    t = type(obj)
+    if t is Future or (t not in _ATOMS and isinstance(obj, leaves)):
+        out.append(obj)
+    elif t not in _ATOMS:
+        _collect(obj, leaves, out)
     return out
 
 
 def _collect(obj: Any, leaves: tuple[type, ...], out: list) -> None:
-    t = type(obj)
-    if t in _ATOMS:
-        return
-    if t is Future or isinstance(obj, leaves):
-        out.append(obj)
-    elif isinstance(obj, _SEQUENCES):
-        for x in obj:
-            _collect(x, leaves, out)
+    if isinstance(obj, _SEQUENCES):
+        values: Any = obj
     elif isinstance(obj, dict):
-        for x in obj.values():
+        values = obj.values()
+    else:
+        return
+    for x in values:
+        t = type(x)
+        if t is Future:
+            out.append(x)
+        elif t in _ATOMS:
+            continue
+        elif isinstance(x, leaves):
+            out.append(x)
+        else:
             _collect(x, leaves, out)
 
 
@@ -121,12 +140,23 @@ def replace(
     """`obj` with every leaf `x` replaced by `fn(x)`, containers rebuilt by the rule of
     the module docstring (`frozen(items)` builds a frozenset holding leaves, if given)."""
     t = type(obj)
+    if t is Future:
+        return fn(obj)
     if t in _ATOMS:
         return obj
-    if t is Future or isinstance(obj, leaves):
+    if t in _PLAIN_OR_DICT:
+        return _replace(obj, fn, leaves, frozen)
+    if isinstance(obj, leaves):
         return fn(obj)
-    if t is tuple or t is list or isinstance(obj, _SEQUENCES):
-        values: Any = obj
+    return _replace(obj, fn, leaves, frozen)
+
+
+def _replace(obj: Any, fn: Callable[[Any], Any], leaves: tuple[type, ...], frozen: Any) -> Any:
+    t = type(obj)
+    if t is dict:
+        values: Any = obj.values()
+    elif t in _PLAIN or isinstance(obj, _SEQUENCES):
+        values = obj
     elif isinstance(obj, dict):
         values = obj.values()
     else:
@@ -134,12 +164,24 @@ def replace(
     items = []
     changed = False
     for x in values:
-        y = replace(x, fn, leaves, frozen)
-        if y is not x:
+        tx = type(x)
+        if tx is Future:
+            items.append(fn(x))
             changed = True
-        items.append(y)
+        elif tx in _ATOMS:
+            items.append(x)
+        elif isinstance(x, leaves):
+            items.append(fn(x))
+            changed = True
+        else:
+            y = _replace(x, fn, leaves, frozen)
+            if y is not x:
+                changed = True
+            items.append(y)
     if not changed:
         return obj
+    if t is list or t is tuple:
+        return t(items)
     if frozen is not None and isinstance(obj, frozenset):
         return frozen(items)
     return rebuild(obj, items)
@@ -152,6 +194,8 @@ def _frozenset_task(items: list) -> Any:
 def pack(obj: Any, deps: list) -> Any:
     """A task's argument `obj` with futures and actor handles replaced by references to
     their keys (`TaskRef`); each one found is appended to `deps`."""
+    if type(obj) in _ATOMS:
+        return obj
 
     def ref(x: Any) -> TaskRef:
         deps.append(x)
