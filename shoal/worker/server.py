@@ -41,7 +41,7 @@ from dask.utils import parse_bytes
 
 from shoal import config, log_buffer, secret_files
 from shoal import profile as profile_mod
-from shoal._loop import in_loop_thread
+from shoal._loop import Handoff, in_loop_thread
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.comm.errors import CommClosedError
@@ -144,14 +144,14 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._rejoin_waiters: collections.deque[threading.Event] = collections.deque()
-        self._done: collections.deque = collections.deque()
-        self._wake_pending = False
+        #: finished executions, handed from the pool threads to the loop in batches
+        self.completions = Handoff(self._drain_done)
         self._sid = itertools.count()
         self._heartbeat_task: asyncio.Task | None = None
         self._actor_queue: queue.SimpleQueue | None = None
         self._actor_thread: threading.Thread | None = None
-        self._actor_done: collections.deque = collections.deque()
-        self._actor_wake_pending = False
+        #: actor replies, handed from the actor thread to the loop in batches
+        self.actor_results = Handoff(self._send_actor_results)
         #: thread ident -> key of the task it executes (for `call_stack` and the profiler)
         self._running: dict[int, Any] = {}
         #: worker plugins by name (`plugin_add`; see `shoal.diagnostics.plugin`)
@@ -202,7 +202,7 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
     async def _start(self) -> Worker:
         """Listen, connect to the scheduler and serve (`Server.start` wraps it: a failure
         closes and raises)."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = self.completions.loop = self.actor_results.loop = asyncio.get_running_loop()
         log_buffer.install()
         scheme, _ = parse_address(self.scheduler_address)
         listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:{self.port}"
