@@ -22,6 +22,8 @@ ROOT = PACKAGE.parent
 FOREIGN = {
     "_mgr",  # pandas: a DataFrame's blocks, sized without dask.sizeof (worker/sizeof.py)
     "_values",  # pandas: a Series' array
+    "_name",  # dask: a collection's graph name (`shoal/shuffle/dataframe.py`)
+    "_meta",  # dask: a collection's empty prototype
     "_get_running_loop",  # asyncio: the running loop or None, without raising
     "_current_frames",  # sys
     "_getframe",  # sys
