@@ -4,7 +4,8 @@ Rules: the only way in is `WorkerState.handle_stimulus(*events) -> list[Instruct
 asyncio, sockets, threads or wall clock here; the I/O shell (`server`) turns instructions
 into thread-pool executions, peer fetches and messages, and feeds their outcomes back in
 as events. The events are in `events.py`, the instructions in `instructions.py`, the
-invariants in `validate.py`; this module holds the table, the records and the machine.
+invariants in `validate.py`, the fetching of dependencies from peers in `fetching.py`
+(a mixin); this module holds the table, the records and the machine.
 
 Theory of operation. The scheduler sends `compute-task`. A task whose dependencies are
 all held locally is `ready` (a priority heap); otherwise it is `waiting` while the
@@ -78,6 +79,7 @@ from shoal.worker.events import (
     MemorySample,
     SpillDone,
 )
+from shoal.worker.fetching import Fetching
 from shoal.worker.instructions import Execute, Fetch, SendToScheduler, Spill, WorkerInstruction
 from shoal.worker.memory import MemoryLimits, pause_wanted, spill_amount
 from shoal.worker.validate import InvalidState, validate_state
@@ -166,7 +168,7 @@ class FetchState:
     in_flight_from: str | None = None
 
 
-class WorkerState(StateMachine):
+class WorkerState(Fetching, StateMachine):
     def __init__(
         self,
         *,
@@ -362,87 +364,6 @@ class WorkerState(StateMachine):
             self._log(ev.key, ts.state, "rescheduled")
             self._send(m.RescheduleTask(ev.key, ev.run_id))
 
-    def _fetch_done(self, ev: FetchDone) -> None:
-        self.in_flight.pop(ev.worker, None)
-        got: dict[Key, int] = {}
-        transfer = (ev.start, ev.stop, ev.worker, sum(ev.nbytes.values())) if ev.stop else None
-        for key in ev.requested:
-            fs = self.fetch.get(key)
-            if key in ev.data:
-                value = ev.data[key]
-                if fs is None:
-                    continue  # nobody here needs it any more
-                self.fetch.pop(key, None)
-                if key in self.data:  # arrived another way meanwhile (update-data)
-                    self._log(key, "flight", "released", "already held")
-                if key not in self.data:
-                    self.nbytes[key] = ev.nbytes.get(key, 0)
-                    self.data[key] = value
-                    got[key] = self.nbytes[key]
-                    self._log(key, "flight", "memory")
-                if fs is not None:
-                    for tkey in fs.needed_by:
-                        ts = self.tasks.get(tkey)
-                        if ts is not None and ts.state == "waiting":
-                            if transfer is not None:
-                                if ts.transfers is None:
-                                    ts.transfers = [transfer]
-                                elif ts.transfers[-1] != transfer:
-                                    ts.transfers.append(transfer)
-                            ts.waiting_for.discard(key)
-                            if not ts.waiting_for:
-                                self._make_ready(ts)
-                continue
-            if fs is None:
-                continue
-            if fs.in_flight_from is not None:
-                self._log(key, "flight", "fetch", ev.worker)  # cause: the peer that lacked it
-            fs.in_flight_from = None
-            if ev.worker in fs.holders:
-                fs.holders.remove(ev.worker)
-            fs.tried.append(ev.worker)
-            if ev.failed:  # the peer is unreachable: it holds nothing we can use
-                for other in self.fetch.values():
-                    if ev.worker in other.holders:
-                        other.holders.remove(ev.worker)
-                        other.tried.append(ev.worker)
-        if got:
-            self._send(m.AddKeys(got))
-        # dependencies with no holder left: hand their dependents back to the scheduler
-        for key, fs in list(self.fetch.items()):
-            if self.fetch.get(key) is not fs:
-                continue  # dropped with a task handed back earlier in this loop
-            if not fs.holders and fs.in_flight_from is None:
-                del self.fetch[key]
-                self._log(key, "fetch", "released", "no holder left")
-                for tkey in fs.needed_by:
-                    ts = self.tasks.get(tkey)
-                    if ts is not None and ts.state == "waiting":
-                        self._log(tkey, "waiting", "released", f"missing-data {key!r}")
-                        self._drop_task(ts)
-                        self._send(m.MissingData(tkey, ts.run_id, key, tuple(fs.tried)))
-
-    def _update_data(self, ev: UpdateDataEvent) -> None:
-        for key, value in ev.data.items():
-            held = key in self.data
-            self.nbytes[key] = ev.nbytes.get(key, 0)
-            self.data[key] = value
-            fs = self.fetch.pop(key, None)
-            if fs is None:
-                if not held:
-                    self._log(key, "released", "memory")
-            else:  # the fetch, if in flight, is ignored when it returns
-                self._log(key, "fetch" if fs.in_flight_from is None else "flight", "memory")
-            if fs is not None:
-                for tkey in fs.needed_by:
-                    ts = self.tasks.get(tkey)
-                    if ts is not None and ts.state == "waiting":
-                        ts.waiting_for.discard(key)
-                        if not ts.waiting_for:
-                            self._make_ready(ts)
-        if ev.report and ev.data:
-            self._send(m.AddKeys({key: self.nbytes[key] for key in ev.data}))
-
     def _memory_sample(self, ev: MemorySample) -> None:
         self.memory_figures = (ev.managed, ev.spilled, ev.process)
         limits = self.memory
@@ -593,30 +514,6 @@ class WorkerState(StateMachine):
         if keys:
             self._send(m.TaskStarted(tuple(keys), tuple(run_ids)))
 
-    def _ensure_fetching(self) -> None:
-        if not self.fetch or self.paused:
-            return
-        by_peer: dict[str, list[Key]] = {}
-        batch_bytes: dict[str, int] = {}
-        for key, fs in self.fetch.items():
-            if fs.in_flight_from is not None or not fs.holders:
-                continue
-            # prefer a peer we are already batching for, else the first holder
-            peer = next((h for h in fs.holders if h in by_peer), fs.holders[0])
-            if peer in self.in_flight or peer == self.address:
-                continue
-            batch = by_peer.setdefault(peer, [])
-            size = batch_bytes.get(peer, 0)
-            if not batch or (len(batch) < self.max_keys_per_fetch and size + fs.nbytes <= self.max_bytes_per_fetch):
-                batch.append(key)
-                batch_bytes[peer] = size + fs.nbytes
-        for peer, keys in by_peer.items():
-            for key in keys:
-                self.fetch[key].in_flight_from = peer
-                self._log(key, "fetch", "flight")
-            self.in_flight[peer] = tuple(keys)
-            self._out.append(Fetch(peer, tuple(keys)))
-
     # ------------------------------------------------------------------ introspection
 
     def validate_state(self) -> None:
@@ -624,6 +521,7 @@ class WorkerState(StateMachine):
         validate_state(self)
 
     _HANDLERS: dict[type, Callable] = {
+        **Fetching.EVENT_HANDLERS,
         ComputeTaskEvent: _compute_task,
         FreeKeysEvent: _free_keys,
         StealRequestEvent: _steal_request,
@@ -631,8 +529,6 @@ class WorkerState(StateMachine):
         ExecuteSuccess: _execute_success,
         ExecuteFailure: _execute_failure,
         RescheduleEvent: _reschedule,
-        FetchDone: _fetch_done,
-        UpdateDataEvent: _update_data,
         MemorySample: _memory_sample,
         SpillDone: _spill_done,
     }
