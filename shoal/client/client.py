@@ -1,4 +1,9 @@
-"""`Client`: the user's connection to a shoal cluster.
+"""`Client`: the user's connection to a shoal cluster. This module is the facade: the
+constructor, connecting and closing, the default-client context and the sync/async
+bridge. The other methods come from one mixin per concern (`submission`, `references`,
+`transfers`, `admin`, `plugins`, `topics`, `introspection`, `reprs` in this package);
+their underscore members are this package's own, other modules use public ones (the
+"Client" section of docs/design.md lists them).
 
 Every method has an async core that runs on the client's event loop. A blocking client
 shares the process-wide loop thread (`shoal._loop`) and its methods block; an
