@@ -34,7 +34,6 @@ from shoal.protocol.serialize import dumps, loads
 from shoal.shuffle.book import ShuffleClosed
 from shoal.shuffle.buffer import ShardBuffer
 from shoal.shuffle.scheduler import spec_to_wire
-from shoal.shuffle.split import split_frame, unpack_pieces
 from shoal.worker.extension import WorkerExtension
 from shoal.worker.memory import compression_from_config
 
@@ -132,7 +131,7 @@ class ShuffleWorkerExtension(WorkerExtension):
         run_id = run["run_id"]
         owner_of = dict(zip(spec.parts, run["owners"]))
         t1 = clock()
-        pieces = split_frame(df, shuffle.column, shuffle.npartitions, shuffle.ignore_index, shuffle.wanted)
+        pieces = shuffle.split(df, inp)
         del df
         t2 = clock()
         by_owner: dict[str, tuple[list, list]] = {}
@@ -160,8 +159,7 @@ class ShuffleWorkerExtension(WorkerExtension):
     def unpack(self, shuffle: Any, part: int, run_id: int) -> Any:
         """(task thread) Output partition `part` of run `run_id`."""
         if run_id == 0:  # a shuffle of no input partitions
-            meta = shuffle.meta.copy()
-            return meta.drop(columns=shuffle.column) if shuffle.drop_column else meta
+            return shuffle.empty(part)
         with self.lock:
             entry = self.buffers.get(shuffle.id)
             dead = run_id in self.dead_runs
@@ -172,12 +170,10 @@ class ShuffleWorkerExtension(WorkerExtension):
         else:
             pieces = entry[1].take(part)
         t0 = time.perf_counter()
-        packed = [loads(p) for p in pieces]
+        packed = [(inp, loads(p)) for inp, p in pieces]
         del pieces
         t1 = time.perf_counter()
-        out = unpack_pieces(packed, shuffle.meta, shuffle.ignore_index)
-        if shuffle.drop_column:
-            out = out.drop(columns=shuffle.column)
+        out = shuffle.assemble(part, packed)
         self.seconds["unpickle"] += t1 - t0
         self.seconds["assemble"] += time.perf_counter() - t1
         return out

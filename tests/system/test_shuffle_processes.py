@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import signal
 
+import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-from shuffle_functions import slow_partition
+from shuffle_functions import slow_block, slow_partition
 
 from shoal import Client, LocalCluster
 
@@ -92,3 +93,16 @@ def test_restart_mid_shuffle_then_the_same_shuffle_again(poll):
         assert live_runs(c) == 0
         # the same graph (the same shuffle id) after the restart: a fresh run, the right answer
         same(slow.shuffle("k").compute(), want)
+
+
+def test_sigkill_of_an_owner_mid_rechunk(poll):
+    x = da.random.default_rng(2).random((400, 300), chunks=(400, 10)).map_blocks(slow_block, 0.1)
+    y = x.rechunk((10, 300))
+    want = y.compute(scheduler="sync")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        fut = c.compute(y)
+        poll(lambda: live_runs(c), timeout=60)  # transfers are under way
+        victim = next(iter(cluster.workers.values()))
+        os.kill(victim.pid, signal.SIGKILL)
+        np.testing.assert_array_equal(fut.result(timeout=120), want)
+        assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.shuffle.restarts) >= 1
