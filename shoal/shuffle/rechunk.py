@@ -26,9 +26,10 @@ out). The layer holds O(input + output) tasks:
 The tasks refuse low-level fusion (`block_fusion`): an output task must keep its key
 (the scheduler pins it to its owner by key). Left to dask's task rechunk: arrays of
 unknown chunks, object dtypes, chunk types other than numpy's, and chains whose
-intermediate steps something else uses. ``array.rechunk.method`` set to ``"tasks"``
+intermediate steps something else uses. ``array.rechunk.method`` set (``"tasks"``)
 when computing keeps the task rechunk (see docs/design.md on why an explicit
-``method="tasks"`` argument cannot be told apart).
+``method="tasks"`` argument cannot be told apart). distributed's own p2p layer (code
+that names ``method="p2p"``, with distributed installed) becomes the service's too.
 """
 
 from __future__ import annotations
@@ -168,11 +169,36 @@ def _rechunkable(ann: dict) -> bool:
     )
 
 
-def rewrite_graph(hlg: Any, output_keys: Any = ()) -> Any:
-    """`hlg` with each all-to-all chain of task-rechunk layers replaced by one
-    `RechunkLayer`; `hlg` itself when there is none."""
+def _is_p2p(layer: Any) -> bool:
+    """distributed's rechunk layer (an explicit ``method="p2p"``, code written for
+    distributed; dask needs distributed installed to build it)."""
+    cls = type(layer)
+    return cls.__name__ == "P2PRechunkLayer" and cls.__module__.startswith("distributed.")
+
+
+def _from_p2p(layer: Any) -> Any:
+    """The service's layer doing what distributed's `P2PRechunkLayer` does (same name,
+    same keys), or None when its array is not one the service takes."""
+    import numpy as np
+
+    ann = _array_info(layer)
+    if ann is None or not _rechunkable(ann):
+        return None
+    keep = np.asarray(layer.keepmap)
+    wanted = None if keep.all() else frozenset(int(i) for i in np.flatnonzero(keep.ravel()))
+    return RechunkLayer(layer.name, layer.token, layer.name_input, tuple(layer.chunks_input), tuple(layer.chunks),
+                        ann["dtype"], wanted, layer.annotations, layer.collection_annotations)  # fmt: skip
+
+
+def rewrite_graph(hlg: Any, output_keys: Any = (), tasks: bool = True) -> Any:
+    """`hlg` with each all-to-all chain of task-rechunk layers (and each distributed
+    p2p rechunk layer) replaced by one `RechunkLayer`; `hlg` itself when there is none."""
     layers = hlg.layers
-    if not any(name.startswith(MERGE_PREFIX) for name in layers):
+    p2p = {name: new for name, layer in layers.items() if _is_p2p(layer) and (new := _from_p2p(layer)) is not None}
+    if p2p:
+        hlg = HighLevelGraph({**layers, **p2p}, dict(hlg.dependencies))
+        layers = hlg.layers
+    if not tasks or not any(name.startswith(MERGE_PREFIX) for name in layers):
         return hlg
     deps = hlg.dependencies
     dependents: dict[str, set] = {name: set() for name in layers}
@@ -234,12 +260,12 @@ def _flat(keys: Any) -> list:
     return out
 
 
-def _method_allows() -> bool:
-    """The task rechunk asked for at compute time (``array.rechunk.method``)?"""
+def _method_unset() -> bool:
+    """No rechunk method asked for at compute time (``array.rechunk.method``)? Else task
+    rechunks stay dask's (p2p ones are the service's either way)."""
     import dask
 
-    method = dask.config.get("array.rechunk.method", None)
-    return not method or method == "service"
+    return not dask.config.get("array.rechunk.method", None)
 
 
 def rewrite(expr: Any) -> Any:
@@ -247,8 +273,10 @@ def rewrite(expr: Any) -> Any:
     through the service; `expr` itself when it has none."""
     from dask._expr import HLGExpr
 
-    if not hasattr(expr, "walk") or not _method_allows():
+    if not hasattr(expr, "walk"):
         return expr
+    tasks = _method_unset()
+
     def graph_of(e: Any) -> Any:
         """The HighLevelGraph an `HLGExpr` node holds (a finalizing node holds another node)."""
         if isinstance(e, HLGExpr):
@@ -257,7 +285,8 @@ def rewrite(expr: Any) -> Any:
                 return g
         return None
 
-    if not any((g := graph_of(e)) is not None and any(n.startswith(MERGE_PREFIX) for n in g.layers)
+    if not any((g := graph_of(e)) is not None and any((tasks and n.startswith(MERGE_PREFIX)) or _is_p2p(v)
+                                                       for n, v in g.layers.items())
                for e in expr.walk()):  # fmt: skip
         return expr
     from shoal.shuffle.exprs import rebuild
@@ -266,7 +295,7 @@ def rewrite(expr: Any) -> Any:
         g = graph_of(e)
         if g is None:
             return None
-        hlg = rewrite_graph(g, e.operand("output_keys"))
+        hlg = rewrite_graph(g, e.operand("output_keys"), tasks)
         if hlg is g:
             return None
         operands[0] = hlg

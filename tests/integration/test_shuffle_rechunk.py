@@ -103,3 +103,16 @@ def test_two_rechunks_at_once_and_a_shuffle_beside(cluster, client, x):
     fa, fb = client.compute([a, b])
     np.testing.assert_array_equal(fa.result(), a.compute(scheduler="sync"))
     np.testing.assert_array_equal(fb.result(), b.compute(scheduler="sync"))
+
+
+def test_explicit_p2p_from_distributed_code_goes_through_the_service(cluster, client, x):
+    pytest.importorskip("distributed")  # dask's p2p path imports it when the graph is built
+    before = finished(cluster)
+    y = x.rechunk((12, 90), method="p2p")
+    np.testing.assert_array_equal(y.compute(), x.compute(scheduler="sync"))
+    part = y[:24]
+    np.testing.assert_array_equal(part.compute(), x[:24].compute(scheduler="sync"))
+    with dask.config.set({"array.rechunk.method": "p2p"}):  # the same, chosen by config
+        z = (x + 1).rechunk((12, 90))
+        np.testing.assert_array_equal(z.compute(), (x + 1).compute(scheduler="sync"))
+    assert finished(cluster) == before + 3

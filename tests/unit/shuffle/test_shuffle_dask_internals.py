@@ -178,3 +178,19 @@ def test_hlg_expressions_and_fusion_blocking():
     assert "b" in fused
     plain = fuse_linear_task_spec({"a": a, "b": Task("b", int, a.ref()), "c": c}, keys=["c"])
     assert "b" not in plain  # (what would happen to an output task otherwise)
+
+
+def test_distributed_p2p_rechunk_layer_shape():
+    # code written for distributed that names method="p2p" (dask then builds
+    # distributed's layer): the rewrite reads these attributes of it
+    pytest.importorskip("distributed")
+    import dask.array as da
+
+    y = da.ones((100, 100), chunks=(100, 1)).rechunk((1, 100), method="p2p")
+    (layer,) = [v for v in y.dask.layers.values() if type(v).__name__ == "P2PRechunkLayer"]
+    assert type(layer).__module__.startswith("distributed.")
+    assert layer.name == y.name and layer.chunks == y.chunks
+    for attr in ("token", "chunks_input", "name_input", "keepmap", "annotations", "collection_annotations"):
+        assert hasattr(layer, attr), attr
+    assert layer.keepmap.shape == tuple(len(c) for c in y.chunks)
+    assert layer.collection_annotations["dtype"] == y.dtype
