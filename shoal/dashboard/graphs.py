@@ -3,6 +3,8 @@
 * `graph_json(state, limit)`: the tasks the scheduler knows (at most `limit`), each with
   its prefix, state and depth (the longest chain of dependencies below it), and the edges
   between them; `/graph` lays them out by depth in the browser and colours them by state.
+  Between rebuilds the page gets only `node_states(tasks)` (one small integer per task)
+  while `same_tasks(state, tasks, total)` says the drawn graph is still the scheduler's.
 * `prune_profile(tree, fraction)`: a profile call tree without the frames holding less
   than `fraction` of the samples (what `/profile` draws: bounded, whatever the run).
 * `groups(state)`: tasks grouped by prefix: counts per state, bytes in memory, and which
@@ -18,6 +20,7 @@ from shoal.dashboard.snapshot import STATES, key_text
 
 #: at most this many tasks are sent to `/graph` (the first ones the scheduler holds)
 GRAPH_LIMIT = 20_000
+_STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 
 
 def _depths(nodes: dict[Any, Any]) -> dict[Any, int]:
@@ -43,15 +46,40 @@ def _depths(nodes: dict[Any, Any]) -> dict[Any, int]:
     return depth
 
 
-def graph_json(state: Any, limit: int = GRAPH_LIMIT) -> dict:
-    """`{"nodes": [[key, prefix, state, depth], ...], "edges": [[dependency index,
-    dependent index], ...], "total": tasks known, "states": STATES}`."""
-    tasks = state.tasks
+def graph_tasks(state: Any, limit: int = GRAPH_LIMIT) -> dict[Any, Any]:
+    """The tasks `/graph` draws: the first `limit` the scheduler holds (key -> task)."""
     nodes: dict[Any, Any] = {}
-    for key, ts in tasks.items():
+    for key, ts in state.tasks.items():
         if len(nodes) >= limit:
             break
         nodes[key] = ts
+    return nodes
+
+
+def same_tasks(state: Any, nodes: dict[Any, Any], total: int) -> bool:
+    """Whether `nodes` (from `graph_tasks`, when the scheduler held `total` tasks) are still
+    the tasks to draw: no task added or forgotten since (a task forgotten and submitted
+    again is a new task object)."""
+    tasks = state.tasks
+    if len(tasks) != total:
+        return False
+    get = tasks.get
+    return all(get(key) is ts for key, ts in nodes.items())
+
+
+def node_states(nodes: dict[Any, Any]) -> list[int]:
+    """Each task's state as its index in `STATES` (-1: forgotten), in `graph_json`'s order."""
+    index = _STATE_INDEX
+    return [index.get(ts.state, -1) for ts in nodes.values()]
+
+
+def graph_json(state: Any, limit: int = GRAPH_LIMIT, nodes: dict[Any, Any] | None = None) -> dict:
+    """`{"nodes": [[key, prefix, state, depth], ...], "edges": [[dependency index,
+    dependent index], ...], "total": tasks known, "states": STATES}` of `nodes` (default:
+    `graph_tasks(state, limit)`)."""
+    tasks = state.tasks
+    if nodes is None:
+        nodes = graph_tasks(state, limit)
     depth = _depths(nodes)
     index = {key: i for i, key in enumerate(nodes)}
     out_nodes = [[key_text(key), ts.prefix, ts.state, depth[key]] for key, ts in nodes.items()]

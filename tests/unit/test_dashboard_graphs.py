@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from shoal.dashboard import graphs, pages
+from shoal.dashboard.snapshot import STATES
 from shoal.system_monitor import FIELDS, SystemMonitor
 
 
@@ -46,15 +47,29 @@ def test_graph_json_handles_deep_chains():
     assert max(n[3] for n in g["nodes"]) == 4999
 
 
-def test_groups_and_their_page():
+def test_groups():
     groups = graphs.groups(diamond())
     assert [(g["name"], g["depth"], g["depends_on"]) for g in groups] == [("a", 0, []), ("b", 1, ["a"]), ("c", 2, ["b"])]
     assert groups[1]["counts"]["memory"] == 1 and groups[1]["counts"]["processing"] == 1
-    html = pages.groups_page(groups, "./")
-    assert html.count('<rect class="group"') == 3 and html.count('class="edge"') == 2
-    assert pages.groups_page([], "./") == "<p>No tasks.</p>"
-    evil = graphs.groups(state_of(task("<b>-1", "<b>")))
-    assert "<b>" not in pages.groups_page(evil, "./").replace("<b>shoal", "")
+    assert graphs.groups(state_of()) == []
+
+
+def test_between_rebuilds_only_states_change():
+    state = diamond()
+    nodes = graphs.graph_tasks(state)
+    body = graphs.graph_json(state, nodes=nodes)
+    keys = [n[0] for n in body["nodes"]]
+    assert graphs.same_tasks(state, nodes, body["total"])
+    state.tasks["c-1"].state = "erred"
+    state.tasks["b-2"].state = "forgotten"
+    assert graphs.same_tasks(state, nodes, body["total"])  # a state is no structure
+    states = graphs.node_states(nodes)
+    assert states[keys.index("c-1")] == STATES.index("erred") and states[keys.index("b-2")] == -1
+    state.tasks["d-1"] = task("d-1", "d")
+    assert not graphs.same_tasks(state, nodes, body["total"])  # a task added
+    del state.tasks["d-1"]
+    state.tasks["a-1"] = task("a-1", "a")  # forgotten and submitted again: another task
+    assert not graphs.same_tasks(state, nodes, body["total"])
 
 
 def test_prune_profile_keeps_the_frames_that_can_be_seen():

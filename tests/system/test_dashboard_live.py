@@ -1,0 +1,113 @@
+"""The live pages in one headless Chromium left open while the cluster changes: `/workers`,
+`/groups`, `/graph` and `/profile` redraw from what the scheduler pushes over the page's
+WebSocket (no reload): a worker joins, a new group of tasks runs and one errs, the graph
+grows to 10,000 tasks, the profile gains samples. No console errors on the way, no link
+answering 404. Screenshots at 1000 px go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+
+import pytest
+from browser_driver import CHROMIUM, Browser
+from dashboard_task_functions import busy, fails, slow_square
+from test_dashboard_browser import ARTIFACTS
+from test_dashboard_pages import not_blank
+
+from shoal import Client, LocalCluster
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium; .ci/run does it)"),
+]
+pytest.importorskip("tornado", reason="the DevTools client is tornado's WebSocket (a test dependency via distributed)")
+
+PAGES = ("workers", "groups", "graph", "profile")
+UPDATES = "Number(document.body.dataset.updates || 0)"
+WORKER_ROWS = "document.querySelectorAll('#workers-live tr[data-worker]').length"
+GROUPS = "[...document.querySelectorAll('#groups-live g[data-group]')].map(g => g.dataset.group)"
+GRAPH_COUNT = "Number(document.getElementById('graph-count').dataset.count)"
+ERRED_IN_GRAPH = "Number((document.querySelector('#graph-legend [data-state=erred]') || {dataset: {}}).dataset.count || 0)"
+PROFILE_COUNT = "Number(document.getElementById('profile-count').dataset.count)"
+LINKS = "[...document.querySelectorAll('a[href]')].map(a => a.href)"
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def inc(x):
+    return x + 1
+
+
+def test_live_pages_follow_the_cluster(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        base = cluster.dashboard_link.rsplit("/", 1)[0] + "/"
+        first = client.map(busy, range(4), seconds=0.2)
+        client.gather(first)
+        dashboard = cluster.scheduler.dashboard
+
+        async def drive() -> None:
+            async with Browser(tmp_path / "chromium", width=1000) as browser:
+                tabs = {name: await browser.open(base + name) for name in PAGES}
+                for tab in tabs.values():
+                    await tab.until(f"{UPDATES} >= 1")
+                assert await tabs["workers"].js(WORKER_ROWS) == 1
+                assert await tabs["groups"].until(GROUPS) == ["busy"]
+                before_graph = await tabs["graph"].js(GRAPH_COUNT)
+                before_profile = await tabs["profile"].until(PROFILE_COUNT)
+                # every page asked for what it draws: one graph, one groups list, one profile
+                # for all of them, pushed over the same connection the page opened
+                assert sorted(w for wants, _ in dashboard._asks.values() for w in wants) == ["graph", "groups", "profile"]
+
+                # the cluster changes while the pages stay open
+                await asyncio.to_thread(cluster.scale, 2)
+                new = client.map(slow_square, range(40), delay=0.02)
+                bad = client.submit(fails, 1)
+                more = client.map(busy, range(4, 8), seconds=0.3)
+                await asyncio.to_thread(client.gather, new + more)
+                await asyncio.to_thread(bad.exception)
+
+                await tabs["workers"].until(f"{WORKER_ROWS} == 2")
+                groups = set(await tabs["groups"].until(f"{GROUPS}.length >= 3 && {GROUPS}"))
+                assert {"busy", "slow_square", "fails"} <= groups
+                await tabs["graph"].until(f"{GRAPH_COUNT} >= {before_graph + 45} && {ERRED_IN_GRAPH} == 1")
+                await tabs["profile"].until(f"{PROFILE_COUNT} > {before_profile}")
+
+                # 10,000 tasks on the graph page: drawn, hover and zoom answer, nothing breaks
+                many = client.map(inc, range(10_000), key=[f"inc-many-{i}" for i in range(10_000)])
+                await asyncio.to_thread(client.gather, many)
+                await tabs["graph"].until(f"{GRAPH_COUNT} >= 10000", timeout=90)
+                g = tabs["graph"]
+                await g.js("(() => { const c = document.getElementById('graph'), r = c.getBoundingClientRect();"
+                           " c.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + r.width / 2,"
+                           " clientY: r.top + 50, bubbles: true, cancelable: true})); return true; })()")  # fmt: skip
+                assert ", zoomed 1.3×" in await g.js("document.getElementById('graph-count').textContent")
+                await g.js("(() => { const c = document.getElementById('graph'), r = c.getBoundingClientRect();"
+                           " c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 20, clientY: r.top + 100,"
+                           " bubbles: true})); return true; })()")  # fmt: skip
+                for name, tab in tabs.items():
+                    shot = ARTIFACTS / f"dashboard-live-{name}-1000.png"
+                    assert not_blank(await tab.screenshot(shot)) > 0.02, f"{name} looks empty"
+                    # nothing overflows the 1000 px window but the scrolling boxes made for it
+                    assert await tab.js("document.documentElement.scrollWidth") <= 1000, name
+                links = {href for tab in tabs.values() for href in await tab.js(LINKS)}
+                for tab in tabs.values():
+                    assert not tab.errors, (tab.url, tab.errors)
+                return links
+
+        links = asyncio.run(drive())
+        assert len(links) >= 12
+        broken = [link for link in sorted(links) if status_of(link) == 404]
+        assert not broken
+        assert dashboard.costs["graph"] > 0 and dashboard.costs["groups"] > 0
