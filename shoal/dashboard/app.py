@@ -317,6 +317,7 @@ class Dashboard:
                 if not self.viewers:
                     break
                 started = time.monotonic()
+                versions = self._graph.version
                 stream, skipped = self._take_stream(reply)
                 system = self.system.history[-1] if self.system.history else None
                 self._send({"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream,
@@ -336,7 +337,9 @@ class Dashboard:
                 cost = time.monotonic() - started
                 self.busy += cost
                 self.updates += 1
-                await asyncio.sleep(max(self.interval, 50 * cost))
+                # a graph rebuild has its own pace (`graph`): it does not slow the updates
+                rebuilt = self._graph.cost if self._graph.version != versions else 0.0
+                await asyncio.sleep(max(self.interval, 50 * (cost - rebuilt)))
         finally:
             self._ticker = None
 

@@ -23,26 +23,24 @@ GRAPH_LIMIT = 20_000
 _STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 
 
-def _depths(nodes: dict[Any, Any]) -> dict[Any, int]:
-    """Depth of each task of `nodes` (key -> task): 0 without dependencies among `nodes`,
-    else one more than its deepest dependency. Iterative: graphs can be deep."""
-    depth: dict[Any, int] = {}
-    for key, ts in nodes.items():
-        if key in depth:
+def _depths(deps: list[list[int]]) -> list[int]:
+    """Depth of each task (by index; `deps[i]`: the indexes of task i's dependencies): 0
+    without dependencies, else one more than its deepest dependency. Iterative (graphs
+    can be deep); a cycle, which a task graph never has, is cut where it closes."""
+    depth = [-1] * len(deps)  # -1 not seen, -2 seen and waiting for its dependencies
+    for i in range(len(deps)):
+        if depth[i] != -1:
             continue
-        stack = [(ts, iter(ts.dependencies))]
-        on_stack = {key}
+        stack = [i]
         while stack:
-            top, deps = stack[-1]
-            for d in deps:
-                if d.key in nodes and d.key not in depth and d.key not in on_stack:
-                    on_stack.add(d.key)
-                    stack.append((d, iter(d.dependencies)))
-                    break
-            else:
-                stack.pop()
-                on_stack.discard(top.key)
-                depth[top.key] = 1 + max((depth.get(d.key, -1) for d in top.dependencies if d.key in nodes), default=-1)
+            j = stack[-1]
+            if depth[j] == -1:
+                depth[j] = -2
+                stack.extend(d for d in deps[j] if depth[d] == -1)
+                continue
+            stack.pop()
+            if depth[j] == -2:
+                depth[j] = 1 + max([depth[d] for d in deps[j] if depth[d] >= 0], default=-1)
     return depth
 
 
@@ -80,10 +78,12 @@ def graph_json(state: Any, limit: int = GRAPH_LIMIT, nodes: dict[Any, Any] | Non
     tasks = state.tasks
     if nodes is None:
         nodes = graph_tasks(state, limit)
-    depth = _depths(nodes)
     index = {key: i for i, key in enumerate(nodes)}
-    out_nodes = [[key_text(key), ts.prefix, ts.state, depth[key]] for key, ts in nodes.items()]
-    edges = [[index[d.key], index[key]] for key, ts in nodes.items() for d in ts.dependencies if d.key in index]
+    get = index.get
+    deps = [[j for d in ts.dependencies if (j := get(d.key)) is not None] for ts in nodes.values()]
+    depth = _depths(deps)
+    out_nodes = [[key_text(key), ts.prefix, ts.state, depth[i]] for i, (key, ts) in enumerate(nodes.items())]
+    edges = [[j, i] for i, ds in enumerate(deps) for j in ds]
     return {"nodes": out_nodes, "edges": edges, "total": len(tasks), "states": list(STATES)}
 
 
