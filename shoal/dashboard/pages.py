@@ -80,33 +80,37 @@ def _rate(n: float) -> str:
     return f"{_bytes(n)}/s"
 
 
+#: the workers table's columns (`workers.js` draws the same)
+WORKER_COLUMNS = ("Address", "Name", "Status", "Threads", "Processing (executing)", "Keys held", "CPU",
+                  "Process memory / limit", "Managed · unmanaged · spilled", "Net in (host)", "Net out (host)",
+                  "Open files")  # fmt: skip
+
+
 def workers_table(workers: list[dict], root: str) -> str:
+    """One row per worker, narrow enough for a 1000 px window: the memory bar carries the
+    managed, unmanaged and spilled figures below it."""
     rows = []
     for w in workers:
         limit = w["memory_limit"]
         mem = _bytes(w["memory"]) + (f" / {_bytes(limit)}" if limit else "")
         status = "paused" if w.get("paused") else "running"
+        split = f"{_bytes(w['managed'])} · {_bytes(w['unmanaged'])} · {_bytes(w['spilled'])}"
         rows.append(
             f"<tr><td>{worker_link(w['address'], root)}</td><td>{escape(str(w['name']))}</td><td>{status}</td>"
-            f"<td>{w['nthreads']}</td><td>{w['processing']}</td><td>{w['executing']}</td>"
-            f"<td>{w['in_memory']}</td><td>{w.get('cpu', 0):.0f}%</td><td>{escape(mem)}</td><td>{memory_bar(w)}</td>"
-            f"<td>{escape(_bytes(w['managed']))}</td><td>{escape(_bytes(w['unmanaged']))}</td>"
-            f"<td>{escape(_bytes(w['spilled']))}</td><td>{escape(_rate(w.get('read_bps', 0)))}</td>"
+            f"<td>{w['nthreads']}</td><td>{w['processing']} ({w['executing']})</td>"
+            f"<td>{w['in_memory']}</td><td>{w.get('cpu', 0):.0f}%</td><td>{escape(mem)}</td>"
+            f'<td>{memory_bar(w, 150)}<br><span class="split">{escape(split)}</span></td>'
+            f"<td>{escape(_rate(w.get('read_bps', 0)))}</td>"
             f"<td>{escape(_rate(w.get('write_bps', 0)))}</td><td>{w.get('num_fds', 0)}</td></tr>"
         )
-    head = (
-        "<tr><th>Address</th><th>Name</th><th>Status</th><th>Threads</th><th>Processing</th><th>Executing</th>"
-        "<th>Keys held</th><th>CPU</th><th>Process memory / limit</th><th>managed · unmanaged · spilled</th>"
-        "<th>Managed</th><th>Unmanaged</th><th>Spilled</th><th>Net in (host)</th><th>Net out (host)</th>"
-        "<th>Open files</th></tr>"
-    )
+    head = "<tr>" + "".join(f"<th>{escape(c)}</th>" for c in WORKER_COLUMNS) + "</tr>"
     if not rows:
         return "<p>No workers.</p>"
     legend = (
         '<p class="legend"><span class="swatch mem"></span>managed <span class="swatch unmanaged"></span>unmanaged '
         '<span class="swatch spilled"></span>spilled (on disk)</p>'
     )
-    return f'{legend}<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+    return f'{legend}<div class="scroll"><table class="workers">{head}{"".join(rows)}</table></div>'
 
 
 def traceback_text(frames: Any, shorten_patterns: Any = ()) -> str:

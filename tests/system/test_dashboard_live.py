@@ -25,12 +25,19 @@ pytestmark = [
 pytest.importorskip("tornado", reason="the DevTools client is tornado's WebSocket (a test dependency via distributed)")
 
 PAGES = ("workers", "groups", "graph", "profile")
-UPDATES = "Number(document.body.dataset.updates || 0)"
+OTHERS = ("status", "tasks", "system")
+#: the two boxes' rectangles intersect (the status page at 1000 px must stack them)
+OVERLAP = ("(() => { const a = document.getElementById('progress').getBoundingClientRect(),"
+           " b = document.getElementById('workers').getBoundingClientRect();"
+           " return !(a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top); })()")
+UPDATES = "Number(document.body.dataset.updates || 0)"  # pushes drawn
+MESSAGES = "Number(document.body.dataset.messages || 0)"  # pushes received
 WORKER_ROWS = "document.querySelectorAll('#workers-live tr[data-worker]').length"
 GROUPS = "[...document.querySelectorAll('#groups-live g[data-group]')].map(g => g.dataset.group)"
 GRAPH_COUNT = "Number(document.getElementById('graph-count').dataset.count)"
 ERRED_IN_GRAPH = "Number((document.querySelector('#graph-legend [data-state=erred]') || {dataset: {}}).dataset.count || 0)"
 PROFILE_COUNT = "Number(document.getElementById('profile-count').dataset.count)"
+FITS = "[...document.querySelectorAll('main section, .scroll')].every(e => e.scrollWidth <= e.clientWidth + 1)"
 LINKS = "[...document.querySelectorAll('a[href]')].map(a => a.href)"
 
 
@@ -59,9 +66,9 @@ def test_live_pages_follow_the_cluster(tmp_path):
 
         async def drive() -> None:
             async with Browser(tmp_path / "chromium", width=1000) as browser:
-                tabs = {name: await browser.open(base + name) for name in PAGES}
-                for tab in tabs.values():
-                    await tab.until(f"{UPDATES} >= 1")
+                tabs = {name: await browser.open(base + name) for name in PAGES + OTHERS}
+                for name, tab in tabs.items():
+                    await tab.until(f"{UPDATES if name in PAGES else MESSAGES} >= 1")
                 assert await tabs["workers"].js(WORKER_ROWS) == 1
                 assert await tabs["groups"].until(GROUPS) == ["busy"]
                 before_graph = await tabs["graph"].js(GRAPH_COUNT)
@@ -96,6 +103,9 @@ def test_live_pages_follow_the_cluster(tmp_path):
                 await g.js("(() => { const c = document.getElementById('graph'), r = c.getBoundingClientRect();"
                            " c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 20, clientY: r.top + 100,"
                            " bubbles: true})); return true; })()")  # fmt: skip
+                assert await tabs["status"].js(OVERLAP) is False
+                for name in ("status", "workers"):  # their tables fit 1000 px: no scrolling box needed
+                    assert await tabs[name].js(FITS), name
                 for name, tab in tabs.items():
                     shot = ARTIFACTS / f"dashboard-live-{name}-1000.png"
                     assert not_blank(await tab.screenshot(shot)) > 0.02, f"{name} looks empty"

@@ -2,9 +2,8 @@
 // first one, so the page reads without scripts too). Columns as pages.workers_table.
 "use strict";
 
-const HEAD = ["Address", "Name", "Status", "Threads", "Processing", "Executing", "Keys held", "CPU",
-              "Process memory / limit", "managed · unmanaged · spilled", "Managed", "Unmanaged", "Spilled",
-              "Net in (host)", "Net out (host)", "Open files"];
+const HEAD = ["Address", "Name", "Status", "Threads", "Processing (executing)", "Keys held", "CPU",
+              "Process memory / limit", "Managed · unmanaged · spilled", "Net in (host)", "Net out (host)", "Open files"];
 let updates = 0;
 
 function memoryBar(w, width) {
@@ -25,7 +24,7 @@ function memoryBar(w, width) {
 function render(workers) {
   const box = document.getElementById("workers-live");
   if (!workers.length) { box.replaceChildren(el("p", null, "No workers.")); return; }
-  const table = el("table");
+  const table = el("table", "workers");
   const head = el("tr");
   for (const h of HEAD) head.appendChild(el("th", null, h));
   table.appendChild(head);
@@ -38,14 +37,17 @@ function render(workers) {
     first.appendChild(a);
     tr.appendChild(first);
     const mem = fmtBytes(w.memory) + (w.memory_limit ? " / " + fmtBytes(w.memory_limit) : "");
-    const cells = [w.name, w.paused ? "paused" : "running", w.nthreads, w.processing, w.executing, w.in_memory,
-                   (w.cpu || 0).toFixed(0) + "%", mem];
+    const cells = [w.name, w.paused ? "paused" : "running", w.nthreads, w.processing + " (" + w.executing + ")",
+                   w.in_memory, (w.cpu || 0).toFixed(0) + "%", mem];
     for (const v of cells) tr.appendChild(el("td", null, v));
     const bar = el("td");
-    bar.appendChild(memoryBar(w, 160));
+    bar.appendChild(memoryBar(w, 150));
+    bar.appendChild(el("br"));
+    bar.appendChild(el("span", "split", fmtBytes(w.managed) + " · " + fmtBytes(w.unmanaged) + " · " + fmtBytes(w.spilled)));
     tr.appendChild(bar);
-    for (const v of [fmtBytes(w.managed), fmtBytes(w.unmanaged), fmtBytes(w.spilled), fmtBytes(w.read_bps || 0) + "/s",
-                     fmtBytes(w.write_bps || 0) + "/s", w.num_fds || 0]) tr.appendChild(el("td", null, v));
+    for (const v of [fmtBytes(w.read_bps || 0) + "/s", fmtBytes(w.write_bps || 0) + "/s", w.num_fds || 0]) {
+      tr.appendChild(el("td", null, v));
+    }
     table.appendChild(tr);
   }
   const legend = el("p", "legend");
