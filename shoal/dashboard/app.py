@@ -7,11 +7,14 @@
 * `/tasks` (the task stream with a time axis, a legend of prefixes, hover details and
   minutes of history) and `/system` (the scheduler's CPU, memory, network and open files
   over time): static pages drawing the same WebSocket updates;
-* `/graph` (the tasks by depth, coloured by state) and `/profile` (the workers' profiler as
-  an icicle graph, per task prefix, click to zoom): static pages fetching
-  `/json/graph.json` and `/json/profile.json` when shown;
-* `/workers`, `/groups`, `/info/main/workers.html`, `/info/worker/<address>.html`,
-  `/info/task/<key>.html` (an erred task's traceback included): server-rendered, escaped HTML;
+* `/workers`, `/groups`, `/graph` (the tasks by depth, coloured by state) and `/profile`
+  (the workers' profiler as an icicle graph, per task prefix, click to zoom): live too;
+  a page asks its WebSocket for what it draws beside the common update
+  (`ws?want=groups|graph|profile&prefix=...`), and each part is built once per tick for
+  all the viewers asking (the graph only when its tasks change, its states in between);
+* `/info/main/workers.html`, `/info/worker/<address>.html`, `/info/task/<key>.html` (an
+  erred task's traceback included): server-rendered, escaped HTML, no script;
+* `/json/graph.json`, `/json/profile.json`, `/json/system.json`: the same data on request;
 * `/json/counts.json`, `/json/identity.json`, `/json/index.html`, `/sitemap.json`;
 * `/health` (`ok`) and `/metrics` (Prometheus text).
 
