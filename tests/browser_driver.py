@@ -12,6 +12,7 @@ change the cluster and watch the same page follow it. The WebSocket client is to
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import shutil
@@ -20,6 +21,16 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def not_blank(png: bytes) -> float:
+    """The share of a screenshot's pixels that differ from its most common colour (the
+    background): a page whose charts drew nothing is close to 0."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("RGB").resize((250, 225))
+    colours = img.getcolors(250 * 225)
+    return 1 - max(n for n, _ in colours) / (250 * 225)
 
 
 class Tab:

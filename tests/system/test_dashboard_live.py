@@ -1,20 +1,22 @@
 """The live pages in one headless Chromium left open while the cluster changes: `/workers`,
 `/groups`, `/graph` and `/profile` redraw from what the scheduler pushes over the page's
 WebSocket (no reload): a worker joins, a new group of tasks runs and one errs, the graph
-grows to 10,000 tasks, the profile gains samples. No console errors on the way, no link
-answering 404. Screenshots at 1000 px go to tests/artifacts/."""
+grows to 10,000 tasks, the profile gains samples; `/status`, `/tasks` and `/system` draw
+the tasks and samples that came meanwhile; an erred task's page shows its traceback.
+Every page at 1000 px: nothing overlaps or overflows, a screenshot that is not blank. No
+console errors on the way, no link answering 404. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
 import asyncio
 import urllib.error
+from urllib.parse import quote
 import urllib.request
 
 import pytest
-from browser_driver import CHROMIUM, Browser
+from browser_driver import CHROMIUM, Browser, not_blank
 from dashboard_task_functions import busy, fails, slow_square
 from test_dashboard_browser import ARTIFACTS
-from test_dashboard_pages import not_blank
 
 from shoal import Client, LocalCluster
 
@@ -103,6 +105,18 @@ def test_live_pages_follow_the_cluster(tmp_path):
                 await g.js("(() => { const c = document.getElementById('graph'), r = c.getBoundingClientRect();"
                            " c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 20, clientY: r.top + 100,"
                            " bubbles: true})); return true; })()")  # fmt: skip
+                assert " (prefix " in await g.js("document.getElementById('hover').textContent")  # a task under the pointer
+
+                # the pages drawing the common update drew the tasks and samples that came meanwhile
+                for name in ("status", "tasks"):
+                    assert await tabs[name].js("Number(document.getElementById('stream-count').dataset.count)") >= 40
+                await tabs["system"].until("Number(document.body.dataset.samples) >= 2")
+                # an erred task's page shows its traceback, the task's own frames
+                info = await browser.open(base + f"info/task/{quote(bad.key, safe='')}.html")
+                text = await info.js("document.body.innerText")
+                assert "Traceback (most recent call last)" in text and "in fails" in text, text
+                assert "dashboard_task_functions.py" in text
+                tabs["task-info"] = info
                 assert await tabs["status"].js(OVERLAP) is False
                 for name in ("status", "workers"):  # their tables fit 1000 px: no scrolling box needed
                     assert await tabs[name].js(FITS), name
