@@ -4,7 +4,7 @@
 "use strict";
 
 const STATE_VARS = {memory: "--done", processing: "--proc", erred: "--err", waiting: "--wait", queued: "--wait",
-                    "no-worker": "--memhigh", released: "--bar"};
+                    "no-worker": "--memhigh", released: "--bar", forgotten: "--bar"};
 let graph = null, states = null, laid = null, placed = [], updates = 0;
 let view = {scale: 1, dx: 0, drag: null};
 
@@ -29,9 +29,11 @@ function layout(g, h) {
   return {pos, columns: Math.max(col, 1), h};
 }
 
+// A task's state: from the last states pushed (-1: forgotten since the graph was built),
+// else as the graph was built.
 function stateOf(i) {
-  const s = states ? states[i] : -1;
-  return s >= 0 ? graph.states[s] : graph.nodes[i][2];
+  if (!states) return graph.nodes[i][2];
+  return states[i] >= 0 ? graph.states[states[i]] : "forgotten";
 }
 
 function draw() {
@@ -78,7 +80,7 @@ function legend() {
   const counts = {};
   for (let i = 0; i < graph.nodes.length; i++) { const s = stateOf(i); counts[s] = (counts[s] || 0) + 1; }
   const box = document.getElementById("graph-legend");
-  box.replaceChildren(...graph.states.filter(s => counts[s]).map(s => {
+  box.replaceChildren(...[...graph.states, "forgotten"].filter(s => counts[s]).map(s => {
     const item = el("span", "item");
     item.dataset.state = s;
     item.dataset.count = String(counts[s]);
