@@ -256,8 +256,9 @@ class Dashboard:
             return g.body
         started = time.monotonic()
         if g.nodes is None or not graphs.same_tasks(state, g.nodes, g.body["total"]):
-            g.nodes = graphs.graph_tasks(state)
-            g.body = graphs.graph_json(state, nodes=g.nodes)
+            nodes = graphs.graph_tasks(state)
+            before = (g.nodes, g.body) if g.nodes is not None else None
+            g.nodes, g.body = nodes, graphs.graph_json(state, nodes=nodes, before=before)
             g.version += 1
             g.body["version"] = g.version
             g.cost = time.monotonic() - started
@@ -330,7 +331,9 @@ class Dashboard:
                 if "graph" in topics:
                     body = self.graph()
                     if body["version"] != self._graph.pushed:
+                        sent = time.monotonic()
                         self._send({"type": "graph", "graph": body}, lambda w, p: "graph" in w)
+                        self._graph.cost += time.monotonic() - sent  # its pace counts its encoding too
                         self._graph.pushed = body["version"]
                     else:
                         self._send({"type": "graph-states", **self.graph_states()}, lambda w, p: "graph" in w)

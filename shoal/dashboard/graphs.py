@@ -23,11 +23,12 @@ GRAPH_LIMIT = 20_000
 _STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 
 
-def _depths(deps: list[list[int]]) -> list[int]:
+def _depths(deps: list[list[int]], depth: list[int]) -> list[int]:
     """Depth of each task (by index; `deps[i]`: the indexes of task i's dependencies): 0
-    without dependencies, else one more than its deepest dependency. Iterative (graphs
-    can be deep); a cycle, which a task graph never has, is cut where it closes."""
-    depth = [-1] * len(deps)  # -1 not seen, -2 seen and waiting for its dependencies
+    without dependencies, else one more than its deepest dependency; `depth` holds those
+    already known (-1 for the others) and is filled in. Iterative (graphs can be deep); a
+    cycle, which a task graph never has, is cut where it closes."""
+    # -1 not seen, -2 seen and waiting for its dependencies
     for i in range(len(deps)):
         if depth[i] != -1:
             continue
@@ -71,18 +72,35 @@ def node_states(nodes: dict[Any, Any]) -> list[int]:
     return [index.get(ts.state, -1) for ts in nodes.values()]
 
 
-def graph_json(state: Any, limit: int = GRAPH_LIMIT, nodes: dict[Any, Any] | None = None) -> dict:
+def graph_json(
+    state: Any, limit: int = GRAPH_LIMIT, nodes: dict[Any, Any] | None = None, before: tuple[dict, dict] | None = None
+) -> dict:
     """`{"nodes": [[key, prefix, state, depth], ...], "edges": [[dependency index,
     dependent index], ...], "total": tasks known, "states": STATES}` of `nodes` (default:
-    `graph_tasks(state, limit)`)."""
+    `graph_tasks(state, limit)`). `before`: the `(nodes, result)` of an earlier build; a
+    task that is still the same object keeps its key text and depth from it (a task's
+    dependencies do not change once submitted), so a rebuild walks only the new tasks."""
     tasks = state.tasks
     if nodes is None:
         nodes = graph_tasks(state, limit)
+    old: dict[Any, tuple[Any, list]] = {}
+    if before is not None:
+        old = {key: (ts, row) for (key, ts), row in zip(before[0].items(), before[1]["nodes"])}
     index = {key: i for i, key in enumerate(nodes)}
     get = index.get
     deps = [[j for d in ts.dependencies if (j := get(d.key)) is not None] for ts in nodes.values()]
-    depth = _depths(deps)
-    out_nodes = [[key_text(key), ts.prefix, ts.state, depth[i]] for i, (key, ts) in enumerate(nodes.items())]
+    depth = [-1] * len(deps)
+    texts: list[str | None] = [None] * len(deps)
+    if old:
+        for i, (key, ts) in enumerate(nodes.items()):
+            seen = old.get(key)
+            if seen is not None and seen[0] is ts:
+                texts[i], depth[i] = seen[1][0], seen[1][3]
+    depth = _depths(deps, depth)
+    out_nodes = [
+        [texts[i] if texts[i] is not None else key_text(key), ts.prefix, ts.state, depth[i]]
+        for i, (key, ts) in enumerate(nodes.items())
+    ]
     edges = [[j, i] for i, ds in enumerate(deps) for j in ds]
     return {"nodes": out_nodes, "edges": edges, "total": len(tasks), "states": list(STATES)}
 

@@ -97,3 +97,23 @@ def test_traceback_text():
     assert text.splitlines() == [
         "Traceback (most recent call last):", '  File "/u/f.py", line 3, in outer', '  File "/u/f.py", line 7, in inner'
     ]  # fmt: skip
+
+
+def test_a_rebuild_walks_only_the_new_tasks():
+    state = diamond()
+    nodes = graphs.graph_tasks(state)
+    first = graphs.graph_json(state, nodes=nodes)
+    # a new task on top; a known task's depth is taken from the first build as it was
+    d = task("d-1", "d", deps=[state.tasks["c-1"]])
+    state.tasks["d-1"] = d
+    old_c = [n for n in first["nodes"] if n[0] == "c-1"][0]
+    old_c[3] = 7  # (what the first build said, changed here to see it is reused)
+    again = graphs.graph_json(state, before=(nodes, first))
+    by_key = {n[0]: n for n in again["nodes"]}
+    assert by_key["c-1"][3] == 7 and by_key["d-1"][3] == 8 and by_key["a-1"][3] == 0
+    assert again == {**again, "total": 5} and len(again["edges"]) == 5
+    # a task forgotten and submitted again is another object: walked again
+    state.tasks["c-1"] = task("c-1", "c", "waiting", deps=[state.tasks["b-1"], state.tasks["b-2"]])
+    third = graphs.graph_json(state, before=(nodes, first))
+    assert {n[0]: n[3] for n in third["nodes"]}["c-1"] == 2
+    assert third == graphs.graph_json(state)  # the same result as a build from nothing
