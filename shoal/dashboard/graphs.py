@@ -86,9 +86,9 @@ def graph_json(
     old: dict[Any, tuple[Any, list]] = {}
     if before is not None:
         old = {key: (ts, row) for (key, ts), row in zip(before[0].items(), before[1]["nodes"])}
-    index = {key: i for i, key in enumerate(nodes)}
+    index = {id(ts): i for i, ts in enumerate(nodes.values())}  # by identity: no key hashing
     get = index.get
-    deps = [[j for d in ts.dependencies if (j := get(d.key)) is not None] for ts in nodes.values()]
+    deps = [[j for d in ts.dependencies if (j := get(id(d))) is not None] for ts in nodes.values()]
     depth = [-1] * len(deps)
     texts: list[str | None] = [None] * len(deps)
     if old:
