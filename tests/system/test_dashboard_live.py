@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 from browser_driver import CHROMIUM, Browser, not_blank
-from dashboard_task_functions import busy, fails, slow_square
+from dashboard_task_functions import add, busy, fails, slow_square
 from test_dashboard_browser import ARTIFACTS
 
 from shoal import Client, LocalCluster
@@ -94,9 +94,12 @@ def test_live_pages_follow_the_cluster(tmp_path):
                 await tabs["profile"].until(f"{PROFILE_COUNT} > {before_profile}")
 
                 # 10,000 tasks on the graph page: drawn, hover and zoom answer, nothing breaks
-                many = client.map(inc, range(10_000), key=[f"inc-many-{i}" for i in range(10_000)])
-                await asyncio.to_thread(client.gather, many)
+                leaves = client.map(inc, range(5000), key=[f"inc-many-{i}" for i in range(5000)])
+                pairs = client.map(add, leaves, leaves[::-1], key=[f"add-many-{i}" for i in range(5000)])
+                await asyncio.to_thread(client.gather, pairs)
                 await tabs["graph"].until(f"{GRAPH_COUNT} >= 10000", timeout=90)
+                edges = await tabs["graph"].js("document.getElementById('graph-count').textContent")
+                assert ", 10000 dependencies" in edges, edges
                 g = tabs["graph"]
                 await g.js("(() => { const c = document.getElementById('graph'), r = c.getBoundingClientRect();"
                            " c.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + r.width / 2,"
