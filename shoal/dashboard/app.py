@@ -72,16 +72,16 @@ PROFILE_EVERY = 2.0
 
 
 class _GraphCache:
-    """The graph last built for `/graph`: its tasks, the JSON body, its version (and the
-    version last pushed to the viewers), when it was checked and what building it cost."""
+    """The graph `/graph` draws (`graphs.GraphView`), when it was last brought up to date
+    and what that cost, and the changes not yet pushed to the viewers."""
 
-    __slots__ = ("body", "built_at", "cost", "nodes", "pushed", "version")
+    __slots__ = ("checked_at", "cost", "pending", "view")
 
     def __init__(self) -> None:
-        self.nodes: dict | None = None
-        self.body: dict = {}
-        self.version = self.pushed = 0
-        self.built_at = self.cost = 0.0
+        self.view = graphs.GraphView()
+        self.pending: list[dict] = []
+        self.checked_at = -1e9
+        self.cost = 0.0
 
 
 def parse_dashboard_address(address: Any, default_host: str) -> tuple[str, int] | None:
@@ -245,34 +245,35 @@ class Dashboard:
         return value
 
     def graph(self) -> dict:
-        """The task graph to draw (`graphs.graph_json`), rebuilt only when the scheduler's
-        tasks are no longer the ones drawn, and then no more often than 50 times what
-        building it took (a 20,000-task graph takes ~0.25 s: at most every 12 s); between
-        rebuilds viewers get the tasks' states only (`graph_states`)."""
-        now = time.monotonic()
+        """The task graph as the pages draw it (`graphs.GraphView.body`), brought up to date
+        at most once per interval, and no more often than 50 times what the last change
+        took (a new 20,000-task graph takes ~0.25 s: then not again for 12 s). The changes
+        wait in `pending` for the next push: new tasks appended, or a new graph."""
         g = self._graph
-        state = self.scheduler.state
-        if g.nodes is not None and now - g.built_at < max(self.interval, 50 * g.cost):
-            return g.body
+        now = time.monotonic()
+        if g.view.body and now - g.checked_at < max(self.interval, 50 * g.cost):
+            return g.view.body
         started = time.monotonic()
-        if g.nodes is None or not graphs.same_tasks(state, g.nodes, g.body["total"]):
-            nodes = graphs.graph_tasks(state)
-            before = (g.nodes, g.body) if g.nodes is not None else None
-            g.nodes, g.body = nodes, graphs.graph_json(state, nodes=nodes, before=before)
-            g.version += 1
-            g.body["version"] = g.version
-            g.cost = time.monotonic() - started
-            self.costs["graph"] = g.cost
-        g.built_at = now
-        return g.body
+        change = g.view.update(self.scheduler.state)
+        g.cost = time.monotonic() - started
+        g.checked_at = now
+        if change is not None:
+            self.costs["graph" if change["type"] == "graph" else "graph_add"] = g.cost
+            if not any("graph" in wants for wants, _ in self._asks.values()):
+                g.pending = []  # no one to tell: a new viewer gets the whole body
+            elif change["type"] == "graph":
+                g.pending = [change]  # supersedes the changes before it
+            else:
+                g.pending.append(change)
+        return g.view.body
 
     def graph_states(self) -> dict:
         """The drawn graph's tasks' states now, as indexes into `snapshot.STATES`."""
-        body = self.graph()
+        self.graph()
         started = time.monotonic()
-        states = graphs.node_states(self._graph.nodes)
+        states = self._graph.view.states(self.scheduler.state)
         self.costs["graph_states"] = time.monotonic() - started
-        return {"version": body["version"], "states": states}
+        return {"version": self._graph.view.version, "states": states}
 
     def _asked(self) -> tuple[set[str], set[str | None]]:
         """The topics the viewers asked for, and the prefixes of the profiles due now."""
@@ -321,31 +322,30 @@ class Dashboard:
                 if not self.viewers:
                     break
                 started = time.monotonic()
-                versions = self._graph.version
                 stream, skipped = self._take_stream(reply)
                 system = self.system.history[-1] if self.system.history else None
                 self._send({"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream,
                             "skipped": skipped, "system": system})  # fmt: skip
                 if "groups" in topics:
                     self._send({"type": "groups", "groups": self.groups()}, lambda w, p: "groups" in w)
+                paced = 0.0  # the graph's changes keep their own pace (`graph`): not the updates'
                 if "graph" in topics:
-                    body = self.graph()
-                    if body["version"] != self._graph.pushed:
-                        sent = time.monotonic()
-                        self._send({"type": "graph", "graph": body}, lambda w, p: "graph" in w)
-                        self._graph.cost += time.monotonic() - sent  # its pace counts its encoding too
-                        self._graph.pushed = body["version"]
-                    else:
-                        self._send({"type": "graph-states", **self.graph_states()}, lambda w, p: "graph" in w)
+                    t0 = time.monotonic()
+                    self.graph()
+                    changes, self._graph.pending = self._graph.pending, []
+                    for change in changes:
+                        self._send(change, lambda w, p: "graph" in w)
+                    paced = time.monotonic() - t0
+                    if changes:
+                        self._graph.cost = max(self._graph.cost, paced)  # its pace counts the encoding too
+                    self._send({"type": "graph-states", **self.graph_states()}, lambda w, p: "graph" in w)
                 for prefix, tree in profiles.items():
                     message = {"type": "profile", "prefix": prefix, "tree": tree, "prefixes": self._prefixes()}
                     self._send(message, lambda w, p, prefix=prefix: "profile" in w and p == prefix)
                 cost = time.monotonic() - started
                 self.busy += cost
                 self.updates += 1
-                # a graph rebuild has its own pace (`graph`): it does not slow the updates
-                rebuilt = self._graph.cost if self._graph.version != versions else 0.0
-                await asyncio.sleep(max(self.interval, 50 * (cost - rebuilt)))
+                await asyncio.sleep(max(self.interval, 50 * (cost - paced)))
         finally:
             self._ticker = None
 

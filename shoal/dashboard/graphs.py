@@ -1,10 +1,10 @@
 """The task graph and the task groups as the dashboard draws them: PURE (no I/O).
 
-* `graph_json(state, limit)`: the tasks the scheduler knows (at most `limit`), each with
-  its prefix, state and depth (the longest chain of dependencies below it), and the edges
-  between them; `/graph` lays them out by depth in the browser and colours them by state.
-  Between rebuilds the page gets only `node_states(tasks)` (one small integer per task)
-  while `same_tasks(state, tasks, total)` says the drawn graph is still the scheduler's.
+* `GraphView`: the tasks the scheduler knows (at most `limit`), each with its prefix,
+  state and depth (the longest chain of dependencies below it), and the edges between
+  them; `/graph` lays them out by depth in the browser and colours them by state. It is
+  kept in step by changes: new tasks appended, the states as one small integer per task,
+  a new graph only once many drawn tasks are forgotten. `graph_json(state)`: from nothing.
 * `prune_profile(tree, fraction)`: a profile call tree without the frames holding less
   than `fraction` of the samples (what `/profile` draws: bounded, whatever the run).
 * `groups(state)`: tasks grouped by prefix: counts per state, bytes in memory, and which
@@ -45,64 +45,82 @@ def _depths(deps: list[list[int]], depth: list[int]) -> list[int]:
     return depth
 
 
-def graph_tasks(state: Any, limit: int = GRAPH_LIMIT) -> dict[Any, Any]:
-    """The tasks `/graph` draws: the first `limit` the scheduler holds (key -> task)."""
-    nodes: dict[Any, Any] = {}
-    for key, ts in state.tasks.items():
-        if len(nodes) >= limit:
-            break
-        nodes[key] = ts
-    return nodes
+class GraphView:
+    """The task graph `/graph` draws, kept in step with the scheduler's tasks by changes.
+
+    `body` is the graph as a page draws it: `{"nodes": [[key, prefix, state, depth], ...],
+    "edges": [[dependency index, dependent index], ...], "total": tasks known, "states":
+    STATES, "version": n}`, at most `limit` nodes, the first tasks the scheduler held.
+    `update(state)` says what changed since: `None` (no task added or forgotten), the new
+    tasks appended (`{"type": "graph-add", "version", "base", "nodes", "edges", "total"}`:
+    a page appends them, the indexes of the others stay), or a new graph (`{"type":
+    "graph", "graph": body}`) once the forgotten tasks are half of those drawn or the
+    limit is reached. Only the new tasks are walked for their depth. `states(state)` is
+    each drawn task's state now as its index in `STATES` (-1: forgotten), one small integer
+    per task: what pages get between changes.
+    """
+
+    def __init__(self, limit: int = GRAPH_LIMIT):
+        self.limit = limit
+        self.tasks: list[tuple[Any, Any]] = []  # (key, task) by index
+        self.drawn: dict[int, int] = {}  # id(task) -> index
+        self.body: dict = {}
+        self.version = 0
+
+    def rebuild(self, state: Any) -> dict:
+        self.tasks, self.drawn = [], {}
+        self.body = {"nodes": [], "edges": [], "total": 0, "states": list(STATES), "version": self.version + 1}
+        self._append(state, list(state.tasks.items())[: self.limit])
+        self.version += 1
+        return {"type": "graph", "graph": self.body}
+
+    def update(self, state: Any) -> dict | None:
+        if not self.body:
+            return self.rebuild(state)
+        tasks, drawn = state.tasks, self.drawn
+        new = [(key, ts) for key, ts in tasks.items() if id(ts) not in drawn]  # drawn tasks are held: ids stay theirs
+        gone = len(self.tasks) - (len(tasks) - len(new))
+        self.body["total"] = len(tasks)
+        if 2 * gone > len(self.tasks):
+            return self.rebuild(state)
+        new = new[: self.limit - len(self.tasks)]  # beyond the limit: counted in "total", not drawn
+        if not new:
+            return None  # forgotten tasks show as such in `states`
+        self.version += 1
+        self.body["version"] = self.version
+        base = len(self.tasks)
+        nodes, edges = self._append(state, new)
+        return {"type": "graph-add", "version": self.version, "base": base, "nodes": nodes, "edges": edges,
+                "total": len(tasks)}  # fmt: skip
+
+    def _append(self, state: Any, new: list[tuple[Any, Any]]) -> tuple[list, list]:
+        base = len(self.tasks)
+        drawn = self.drawn
+        for k, (key, ts) in enumerate(new):
+            drawn[id(ts)] = base + k
+            self.tasks.append((key, ts))
+        get = drawn.get
+        deps = [[j for d in ts.dependencies if (j := get(id(d))) is not None] for _, ts in new]
+        old = self.body["nodes"]
+        depth = [row[3] for row in old] + [-1] * len(new)
+        _depths([[]] * base + deps, depth)  # the drawn tasks' depths are known: only the new are walked
+        nodes = [[key_text(key), ts.prefix, ts.state, depth[base + k]] for k, (key, ts) in enumerate(new)]
+        edges = [[j, base + k] for k, ds in enumerate(deps) for j in ds]
+        old.extend(nodes)
+        self.body["edges"].extend(edges)
+        self.body["total"] = len(state.tasks)
+        return nodes, edges
+
+    def states(self, state: Any) -> list[int]:
+        get, index = state.tasks.get, _STATE_INDEX
+        return [index.get(ts.state, -1) if get(key) is ts else -1 for key, ts in self.tasks]
 
 
-def same_tasks(state: Any, nodes: dict[Any, Any], total: int) -> bool:
-    """Whether `nodes` (from `graph_tasks`, when the scheduler held `total` tasks) are still
-    the tasks to draw: no task added or forgotten since (a task forgotten and submitted
-    again is a new task object)."""
-    tasks = state.tasks
-    if len(tasks) != total:
-        return False
-    get = tasks.get
-    return all(get(key) is ts for key, ts in nodes.items())
-
-
-def node_states(nodes: dict[Any, Any]) -> list[int]:
-    """Each task's state as its index in `STATES` (-1: forgotten), in `graph_json`'s order."""
-    index = _STATE_INDEX
-    return [index.get(ts.state, -1) for ts in nodes.values()]
-
-
-def graph_json(
-    state: Any, limit: int = GRAPH_LIMIT, nodes: dict[Any, Any] | None = None, before: tuple[dict, dict] | None = None
-) -> dict:
-    """`{"nodes": [[key, prefix, state, depth], ...], "edges": [[dependency index,
-    dependent index], ...], "total": tasks known, "states": STATES}` of `nodes` (default:
-    `graph_tasks(state, limit)`). `before`: the `(nodes, result)` of an earlier build; a
-    task that is still the same object keeps its key text and depth from it (a task's
-    dependencies do not change once submitted), so a rebuild walks only the new tasks."""
-    tasks = state.tasks
-    if nodes is None:
-        nodes = graph_tasks(state, limit)
-    old: dict[Any, tuple[Any, list]] = {}
-    if before is not None:
-        old = {key: (ts, row) for (key, ts), row in zip(before[0].items(), before[1]["nodes"])}
-    index = {id(ts): i for i, ts in enumerate(nodes.values())}  # by identity: no key hashing
-    get = index.get
-    deps = [[j for d in ts.dependencies if (j := get(id(d))) is not None] for ts in nodes.values()]
-    depth = [-1] * len(deps)
-    texts: list[str | None] = [None] * len(deps)
-    if old:
-        for i, (key, ts) in enumerate(nodes.items()):
-            seen = old.get(key)
-            if seen is not None and seen[0] is ts:
-                texts[i], depth[i] = seen[1][0], seen[1][3]
-    depth = _depths(deps, depth)
-    out_nodes = [
-        [texts[i] if texts[i] is not None else key_text(key), ts.prefix, ts.state, depth[i]]
-        for i, (key, ts) in enumerate(nodes.items())
-    ]
-    edges = [[j, i] for i, ds in enumerate(deps) for j in ds]
-    return {"nodes": out_nodes, "edges": edges, "total": len(tasks), "states": list(STATES)}
+def graph_json(state: Any, limit: int = GRAPH_LIMIT) -> dict:
+    """The task graph of `state` from nothing (`GraphView.body`)."""
+    view = GraphView(limit)
+    view.rebuild(state)
+    return view.body
 
 
 def groups(state: Any) -> list[dict]:

@@ -54,22 +54,54 @@ def test_groups():
     assert graphs.groups(state_of()) == []
 
 
-def test_between_rebuilds_only_states_change():
+def test_between_changes_only_states_travel():
     state = diamond()
-    nodes = graphs.graph_tasks(state)
-    body = graphs.graph_json(state, nodes=nodes)
-    keys = [n[0] for n in body["nodes"]]
-    assert graphs.same_tasks(state, nodes, body["total"])
+    view = graphs.GraphView()
+    assert view.update(state)["type"] == "graph" and view.version == 1
+    keys = [n[0] for n in view.body["nodes"]]
     state.tasks["c-1"].state = "erred"
-    state.tasks["b-2"].state = "forgotten"
-    assert graphs.same_tasks(state, nodes, body["total"])  # a state is no structure
-    states = graphs.node_states(nodes)
-    assert states[keys.index("c-1")] == STATES.index("erred") and states[keys.index("b-2")] == -1
-    state.tasks["d-1"] = task("d-1", "d")
-    assert not graphs.same_tasks(state, nodes, body["total"])  # a task added
-    del state.tasks["d-1"]
+    assert view.update(state) is None  # a state is no change of the graph
+    states = view.states(state)
+    assert states[keys.index("c-1")] == STATES.index("erred") and states[keys.index("a-1")] == STATES.index("memory")
+    del state.tasks["b-2"]  # forgotten: drawn as such, nothing re-sent
+    assert view.update(state) is None and view.states(state)[keys.index("b-2")] == -1
     state.tasks["a-1"] = task("a-1", "a")  # forgotten and submitted again: another task
-    assert not graphs.same_tasks(state, nodes, body["total"])
+    change = view.update(state)
+    assert change["type"] == "graph-add" and [n[0] for n in change["nodes"]] == ["a-1"]
+    assert view.states(state)[keys.index("a-1")] == -1  # the old one is gone
+
+
+def test_new_tasks_are_appended_and_only_they_are_walked():
+    state = diamond()
+    view = graphs.GraphView()
+    view.update(state)
+    first = [list(n) for n in view.body["nodes"]]
+    view.body["nodes"][[n[0] for n in first].index("c-1")][3] = 7  # (to see the known depth reused)
+    state.tasks["d-1"] = task("d-1", "d", deps=[state.tasks["c-1"]])
+    state.tasks["e-1"] = task("e-1", "e", deps=[state.tasks["d-1"], state.tasks["a-1"]])
+    change = view.update(state)
+    assert change["type"] == "graph-add" and change["base"] == 4 and change["version"] == 2
+    assert [(n[0], n[3]) for n in change["nodes"]] == [("d-1", 8), ("e-1", 9)]
+    a, c = [n[0] for n in first].index("a-1"), [n[0] for n in first].index("c-1")
+    assert sorted(change["edges"]) == sorted([[c, 4], [4, 5], [a, 5]])
+    assert len(view.body["nodes"]) == 6 and len(view.body["edges"]) == 7 and view.body["total"] == 6
+    assert view.body["version"] == view.version == 2
+
+
+def test_a_new_graph_once_half_is_forgotten_and_nothing_beyond_the_limit():
+    state = diamond()
+    view = graphs.GraphView(limit=5)
+    view.update(state)
+    for key in ("a-1", "b-1", "b-2"):
+        del state.tasks[key]
+    change = view.update(state)
+    assert change["type"] == "graph" and [n[0] for n in change["graph"]["nodes"]] == ["c-1"]
+    for i in range(10):
+        state.tasks[f"x-{i}"] = task(f"x-{i}", "x")
+    change = view.update(state)
+    assert len(view.body["nodes"]) == 5 and view.body["total"] == 11 and len(change["nodes"]) == 4
+    assert view.update(state) is None  # at the limit: nothing more to draw
+    assert graphs.graph_json(state, limit=5)["total"] == 11
 
 
 def test_prune_profile_keeps_the_frames_that_can_be_seen():
@@ -97,23 +129,3 @@ def test_traceback_text():
     assert text.splitlines() == [
         "Traceback (most recent call last):", '  File "/u/f.py", line 3, in outer', '  File "/u/f.py", line 7, in inner'
     ]  # fmt: skip
-
-
-def test_a_rebuild_walks_only_the_new_tasks():
-    state = diamond()
-    nodes = graphs.graph_tasks(state)
-    first = graphs.graph_json(state, nodes=nodes)
-    # a new task on top; a known task's depth is taken from the first build as it was
-    d = task("d-1", "d", deps=[state.tasks["c-1"]])
-    state.tasks["d-1"] = d
-    old_c = [n for n in first["nodes"] if n[0] == "c-1"][0]
-    old_c[3] = 7  # (what the first build said, changed here to see it is reused)
-    again = graphs.graph_json(state, before=(nodes, first))
-    by_key = {n[0]: n for n in again["nodes"]}
-    assert by_key["c-1"][3] == 7 and by_key["d-1"][3] == 8 and by_key["a-1"][3] == 0
-    assert again == {**again, "total": 5} and len(again["edges"]) == 5
-    # a task forgotten and submitted again is another object: walked again
-    state.tasks["c-1"] = task("c-1", "c", "waiting", deps=[state.tasks["b-1"], state.tasks["b-2"]])
-    third = graphs.graph_json(state, before=(nodes, first))
-    assert {n[0]: n[3] for n in third["nodes"]}["c-1"] == 2
-    assert third == graphs.graph_json(state)  # the same result as a build from nothing

@@ -1,6 +1,6 @@
 // /graph: the tasks the scheduler holds, by depth (left to right), coloured by state,
-// redrawn from pushed updates: the whole graph when its tasks change, else only the
-// tasks' states. Wheel to zoom (around the pointer), drag to pan, double-click to reset.
+// redrawn from pushed updates: new tasks appended, the tasks' states, a whole new graph
+// only once many drawn tasks are forgotten. Wheel to zoom (around the pointer), drag to pan, double-click to reset.
 "use strict";
 
 const STATE_VARS = {memory: "--done", processing: "--proc", erred: "--err", waiting: "--wait", queued: "--wait",
@@ -127,8 +127,20 @@ canvas.addEventListener("mousedown", ev => { view.drag = [ev.clientX - canvas.ge
 window.addEventListener("mouseup", () => { view.drag = null; });
 canvas.addEventListener("dblclick", () => { view = {scale: 1, dx: 0, drag: null}; if (graph) show(); });
 
+// Appended tasks keep the others' indexes; a change this page already has (it got the
+// graph when it connected) is skipped by its version.
+function append(add) {
+  if (!graph || add.version !== graph.version + 1 || add.base !== graph.nodes.length) return;
+  for (const n of add.nodes) graph.nodes.push(n);
+  for (const e of add.edges) graph.edges.push(e);
+  graph.total = add.total;
+  graph.version = add.version;
+  laid = null;
+}
+
 connectLive(msg => {
   if (msg.graph) { graph = msg.graph; states = null; laid = null; }
+  if (msg.type === "graph-add") append(msg);
   const s = msg.graph_states || (msg.type === "graph-states" ? msg : null);
   if (s && graph && s.version === graph.version) states = s.states;
   if (msg.graph || s) show();
