@@ -55,6 +55,7 @@ def inc(x):
     return x + 1
 
 
+@pytest.mark.timeout(300)  # a loaded machine slows the updates (the ticker waits 50x a tick's cost)
 def test_live_pages_follow_the_cluster(tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     with (
