@@ -11,7 +11,7 @@
   (the workers' profiler as an icicle graph, per task prefix, click to zoom): live too;
   a page asks its WebSocket for what it draws beside the common update
   (`ws?want=groups|graph|profile&prefix=...`), and each part is built once per tick for
-  all the viewers asking (the graph only when its tasks change, its states in between);
+  all the viewers asking (the graph by its changes: new tasks, then the states);
 * `/info/main/workers.html`, `/info/worker/<address>.html`, `/info/task/<key>.html` (an
   erred task's traceback included): server-rendered, escaped HTML, no script;
 * `/json/graph.json`, `/json/profile.json`, `/json/system.json`: the same data on request;
