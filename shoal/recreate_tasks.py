@@ -60,7 +60,7 @@ class ReplayTaskClient:
         deps = [Future(k, client) for k in info["deps"]]
         try:
             if deps:
-                client._send(m.DesireKeys(tuple(info["deps"]), client.id))
+                client.outbox.send(m.DesireKeys(tuple(info["deps"]), client.id))
             values = dict(zip(info["deps"], client.gather(deps)))
             return run_task(info["key"], info["func"], info["spec"], values)
         finally:

@@ -124,7 +124,7 @@ class ProgressBar:
 
     async def _follow(self) -> None:
         client = self.client
-        client._flush()  # the scheduler must have seen the graph before we ask
+        client.outbox.flush()  # the scheduler must have seen the graph before we ask
         peer = client.scheduler_comm
         reply = await peer.request("progress_start", keys=list(self.keys), complete=self.complete)
         watch_id = reply["id"]
