@@ -63,6 +63,7 @@ class Tab:
     async def screenshot(self, path: Path) -> bytes:
         import base64
 
+        await self.call("Page.bringToFront")  # a background tab may not paint
         data = base64.b64decode((await self.call("Page.captureScreenshot", format="png"))["data"])
         path.write_bytes(data)
         return data
