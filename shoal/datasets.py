@@ -99,7 +99,7 @@ async def get(client: Any, name: Any, default: Any = no_default) -> Any:
         if reply is None:
             out.append(default)
             continue
-        obj = client._families.load(reply["data"])
+        obj = client.families.load(reply["data"])
         for fut in futures_of(obj):
             if fut.client is None:
                 fut.bind_client(client)

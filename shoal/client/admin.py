@@ -45,7 +45,7 @@ class AdminMethods:
             value = await self.scheduler_comm.request(
                 "run_on_scheduler", function=dumps(function), args=dumps((args, kwargs)), wait=wait
             )
-            return self._families.load(value)
+            return self.families.load(value)
 
         return self.sync(call)
 
@@ -80,8 +80,8 @@ class AdminMethods:
                 if not isinstance(value, Pickled):
                     obj = value
                 elif ok:
-                    obj = self._families.load(value)
-                elif self._families.accept_errors:
+                    obj = self.families.load(value)
+                elif self.families.accept_errors:
                     obj = loads(value)
                 else:  # an error this client does not unpickle
                     obj = RuntimeError(f"the function failed on {addr}")

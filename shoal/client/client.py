@@ -1,4 +1,9 @@
-"""`Client`: the user's connection to a shoal cluster.
+"""`Client`: the user's connection to a shoal cluster. This module is the facade: the
+constructor, connecting and closing, the default-client context and the sync/async
+bridge. The other methods come from one mixin per concern (`submission`, `references`,
+`transfers`, `admin`, `plugins`, `topics`, `introspection`, `reprs` in this package);
+their underscore members are this package's own, other modules use public ones (the
+"Client" section of docs/design.md lists them).
 
 Every method has an async core that runs on the client's event loop. A blocking client
 shares the process-wide loop thread (`shoal._loop`) and its methods block; an
@@ -18,6 +23,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import inspect
 import itertools
 import logging
 import threading
@@ -144,7 +150,7 @@ class Client(
         self._priority_counter = itertools.count()
         self._asynchronous = asynchronous
         #: what this client sends and accepts (`shoal.protocol.families`)
-        self._families = Families(serializers, deserializers)
+        self.families = Families(serializers, deserializers)
         self._set_as_default = set_as_default
         self._config_ctx: Any = None
         self._identity: dict = {}
@@ -152,6 +158,10 @@ class Client(
         self._pool: ConnectionPool | None = None
         #: background tasks the client owns (cancelled and awaited on close)
         self._tasks = BackgroundTasks("the client")
+        #: objects other modules attach to this client by name (distributed's
+        #: `Client.extensions`; the actors' connections: "actors"); each one's `close()`
+        #: (may be async) runs when the client closes
+        self.extensions: dict[str, Any] = {}
         self.direct_to_workers = direct_to_workers
         #: topic -> handler(event) for events the scheduler pushes (`subscribe_topic`)
         self._event_handlers: dict[str, Any] = default_handlers() if not in_task() else {}
@@ -252,6 +262,12 @@ class Client(
                     st.cancel("scheduler-connection-lost", "the client lost its connection to the scheduler")
             self._set_closed()
 
+    async def connect_to(self, address: str) -> Any:
+        """A new connection (a `shoal.comm` comm) to `address`, a worker, with this
+        client's credentials: the secret it connected with, its connect timeout, its
+        identity. For shoal's own modules (actors); users do not need it."""
+        return await connect(address, secret=self._secret, timeout=self._timeout, info={"role": "client", "id": self.id})
+
     def _own(self, coro: Any) -> asyncio.Task:
         """Run `coro` on the client's loop as a task the client owns (cancelled and
         awaited when it closes). Not public: `Client`'s public names are distributed's."""
@@ -262,9 +278,12 @@ class Client(
             return
         self.status = "closing"
         self.outbox.flush()
-        channels = self.__dict__.get("_actor_channels")
-        if channels is not None:
-            await channels.close()
+        for ext in list(self.extensions.values()):
+            close = getattr(ext, "close", None)
+            if close is not None:
+                closed = close()
+                if inspect.isawaitable(closed):
+                    await closed
         with self._lock:  # other threads release futures meanwhile (garbage collection)
             states = list(self.futures.values())
         for st in states:

@@ -375,4 +375,4 @@ class Future(TaskRef):
     def _repr_html_(self) -> str:
         from shoal.diagnostics.reprs import future_html
 
-        return future_html(self)
+        return future_html(self, self._state)

@@ -12,26 +12,8 @@ from shoal.client.futures import Future
 from shoal.versions import get_versions
 
 
-
 class IntrospectionMethods:
     """The client's diagnostic queries (a mixin of `Client`)."""
-
-    async def _task_stream(
-        self, start: Any = None, stop: Any = None, count: int | None = None, since: dict | None = None
-    ) -> dict:
-        """`{"counts": {worker: records so far}, "records": [...], "dropped": {worker: n}}`
-        from the scheduler."""
-        from shoal.diagnostics.task_stream import normalize_records, parse_time
-
-        assert self.scheduler_comm is not None
-        self.outbox.flush()
-        reply = await self.scheduler_comm.request(
-            "get_task_stream", start=parse_time(start), stop=parse_time(stop), count=count, since=since
-        )
-        return {
-            "counts": dict(reply["counts"]), "records": normalize_records(reply["records"]),
-            "dropped": dict(reply.get("dropped") or {}),
-        }  # fmt: skip
 
     def get_task_stream(
         self,
@@ -48,7 +30,7 @@ class IntrospectionMethods:
         returns a figure (an HTML timeline); `plot="save"` writes it to `filename` too.
         Warns when workers' ring buffers (`shoal.worker.task-stream-length`) no longer held
         some of the requested records."""
-        from shoal.diagnostics.task_stream import warn_if_dropped
+        from shoal.diagnostics.task_stream import fetch_task_stream, warn_if_dropped
 
         def finish(reply: dict) -> Any:
             warn_if_dropped(reply["dropped"], stacklevel=3)  # in the caller's thread, at its line
@@ -57,10 +39,10 @@ class IntrospectionMethods:
         if self.asynchronous:
 
             async def call() -> Any:
-                return finish(await self._task_stream(start, stop, count))
+                return finish(await fetch_task_stream(self, start, stop, count))
 
             return call()
-        return finish(self.sync(self._task_stream, start, stop, count))
+        return finish(self.sync(fetch_task_stream, self, start, stop, count))
 
     async def _profile(
         self, key: Any = None, start: Any = None, stop: Any = None, workers: Any = None, merge_workers: bool = True,

@@ -55,7 +55,7 @@ class ReferenceMethods:
             elif t is m.TaskErred:
                 st = futures.get(msg.key)
                 if st is not None:
-                    exc = msg.exception if self._families.accept_errors else _error_from_text(msg.text)
+                    exc = msg.exception if self.families.accept_errors else _error_from_text(msg.text)
                     st.set_error(exc, msg.traceback, msg.text)
             elif t is m.CancelledKeys:
                 if msg.reason == m.RESTART_REASON:  # no keys: the restart is complete

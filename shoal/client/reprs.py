@@ -62,5 +62,6 @@ class ReprMethods:
     def _repr_html_(self) -> str:
         from shoal.diagnostics.reprs import client_html
 
-        return client_html(self)
+        closed = self.status in ("closing", "closed")
+        return client_html(self, {} if closed else self._fresh_identity(), self._address)
 

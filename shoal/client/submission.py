@@ -62,7 +62,7 @@ class SubmitMethods:
                         f"Could not serialize keyword argument {k!r} ({typename(type(v))}) of task {key!r}: {e}"
                     ) from e
             raise TypeError(f"Could not serialize the arguments of task {key!r}: {e}") from e
-        return self._families.check_send(p, f"the arguments of task {key!r}")
+        return self.families.check_send(p, f"the arguments of task {key!r}")
 
     @staticmethod
     def _annotations(workers: Any, allow_other_workers: Any, resources: Any, retries: Any) -> dict | None:

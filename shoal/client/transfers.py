@@ -127,7 +127,7 @@ class TransferMethods:
             # an actor proxy is the worker's own object: the caller gets a proxy of its own
             value = loads(dumps(p.value)) if type(p.value) is Actor else p.value
         else:
-            value = self._families.load(p)
+            value = self.families.load(p)
         if type(value) is Actor:
             value.adopt(self, Future)
         return value
@@ -172,7 +172,7 @@ class TransferMethods:
         """``(reached, data)``: the values `worker` holds of `keys`."""
         assert self._pool is not None
         # (a client that accepts only plain data gets the pickled form, to be checked)
-        local = self._in_process_worker(worker) if self._families.accept_any else None
+        local = self._in_process_worker(worker) if self.families.accept_any else None
         if local is not None:
             # results of workers in this process are handed over as they are, never
             # pickled (as distributed's in-process transport does): faster, and a result
@@ -278,7 +278,7 @@ class TransferMethods:
         who_has: dict = {}
         for i, (key, value) in enumerate(items.items()):
             chosen = addrs[:n_copies] if broadcast else [slots[i % len(slots)]]
-            p = self._families.check_send(dumps(value), f"scattered data {key!r}")
+            p = self.families.check_send(dumps(value), f"scattered data {key!r}")
             for a in chosen:
                 targets.setdefault(a, {})[key] = p
             who_has[key] = tuple(chosen)

@@ -15,6 +15,9 @@ results, `futures_of`, `scatter` splitting its data, releasing a graph's futures
   frozenset, because dask resolves references inside lists, tuples, sets and dicts only.
 
 `tests/unit/client/test_walk.py` shows the rule on each kind of container.
+
+Not a walk over user structures, so not this rule: the nested key lists of dask's
+`get(dsk, keys)` (`shoal.client.graphs`), where only lists nest (tuples are keys).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class ProgressBar:
         finally:
             if self._own_client is not None:
                 own, self._own_client = self._own_client, None
-                await own._close()
+                await own.close()  # on its loop: an awaitable
         _, _, erred, cancelled = self._totals()
         self._stop("error" if erred else "cancelled" if cancelled else "finished")
         return self
@@ -477,7 +477,7 @@ def _client_for(keys: list, scheduler: Any) -> tuple[Any, bool]:
         raise TypeError(f"scheduler must be a Client, a Scheduler or an address, got {scheduler!r}")
     try:
         client = default_client()
-        if client.scheduler.address == address or client._address == address:
+        if client.scheduler.address == address:
             return client, False
     except (ValueError, AttributeError):
         pass

@@ -117,7 +117,7 @@ class Variable(_Primitive):
             await self._request("variable_set", key=value.key)
         else:
             client = self._bound_client()
-            await self._request("variable_set", value=client._families.check_send(dumps(value), "a Variable's value"))
+            await self._request("variable_set", value=client.families.check_send(dumps(value), "a Variable's value"))
 
     def get(self, timeout: Any = None, **kwargs: Any) -> Any:
         return self._call(self._get, parse_timeout(timeout))
@@ -134,7 +134,7 @@ class Variable(_Primitive):
             # the status (already computed / erred) comes back now that the future exists
             client.outbox.send(m.DesireKeys((key,), client.id))
             return future
-        return self._bound_client()._families.load(reply["value"])
+        return self._bound_client().families.load(reply["value"])
 
     def delete(self) -> Any:
         return self._call(self._request, "variable_delete")
@@ -294,7 +294,7 @@ def _unpack_item(client: Any, reply: dict) -> Any:
         # ask again now that the future exists, so its status (finished / erred) comes back
         client.outbox.send(m.DesireKeys((key,), client.id))
         return future
-    return client._families.load(reply["value"])
+    return client.families.load(reply["value"])
 
 
 class Queue(_Primitive):
@@ -327,7 +327,7 @@ class Queue(_Primitive):
 
         if self.maxsize == 0 and not isinstance(value, Future):
             client = self._bound_client()
-            data = client._families.check_send(dumps(value), "a queue item")  # fails here, in the caller
+            data = client.families.check_send(dumps(value), "a queue item")  # fails here, in the caller
             client.outbox.send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
             return _ready(None) if client.asynchronous else None
         return self._call(self._put, value, parse_timeout(timeout))
@@ -342,7 +342,7 @@ class Queue(_Primitive):
                 value.client.outbox.flush()
             await self._request("queue_put", maxsize=self.maxsize, key=value.key, timeout=timeout)
         else:
-            data = self._bound_client()._families.check_send(dumps(value), "a queue item")
+            data = self._bound_client().families.check_send(dumps(value), "a queue item")
             await self._request("queue_put", maxsize=self.maxsize, value=data, timeout=timeout)
 
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
