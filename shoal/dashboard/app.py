@@ -127,6 +127,7 @@ class Dashboard:
         self.system = SystemMonitor(n=600)  # the scheduler process, once a second: 10 minutes
         self._sampler: asyncio.Task | None = None
         self._graph = _GraphCache()
+        self._graph_json_cache: tuple[bytes | None, float, float] = (None, 0.0, 0.0)
         self._groups_cache: tuple[float, list | None] = (0.0, None)
         #: prefix (None: all tasks) -> (when fetched, pruned tree, seconds pruning took)
         self._profiles: dict[str | None, tuple[float, dict, float]] = {}
@@ -312,8 +313,7 @@ class Dashboard:
                 continue
             ws.send_frame(frame)
             if ws.closed:
-                self.viewers.discard(ws)
-                self._asks.pop(ws, None)
+                self._closed(ws)
 
     async def _tick(self) -> None:
         try:
@@ -380,6 +380,8 @@ class Dashboard:
     def _closed(self, ws: WebSocket) -> None:
         self.viewers.discard(ws)
         self._asks.pop(ws, None)
+        if self._graph.view.body and not any("graph" in wants for wants, _ in self._asks.values()):
+            self._graph = _GraphCache()  # the last /graph viewer left: hold no task of the scheduler's
 
     # ------------------------------------------------------------------ routes
 
@@ -401,12 +403,24 @@ class Dashboard:
         return serve
 
     def _graph_json(self, req: Request) -> Response:
-        """The task graph as `/graph` draws it, with the tasks' states of now."""
-        body = self.graph()
+        """The task graph as `/graph` draws it, with the tasks' states of now: the live
+        one while a `/graph` page is open, else built afresh at most once per 50 times what
+        building it took (2 s at least), the same bytes meanwhile."""
+        if not any("graph" in wants for wants, _ in self._asks.values()):
+            now = time.monotonic()
+            body, at, cost = self._graph_json_cache
+            if body is None or now - at >= max(2.0, 50 * cost):
+                started = time.monotonic()
+                body = json.dumps(graphs.graph_json(self.scheduler.state), separators=(",", ":")).encode()
+                cost = time.monotonic() - started
+                self.busy += cost
+                self._graph_json_cache = (body, now, cost)
+            return Response(body, _JSON)
+        live = self.graph()
         states = self.graph_states()["states"]
         names = snapshot.STATES
-        nodes = [[k, p, names[i] if i >= 0 else "forgotten", d] for (k, p, _, d), i in zip(body["nodes"], states)]
-        return Response(json.dumps({**body, "nodes": nodes}, separators=(",", ":")), _JSON)
+        nodes = [[k, p, names[i] if i >= 0 else "forgotten", d] for (k, p, _, d), i in zip(live["nodes"], states)]
+        return Response(json.dumps({**live, "nodes": nodes}, separators=(",", ":")), _JSON)
 
     def _system_json(self, req: Request) -> Response:
         return Response(json.dumps({"fields": list(SYSTEM_FIELDS), "samples": list(self.system.history)}), _JSON)

@@ -392,3 +392,4 @@ def test_graph_groups_and_profile_pushed_once_for_the_viewers_asking(dash_cluste
         for v in [*asking, profiled, plain]:
             v.close()
     poll(lambda: not dashboard.viewers and not dashboard._asks)
+    assert not dashboard._graph.view.tasks  # the last /graph viewer gone: no task of the scheduler's held
