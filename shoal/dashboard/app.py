@@ -382,6 +382,8 @@ class Dashboard:
         self._asks.pop(ws, None)
         if self._graph.view.body and not any("graph" in wants for wants, _ in self._asks.values()):
             self._graph = _GraphCache()  # the last /graph viewer left: hold no task of the scheduler's
+        if self._profiles and not any("profile" in wants for wants, _ in self._asks.values()):
+            self._profiles.clear()
 
     # ------------------------------------------------------------------ routes
 
