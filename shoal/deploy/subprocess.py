@@ -6,7 +6,10 @@ Unlike `LocalCluster`, nothing runs in the user's process but the cluster object
 client: the scheduler is as isolated as the workers. The cluster generates a secret and
 hands it to each process in its environment (never on the command line).
 `SSHCluster` (`shoal.deploy.ssh`) is the same with each command run over `ssh`.
-Not a `SpecCluster` (whose scheduler lives in the user's process), so no `adapt()`.
+Not a `SpecCluster` (whose scheduler lives in the user's process): `scale` starts or
+stops worker processes (the ones it stops are retired through the scheduler first, so
+their data moves), and `adapt()` drives that with `Adaptive` asking the scheduler over
+the cluster's connection.
 """
 
 from __future__ import annotations
@@ -146,6 +149,7 @@ class SubprocessCluster(Cluster):
         self.scheduler: Subprocess | None = None
         self.workers: dict[Any, Subprocess] = {}
         self._i = 0
+        self._scaling: asyncio.Lock | None = None
         self._begin()
 
     # ------------------------------------------------------------------ commands (SSHCluster overrides)
@@ -190,31 +194,89 @@ class SubprocessCluster(Cluster):
         if self.n_workers:
             await self._client.wait_for_workers(self.n_workers, timeout=self.start_timeout)
 
+    def _lock(self) -> asyncio.Lock:
+        if self._scaling is None:
+            self._scaling = asyncio.Lock()
+        return self._scaling
+
     async def _scale(self, n: int) -> None:
-        while len(self.workers) < n:
-            hosts = self._worker_hosts()
-            host = hosts[self._i % len(hosts)]
-            name = f"{self.name}-{self._i}"
-            self._i += 1
-            worker = self._process(self._worker_argv(name, host), host)
-            await worker.start()
-            self.workers[name] = worker
-            self._log(f"Worker {name} started")
-        while len(self.workers) > n:
-            name = list(self.workers)[-1]
-            await self.workers.pop(name).close()
-            self._log(f"Worker {name} closed")
+        async with self._lock():
+            while len(self.workers) < n:
+                hosts = self._worker_hosts()
+                host = hosts[self._i % len(hosts)]
+                name = f"{self.name}-{self._i}"
+                self._i += 1
+                worker = self._process(self._worker_argv(name, host), host)
+                await worker.start()
+                self.workers[name] = worker
+                self._log(f"Worker {name} started")
+        if len(self.workers) > n:
+            newest = list(self.workers)[n:]
+            await self._prune_closed()
+            await self._retire(newest)
+            await self._scale_down(newest)
+
+    async def _retire(self, names: list) -> None:
+        """Move the data only these workers hold to the others, and close them, through the scheduler."""
+        observed = self._names_to_addresses(names)
+        if observed:
+            try:
+                await self.scheduler_comm.retire_workers(workers=list(observed.values()), close_workers=True)
+            except Exception as e:  # noqa: BLE001 - the processes are stopped regardless
+                logger.warning("could not retire workers %s gracefully: %s", sorted(observed), e)
+
+    async def _scale_down(self, names: Any) -> None:
+        """Stop the processes of these workers (names or addresses)."""
+        by_address = {a: n for n, a in self._names_to_addresses(names).items()}
+        async with self._lock():
+            closing = []
+            for name in names:
+                worker = self.workers.pop(by_address.get(name, name), None)
+                if worker is not None:
+                    closing.append(worker)
+                    self._log(f"Worker {by_address.get(name, name)} closed")
+            await asyncio.gather(*(w.close() for w in closing), return_exceptions=True)
+
+    async def _prune_closed(self) -> None:
+        """Refresh what the scheduler sees and forget worker processes that exited by
+        themselves (retired, killed) and are gone from the scheduler, so scaling replaces them."""
+        await super()._prune_closed()
+        observed = self.observed
+        for name, w in list(self.workers.items()):
+            exited = w.proc is not None and w.proc.returncode is not None
+            if exited and name not in observed:
+                del self.workers[name]
+                await w.close()
+
+    @property
+    def plan(self) -> set:
+        return set(self.workers)
+
+    @property
+    def requested(self) -> set:
+        return set(self.workers)
 
     def scale(self, n: int = 0, memory: Any = None, cores: Any = None) -> Any:
-        """Run `n` worker processes (starting or stopping the newest ones)."""
+        """Run `n` worker processes (starting new ones, or retiring and stopping the newest)."""
         if memory is not None or cores is not None:
             raise NotImplementedError(f"{type(self).__name__}.scale: give a number of workers")
         return self.sync(self._scale, int(n))
+
+    def scale_down(self, workers: Any) -> Any:
+        """Retire these workers (names or addresses) through the scheduler and stop their processes."""
+
+        async def down() -> None:
+            await self._prune_closed()
+            await self._retire(list(workers))
+            await self._scale_down(list(workers))
+
+        return self.sync(down)
 
     async def _close(self) -> None:
         if self.status == Status.closed:
             return
         self.status = Status.closing
+        await self._stop_adaptive()
         workers, self.workers = list(self.workers.values()), {}
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
         await super()._close()
