@@ -188,6 +188,7 @@ class Worker(Server):
         #: where results live: a `SpillStore` when this worker spills, else a dict
         self.store: Any = None
         self._spill_thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._spilling: concurrent.futures.Future | None = None  # the last spill job
         self._process = psutil.Process()
         self._system: SystemMonitor | None = None  # cpu, fds, network for the heartbeat
         self._sampling = False
@@ -400,9 +401,9 @@ class Worker(Server):
     async def _spill(self, nbytes: int) -> None:
         store = self.store
         assert isinstance(store, SpillStore) and self._spill_thread is not None
-        loop = asyncio.get_running_loop()
+        self._spilling = self._spill_thread.submit(store.evict_bytes, nbytes)
         try:
-            freed, error = await loop.run_in_executor(self._spill_thread, store.evict_bytes, nbytes)
+            freed, error = await asyncio.wrap_future(self._spilling)
         except Exception as e:  # noqa: BLE001 - e.g. a value that cannot be pickled
             freed, error = 0, f"could not spill: {type(e).__name__}: {e}"
         if error is not None:
@@ -440,7 +441,9 @@ class Worker(Server):
         if self._spill_thread is not None:
             if isinstance(self.store, SpillStore):
                 self.store.closing = True  # a spill in progress ends after its current key
-            await asyncio.to_thread(self._spill_thread.shutdown, wait=True, cancel_futures=True)
+            self._spill_thread.shutdown(wait=False, cancel_futures=True)
+            if self._spilling is not None:  # wait for it without parking a thread
+                await asyncio.wait([asyncio.wrap_future(self._spilling)])
         if isinstance(self.store, SpillStore):
             self.store.close()  # its files, whoever owns the local directory
         if self._own_directory:
