@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from threading import get_ident
 from typing import Any
 
+import msgpack
 import psutil
 from dask.utils import parse_bytes
 
@@ -951,6 +952,14 @@ class Worker(Server):
 
     # ------------------------------------------------------------------ plugins
 
+    def get_current_task(self) -> Any:
+        """The key of the task running in this thread (distributed's `Worker.get_current_task`);
+        with `state.tasks[key].metadata` a task attaches values to its task-stream record."""
+        key = getattr(task_state, "key", None)
+        if key is None:
+            raise RuntimeError("get_current_task() is called from a task only")
+        return key
+
     async def plugin_add(self, plugin: Any, name: str) -> None:
         """Add a worker plugin under `name` (replacing, after its teardown, one of the
         same name) and run its `setup(worker)`; errors in `setup` are raised (the plugin
@@ -1048,14 +1057,14 @@ class Worker(Server):
 
 
 def _stream_record(r: tuple, worker: str) -> dict:
-    key, thread, start, stop, status, nbytes, type_name, transfers, error, stimulus_id = r
+    key, thread, start, stop, status, nbytes, type_name, transfers, error, stimulus_id, metadata = r
     startstops = [
         {"action": "transfer", "start": a, "stop": b, "source": src, "nbytes": n} for a, b, src, n in transfers or ()
     ]
     startstops.append({"action": "compute", "start": start, "stop": stop})
     rec = {
         "key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops,
-        "stimulus_id": stimulus_id,
+        "stimulus_id": stimulus_id, "metadata": _wire_metadata(metadata),
     }  # fmt: skip
     if error is None:
         rec["nbytes"] = nbytes
@@ -1065,6 +1074,21 @@ def _stream_record(r: tuple, worker: str) -> dict:
         frames = shorten(frames, config.get("admin.traceback.shorten") or [])  # the task's own frames
         rec["traceback_text"] = "".join(f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames)
     return rec
+
+
+def _wire_metadata(metadata: dict | None) -> dict:
+    """A task's metadata as the task stream sends it: values msgpack cannot carry become
+    their `repr` (one odd value must not cost the whole stream)."""
+    if not metadata:
+        return {}
+    out = {}
+    for k, v in metadata.items():
+        try:
+            msgpack.packb(v)
+        except (TypeError, ValueError, OverflowError):
+            v = repr(v)
+        out[k if isinstance(k, (str, int)) else repr(k)] = v
+    return out
 
 
 def _read_serialized(store: SpillStore, keys: list) -> dict:
