@@ -46,3 +46,54 @@ def test_nanny_start_failure_is_a_runtime_error():
             await n
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+NANNY_PRELOAD = """
+import os
+
+def dask_setup(nanny):
+    nanny.env["SHOAL_TEST_PRELOADED_BY"] = "nanny-preload"
+    with open(os.environ["SHOAL_TEST_PRELOAD_LOG"], "a") as f:
+        f.write("setup\\n")
+
+def dask_teardown(nanny):
+    with open(os.environ["SHOAL_TEST_PRELOAD_LOG"], "a") as f:
+        f.write("teardown\\n")
+"""
+
+
+def test_nanny_scheduler_ip_file_and_nanny_preload(tmp_path, monkeypatch):
+    from shoal.scheduler_file import write_scheduler_file
+
+    monkeypatch.setenv("SHOAL_TEST_PRELOAD_LOG", str(tmp_path / "log"))
+    script = tmp_path / "nanny_setup.py"
+    script.write_text(NANNY_PRELOAD)
+
+    async def main():
+        async with Scheduler(dashboard_address=None) as s:
+            host, port = s.address.removeprefix("tcp://").rsplit(":", 1)
+            async with Nanny(scheduler_ip=host, scheduler_port=int(port), preload_nanny=[str(script)]) as n:
+                assert n.scheduler_address == s.address and n.worker_address
+            path = tmp_path / "scheduler.json"
+            write_scheduler_file(str(path), {"address": s.address, "id": "test"})
+            async with Nanny(scheduler_file=str(path), quiet=True, silence_logs=40) as n:
+                assert n.scheduler_address == s.address and n.log_level == "ERROR" and n.worker_address
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+    assert (tmp_path / "log").read_text() == "setup\nteardown\n"
+
+
+def test_nanny_refuses_by_name_what_it_cannot_honour():
+    with pytest.raises(NotImplementedError, match=r"Nanny\(services=.*extra services"):
+        Nanny("tcp://127.0.0.1:1", services={"x": object})
+    with pytest.raises(NotImplementedError, match=r"Nanny\(protocol='tls'\).*no TLS"):
+        Nanny("tcp://127.0.0.1:1", protocol="tls")
+    with pytest.raises(NotImplementedError, match="contact_address"):
+        Nanny("tcp://127.0.0.1:1", contact_address="tcp://10.0.0.1:1234")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['nthread'\\]"):
+        Nanny("tcp://127.0.0.1:1", nthread=2)
+    with pytest.raises(ValueError, match="no such network interface"):
+        Nanny("tcp://127.0.0.1:1", interface="no-such-if0")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        Nanny("tcp://127.0.0.1:1", preload_nanny="/no/such/setup.py")
+    assert Nanny("tcp://127.0.0.1:1", interface="lo", reconnect=False, worker_class="distributed.Worker").host == "127.0.0.1"
