@@ -3,7 +3,7 @@
 `SchedulerOptions` checks them when the scheduler is built and acts at the moments the
 scheduler calls:
 
-- `config_overrides()`: `allowed_failures=`, `worker_ttl=` and `idle_timeout=` are the
+- `take_overrides()`: `allowed_failures=`, `worker_ttl=` and `idle_timeout=` are the
   configuration keys `shoal.scheduler.{allowed-failures,worker-ttl,idle-timeout}` for
   this scheduler (the scheduler reads them while it is built);
 - `started(scheduler)`: writes `scheduler_file=` (address and secret, readable by its
@@ -60,9 +60,12 @@ class SchedulerOptions:
         self._overrides = overrides
         self.idle_timeout: float | None = None
         self.idle_since: float | None = None
+        self._started = False
 
-    def config_overrides(self) -> dict[str, Any]:
-        return dict(self._overrides)
+    def take_overrides(self) -> dict[str, Any]:
+        """The configuration to set while the scheduler is built (once: then empty)."""
+        out, self._overrides = self._overrides, {}
+        return out
 
     def read_config(self) -> None:
         """Read what depends on the configuration in force while the scheduler is built."""
@@ -75,6 +78,7 @@ class SchedulerOptions:
     # ------------------------------------------------------------------ start and close
 
     async def started(self, scheduler: Any) -> None:
+        self._started = True
         if self.scheduler_file:
             from shoal.scheduler_file import write_scheduler_file
 
@@ -85,6 +89,9 @@ class SchedulerOptions:
             scheduler.spawn(self._close_when_idle(scheduler, self.idle_timeout))
 
     async def closing(self, scheduler: Any) -> None:
+        if not self._started:
+            return
+        self._started = False
         await self.preloads.teardown(scheduler)
         if self.scheduler_file:
             from shoal.scheduler_file import remove_scheduler_file

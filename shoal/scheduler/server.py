@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from shoal import config, log_buffer, secret_files
+from shoal import config, log_buffer, secret_files, server_options
 from shoal import config as _config
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
@@ -38,6 +38,7 @@ from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient
 from shoal.scheduler.extension import call_hook, overridden_hooks
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.liveness import check_interval, expired, parse_ttl
+from shoal.scheduler.options import SchedulerOptions
 from shoal.scheduler.plugins import PluginHost
 from shoal.scheduler.memory_sampler import MemorySamplers
 from shoal.scheduler.profiling import ProfileServer
@@ -81,16 +82,52 @@ class Scheduler(Server):
         protocol: str | None = None,
         config: dict | None = None,
         blocked_handlers: Any = None,
+        scheduler_file: str | None = None,
+        preload: Any = None,
+        preload_argv: Any = None,
+        allowed_failures: int | None = None,
+        worker_ttl: Any = None,
+        idle_timeout: Any = None,
+        security: Any = None,
+        interface: str | None = None,
+        dashboard: bool | None = None,
+        services: Any = None,
+        service_kwargs: Any = None,
+        extensions: Any = None,
+        http_prefix: str | None = None,
+        contact_address: str | None = None,
+        transition_counter_max: Any = None,
+        jupyter: bool | None = None,
     ):
-        """`address` (``"tcp://127.0.0.1:0"`` by default), or distributed's `host`, `port`
-        and `protocol` to build it; `config`: dask configuration (``{"shoal.scheduler.
-        allowed-failures": 5}``, ...) in force while the scheduler is built; handlers
-        named in `blocked_handlers` (and ``shoal.scheduler.blocked-handlers``) refuse
-        every request."""
-        if config:
+        """`address` (``"tcp://127.0.0.1:0"`` by default), or distributed's `host` (or
+        `interface`), `port` and `protocol` to build it; `config`: dask configuration
+        (``{"shoal.scheduler.allowed-failures": 5}``, ...) in force while the scheduler is
+        built; handlers named in `blocked_handlers` (and ``shoal.scheduler.blocked-handlers``)
+        refuse every request. `scheduler_file`, `preload`, `allowed_failures`, `worker_ttl`
+        and `idle_timeout` are `shoal.scheduler.options`'; `dashboard=False` means no
+        dashboard; options of distributed's shoal does not honour are refused by name
+        (`shoal.server_options`)."""
+        if "options" not in self.__dict__:  # the first pass (the second runs under `config`)
+            server_options.refuse(
+                "Scheduler", services=services, service_kwargs=service_kwargs, extensions=extensions,
+                http_prefix=http_prefix, contact_address=contact_address,
+                transition_counter_max=transition_counter_max, jupyter=jupyter,
+            )  # fmt: skip
+            self.options = SchedulerOptions(
+                scheduler_file=scheduler_file, preload=preload, preload_argv=preload_argv,
+                allowed_failures=allowed_failures, worker_ttl=worker_ttl, idle_timeout=idle_timeout,
+            )  # fmt: skip
+        if secret is None and security is not None:
+            secret = getattr(security, "secret", None)
+        if host is None and interface:
+            host = server_options.host_of_interface(interface)
+        if dashboard is False:
+            dashboard_address = None
+        overrides = {**(config or {}), **self.options.take_overrides()}
+        if overrides:
             import dask.config
 
-            with dask.config.set(config):
+            with dask.config.set(overrides):
                 self.__init__(  # type: ignore[misc]
                     address, secret=secret, insecure=insecure, validate=validate,
                     dashboard_address=dashboard_address, plugins=plugins, host=host, port=port,
@@ -98,6 +135,7 @@ class Scheduler(Server):
                 )  # fmt: skip
             return
         config = _config
+        self.options.read_config()
         if address is None:
             scheme = (protocol or "tcp").removesuffix("://")
             where = f"{host or '127.0.0.1'}:{port or 0}"
@@ -264,6 +302,7 @@ class Scheduler(Server):
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
             await self.plugin_host.add(plugin, name)
         await self._start_dashboard()
+        await self.options.started(self)  # the scheduler file, preloads, the idle timeout
         return self
 
     @property
@@ -296,6 +335,7 @@ class Scheduler(Server):
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
+        await self.options.closing(self)
         if self.dashboard is not None:
             await self.dashboard.close()
         if self.listener is not None:

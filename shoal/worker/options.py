@@ -79,6 +79,7 @@ class WorkerOptions:
         ):
             raise TypeError(f"Worker(data={data!r}): give a MutableMapping, a type or function making one, or (type, kwargs)")
         self.data = data
+        self._started = False
 
     # ------------------------------------------------------------------ the store
 
@@ -102,6 +103,7 @@ class WorkerOptions:
 
     async def started(self, worker: Any) -> None:
         """Plugins, then preloads, then the lifetime timer (see the module docstring)."""
+        self._started = True
         for plugin in self.plugins:
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
             await worker.plugin_add(plugin, name)
@@ -110,7 +112,9 @@ class WorkerOptions:
             worker.spawn(self._retire_after(worker, self.lifetime))
 
     async def closing(self, worker: Any) -> None:
-        await self.preloads.teardown(worker)
+        if self._started:
+            self._started = False
+            await self.preloads.teardown(worker)
 
     async def _retire_after(self, worker: Any, seconds: float) -> None:
         await asyncio.sleep(seconds)  # the lifetime is a duration by definition: nothing to poll

@@ -47,9 +47,9 @@ from typing import Any
 
 import msgpack
 import psutil
-from dask.utils import parse_bytes
+from dask.utils import parse_bytes, parse_timedelta
 
-from shoal import _gc, config, log_buffer, secret_files
+from shoal import _gc, config, log_buffer, log_terminal, secret_files, server_options
 from shoal import profile as profile_mod
 from shoal._context import task_state
 from shoal._loop import in_loop_thread
@@ -69,6 +69,7 @@ from shoal.rpc import ConnectionPool, Peer
 from shoal.rpc.server import Server
 from shoal.utils import key_prefix, overrides_hook, typename
 from shoal.versions import PACKAGES, get_versions, versions_report
+from shoal.worker.options import WorkerOptions
 from shoal.worker.memory import MemoryLimits, SpillStore, compression_from_config
 from shoal.worker.sizeof import sizeof
 from shoal.worker.state import (
@@ -161,20 +162,80 @@ class Worker(Server):
 
     def __init__(
         self,
-        scheduler_address: str,
+        scheduler_address: str | None = None,
         *,
         nthreads: int = 1,
         name: Any = None,
         memory_limit: int = 0,
         resources: dict | None = None,
         secret: bytes | None = None,
-        host: str = "127.0.0.1",
+        host: str | None = None,
         local_directory: str | None = None,
         nanny: str | None = None,
         validate: bool | None = None,
         death_timeout: float | None = None,
         port: int | None = None,
+        scheduler_ip: str | None = None,
+        scheduler_port: int | None = None,
+        scheduler_file: str | None = None,
+        security: Any = None,
+        interface: str | None = None,
+        protocol: str | None = None,
+        heartbeat_interval: Any = None,
+        silence_logs: Any = None,
+        preload: Any = None,
+        preload_argv: Any = None,
+        plugins: Any = (),
+        lifetime: Any = None,
+        lifetime_stagger: Any = None,
+        lifetime_restart: bool | None = None,
+        data: Any = None,
+        dashboard_address: Any = None,
+        services: Any = None,
+        executor: Any = None,
+        contact_address: str | None = None,
+        extensions: Any = None,
+        metrics: Any = None,
+        startup_information: Any = None,
+        dashboard: bool | None = None,
+        http_prefix: str | None = None,
+        low_level_profiler: bool | None = None,
+        profile_cycle_interval: Any = None,
+        transition_counter_max: Any = None,
+        scheduler_sni: str | None = None,
+        WorkerStateClass: Any = None,
     ):
+        """The scheduler is `scheduler_address`, or distributed's `scheduler_ip` (+
+        `scheduler_port`), or read from `scheduler_file` (with its secret) at start.
+        `preload`, `plugins`, `lifetime*` and `data` are `shoal.worker.options`'; options
+        of distributed's shoal does not honour are refused by name (`shoal.server_options`)."""
+        server_options.refuse(
+            "Worker", services=services, executor=executor, contact_address=contact_address, extensions=extensions,
+            metrics=metrics, startup_information=startup_information, dashboard=dashboard, http_prefix=http_prefix,
+            low_level_profiler=low_level_profiler, profile_cycle_interval=profile_cycle_interval,
+            transition_counter_max=transition_counter_max, scheduler_sni=scheduler_sni,
+            WorkerStateClass=WorkerStateClass,
+        )  # fmt: skip
+        if dashboard_address is not None:
+            raise NotImplementedError(
+                f"Worker(dashboard_address={dashboard_address!r}) is not supported by shoal: its workers serve no "
+                "dashboard of their own; the scheduler's shows them"
+            )
+        server_options.check_protocol("Worker", protocol, ("tcp", "inproc"))
+        self.options = WorkerOptions(
+            preload=preload, preload_argv=preload_argv, lifetime=lifetime, lifetime_stagger=lifetime_stagger,
+            lifetime_restart=lifetime_restart, plugins=plugins, data=data,
+        )  # fmt: skip
+        if scheduler_address is None:
+            scheduler_address = server_options.scheduler_address(scheduler_ip, scheduler_port)
+        if scheduler_address is None and scheduler_file is None:
+            raise TypeError("Worker needs the scheduler: scheduler_address, scheduler_ip or scheduler_file")
+        if secret is None and security is not None:
+            secret = getattr(security, "secret", None)
+        if host is None:
+            host = server_options.host_of_interface(interface) if interface else "127.0.0.1"
+        self.scheduler_file = scheduler_file
+        self._silence = silence_logs
         super().__init__("worker")
         self.scheduler_address = scheduler_address
         #: the TCP port to listen on (0 or None: any free one)
@@ -183,6 +244,8 @@ class Worker(Server):
         self.memory_limit = int(memory_limit or 0)
         #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
         self.memory_limits = MemoryLimits.from_config(self.memory_limit)
+        if self.options.data is not None:  # a store of the user's: it decides where results live, no spilling
+            self.memory_limits = MemoryLimits.from_config(self.memory_limit, target=False, spill=False)
         self.memory_monitor_interval = config.get_timedelta("worker.memory.monitor-interval")
         self.transfer_bytes_limit = int(parse_bytes(config.get("worker.transfer.message-bytes-limit")))
         self._spill_compression = compression_from_config(config.get("worker.memory.spill-compression"))
@@ -195,7 +258,7 @@ class Worker(Server):
         self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
         # none given: a scheduler this user started on this machine (shoal.secret_files)
-        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
+        self.secret = secret if secret is not None or scheduler_address is None else secret_files.lookup(scheduler_address)
         self.host = host
         self.id = f"Worker-{uuid.uuid4()}"
         self.name = name if name is not None else self.id
@@ -206,7 +269,10 @@ class Worker(Server):
         self.inline_limit = config.get_bytes("client.inline-result-size")
         self.connect_timeout = config.get_timedelta("comm.timeouts.connect")
         #: seconds between heartbeats to the scheduler (see `shoal.scheduler.liveness`)
-        self.heartbeat_interval = config.get_timedelta("worker.heartbeat-interval")
+        self.heartbeat_interval = (
+            config.get_timedelta("worker.heartbeat-interval") if heartbeat_interval is None
+            else float(parse_timedelta(heartbeat_interval, default="s"))
+        )  # fmt: skip
         #: how long to keep trying to reach the scheduler at start (default: connect timeout)
         self.death_timeout = death_timeout
         self.state: WorkerState | None = None
@@ -289,12 +355,24 @@ class Worker(Server):
     async def _start(self) -> Worker:
         self.loop = asyncio.get_running_loop()
         log_buffer.install()
+        if self._silence:
+            self._silence = log_terminal.silence(self._silence)  # restored at close
+        if self.scheduler_address is None:
+            from shoal.scheduler_file import read_scheduler_file, secret_from
+
+            found = await asyncio.to_thread(read_scheduler_file, self.scheduler_file, self.death_timeout)
+            self.scheduler_address = found["address"]
+            if self.secret is None:
+                self.secret = secret_from(found) or secret_files.lookup(self.scheduler_address)
         scheme, _ = parse_address(self.scheduler_address)
         listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:{self.port}"
         info = {"role": "worker", "id": self.id, "versions": get_versions()}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
         nbytes: dict = {}
-        if self.memory_limits.spills:
+        custom = self.options.store()
+        if custom is not None:
+            self.store = custom
+        elif self.memory_limits.spills:
             spill_dir = tempfile.mkdtemp(prefix="storage-", dir=self.local_directory)
             self.store = SpillStore(spill_dir, nbytes, self._spill_compression)
             self._spill_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shoal-spill")
@@ -334,6 +412,7 @@ class Worker(Server):
             self._heartbeat_task = self.spawn(self._heartbeat(self.scheduler, self.heartbeat_interval))
         await self.start_extensions()
         self.status = "running"
+        await self.options.started(self)  # plugins, preloads, the lifetime timer
         return self
 
     async def _watch_scheduler(self) -> None:
@@ -418,6 +497,7 @@ class Worker(Server):
             await self._closed.wait()
             return
         self.status = "closing"
+        await self.options.closing(self)
         for _ in range(self.nthreads):
             self._queue.put(None)
         if self._actor_queue is not None:
@@ -449,6 +529,8 @@ class Worker(Server):
             self.store.close()  # its files, whoever owns the local directory
         if self._own_directory:
             shutil.rmtree(self.local_directory, ignore_errors=True)
+        if isinstance(self._silence, tuple):
+            log_terminal.restore(self._silence)
         self.closed()
 
     def _start_profiler(self) -> None:

@@ -18,6 +18,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "api_walk.py"
 MAX_MISSING = 0
 MAX_STUBS = 150
 MIN_PRESENT = 207
+#: constructor parameters of distributed's that shoal's callables lack (Worker, Nanny and
+#: Scheduler take all of theirs since issue 16 session 2: honoured or refused by name)
+MAX_PARAM_GAPS = 44
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,7 @@ def test_gaps_only_shrink(report):
     assert totals["missing"] <= MAX_MISSING, missing
     assert totals["stub"] <= MAX_STUBS
     assert totals["present"] >= MIN_PRESENT
+    assert totals["param_gaps"] <= MAX_PARAM_GAPS
     assert totals["names"] == totals["present"] + totals["stub"] + totals["missing"]
 
 
