@@ -1,8 +1,10 @@
-"""`Nanny(port=, worker_port=, config=)` as users pass them (issue 17, item 14)."""
+"""`Nanny(...)` options as users pass them: port=, worker_port=, config= (issue 17, item 14),
+distributed's others (issue 16: scheduler_ip/file, preloads, worker options, refusals)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 import dask
@@ -97,3 +99,30 @@ def test_nanny_refuses_by_name_what_it_cannot_honour():
     with pytest.raises(FileNotFoundError, match="no such file"):
         Nanny("tcp://127.0.0.1:1", preload_nanny="/no/such/setup.py")
     assert Nanny("tcp://127.0.0.1:1", interface="lo", reconnect=False, worker_class="distributed.Worker").host == "127.0.0.1"
+
+
+WORKER_PRELOAD = """
+def dask_setup(worker):
+    worker.preloaded_in_pid = __import__("os").getpid()
+"""
+
+
+def preloaded_pid(dask_worker):
+    return dask_worker.preloaded_in_pid
+
+
+def test_nanny_worker_lifetime_restart_and_preload_in_the_worker_process(poll):
+    async def main():
+        async with Scheduler(dashboard_address=None) as s:
+            async with Nanny(s.address, lifetime="2s", lifetime_restart=True, preload=[WORKER_PRELOAD]) as n:
+                first = n.worker_address
+                async with Client(s.address, asynchronous=True) as c:
+                    [pid] = (await c.run(preloaded_pid)).values()
+                    assert pid == n.pid != os.getpid()  # the preload ran in the worker process
+                    while n.worker_address == first or n.worker_address not in s.state.workers:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)  # the lifetime is a duration: nothing else to wait on
+                    assert n.status == "running"  # the nanny stayed
+                    [pid2] = (await c.run(preloaded_pid)).values()
+                    assert pid2 == n.pid != pid  # a fresh worker process, preloaded too
+
+    asyncio.run(asyncio.wait_for(main(), 90))
