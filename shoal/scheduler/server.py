@@ -310,6 +310,31 @@ class Scheduler(Server):
         """The scheduler plugins, by name."""
         return self.plugin_host.plugins
 
+    def add_plugin(self, plugin: Any, *, idempotent: bool = False, name: str | None = None, **kwargs: Any) -> None:
+        """Add a scheduler plugin from the scheduler's side (a preload's `dask_setup`, a
+        test), as distributed's synchronous `add_plugin`: its `start` is not called (the
+        client's `register_plugin` awaits it). A plugin of the same name is kept with
+        `idempotent`, else replaced with a warning."""
+        if kwargs:
+            raise TypeError(f"add_plugin() got unexpected keyword arguments {sorted(kwargs)}")
+        if name is None:
+            name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
+        if name in self.plugin_host.plugins:
+            if idempotent:
+                return
+            import warnings
+
+            warnings.warn(f"Scheduler already contains a plugin with name {name}; overwriting.", UserWarning,
+                          stacklevel=2)  # fmt: skip
+        self.plugin_host.register(plugin, name)
+
+    def remove_plugin(self, name: str | None = None) -> None:
+        """Remove scheduler plugin `name` (`ValueError` if there is none); its `close()`
+        runs in the background."""
+        if name is None or name not in self.plugin_host.plugins:
+            raise ValueError(f"Could not find plugin {name!r} among the current scheduler plugins")
+        self.spawn(self.plugin_host.remove(name))
+
     async def _start_dashboard(self) -> None:
         from shoal.dashboard import Dashboard, parse_dashboard_address
 

@@ -178,3 +178,29 @@ def test_task_stream_plugin_collects_on_the_scheduler(cluster_kwargs):
         c.sync(plugin.flush)
         assert len(plugin.buffer) == 13 and set(keys) <= {r["key"] for r in plugin.buffer}
         c.unregister_scheduler_plugin("task-stream")
+
+
+def test_task_stream_plugin_added_on_the_scheduler_as_in_distributed(cluster_kwargs):
+    from shoal.diagnostics.task_stream import TaskStreamPlugin
+
+    with LocalCluster(**cluster_kwargs) as cl, Client(cl) as c:
+        plugin = TaskStreamPlugin(cl.scheduler, maxlen=3)  # distributed's way: built with its scheduler
+        c.sync(_add, cl.scheduler, plugin)
+        c.gather(c.map(inc, range(5), pure=False))
+        c.sync(plugin.flush)
+        assert len(plugin.buffer) == 3 and plugin.index == 5  # bounded, every record counted
+        with pytest.warns(UserWarning, match="overwriting"):
+            c.sync(_add, cl.scheduler, TaskStreamPlugin(cl.scheduler))
+        c.sync(_add, cl.scheduler, TaskStreamPlugin(cl.scheduler), idempotent=True)
+        c.sync(_remove, cl.scheduler, "task-stream")
+        assert "task-stream" not in cl.scheduler.plugins
+        with pytest.raises(ValueError, match="Could not find plugin"):
+            c.sync(_remove, cl.scheduler, "task-stream")
+
+
+async def _add(scheduler, plugin, **kwargs):
+    scheduler.add_plugin(plugin, **kwargs)
+
+
+async def _remove(scheduler, name):
+    scheduler.remove_plugin(name)

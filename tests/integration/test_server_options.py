@@ -137,3 +137,23 @@ def test_what_cannot_be_honoured_is_refused_by_name(cls, kwargs, match):
 def test_defaults_of_distributed_are_accepted():
     Worker("tcp://127.0.0.1:1", dashboard=False, http_prefix="/", low_level_profiler=False, transition_counter_max=False)
     assert os.environ.get("SHOAL_TEST_TEARDOWN_LOG") is None
+
+
+SCHEDULER_PRELOAD = """
+from shoal.diagnostics.task_stream import TaskStreamPlugin
+
+def dask_setup(scheduler):
+    scheduler.add_plugin(TaskStreamPlugin(scheduler))
+"""
+
+
+def test_scheduler_preload_adds_a_plugin_as_distributed_preloads_do():
+    async def main():
+        async with Scheduler("inproc://", dashboard_address=None, preload=SCHEDULER_PRELOAD) as s:
+            async with Worker(s.address), Client(s.address, asynchronous=True) as c:
+                assert await c.submit(inc, 1) == 2
+                plugin = s.plugins["task-stream"]
+                await plugin.flush()
+                assert [r["status"] for r in plugin.buffer] == ["OK"]
+
+    run(main())
