@@ -23,6 +23,12 @@ def test_local_cluster_typo_raises_type_error():
         LocalCluster(memory_limt="1GiB", processes=False, dashboard_address=None)
 
 
+def test_local_cluster_typo_with_nannies_keeps_its_hint():
+    # a Nanny passes its **kwargs on to its worker: that does not make every name valid
+    with pytest.raises(TypeError, match="'memory_limt'.*did you mean 'memory_limit'"):
+        LocalCluster(memory_limt="1GiB", processes=True, dashboard_address=None)
+
+
 def test_spec_cluster_typo_raises_type_error():
     with pytest.raises(TypeError, match="workerz"):
         SpecCluster(workerz={})
