@@ -107,6 +107,24 @@ class SubprocessWorker(Subprocess):
     """`shoal worker` (with its nanny, unless `worker_class` is a plain Worker)."""
 
 
+def _flags(options: dict) -> list[str]:
+    """Keyword options as command-line flags: ``--key value``; a list repeats the flag
+    (``preload=["a", "b"]``), True is the bare flag, False/None leave it out."""
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            argv.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def _cli(python: str) -> list[str]:
     return [python, "-m", "shoal.cli"]
 
@@ -166,8 +184,7 @@ class SubprocessCluster(Cluster):
             argv.append("--no-dashboard")
         else:
             argv += ["--dashboard-address", str(self.dashboard_address)]
-        for key, value in self.scheduler_kwargs.items():
-            argv += [f"--{key.replace('_', '-')}", str(value)]
+        argv += _flags(self.scheduler_kwargs)
         return argv + ["--log-level", "INFO"]
 
     def _worker_argv(self, name: str, host: str) -> list[str]:
@@ -175,8 +192,7 @@ class SubprocessCluster(Cluster):
                                            "--name", name, "--host", host]  # fmt: skip
         if not self.nanny:
             argv.append("--no-nanny")
-        for key, value in self.worker_kwargs.items():
-            argv += [f"--{key.replace('_', '-')}", str(value)]
+        argv += _flags(self.worker_kwargs)
         return argv + ["--log-level", logging.getLevelName(self.silence_logs) if self.silence_logs else "INFO"]
 
     def _worker_hosts(self) -> list[str]:

@@ -219,7 +219,9 @@ class Nanny(Server):
         self.validate = bool(validate)
         self.quiet = bool(quiet)
         self.preload = Preloads.from_options(preload, preload_argv)  # checked here, run in the worker process
-        self._preload_names = (preload, preload_argv)
+        names = [preload] if isinstance(preload, str) else list(preload or ())
+        names = [os.path.abspath(n) if n.endswith(".py") and os.path.isfile(n) else n for n in names]
+        self._preload_names = (names, preload_argv)  # the worker process may start elsewhere
         self.preload_nanny = Preloads.from_options(preload_nanny, preload_nanny_argv)
         self.local_directory = local_directory
         self.env = dict(env or {})

@@ -207,3 +207,20 @@ def test_ssh_cluster_over_real_ssh_adapts(sshd, poll):
         cluster.scale(0)
         assert not cluster.workers
         _adapt_round_trip(cluster, poll)
+
+
+def test_subprocess_cluster_passes_distributed_options_as_flags(tmp_path):
+    script = tmp_path / "mark.py"
+    script.write_text("def dask_setup(server):\n    server.preload_mark = type(server).__name__\n")
+    with SubprocessCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=None,
+        worker_kwargs={"preload": [str(script)], "lifetime": "1 hour", "lifetime_restart": True},
+        scheduler_kwargs={"preload": [str(script)], "idle_timeout": "1 hour"},
+    ) as cluster:  # fmt: skip
+        with Client(cluster, set_as_default=False) as c:
+            # in the nanny's worker process; the worker's options arrived as they were given
+            marks = c.run(lambda dask_worker: (dask_worker.preload_mark, dask_worker.options.lifetime_restart,
+                                               dask_worker.options.lifetime))  # fmt: skip
+            assert list(marks.values()) == [("Worker", True, 3600.0)]
+            assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.preload_mark) == "Scheduler"
+            assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.options.idle_timeout) == 3600
