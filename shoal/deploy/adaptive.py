@@ -102,7 +102,7 @@ class Adaptive:
         if task is not None and not task.done():
             task.get_loop().call_soon_threadsafe(task.cancel)
 
-    async def _stopped(self) -> None:
+    async def wait_stopped(self) -> None:
         """Wait until the loop has ended (after `stop`), from the cluster's loop."""
         task = self._task
         if task is not None and task is not asyncio.current_task():
@@ -165,7 +165,7 @@ class Adaptive:
         Workers the scheduler would not retire (their data has nowhere to go) stay."""
         if not workers:
             return
-        observed = self.cluster._names_to_addresses(workers)
+        observed = self.cluster.names_to_addresses(workers)
         gone = [w for w in workers if w not in observed]  # asked for, never arrived
         if observed:
             retired = await self.scheduler.retire_workers(workers=list(observed.values()), close_workers=True)
@@ -173,7 +173,7 @@ class Adaptive:
         for name in gone:
             self.close_counts.pop(name, None)
         if gone:
-            await self.cluster._scale_down(gone)
+            await _value(self.cluster.scale_down(gone))
 
     async def adapt(self) -> None:
         """One round: compute the target, act on the recommendation (not re-entrant)."""
@@ -181,7 +181,7 @@ class Adaptive:
             return
         self._adapting = True
         try:
-            await _value(self.cluster._prune_closed())
+            await _value(self.cluster.prune_closed())
             target = await self.safe_target()
             rec = await self.recommendations(target)
             if rec["status"] == "same":

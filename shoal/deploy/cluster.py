@@ -11,9 +11,9 @@ managers) implement:
   a private client used for `scheduler_info`, `wait_for_workers` and the logs;
 - `scale(n)` (and `scale_down`), and `async _close()` ending with `await super()._close()`;
 - for `adapt()`: `plan` / `requested` (names of the workers wanted / started),
-  `async _prune_closed()` (refresh what the scheduler sees, forget workers that went
-  away), `async _scale_down(names)` (stop those workers, already retired by `Adaptive`).
-  `observed` and `_names_to_addresses` come from the scheduler's identity, and
+  `async prune_closed()` (refresh what the scheduler sees, forget workers that went
+  away), `scale_down(names)` (stop those workers; `Adaptive` has retired them already).
+  `observed` and `names_to_addresses` come from the scheduler's identity, and
   `Adaptive` asks the scheduler for its decisions through `scheduler_comm`.
 
 The base gives both ways of use (blocking, and `asynchronous=True` / `await` / `async
@@ -111,7 +111,7 @@ class Cluster:
         adaptive, self._adaptive = self._adaptive, None
         if adaptive is not None:
             adaptive.stop(reason="cluster-close")
-            await adaptive._stopped()
+            await adaptive.wait_stopped()
 
     async def _close(self) -> None:
         await self._stop_adaptive()
@@ -183,7 +183,7 @@ class Cluster:
     def adapt(self, Adaptive: Any = None, **kwargs: Any) -> Any:
         """Scale with the load between `minimum` and `maximum` workers (`shoal.deploy.Adaptive`,
         or the `Adaptive` class given). Replaces any earlier Adaptive; options not given
-        keep their earlier values. Needs `scale`, `plan`, `requested` and `_scale_down`
+        keep their earlier values. Needs `scale`, `plan`, `requested` and `scale_down`
         from the subclass (see the module docstring)."""
         from shoal.deploy.adaptive import Adaptive as DefaultAdaptive
 
@@ -205,23 +205,23 @@ class Cluster:
 
     @property
     def observed(self) -> set:
-        """Names of the workers the scheduler saw at the last refresh (`_prune_closed`)."""
+        """Names of the workers the scheduler saw at the last refresh (`prune_closed`)."""
         return {w.get("name", a) for a, w in self._identity.get("workers", {}).items()}
 
-    def _names_to_addresses(self, names: Any) -> dict:
+    def names_to_addresses(self, names: Any) -> dict:
         """{name: address} of these names (or addresses) among the workers the scheduler saw."""
         wanted = set(names)
         return {
             w.get("name", a): a for a, w in self._identity.get("workers", {}).items() if a in wanted or w.get("name") in wanted
         }
 
-    async def _prune_closed(self) -> None:
+    async def prune_closed(self) -> None:
         """Refresh what the scheduler sees; subclasses also forget workers that went away."""
         if self._client is not None:
             self._identity = await self._client.scheduler_comm.request("identity", n_workers=-1)
 
-    async def _scale_down(self, names: Any) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not implement _scale_down (needed by adapt())")
+    def scale_down(self, workers: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement scale_down (needed by adapt())")
 
     # ------------------------------------------------------------------ introspection
 

@@ -228,13 +228,13 @@ class SubprocessCluster(Cluster):
                 self._log(f"Worker {name} started")
         if len(self.workers) > n:
             newest = list(self.workers)[n:]
-            await self._prune_closed()
+            await self.prune_closed()
             await self._retire(newest)
             await self._scale_down(newest)
 
     async def _retire(self, names: list) -> None:
         """Move the data only these workers hold to the others, and close them, through the scheduler."""
-        observed = self._names_to_addresses(names)
+        observed = self.names_to_addresses(names)
         if observed:
             try:
                 await self.scheduler_comm.retire_workers(workers=list(observed.values()), close_workers=True)
@@ -243,7 +243,7 @@ class SubprocessCluster(Cluster):
 
     async def _scale_down(self, names: Any) -> None:
         """Stop the processes of these workers (names or addresses)."""
-        by_address = {a: n for n, a in self._names_to_addresses(names).items()}
+        by_address = {a: n for n, a in self.names_to_addresses(names).items()}
         async with self._lock():
             closing = []
             for name in names:
@@ -253,10 +253,10 @@ class SubprocessCluster(Cluster):
                     self._log(f"Worker {by_address.get(name, name)} closed")
             await asyncio.gather(*(w.close() for w in closing), return_exceptions=True)
 
-    async def _prune_closed(self) -> None:
+    async def prune_closed(self) -> None:
         """Refresh what the scheduler sees and forget worker processes that exited by
         themselves (retired, killed) and are gone from the scheduler, so scaling replaces them."""
-        await super()._prune_closed()
+        await super().prune_closed()
         observed = self.observed
         for name, w in list(self.workers.items()):
             exited = w.proc is not None and w.proc.returncode is not None
@@ -282,7 +282,7 @@ class SubprocessCluster(Cluster):
         """Retire these workers (names or addresses) through the scheduler and stop their processes."""
 
         async def down() -> None:
-            await self._prune_closed()
+            await self.prune_closed()
             await self._retire(list(workers))
             await self._scale_down(list(workers))
 
