@@ -224,3 +224,20 @@ def test_subprocess_cluster_passes_distributed_options_as_flags(tmp_path):
             assert list(marks.values()) == [("Worker", True, 3600.0)]
             assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.preload_mark) == "Scheduler"
             assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.options.idle_timeout) == 3600
+
+
+def test_subprocess_worker_as_a_spec_clusters_worker():
+    from shoal.deploy import SpecCluster
+    from shoal.deploy.subprocess import SubprocessWorker
+
+    spec = {"cls": SubprocessWorker, "options": {"worker_class": "distributed.Worker", "worker_kwargs": {"nthreads": 2}}}
+    with SpecCluster(workers={"sub-0": spec}, scheduler={"cls": Scheduler, "options": {"address": "tcp://127.0.0.1:0",
+                     "dashboard_address": None}}) as cluster:  # fmt: skip
+        (worker,) = cluster.workers.values()
+        assert isinstance(worker, SubprocessWorker) and worker.name == "sub-0"
+        with Client(cluster, set_as_default=False) as c:
+            assert c.submit(sum, [1, 2]).result() == 3
+            assert list(c.nthreads().values()) == [2]
+            assert os.getpid() not in c.run(os.getpid).values()  # its own process
+        cluster.scale(0)
+        assert not cluster.workers and worker.status == Status.closed
