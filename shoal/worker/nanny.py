@@ -104,7 +104,7 @@ def _is_shoal_worker(worker_class: Any) -> bool:
     return worker_class is Worker
 
 
-def _checked_worker_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+def checked_worker_kwargs(kwargs: dict[str, Any], owner: str = "Nanny") -> dict[str, Any]:
     """The worker's keyword arguments a nanny passes on; an unknown one is a `TypeError`."""
     import inspect
 
@@ -113,7 +113,7 @@ def _checked_worker_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     accepted = inspect.signature(Worker.__init__).parameters
     unknown = sorted(k for k in kwargs if k not in accepted or k in _NANNY_OWNED)
     if unknown:
-        raise TypeError(f"Nanny.__init__() got unexpected keyword arguments {unknown} (neither the nanny's nor the worker's)")
+        raise TypeError(f"{owner}.__init__() got unexpected keyword arguments {unknown} (neither its own nor the worker's)")
     return dict(kwargs)
 
 
@@ -121,11 +121,12 @@ def _checked_worker_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 _NANNY_OWNED = frozenset({"scheduler_address", "nanny", "secret", "local_directory", "port", "self"})
 
 
-def _write_options(directory: str, options: dict[str, Any]) -> str:
+def write_worker_options(directory: str | None, options: dict[str, Any]) -> str:
+    """Worker options for `python -m shoal.worker --options PATH`: pickled (they may be
+    objects) into a new file only this user reads, which the worker removes once read."""
     import cloudpickle
 
-    path = os.path.join(directory, "worker-options.pickle")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, path = tempfile.mkstemp(prefix="worker-options-", suffix=".pickle", dir=directory)  # mode 0600
     with os.fdopen(fd, "wb") as f:
         cloudpickle.dump(options, f)
     return path
@@ -192,7 +193,7 @@ class Nanny(Server):
         if worker_class is not None and not _is_shoal_worker(worker_class):
             server_options.refuse("Nanny", worker_class=worker_class)
         server_options.check_protocol("Nanny", protocol)
-        self.worker_kwargs = _checked_worker_kwargs(worker_kwargs)
+        self.worker_kwargs = checked_worker_kwargs(worker_kwargs)
         overrides, config = config, _config
         if port not in (None, 0) and not isinstance(port, (int, str)):
             raise TypeError(f"port must be an int or a str, got {type(port).__name__}")
@@ -385,7 +386,7 @@ class Nanny(Server):
         if self.validate:
             options["validate"] = True
         if options:  # a file only its owner reads (the options may hold objects: pickled)
-            cmd += ["--options", _write_options(self.worker_dir, options)]
+            cmd += ["--options", write_worker_options(self.worker_dir, options)]
         try:
             self.process = subprocess.Popen(
                 cmd, env=worker_process_env(self.secret, self.env, self._config), stdin=subprocess.DEVNULL, pass_fds=(write_fd,)
