@@ -160,15 +160,15 @@ def test_upload_directory_to_workers_without_restart(tmp_path):
         assert c.submit(read_module, f"{package.name}.mod").result() == "unpacked in the worker"
 
 
-def test_upload_directory_modes():
+def test_upload_directory_modes(tmp_path):
     with pytest.raises(ValueError, match="not supported, expected one of"):
-        UploadDirectory(".", mode="nanny")
+        UploadDirectory(str(tmp_path), mode="nanny")
     with pytest.raises(ValueError, match="not a directory"):
         UploadDirectory("/no/such/dir")
     with pytest.warns(FutureWarning, match="'restart' keyword is deprecated"):
-        assert UploadDirectory(".", restart=True).restart_workers is True
+        assert UploadDirectory(str(tmp_path), restart=True).restart_workers is True
     with pytest.raises(TypeError, match="restart_workers= only"):
-        UploadDirectory(".", restart=True, restart_workers=True)
+        UploadDirectory(str(tmp_path), restart=True, restart_workers=True)
 
 
 def _project(tmp_path, value: str) -> Path:
