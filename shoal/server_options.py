@@ -35,6 +35,7 @@ UNSUPPORTED: dict[str, tuple[tuple, str]] = {
     "WorkerStateClass": ((None,), "shoal's worker state machine is not replaceable"),
     "reconnect": ((None, False), "a shoal worker whose scheduler goes away closes; its nanny (if any) starts a new one"),
     "dashboard": ((None, False), "shoal's workers serve no dashboard of their own; the scheduler's shows them"),
+    "dashboard_address": ((None,), "shoal's workers serve no dashboard of their own; the scheduler's shows them"),
     "worker_class": ((None,), "a shoal nanny runs shoal's Worker; use LocalCluster(worker_class=...) for a nanny class"),
 }
 

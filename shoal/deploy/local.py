@@ -58,7 +58,7 @@ class WorkerProcess:
     ):
         """Other keyword arguments are the worker's (checked against `Worker`'s, handed to
         the process in a file only this user reads)."""
-        from shoal.worker.nanny import checked_worker_kwargs
+        from shoal.worker.options import checked_worker_kwargs
 
         self.name = name
         self.status = "created"
@@ -77,7 +77,7 @@ class WorkerProcess:
         if self.proc is None:
             cmd = list(self._cmd)
             if self.worker_kwargs:
-                from shoal.worker.nanny import write_worker_options
+                from shoal.worker.options import write_worker_options
 
                 cmd += ["--options", write_worker_options(None, self.worker_kwargs)]
             self.proc = subprocess.Popen(cmd, env=worker_process_env(self._secret), stdin=subprocess.DEVNULL)

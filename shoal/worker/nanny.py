@@ -48,6 +48,7 @@ from dask.utils import format_bytes
 from shoal import config, log_buffer, secret_files, server_options
 from shoal import config as _config
 from shoal.preloading import Preloads
+from shoal.worker.options import checked_worker_kwargs, is_shoal_worker, write_worker_options
 from shoal.status import StatusAttribute
 from shoal._loop import wait_exit
 from shoal.comm import connect
@@ -94,42 +95,6 @@ def describe_exit(code: int) -> str:
             name = f"signal {-code}"
         return f"killed by {name}"
     return f"exited with code {code}"
-
-
-def _is_shoal_worker(worker_class: Any) -> bool:
-    if isinstance(worker_class, str):
-        return worker_class.rsplit(".", 1)[-1] == "Worker" and worker_class.split(".")[0] in ("shoal", "distributed")
-    from shoal.worker.server import Worker
-
-    return worker_class is Worker
-
-
-def checked_worker_kwargs(kwargs: dict[str, Any], owner: str = "Nanny") -> dict[str, Any]:
-    """The worker's keyword arguments a nanny passes on; an unknown one is a `TypeError`."""
-    import inspect
-
-    from shoal.worker.server import Worker
-
-    accepted = inspect.signature(Worker.__init__).parameters
-    unknown = sorted(k for k in kwargs if k not in accepted or k in _NANNY_OWNED)
-    if unknown:
-        raise TypeError(f"{owner}.__init__() got unexpected keyword arguments {unknown} (neither its own nor the worker's)")
-    return dict(kwargs)
-
-
-#: worker parameters the nanny sets itself
-_NANNY_OWNED = frozenset({"scheduler_address", "nanny", "secret", "local_directory", "port", "self"})
-
-
-def write_worker_options(directory: str | None, options: dict[str, Any]) -> str:
-    """Worker options for `python -m shoal.worker --options PATH`: pickled (they may be
-    objects) into a new file only this user reads, which the worker removes once read."""
-    import cloudpickle
-
-    fd, path = tempfile.mkstemp(prefix="worker-options-", suffix=".pickle", dir=directory)  # mode 0600
-    with os.fdopen(fd, "wb") as f:
-        cloudpickle.dump(options, f)
-    return path
 
 
 class Nanny(Server):
@@ -190,7 +155,7 @@ class Nanny(Server):
             "Nanny", services=services, reconnect=reconnect, contact_address=contact_address,
             listen_address=listen_address,
         )  # fmt: skip
-        if worker_class is not None and not _is_shoal_worker(worker_class):
+        if worker_class is not None and not is_shoal_worker(worker_class):
             server_options.refuse("Nanny", worker_class=worker_class)
         server_options.check_protocol("Nanny", protocol)
         self.worker_kwargs = checked_worker_kwargs(worker_kwargs)

@@ -14,13 +14,20 @@ there, before anything starts) and acts at three moments the worker calls:
   closes; with `lifetime_restart=True` its nanny starts a fresh one, otherwise the nanny
   stops too. Defaults come from `shoal.worker.lifetime.{duration,stagger,restart}`;
 - `closing(worker)`: the preloads' `dask_teardown(worker)`.
+
+A worker in a process of its own (under a `Nanny`, or a `WorkerProcess`) gets its
+options from its parent: `checked_worker_kwargs` checks them against `Worker`'s
+signature where they are given, `write_worker_options` pickles them into a file only the
+user reads, which `python -m shoal.worker --options PATH` loads and removes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import tempfile
 import uuid
 from collections.abc import MutableMapping
 from typing import Any
@@ -30,7 +37,7 @@ from dask.utils import parse_timedelta
 from shoal import config
 from shoal.preloading import Preloads
 
-__all__ = ["WorkerOptions"]
+__all__ = ["WorkerOptions", "checked_worker_kwargs", "is_shoal_worker", "write_worker_options"]
 
 logger = logging.getLogger("shoal.worker")
 
@@ -129,3 +136,43 @@ class WorkerOptions:
             logger.debug("retire_self of %s ended with %s", worker.address, e)
         if worker.status == "running":
             await worker.close()
+
+
+# ---------------------------------------------------------------------- options for a worker process
+
+
+def is_shoal_worker(worker_class: Any) -> bool:
+    """Whether `worker_class` names the Worker a nanny runs (shoal's or distributed's name)."""
+    if isinstance(worker_class, str):
+        return worker_class.rsplit(".", 1)[-1] == "Worker" and worker_class.split(".")[0] in ("shoal", "distributed")
+    from shoal.worker.server import Worker
+
+    return worker_class is Worker
+
+
+def checked_worker_kwargs(kwargs: dict[str, Any], owner: str = "Nanny") -> dict[str, Any]:
+    """The worker's keyword arguments a nanny passes on; an unknown one is a `TypeError`."""
+    import inspect
+
+    from shoal.worker.server import Worker
+
+    accepted = inspect.signature(Worker.__init__).parameters
+    unknown = sorted(k for k in kwargs if k not in accepted or k in _NANNY_OWNED)
+    if unknown:
+        raise TypeError(f"{owner}.__init__() got unexpected keyword arguments {unknown} (neither its own nor the worker's)")
+    return dict(kwargs)
+
+
+#: worker parameters the nanny sets itself
+_NANNY_OWNED = frozenset({"scheduler_address", "nanny", "secret", "local_directory", "port", "self"})
+
+
+def write_worker_options(directory: str | None, options: dict[str, Any]) -> str:
+    """Worker options for `python -m shoal.worker --options PATH`: pickled (they may be
+    objects) into a new file only this user reads, which the worker removes once read."""
+    import cloudpickle
+
+    fd, path = tempfile.mkstemp(prefix="worker-options-", suffix=".pickle", dir=directory)  # mode 0600
+    with os.fdopen(fd, "wb") as f:
+        cloudpickle.dump(options, f)
+    return path

@@ -141,13 +141,8 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
             metrics=metrics, startup_information=startup_information, dashboard=dashboard, http_prefix=http_prefix,
             low_level_profiler=low_level_profiler, profile_cycle_interval=profile_cycle_interval,
             transition_counter_max=transition_counter_max, scheduler_sni=scheduler_sni,
-            WorkerStateClass=WorkerStateClass,
+            WorkerStateClass=WorkerStateClass, dashboard_address=dashboard_address,
         )  # fmt: skip
-        if dashboard_address is not None:
-            raise NotImplementedError(
-                f"Worker(dashboard_address={dashboard_address!r}) is not supported by shoal: its workers serve no "
-                "dashboard of their own; the scheduler's shows them"
-            )
         server_options.check_protocol("Worker", protocol, ("tcp", "inproc"))
         self.options = WorkerOptions(
             preload=preload, preload_argv=preload_argv, lifetime=lifetime, lifetime_stagger=lifetime_stagger,
