@@ -21,7 +21,7 @@ MIN_PRESENT = 207
 #: constructor parameters of distributed's that shoal's callables lack (Worker, Nanny and
 #: Scheduler take all of theirs since issue 16 session 2: honoured or refused by name; so do
 #: the subprocess and ssh process classes)
-MAX_PARAM_GAPS = 26
+MAX_PARAM_GAPS = 25
 
 
 @pytest.fixture(scope="module")
