@@ -118,8 +118,10 @@ class AdminMethods:
     def restart(self, timeout: Any = no_default, wait_for_workers: bool = True) -> Any:
         """Restart every worker through its nanny (workers without one are shut down),
         forget all tasks and cancel every client's futures (reason `scheduler-restart`).
-        With `wait_for_workers`, return once the restarted workers are back; `TimeoutError`
-        after `timeout` (default 4x the connect timeout)."""
+        With `wait_for_workers`, return once as many workers as before are back; else
+        `TimeoutError` after `timeout` (default 4x the connect timeout), saying so when
+        workers without a nanny were shut down (nothing brings those back unless a
+        deployment system starts new ones), as in distributed."""
         t = 4 * self._timeout if timeout is no_default else parse_timeout(timeout)
 
         async def call() -> None:

@@ -76,6 +76,14 @@ class FunctionCache:
 class Execution:
     """The thread pool side of `Worker` (see the module docstring)."""
 
+    def get_current_task(self) -> Any:
+        """The key of the task running in this thread (distributed's `Worker.get_current_task`);
+        with `state.tasks[key].metadata` a task attaches values to its task-stream record."""
+        key = getattr(task_state, "key", None)
+        if key is None:
+            raise RuntimeError("get_current_task() is called from a task only")
+        return key
+
     def _start_pool_thread(self) -> None:
         t = threading.Thread(target=self._work, name=f"shoal-task-{len(self._threads)}", daemon=True)
         self._threads = [th for th in self._threads if th.is_alive()]

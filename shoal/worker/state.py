@@ -120,7 +120,7 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 #: what each task-stream record tuple holds, in order; `transfers` is None or a list of
 #: ``(start, stop, source, bytes fetched in that transfer)``; `error` is None or ``(exception text, traceback frames)``
 TASK_STREAM_FIELDS = (
-    "key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error", "stimulus_id",
+    "key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error", "stimulus_id", "metadata",
 )  # fmt: skip
 
 
@@ -132,7 +132,7 @@ def _no_clock() -> float:
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "send_inline", "state", "started", "actor", "transfers",
+        "resources", "send_inline", "state", "started", "actor", "transfers", "_metadata",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -151,6 +151,16 @@ class WorkerTask:
         self.started = False
         #: task-stream "transfer" entries ``(start, stop, source)`` of fetched dependencies
         self.transfers: list | None = None
+        self._metadata: dict | None = None  # made on first use: most tasks have none
+
+    @property
+    def metadata(self) -> dict:
+        """Small msgpack-able values a task or a worker plugin attaches to this task
+        while it runs (``get_worker().state.tasks[key].metadata["rows"] = n``); they end up
+        in its task-stream record, as in distributed."""
+        if self._metadata is None:
+            self._metadata = {}
+        return self._metadata
 
     def __repr__(self) -> str:
         return f"<WorkerTask {self.key!r} {self.state}>"
@@ -338,7 +348,8 @@ class WorkerState(Fetching, StateMachine):
             self.actors[ev.key] = ev.instance
         self.task_stream_count += 1
         self.task_stream.append(
-            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None, ev.stimulus_id)
+            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None, ev.stimulus_id,
+             ts._metadata or None)  # fmt: skip
         )
         self._log(ev.key, ts.state, "memory")
         self._send(
@@ -351,7 +362,7 @@ class WorkerState(Fetching, StateMachine):
             self.task_stream_count += 1
             self.task_stream.append(
                 (ev.key, ev.thread, ev.start, ev.stop, "error", 0, None, ts.transfers, (ev.text, ev.traceback),
-                 ev.stimulus_id)  # fmt: skip
+                 ev.stimulus_id, ts._metadata or None)  # fmt: skip
             )
             self._log(ev.key, ts.state, "error")
             self._send(
