@@ -5,8 +5,10 @@ PURE. `EventLog.log` appends ``(timestamp, msg)`` to each topic's ring buffer
 per client subscribed to that topic. The I/O shell timestamps, sends `TopicEvent`
 messages and drops a client's subscriptions when it disconnects. Messages are plain
 msgpack data, never pickles. Topics used by shoal itself: ``"all"`` and each worker
-address (workers joining and leaving), each client id (clients connecting and leaving),
-``"print"`` and ``"warn"`` (`shoal.print` / `shoal.warn` inside tasks).
+address (workers joining and leaving), each client id (a client's arrival; the topic is
+dropped when the client leaves, so clients that come and go leave nothing behind but
+their lines in ``"all"``), ``"print"`` and ``"warn"`` (`shoal.print` / `shoal.warn`
+inside tasks).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class EventLog:
         if topic is not None:
             return tuple(self.events.get(topic, ()))
         return {t: tuple(buf) for t, buf in self.events.items()}
+
+    def forget(self, topic: str) -> None:
+        """Drop `topic`'s events (its subscribers stay)."""
+        self.events.pop(topic, None)
 
     def subscribe(self, client_id: str, topics: Iterable[str]) -> None:
         for topic in topics:
