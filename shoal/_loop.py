@@ -2,13 +2,17 @@
 
 Blocking `Client`s and `LocalCluster`s share one event loop running in a daemon thread
 ("shoal-loop"), started on first use (uvloop where available). `sync` runs a coroutine
-function on a loop and blocks the calling thread for its result.
+function on a loop and blocks the calling thread for its result. `wait_exit` awaits a
+child process's exit without a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +28,35 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - platforms without uvloop
         return asyncio.new_event_loop()
+
+
+async def wait_exit(proc: subprocess.Popen, timeout: float | None = None) -> int | None:
+    """Await the exit of child process `proc` for up to `timeout` s (None: for ever);
+    its return code, or None if it is still running. On Linux the loop watches a pidfd
+    (no thread, no polling); elsewhere it polls every 20 ms. Not
+    `run_in_executor(proc.wait)`: that parks a thread of the shared default executor per
+    waiting process, which outlives the wait."""
+    if proc.poll() is not None:
+        return proc.returncode
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or the pid is gone already
+        fd = None
+    if fd is not None:
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+    while proc.poll() is None and (deadline is None or time.monotonic() < deadline):
+        await asyncio.sleep(0.02)  # the fallback, and the instant between pidfd and reaping
+    return proc.returncode
 
 
 def shared_loop() -> asyncio.AbstractEventLoop:

@@ -37,6 +37,7 @@ from dask._task_spec import TaskRef
 
 from shoal._context import provider, task_state
 from shoal._loop import in_loop_thread
+from shoal.background import BackgroundTasks
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.utils import parse_timeout
@@ -289,12 +290,13 @@ class Actor(TaskRef):
 
 
 def _channels(client: Any) -> _Channels:
-    ch = client.__dict__.get("_actor_channels")
+    """The client's actor connections: one `_Channels` in its `extensions` (closed with it)."""
+    ch = client.extensions.get("actors")
     if ch is None:
         with _channels_lock:
-            ch = client.__dict__.get("_actor_channels")
+            ch = client.extensions.get("actors")
             if ch is None:
-                ch = client._actor_channels = _Channels(client)
+                ch = client.extensions["actors"] = _Channels(client)
     return ch
 
 
@@ -309,7 +311,10 @@ class _Channels:
 
     def __init__(self, client: Any):
         self.client = client
-        self.loop: asyncio.AbstractEventLoop = client._aloop
+        loop = client.loop  # a `LoopWrapper`
+        self.loop: asyncio.AbstractEventLoop = loop.asyncio_loop if loop is not None else None
+        #: the connections' tasks (cancelled and awaited by `close`)
+        self.tasks = BackgroundTasks("the actor channels")
         self.peers: dict[str, Any] = {}
         self.waiting: dict[str, list[m.ActorCall]] = {}  # address -> calls held while connecting
         self.pending: dict[int, tuple[str, ActorFuture]] = {}
@@ -349,19 +354,15 @@ class _Channels:
             held = self.waiting.get(address)
             if held is None:
                 self.waiting[address] = [msg]
-                self.client._own(self._connect(address))
+                self.tasks.spawn(self._connect(address))
             else:
                 held.append(msg)
 
     async def _connect(self, address: str) -> None:
-        from shoal.comm import connect
         from shoal.rpc import Peer
 
-        client = self.client
         try:
-            comm = await connect(
-                address, secret=client._secret, timeout=client._timeout, info={"role": "client", "id": client.id}
-            )
+            comm = await self.client.connect_to(address)
         except Exception as e:  # noqa: BLE001 - any failure to connect fails the calls waiting on it
             calls = self.waiting.pop(address, [])
             for msg in calls:
@@ -401,6 +402,7 @@ class _Channels:
             await peer.close()
         for cid in list(self.pending):
             self._fail(cid, _closed_error())
+        await self.tasks.close()
 
 
 def _closed_error() -> BaseException:

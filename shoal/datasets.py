@@ -57,7 +57,7 @@ async def publish(client: Any, args: tuple, name: Any, override: bool, kwargs: d
         payload.append([n, dumps(obj), keys])
     if client.scheduler_comm is None:
         raise RuntimeError(f"{client} is not connected to a scheduler")
-    client._flush()  # submits/persists queued before this call reach the scheduler first
+    client.outbox.flush()  # submits/persists queued before this call reach the scheduler first
     reply = await client.scheduler_comm.request("publish_put", items=payload, override=bool(override))
     if reply:
         raise KeyError(f"Dataset {normalize_name(reply['exists'])} already exists")
@@ -99,7 +99,7 @@ async def get(client: Any, name: Any, default: Any = no_default) -> Any:
         if reply is None:
             out.append(default)
             continue
-        obj = client._families.load(reply["data"])
+        obj = client.families.load(reply["data"])
         for fut in futures_of(obj):
             if fut.client is None:
                 fut.bind_client(client)
@@ -108,7 +108,7 @@ async def get(client: Any, name: Any, default: Any = no_default) -> Any:
     if wanted:
         # the scheduler made this client want the keys before replying (its status
         # messages arrived before any future existed here): ask again for the status
-        client._send(m.DesireKeys(tuple(dict.fromkeys(wanted)), client.id))
+        client.outbox.send(m.DesireKeys(tuple(dict.fromkeys(wanted)), client.id))
     return out if many else out[0]
 
 

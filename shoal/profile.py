@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from types import FrameType as _Frame
 from typing import Any
 
 from shoal import _gc
@@ -76,7 +77,7 @@ def path(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] |
     """The nodes of `tree` (root first) that a sample of this stack counts in, created
     with count 0 where missing (see `process`)."""
     stack = []
-    while frame is not None:
+    while frame is not None and type(frame) is _Frame:  # (see Sampler.sample)
         code = frame.f_code
         if code is stop:
             break
@@ -236,11 +237,18 @@ class Sampler:
                 codes = [group]
                 f = frame
                 while f is not None:
+                    if type(f) is not _Frame:
+                        # CPython 3.11 can hand out a non-frame as f_back of a frame whose
+                        # thread is returning while we walk it: drop this sample
+                        codes = None
+                        break
                     code = f.f_code
                     if code is end:
                         break
                     codes.append(code)
                     f = f.f_back
+                if codes is None:
+                    continue
                 # keyed by identity; the entry holds the code objects, so no id is reused
                 key = tuple(map(id, codes))
                 hit = paths.get(key)

@@ -38,7 +38,7 @@ class ReplayTaskClient:
             key = future.key
         else:
             key = future
-        return self._run_locally(self.client._request("task_spec", key=key))
+        return self._run_locally(self._task_spec(key))
 
     def recreate_error_locally(self, future: Any) -> None:
         """Re-raise, in this process, the failure behind an erred future or collection:
@@ -49,7 +49,13 @@ class ReplayTaskClient:
         erred = [f for f in futures if f.status == "error"]
         if not erred:
             raise ValueError("No errored futures passed")
-        self._run_locally(self.client._request("task_spec", key=erred[0].key, blame=True))
+        self._run_locally(self._task_spec(erred[0].key, blame=True))
+
+    def _task_spec(self, key: Any, blame: bool = False) -> dict:
+        """The scheduler's `task_spec` of `key` (with `blame`: of the task that failed first)."""
+        client = self.client
+        kwargs = {"key": key, "blame": True} if blame else {"key": key}
+        return client.sync(client.scheduler.request, "task_spec", **kwargs)
 
     def _run_locally(self, info: dict) -> Any:
         client = self.client
@@ -60,7 +66,7 @@ class ReplayTaskClient:
         deps = [Future(k, client) for k in info["deps"]]
         try:
             if deps:
-                client._send(m.DesireKeys(tuple(info["deps"]), client.id))
+                client.outbox.send(m.DesireKeys(tuple(info["deps"]), client.id))
             values = dict(zip(info["deps"], client.gather(deps)))
             return run_task(info["key"], info["func"], info["spec"], values)
         finally:

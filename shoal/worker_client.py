@@ -36,7 +36,7 @@ def _client_for(worker: Worker, timeout: Any) -> Client:
             return client
         try:  # an in-process cluster: the user's own client already talks to this scheduler
             default = default_client()
-            if default._address == worker.scheduler_address and default.status == "running":
+            if getattr(default.scheduler, "address", None) == worker.scheduler_address and default.status == "running":
                 _clients[worker] = default
                 return default
         except ValueError:
@@ -68,7 +68,7 @@ def get_client(address: str | None = None, timeout: Any = None, resolve_address:
         return _client_for(worker, timeout)
     try:
         client = Client.current(allow_global=True)
-        if address is None or client._address == address:
+        if address is None or getattr(client.scheduler, "address", None) == address:
             return client
     except ValueError:
         if address is None:

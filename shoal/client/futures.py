@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from dask._task_spec import TaskRef
 
+from shoal.client.remote_errors import mark_remote, remote_traceback
 from shoal.exceptions import FutureCancelledError
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled, loads
-from shoal.client.remote_errors import mark_remote, remote_traceback
 
 if TYPE_CHECKING:
     from shoal.client.client import Client
@@ -228,7 +228,7 @@ def _rebuild_future(key: Any) -> Future:
     future = Future(key, client)
     if client is not None:
         try:
-            client._send(m.DesireKeys((key,), client.id))
+            client.outbox.send(m.DesireKeys((key,), client.id))
         except Exception:  # closed meanwhile: an unbound-like future that never resolves
             pass
     return future
@@ -375,4 +375,4 @@ class Future(TaskRef):
     def _repr_html_(self) -> str:
         from shoal.diagnostics.reprs import future_html
 
-        return future_html(self)
+        return future_html(self, self._state)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-
 from typing import Any
 
 from shoal import config
@@ -58,7 +57,7 @@ def _send_in_batches(client: Any, tasks: list, funcs: list, wanted: tuple) -> No
     keys. Each batch carries just the functions its tasks use."""
     size = max(1, int(config.get("client.graph-batch-size")))
     if len(tasks) <= size:
-        client._send(m.UpdateGraph(tuple(tasks), tuple(funcs), wanted))
+        client.outbox.send(m.UpdateGraph(tuple(tasks), tuple(funcs), wanted))
         return
     for start in range(0, len(tasks), size):
         batch = tasks[start : start + size]
@@ -74,7 +73,7 @@ def _send_in_batches(client: Any, tasks: list, funcs: list, wanted: tuple) -> No
                 fi = li
             out.append((key, fi, spec, deps, prio, ann))
         last = start + size >= len(tasks)
-        client._send(m.UpdateGraph(tuple(out), tuple(batch_funcs), wanted if last else ()))
+        client.outbox.send(m.UpdateGraph(tuple(out), tuple(batch_funcs), wanted if last else ()))
 
 
 def _flatten(keys: Any) -> list:
@@ -189,8 +188,8 @@ def _graph_to_futures(
     resources: Any = None, retries: Any = None, priority: int = 0, actors: Any = None,
 ) -> Any:  # fmt: skip
     from dask._task_spec import Alias, Task, convert_legacy_graph
-    from dask.highlevelgraph import HighLevelGraph
     from dask.core import validate_key
+    from dask.highlevelgraph import HighLevelGraph
     from dask.order import order
 
     layer_ann: dict = {}
@@ -203,6 +202,10 @@ def _graph_to_futures(
             from shoal.shuffle.dataframe import rewrite
 
             dsk = rewrite(dsk)
+        if "dask.array" in sys.modules:  # else it holds no rechunk
+            from shoal.shuffle.rechunk import rewrite as rewrite_rechunks
+
+            dsk = rewrite_rechunks(dsk)
         graph = dsk.__dask_graph__()
         layer_ann = dsk.__dask_annotations__() or {}
     flat = _flatten(keys)
@@ -232,7 +235,7 @@ def _graph_to_futures(
     # graph's tasks as cancelled ("lost dependencies") instead of hanging
     held_external = [Future(k, client) for k in external]
     if external:
-        client._send(m.DesireKeys(tuple(external), client.id))
+        client.outbox.send(m.DesireKeys(tuple(external), client.id))
     for k in flat:
         if k not in needed and k not in client.futures:
             raise KeyError(f"key {k!r} is not in the graph")

@@ -13,44 +13,13 @@ from dask.utils import parse_timedelta
 
 from shoal.actor import BaseActorFuture
 from shoal.client.futures import Future, FutureState
+from shoal.client.walk import futures_of
 from shoal.exceptions import FutureCancelledError, FuturesCancelledError
 from shoal.protocol import messages as m
 
 FIRST_COMPLETED = "FIRST_COMPLETED"
 FIRST_EXCEPTION = "FIRST_EXCEPTION"
 ALL_COMPLETED = "ALL_COMPLETED"
-
-
-def futures_of(o: Any, client: Any = None) -> list[Future]:
-    """Every distinct Future inside `o` (containers and dask collections), in order."""
-    from dask._task_spec import TaskRef
-    from dask.base import is_dask_collection
-
-    out: list[Future] = []
-    seen: set[int] = set()
-    stack = [o]
-    while stack:
-        x = stack.pop()
-        t = type(x)
-        if t in (tuple, set, list):
-            stack.extend(reversed(list(x)))
-        elif t is dict:
-            stack.extend(reversed(list(x.values())))
-        elif isinstance(x, Future):
-            if id(x) not in seen:
-                seen.add(id(x))
-                out.append(x)
-        elif isinstance(x, TaskRef):
-            continue
-        elif is_dask_collection(x):
-            stack.extend(reversed(list(x.__dask_graph__().values())))
-    if client is not None:
-        bad = [f for f in out if f.cancelled()]
-        if bad:
-            raise FuturesCancelledError(
-                [FutureCancelledError(f.key, f._state.reason if f._state else None) for f in bad]
-            )
-    return out
 
 
 def _client_of(futures: list[Future]) -> Any:
@@ -139,7 +108,7 @@ def fire_and_forget(obj: Any) -> None:
         if f.client is not None:
             by_client.setdefault(f.client, []).append(f.key)
     for client, keys in by_client.items():
-        client._send(m.DesireKeys(tuple(keys), "fire-and-forget"))
+        client.outbox.send(m.DesireKeys(tuple(keys), "fire-and-forget"))
 
 
 class as_completed:

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from shoal._context import register_provider
+from shoal._loop import wait_exit
 from shoal.deploy.spec import SpecCluster, _accepts
 from shoal.scheduler.server import Scheduler
 from shoal.worker.nanny import Nanny, worker_process_env
@@ -84,12 +85,9 @@ class WorkerProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), timeout)
-        except asyncio.TimeoutError:
+        if await wait_exit(self.proc, timeout) is None:
             self.proc.kill()
-            await loop.run_in_executor(None, self.proc.wait)
+            await wait_exit(self.proc)
 
 
 class LocalCluster(SpecCluster):

@@ -34,7 +34,7 @@ from typing import Any, Self
 
 from shoal.diagnostics.profile_plot import profile_svg, top_functions
 from shoal.diagnostics.svg_page import hue
-from shoal.diagnostics.task_stream import render_svg
+from shoal.diagnostics.task_stream import fetch_task_stream, render_svg
 from shoal.utils import format_bytes, key_prefix
 
 __all__ = ["performance_report", "render_report", "summarize"]
@@ -93,12 +93,12 @@ class performance_report:
 
     async def _begin(self, client: Any) -> dict:
         self._start = time.time()
-        return (await client._task_stream(count=0))["counts"]
+        return (await fetch_task_stream(client, count=0))["counts"]
 
     async def _collect(self, client: Any) -> dict:
         stop = time.time()
         start = self._start
-        stream = await client._task_stream(since=self._since)
+        stream = await fetch_task_stream(client, since=self._since)
         request = client.scheduler_comm.request
         compute = await request("profile", start=start, stop=stop)
         server = await request("profile", start=start, stop=stop, server=True)

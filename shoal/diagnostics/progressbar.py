@@ -117,14 +117,14 @@ class ProgressBar:
         finally:
             if self._own_client is not None:
                 own, self._own_client = self._own_client, None
-                await own._close()
+                await own.close()  # on its loop: an awaitable
         _, _, erred, cancelled = self._totals()
         self._stop("error" if erred else "cancelled" if cancelled else "finished")
         return self
 
     async def _follow(self) -> None:
         client = self.client
-        client._flush()  # the scheduler must have seen the graph before we ask
+        client.outbox.flush()  # the scheduler must have seen the graph before we ask
         peer = client.scheduler_comm
         reply = await peer.request("progress_start", keys=list(self.keys), complete=self.complete)
         watch_id = reply["id"]
@@ -367,8 +367,12 @@ class MultiProgressWidget(ProgressBar):
                 bar.bar_style = "warning"
             elif total and done == total:
                 bar.bar_style = "success"
-            extra = f" ({erred} erred)" if erred else f" ({cancelled} cancelled)" if cancelled else ""
-            self.labels[name].value = html.escape(f"{done + erred + cancelled} / {total}{extra}")
+            text = html.escape(f"{done + erred + cancelled} / {total}")
+            if erred:  # red, as the bar ("danger" is Jupyter's red)
+                text += f' <span style="color: #d33; font-weight: bold">({erred} erred)</span>'
+            elif cancelled:
+                text += f" ({cancelled} cancelled)"
+            self.labels[name].value = text
         word = {"error": "Erred", "cancelled": "Cancelled"}.get(self.status or "", "Finished" if final else "Running")
         self.elapsed_label.value = f"<div>{word}: {html.escape(_format_time(self.elapsed))}</div>"
 
@@ -473,7 +477,7 @@ def _client_for(keys: list, scheduler: Any) -> tuple[Any, bool]:
         raise TypeError(f"scheduler must be a Client, a Scheduler or an address, got {scheduler!r}")
     try:
         client = default_client()
-        if client.scheduler.address == address or client._address == address:
+        if client.scheduler.address == address:
             return client, False
     except (ValueError, AttributeError):
         pass

@@ -61,15 +61,17 @@ def identity_html(info: dict, title: str = "Scheduler") -> str:
     return f"<div><b>{escape(title)}</b><table {_TABLE}>{head}</table>{worker_table}</div>"
 
 
-def client_html(client: Any) -> str:
+def client_html(client: Any, info: dict, address: str) -> str:
+    """A client: its connection, the scheduler at `address` and `info`, the scheduler's
+    latest `identity()` (ignored once the client is closed: it has no cluster to show)."""
     closed = client.status in ("closing", "closed")
-    info = {} if closed else client._fresh_identity()  # a closed client has no cluster to show
+    info = {} if closed else info
     cluster = client.cluster
     connection = f"Cluster object: {type(cluster).__name__}" if cluster is not None else "Direct"
     pairs: list[tuple[str, Any]] = [
         ("Connection method", connection),
         ("Status", client.status),
-        ("Scheduler", client._address or ""),
+        ("Scheduler", address or ""),
     ]
     link = "" if closed else client.dashboard_link
     dashboard = f'<tr><th>Dashboard</th><td><a href="{escape(link)}">{escape(link)}</a></td></tr>' if link else ""
@@ -121,8 +123,9 @@ def _cluster_identity(cluster: Any) -> dict:
         return {}
 
 
-def future_html(future: Any) -> str:
-    st = future._state
+def future_html(future: Any, st: Any) -> str:
+    """A future of key `future.key` whose client-side state is `st` (a `FutureState`, or
+    None for an unbound future)."""
     status = st.status if st is not None else "unbound"
     color = _STATUS_COLORS.get(status, "#555555")
     parts = [

@@ -34,11 +34,11 @@ class get_task_metadata:
         self._id: int | None = None
 
     async def _start(self) -> int:
-        self.client._flush()
+        self.client.outbox.flush()
         return await self.client.scheduler_comm.request("task_metadata_start")
 
     async def _stop(self) -> dict:
-        self.client._flush()
+        self.client.outbox.flush()
         return await self.client.scheduler_comm.request("task_metadata_stop", watch_id=self._id)
 
     def _finish(self, reply: dict) -> None:

@@ -71,6 +71,23 @@ def normalize_records(records: Any) -> list[dict]:
     return out
 
 
+async def fetch_task_stream(
+    client: Any, start: Any = None, stop: Any = None, count: int | None = None, since: dict | None = None
+) -> dict:
+    """`{"counts": {worker: records so far}, "records": [...], "dropped": {worker: n}}`
+    from `client`'s scheduler (on the client's loop; what the client sent before goes
+    first). `since` (earlier `counts`) keeps only newer records."""
+    assert client.scheduler_comm is not None
+    client.outbox.flush()
+    reply = await client.scheduler_comm.request(
+        "get_task_stream", start=parse_time(start), stop=parse_time(stop), count=count, since=since
+    )
+    return {
+        "counts": dict(reply["counts"]), "records": normalize_records(reply["records"]),
+        "dropped": dict(reply.get("dropped") or {}),
+    }  # fmt: skip
+
+
 class get_task_stream:
     """Collect the task stream of what runs inside a ``with`` (or ``async with``) block.
 
@@ -110,19 +127,19 @@ class get_task_stream:
 
     def __enter__(self) -> get_task_stream:
         client = self._client()
-        self._since = client.sync(client._task_stream, count=0, asynchronous=False)["counts"]
+        self._since = client.sync(fetch_task_stream, client, count=0, asynchronous=False)["counts"]
         return self
 
     def __exit__(self, *exc: Any) -> None:
         client = self._client()
-        self._finish(client.sync(client._task_stream, since=self._since, asynchronous=False))
+        self._finish(client.sync(fetch_task_stream, client, since=self._since, asynchronous=False))
 
     async def __aenter__(self) -> get_task_stream:
-        self._since = (await self._client()._task_stream(count=0))["counts"]
+        self._since = (await fetch_task_stream(self._client(), count=0))["counts"]
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self._finish(await self._client()._task_stream(since=self._since))
+        self._finish(await fetch_task_stream(self._client(), since=self._since))
 
 
 # ---------------------------------------------------------------------------- the timeline

@@ -65,7 +65,7 @@ class _Primitive:
         client = self._bound_client()
         if client.scheduler_comm is None:
             raise RuntimeError(f"{client} is not connected to a scheduler")
-        client._flush()  # what this client sent before (a release, a submit) goes first
+        client.outbox.flush()  # what this client sent before (a release, a submit) goes first
         return await client.scheduler_comm.request(f"sync_{op}", name=self.name, **kwargs)
 
     def __await__(self):
@@ -113,11 +113,11 @@ class Variable(_Primitive):
 
         if isinstance(value, Future):
             client = self._bound_client()
-            client._flush()  # the future's submit must reach the scheduler first
+            client.outbox.flush()  # the future's submit must reach the scheduler first
             await self._request("variable_set", key=value.key)
         else:
             client = self._bound_client()
-            await self._request("variable_set", value=client._families.check_send(dumps(value), "a Variable's value"))
+            await self._request("variable_set", value=client.families.check_send(dumps(value), "a Variable's value"))
 
     def get(self, timeout: Any = None, **kwargs: Any) -> Any:
         return self._call(self._get, parse_timeout(timeout))
@@ -132,9 +132,9 @@ class Variable(_Primitive):
             future = Future(key, client)
             # the scheduler made this client want the key before replying; ask again so
             # the status (already computed / erred) comes back now that the future exists
-            client._send(m.DesireKeys((key,), client.id))
+            client.outbox.send(m.DesireKeys((key,), client.id))
             return future
-        return self._bound_client()._families.load(reply["value"])
+        return self._bound_client().families.load(reply["value"])
 
     def delete(self) -> Any:
         return self._call(self._request, "variable_delete")
@@ -212,7 +212,7 @@ class Semaphore(_Primitive):
             raise self._not_held()
         client = self._bound_client()
         lease_id = self._leases.popleft()
-        client._send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
+        client.outbox.send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
         return _ready(True) if client.asynchronous else True
 
     def _not_held(self) -> Exception:
@@ -224,7 +224,7 @@ class Semaphore(_Primitive):
         client = self.client
         while self._leases:
             lease_id = self._leases.popleft()
-            client._send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
+            client.outbox.send(m.Request(NOTIFY_ID, "sync_semaphore_release", {"name": self.name, "lease_id": lease_id}))
         self._closed = True
         return _ready(None) if client.asynchronous else None
 
@@ -292,9 +292,9 @@ def _unpack_item(client: Any, reply: dict) -> Any:
         key = normalize_name(reply["key"])
         future = Future(key, client)
         # ask again now that the future exists, so its status (finished / erred) comes back
-        client._send(m.DesireKeys((key,), client.id))
+        client.outbox.send(m.DesireKeys((key,), client.id))
         return future
-    return client._families.load(reply["value"])
+    return client.families.load(reply["value"])
 
 
 class Queue(_Primitive):
@@ -327,8 +327,8 @@ class Queue(_Primitive):
 
         if self.maxsize == 0 and not isinstance(value, Future):
             client = self._bound_client()
-            data = client._families.check_send(dumps(value), "a queue item")  # fails here, in the caller
-            client._send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
+            data = client.families.check_send(dumps(value), "a queue item")  # fails here, in the caller
+            client.outbox.send(m.Request(NOTIFY_ID, "sync_queue_put", {"name": self.name, "maxsize": 0, "value": data}))
             return _ready(None) if client.asynchronous else None
         return self._call(self._put, value, parse_timeout(timeout))
 
@@ -337,12 +337,12 @@ class Queue(_Primitive):
 
         if isinstance(value, Future):
             client = self._bound_client()
-            client._flush()  # the future's submit must reach the scheduler first
+            client.outbox.flush()  # the future's submit must reach the scheduler first
             if value.client is not None and value.client is not client:
-                value.client._flush()
+                value.client.outbox.flush()
             await self._request("queue_put", maxsize=self.maxsize, key=value.key, timeout=timeout)
         else:
-            data = self._bound_client()._families.check_send(dumps(value), "a queue item")
+            data = self._bound_client().families.check_send(dumps(value), "a queue item")
             await self._request("queue_put", maxsize=self.maxsize, value=data, timeout=timeout)
 
     def get(self, timeout: Any = None, batch: bool | int = False, **kwargs: Any) -> Any:
@@ -363,7 +363,7 @@ class Queue(_Primitive):
         if keys:
             # our futures' desire-keys go out first (same connection, in order); then the
             # queue may let go of the keys
-            client._flush()
+            client.outbox.flush()
             await self._request("queue_ack", keys=keys)
         return items[0] if batch is False else items
 
@@ -372,7 +372,7 @@ class Queue(_Primitive):
         as distributed's `Queue.close`; one way, ordered after this client's earlier calls."""
         client = self.client
         if client.status == "running":
-            client._send(m.Request(NOTIFY_ID, "sync_queue_release", {"name": self.name}))
+            client.outbox.send(m.Request(NOTIFY_ID, "sync_queue_release", {"name": self.name}))
         return _ready(None) if client.asynchronous else None
 
     def qsize(self, **kwargs: Any) -> Any:

@@ -48,6 +48,7 @@ from dask.utils import format_bytes
 from shoal import config, log_buffer, secret_files
 from shoal import config as _config
 from shoal.status import StatusAttribute
+from shoal._loop import wait_exit
 from shoal.comm import connect
 from shoal.protocol.serialize import loads
 from shoal.protocol.requests import NANNY_REQUESTS, check_packet
@@ -306,10 +307,7 @@ class Nanny(Server):
         proc = self.process
         if proc is None:
             return None
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)  # no portable event for a child's exit: poll
-        return proc.returncode
+        return await wait_exit(proc, timeout)
 
     async def _stop_worker(self, timeout: float) -> None:
         """SIGTERM the worker process, SIGKILL it after `timeout` s; remove its directory."""

@@ -218,11 +218,12 @@ def _module_file(p: Any) -> str:
 
 
 #: Client methods deliberately not in the table (they end or replace the cluster the
-#: other calls share, or are not calls at all); `test_the_table_covers_the_client`
-#: keeps the two lists complete.
+#: other calls share, or are not calls at all; `connect_to` is a coroutine for shoal's
+#: own modules on the client's loop); `test_the_table_covers_the_client` keeps the two
+#: lists complete.
 NOT_IN_TABLE = {
     "close", "shutdown", "restart", "restart_workers", "retire_workers", "start",
-    "as_current", "current", "sync", "benchmark_hardware", "futures_of",
+    "as_current", "current", "sync", "benchmark_hardware", "futures_of", "connect_to",
 }  # fmt: skip
 
 

@@ -82,6 +82,37 @@ def test_gather_rebuilds_namedtuples(client):
     assert client.gather(Point(f, [f])) == Point(2, [2])
 
 
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda f: Point(f, 3), Point(2, 3)),
+        (lambda f: Pair((f, 1)), (2, 1)),
+        (lambda f: Items([f, 1]), [2, 1]),
+        (lambda f: Mapping(a=f), {"a": 2}),
+        (lambda f: frozenset([f]), frozenset([2])),
+        (lambda f: [{"a": {f}}], [{"a": {2}}]),
+    ],
+    ids=["namedtuple", "tuple-subclass", "list-subclass", "dict-subclass", "frozenset", "nested"],
+)
+def test_gather_and_futures_of_follow_the_arguments_rule(client, make, expected):
+    # one walker (`shoal.client.walk`): what a task receives is what gather returns
+    f = client.submit(inc, 1)
+    out = client.gather(make(f))
+    assert out == expected and type(out) is type(expected)
+    assert client.futures_of(make(f)) == [f]
+    client.cancel(make(f))
+    assert f.cancelled()
+
+
+def test_scatter_splits_containers_by_the_same_rule(client):
+    futures = client.scatter(Items([1, 2]))
+    assert type(futures) is list and client.gather(futures) == [1, 2]
+    mapping = client.scatter(Mapping(a=1))
+    assert type(mapping) is dict and mapping["a"].result() == 1
+    point = client.scatter(Point(1, 2))
+    assert type(point) is Point and client.gather(point) == Point(1, 2)
+
+
 def _get_with_a_bad_inner_key(c):
     bad = ("bad", object())
     return c.get({bad: (inc, 1), "ok": (inc, bad)}, "ok")

@@ -22,8 +22,11 @@ def _snapshot() -> tuple[int, int, int]:
 
 def test_cluster_lifecycles_leak_nothing(poll):
     # warm up what is shared on purpose: the loop thread and its default executor's threads
-    with LocalCluster(n_workers=2, processes=True) as cl, Client(cl) as c:
-        c.submit(inc, 1).result()
+    # (the executor starts a thread per concurrent call, up to its bound: an in-process
+    # cluster makes two at once where a process cluster makes one, so warm up both kinds)
+    for processes in (True, False):
+        with LocalCluster(n_workers=2, processes=processes) as cl, Client(cl) as c:
+            c.submit(inc, 1).result()
     gc.collect()
     before = _snapshot()
     for processes in (True, False, True):
