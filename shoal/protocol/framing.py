@@ -212,7 +212,8 @@ class PacketEncoder:
                 return _new_tuple(_ExtType, (BIG_INT_EXT_CODE, o.to_bytes(o.bit_length() // 8 + 1, "big", signed=True)))
             raise _not_encodable(o)
 
-        self._packer = msgpack.Packer(default=default, use_bin_type=True, buf_size=16 * 1024)
+        # a small start (it grows on demand): 16 KiB up front cost every connection of a flood that much
+        self._packer = msgpack.Packer(default=default, use_bin_type=True, buf_size=256)
         self._frames = frames
         self._chunks: list[bytes] = []
         self._nbytes = 0

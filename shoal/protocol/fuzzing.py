@@ -10,7 +10,8 @@ tests hold, a small run id, an address, ...) and sometimes any value at all (NaN
 huge ints, nested tuples, `Pickled`, ...); now and then a field is dropped or added.
 Requests name operations of `requests.REQUESTS` (or `WORKER_REQUESTS`) with arguments
 drawn the same way. `packets()` draws ``(role, [wire, ...])``: what one connection
-sends, starting with a registration as a client or worker (or none).
+sends, starting with a registration as a client or worker (or none). `mutate()` changes
+a drawn packet cheaply with material from others (long runs draw a corpus, then mutate).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.requests import NANNY_REQUESTS, REQUESTS, WORKER_REQUESTS
 from shoal.protocol.serialize import dumps
 
-__all__ = ["values", "task_keys", "wires", "packets", "UNSAFE_REQUESTS"]
+__all__ = ["values", "task_keys", "wires", "packets", "mutate", "UNSAFE_REQUESTS"]
 
 PICKLED = dumps(1)
 #: operations a fuzzer must not call: they stop or restart the cluster, write files,
@@ -213,3 +214,83 @@ def packets(worker_side: bool = False) -> st.SearchStrategy:
         return st.tuples(st.just(role), st.tuples(_register(role), body).map(lambda rb: rb[0] + rb[1]))
 
     return st.sampled_from([None, "client", "client", "worker", "worker"]).flatmap(for_role)
+
+
+# ---------------------------------------------------------------------- cheap mutations
+
+_MAX_DEPTH = 3
+
+
+def _paths(value: Any, depth: int = 0, prefix: tuple = ()) -> list[tuple]:
+    """Where `value` can be changed: index paths into its tuples, lists and dicts."""
+    out = [prefix] if prefix else []
+    if depth >= _MAX_DEPTH:
+        return out
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            out += _paths(v, depth + 1, (*prefix, i))
+    elif isinstance(value, dict):
+        for k, v in list(value.items())[:8]:
+            out += _paths(v, depth + 1, (*prefix, k))
+    return out
+
+
+def _get(value: Any, path: tuple) -> Any:
+    for p in path:
+        value = value[p]
+    return value
+
+
+def _put(value: Any, path: tuple, new: Any) -> Any:
+    """A copy of `value` with the item at `path` replaced (nothing is changed in place)."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        copy = dict(value)
+        copy[head] = _put(value[head], rest, new)
+        return copy
+    items = list(value)
+    items[head] = _put(items[head], rest, new)
+    return tuple(items) if isinstance(value, tuple) else items
+
+
+def _unsafe(wire: Any) -> bool:
+    return type(wire) is tuple and len(wire) > 2 and wire[0] == "request" and type(wire[2]) is str and wire[2] in UNSAFE_REQUESTS
+
+
+def mutate(rng: Any, packet: tuple, donors: list) -> tuple:
+    """One to three cheap mutations of `packet` (``(role, [wire, ...])`` as drawn by
+    `packets`), taking material from `donors` (other packets): a value anywhere in a
+    message replaced by a value from a donor message, a message of a donor spliced in,
+    a message dropped, duplicated or moved, two messages' ops swapped.  Far cheaper than
+    drawing a packet (a few microseconds), so a long run draws a corpus and mutates it.
+    The registration (a first message of a role) stays first; requests of
+    `UNSAFE_REQUESTS` are never produced."""
+    role, wires_ = packet
+    head = wires_[:1] if role is not None else []
+    body = list(wires_[len(head) :])
+    for _ in range(rng.randint(1, 3)):
+        donor = rng.choice(donors)[1] or [None]
+        dw = rng.choice(donor)
+        kind = rng.randrange(6)
+        if kind <= 1 and body:  # replace a value inside a message with a donor's value
+            i = rng.randrange(len(body))
+            spots = _paths(body[i])
+            gifts = _paths(dw)
+            if spots:
+                new = _get(dw, rng.choice(gifts)) if gifts else dw
+                body[i] = _put(body[i], rng.choice(spots), new)
+        elif kind == 2:  # splice in a donor's message
+            body.insert(rng.randrange(len(body) + 1), dw)
+        elif kind == 3 and len(body) > 1:  # drop one
+            del body[rng.randrange(len(body))]
+        elif kind == 4 and body:  # duplicate or move one
+            w = body.pop(rng.randrange(len(body))) if rng.random() < 0.5 else body[rng.randrange(len(body))]
+            body.insert(rng.randrange(len(body) + 1), w)
+        elif body and type(dw) is tuple and dw and type(body[0]) is tuple and body[0]:  # swap ops
+            i = rng.randrange(len(body))
+            if type(body[i]) is tuple and body[i]:
+                body[i] = (dw[0], *body[i][1:])
+    body = [w for w in body if not _unsafe(w)][:8] or [("identity",)]
+    return role, head + body

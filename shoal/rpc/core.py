@@ -330,7 +330,8 @@ class ConnectionPool:
                 address, secret=self.secret, timeout=self.timeout, info=self.info, retry_refused=self.retry_refused
             )
             peer = Peer(comm, self.handlers)
-            peer.start()
+            # a connection that ends leaves the pool (a peer that died is not kept for good)
+            peer.start().add_done_callback(lambda _, p=peer: self._lost(address, p))
             self.peers[address] = peer
             fut.set_result(peer)
             return peer
@@ -340,6 +341,13 @@ class ConnectionPool:
             raise
         finally:
             self._connecting.pop(address, None)
+
+    def _lost(self, address: str, peer: Peer) -> None:
+        """`peer`'s connection ended: it leaves the pool, and the handlers it was running
+        for the other side stop (nobody could receive their answers)."""
+        if self.peers.get(address) is peer:
+            del self.peers[address]
+        peer._tasks.cancel()
 
     def forget(self, address: str) -> None:
         peer = self.peers.pop(address, None)

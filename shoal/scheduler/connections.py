@@ -36,8 +36,9 @@ class Connections:
             del self.clients[peer.ident]
             sid = self.new_stimulus_id("client-gone")
             self.stimulate(RemoveClient(sid, peer.ident))
-            self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
+            self.log_event("all", {"action": "remove-client", "client": peer.ident})
             self.event_log.unsubscribe(peer.ident)
+            self.event_log.forget(peer.ident)  # nothing of a client outlives its connection
             self._call_extensions("remove_client", peer.ident, sid)
         elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
             del self.workers[peer.ident]

@@ -432,6 +432,9 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
         if self._gc_frozen and not self.state.tasks:
             gc.unfreeze()  # idle again: let frozen garbage be collected
             self._gc_frozen = False
+        self._send_instructions(instructions)
+
+    def _send_instructions(self, instructions: list) -> None:
         clients, workers = self.clients, self.workers
         for inst in instructions:
             if type(inst) is ToWorker:
@@ -444,16 +447,20 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
                 peer.send(inst.msg)
 
     def _stimulus_failed(self, events: list[Any], exc: Exception) -> None:
-        """A handler of the state machine raised (a bug: valid input never does). What it
-        queued is dropped; if the state still passes `validate_state` the stimulus is
-        refused and the scheduler goes on, otherwise it stops with a fatal error rather
-        than run on a state it cannot trust."""
+        """A handler of the state machine raised (a bug: valid input never does). If the
+        state still passes `validate_state`, what was applied stands and its messages go
+        out (`instructions_after_failure`); the rest of the stimulus is refused (the
+        caller disconnects the peer that sent it, and that removal re-derives all the
+        peer was part of) and the scheduler goes on. Otherwise it stops with a fatal
+        error rather than run on a state it cannot trust (docs/design.md: why the failing
+        event is not undone)."""
         st = self.state
-        st.drop_output()
         kinds = [type(e).__name__ for e in events]
         try:
             st.validate_state()
+            instructions = st.instructions_after_failure(events[-1].stimulus_id if events else "")
         except Exception as invalid:
+            st.drop_output()
             logger.critical(
                 "FATAL: the scheduler state machine failed on %s (%r) and left an invalid state (%s); "
                 "the scheduler is closing", kinds, exc, str(invalid).splitlines()[0], exc_info=exc,
@@ -462,4 +469,8 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
             if self.status == "running":
                 self.spawn(self.close())
             return
-        logger.error("scheduler state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
+        self._send_instructions(instructions)
+        logger.error(
+            "scheduler state machine failed on %s; the stimulus was refused (what it had applied stands), state is valid",
+            kinds, exc_info=exc,
+        )  # fmt: skip

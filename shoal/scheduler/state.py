@@ -143,7 +143,18 @@ class SchedulerState(ClientEvents, WorkerEvents, Transitions, StateMachine):
             handler = self._EVENT_HANDLERS[type(ev)]
             handler(self, ev, recs)
             self._transitions(recs, ev.stimulus_id)
-        sid = events[-1].stimulus_id if events else ""
+        return self._finish(events[-1].stimulus_id if events else "")
+
+    def instructions_after_failure(self, stimulus_id: str) -> list[Instruction]:
+        """After `handle_stimulus` raised (a bug) and `validate_state` still passes: the
+        end-of-stimulus steps (placing queued tasks, stealing, freeing keys) and every
+        message queued so far. The events before the failing one and whatever part of
+        it was applied stand; their messages must go out, or workers and clients would
+        not know of work the state says they have (a task "processing" on a worker that
+        was never told to run it waits for ever). There is no undo: see docs/design.md."""
+        return self._finish(stimulus_id)
+
+    def _finish(self, sid: str) -> list[Instruction]:
         self._schedule_queued(sid)
         if not self.n_queued and self.workers:
             self._steal(sid)

@@ -5,8 +5,12 @@ PURE. `EventLog.log` appends ``(timestamp, msg)`` to each topic's ring buffer
 per client subscribed to that topic. The I/O shell timestamps, sends `TopicEvent`
 messages and drops a client's subscriptions when it disconnects. Messages are plain
 msgpack data, never pickles. Topics used by shoal itself: ``"all"`` and each worker
-address (workers joining and leaving), each client id (clients connecting and leaving),
-``"print"`` and ``"warn"`` (`shoal.print` / `shoal.warn` inside tasks).
+address (workers joining and leaving), each client id (a client's arrival; the topic is
+dropped when the client leaves, so clients that come and go leave nothing behind but
+their lines in ``"all"``), ``"print"`` and ``"warn"`` (`shoal.print` / `shoal.warn`
+inside tasks). At most `max_topics` topics are kept: past that, a new topic pushes out
+the one written longest ago (never ``"all"``, never one a client subscribes to), so a
+stream of registrations that come and go cannot grow the log without bound.
 """
 
 from __future__ import annotations
@@ -16,9 +20,15 @@ from collections.abc import Iterable
 from typing import Any
 
 
+#: topics kept at most (each a ring buffer; workers' topics outlive the workers)
+MAX_TOPICS = 10_000
+
+
 class EventLog:
-    def __init__(self, length: int = 100_000):
+    def __init__(self, length: int = 100_000, max_topics: int = MAX_TOPICS):
         self.length = length
+        self.max_topics = max_topics
+        #: topic -> its events; ordered from the topic written longest ago to the latest
         self.events: dict[str, deque[tuple[float, Any]]] = {}
         self.subscribers: dict[str, set[str]] = {}
 
@@ -28,10 +38,14 @@ class EventLog:
             topics = (topics,)
         event = (now, msg)
         out = []
+        events = self.events
         for topic in topics:
-            buf = self.events.get(topic)
+            buf = events.pop(topic, None)
             if buf is None:
-                buf = self.events[topic] = deque(maxlen=self.length)
+                if len(events) >= self.max_topics:
+                    self._push_out()
+                buf = deque(maxlen=self.length)
+            events[topic] = buf  # (re)inserted last: the latest written
             buf.append(event)
             for client_id in self.subscribers.get(topic, ()):
                 out.append((client_id, topic, event))
@@ -42,6 +56,17 @@ class EventLog:
         if topic is not None:
             return tuple(self.events.get(topic, ()))
         return {t: tuple(buf) for t, buf in self.events.items()}
+
+    def _push_out(self) -> None:
+        """Drop the topic written longest ago that is neither "all" nor subscribed to."""
+        for topic in self.events:
+            if topic != "all" and topic not in self.subscribers:
+                del self.events[topic]
+                return
+
+    def forget(self, topic: str) -> None:
+        """Drop `topic`'s events (its subscribers stay)."""
+        self.events.pop(topic, None)
 
     def subscribe(self, client_id: str, topics: Iterable[str]) -> None:
         for topic in topics:

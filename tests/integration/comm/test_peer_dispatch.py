@@ -116,3 +116,33 @@ def test_one_connection_is_handled_in_the_order_sent():
 
     run(main())
     assert log == ["msg-a", "coro-1", "plain-2", "msg-b", "plain-3", "plain-4", "msg-c", "coro-5", "plain-6"]
+
+
+def test_a_pooled_connection_that_ends_leaves_the_pool():
+    """A worker's pool must not keep a peer (and its comm) for every worker that ever died."""
+    from shoal.rpc.core import ConnectionPool
+
+    async def main():
+        peers: list[Peer] = []
+
+        async def on_comm(comm):
+            peer = Peer(comm, {"echo": lambda peer, x: x})
+            peers.append(peer)
+            await peer.run()
+
+        listener = await listen("tcp://127.0.0.1:0", on_comm)
+        pool = ConnectionPool(secret=None, timeout=5)
+        try:
+            first = await pool.get(listener.address)
+            assert await first.request("echo", x=1) == 1
+            assert pool.peers == {listener.address: first}
+            peers[0].comm.abort()  # the other side goes away
+            await asyncio.wait_for(first.reader, 10)
+            assert pool.peers == {}
+            again = await pool.get(listener.address)  # a new connection when next needed
+            assert again is not first and await again.request("echo", x=2) == 2
+        finally:
+            await pool.close()
+            await listener.stop()
+
+    run(main())

@@ -26,3 +26,20 @@ def test_unsubscribe_one_topic_or_everything():
     assert log.log("b", 1, 0.0) == [("c1", "b", (0.0, 1))]
     log.unsubscribe("c1")
     assert log.log("b", 2, 0.0) == [] and log.subscribers == {}
+
+
+def test_the_number_of_topics_is_bounded_keeping_all_and_subscribed_ones():
+    log = EventLog(length=10, max_topics=4)
+    log.log("all", "first", 0.0)
+    log.subscribe("c1", ["watched"])
+    log.log("watched", "w", 1.0)
+    for i in range(100):  # registrations that come and go, one topic each
+        log.log(["all", f"tcp://10.0.0.{i}:1"], {"action": "add-worker"}, 2.0 + i)
+    assert len(log.events) == 4
+    assert set(log.events) == {"all", "watched", "tcp://10.0.0.98:1", "tcp://10.0.0.99:1"}
+    log.log("tcp://10.0.0.98:1", "again", 200.0)  # written again: now the latest
+    log.log("new", "n", 201.0)
+    assert set(log.events) == {"all", "watched", "tcp://10.0.0.98:1", "new"}
+    assert log.get("all")[-1] == (101.0, {"action": "add-worker"})
+    log.forget("new")
+    assert "new" not in log.events and log.get("new") == ()
