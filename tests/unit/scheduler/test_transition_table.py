@@ -17,7 +17,8 @@ from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, WorkerMsg
 from shoal.scheduler.state import InvalidState, InvalidTransition, ReentrantStimulus, SchedulerState
 
 ROOT = Path(__file__).resolve().parents[3]
-SOURCE = ROOT / "shoal" / "scheduler" / "state.py"
+#: the state machine's modules: the class in state.py and its records and mixins
+SOURCES = [ROOT / "shoal" / "scheduler" / f"{name}.py" for name in ("state", "records", "client_events", "worker_events", "transitions")]
 DESIGN = ROOT / "docs" / "design.md"
 SPEC = dumps(((), {}))
 W = "tcp://w1:1"
@@ -63,9 +64,8 @@ def test_every_table_function_is_named_for_its_edge():
 
 def _state_writes() -> list[tuple[str, str, int]]:
     """(enclosing function, state written, line) of every `<x>.state = "..."`."""
-    tree = ast.parse(SOURCE.read_text())
     out = []
-    for func in ast.walk(tree):
+    for func in (f for source in SOURCES for f in ast.walk(ast.parse(source.read_text()))):
         if not isinstance(func, ast.FunctionDef):
             continue
         for node in ast.walk(func):
