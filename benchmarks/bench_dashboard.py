@@ -4,6 +4,7 @@ with 5 live `/status` WebSocket viewers (target: at most 5% slower).
 
     python benchmarks/bench_dashboard.py                 # 20,000 tasks, 5 repeats of each
     python benchmarks/bench_dashboard.py --tasks 2000 --repeat 1   # smoke run
+    python benchmarks/bench_dashboard.py --want graph,groups,profile   # viewers of those pages too
 
 The viewers run in a separate process (as browsers would), each reading and dropping
 every update the scheduler pushes. Runs alternate without/with viewers so drift on a
@@ -31,12 +32,12 @@ def inc(x):
     return x + 1
 
 
-async def _viewers(port: int, n: int) -> None:
+async def _viewers(port: int, n: int, want: str = "") -> None:
     async def one() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET /ws{'?want=' + want if want else ''} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         await reader.readuntil(b"\r\n\r\n")
@@ -46,8 +47,8 @@ async def _viewers(port: int, n: int) -> None:
     await asyncio.gather(*(one() for _ in range(n)))
 
 
-def run_viewers(port: int, n: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--viewers-only", str(port), "--viewers", str(n)])
+def run_viewers(port: int, n: int, want: str = "") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--viewers-only", str(port), "--viewers", str(n), "--want", want])
 
 
 def main() -> None:
@@ -55,10 +56,11 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=20_000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--viewers", type=int, default=5)
+    p.add_argument("--want", default="", help="what the viewers ask for beside /status's update, e.g. graph,groups,profile")
     p.add_argument("--viewers-only", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.viewers_only:
-        asyncio.run(_viewers(args.viewers_only, args.viewers))
+        asyncio.run(_viewers(args.viewers_only, args.viewers, args.want))
         return
 
     import psutil
@@ -93,7 +95,7 @@ def main() -> None:
             for watched in (False, True):
                 viewers = None
                 if watched:
-                    viewers = run_viewers(dashboard.port, args.viewers)
+                    viewers = run_viewers(dashboard.port, args.viewers, args.want)
                     deadline = time.monotonic() + 30
                     while len(dashboard.viewers) < args.viewers:
                         if time.monotonic() > deadline:
@@ -123,6 +125,9 @@ def main() -> None:
         for label, d in (("scheduler+client CPU", sched_cpu), ("workers CPU", worker_cpu)):
             a, b = statistics.median(d[False]), statistics.median(d[True])
             print(f"  {label:<21}: {a:.3f} s -> {b:.3f} s   ({100 * (b / a - 1):+.1f} %)")
+        if args.want:
+            print(f"  the viewers also asked for: {args.want}; last build of each part (ms):",
+                  {k: round(1000 * v, 2) for k, v in dashboard.costs.items()})
         print(f"  updates pushed       : {updates} while watched, every {dashboard.interval * 1000:.0f} ms")
         watched = sum(times[True])
         print(f"  dashboard work       : {1000 * busy / max(updates, 1):.1f} ms per update on the scheduler's loop, "

@@ -8,3 +8,8 @@ import time
 def slow_partition(df, delay=0.05):
     time.sleep(delay)
     return df
+
+
+def slow_block(block, delay=0.05):
+    time.sleep(delay)
+    return block

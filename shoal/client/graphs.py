@@ -202,6 +202,10 @@ def _graph_to_futures(
             from shoal.shuffle.dataframe import rewrite
 
             dsk = rewrite(dsk)
+        if "dask.array" in sys.modules:  # else it holds no rechunk
+            from shoal.shuffle.rechunk import rewrite as rewrite_rechunks
+
+            dsk = rewrite_rechunks(dsk)
         graph = dsk.__dask_graph__()
         layer_ann = dsk.__dask_annotations__() or {}
     flat = _flatten(keys)

@@ -46,7 +46,8 @@ __all__ = [
 
 logger = logging.getLogger("shoal.comm")
 #: handshake failures and broken packets are logged at most once per interval, with a count
-_limited = limiter(logger)
+#: rate-limited warnings of the comm layer (`shoal.log_limit`), shared by the transports
+log_limited = limiter(logger)
 
 #: Cap on the size of one packet (sum of its frame lengths); checked before allocating.
 DEFAULT_MAX_PACKET = 8 * 1024**3
@@ -89,6 +90,11 @@ class Comm(abc.ABC):
         self._eof_exc: CommClosedError | None = None
         #: a `_flush` is scheduled for the end of this loop tick
         self._flush_pending = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this comm belongs to."""
+        return self._loop
 
     # ------------------------------------------------------------------ the end-of-tick flush
 
@@ -237,6 +243,16 @@ class Listener(abc.ABC):
         self._stopping = False
         self._loop = asyncio.get_running_loop()
 
+    @property
+    def stopping(self) -> bool:
+        """`stop` was called: no new connection is accepted."""
+        return self._stopping
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the listener accepts and serves connections on."""
+        return self._loop
+
     @abc.abstractmethod
     async def _start(self) -> None: ...
 
@@ -272,7 +288,7 @@ class Listener(abc.ABC):
             except Exception as exc:
                 if isinstance(exc, asyncio.TimeoutError):
                     exc = TimeoutError(f"handshake not completed within {HANDSHAKE_TIMEOUT} s")
-                _limited.warning("handshake", "Dropped connection from %s: handshake failed: %s", comm.peer_address, exc)
+                log_limited.warning("handshake", "Dropped connection from %s: handshake failed: %s", comm.peer_address, exc)
                 comm.abort()
                 return
             try:

@@ -74,11 +74,12 @@ class Inproc(Comm):
             self._post(peer, peer._receive, batch)
 
     def _post(self, peer: "Inproc", fn: Callable[..., None], *args: Any) -> None:
-        if peer._loop is self._loop:
+        loop = peer.loop
+        if loop is self._loop:
             fn(*args)
             return
         try:
-            peer._loop.call_soon_threadsafe(fn, *args)
+            loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the peer's loop is closed: the peer is gone
             self._remote_closed()
 
@@ -134,7 +135,8 @@ class InprocListener(Listener):
             if _listeners.get(self.address) is self:
                 del _listeners[self.address]
 
-    def _accept_threadsafe(self, comm: Inproc) -> None:
+    def accept_threadsafe(self, comm: Inproc) -> None:
+        """Accept `comm` on the listener's loop, from any thread."""
         if asyncio._get_running_loop() is self._loop:
             self._accept(comm)
         else:
@@ -148,17 +150,17 @@ async def connect(
     addr = f"inproc://{loc}"
     with _lock:
         listener = _listeners.get(addr)
-    if listener is None or listener._stopping:
+    if listener is None or listener.stopping:
         raise ConnectionRefusedError(errno.ECONNREFUSED, f"no in-process listener at {addr}")
     loop = asyncio.get_running_loop()
     client = Inproc(loop, new_address(), addr)
-    server = Inproc(listener._loop, addr, client.local_address)
+    server = Inproc(listener.loop, addr, client.local_address)
     client._peer = server
     server._peer = client
     client.peer_info = dict(listener.info)
     server.peer_info = dict(info or {})
     try:
-        listener._accept_threadsafe(server)
+        listener.accept_threadsafe(server)
     except RuntimeError:  # listener's loop is closed
         raise ConnectionRefusedError(errno.ECONNREFUSED, f"in-process listener at {addr} is gone") from None
     return client

@@ -7,11 +7,14 @@
 * `/tasks` (the task stream with a time axis, a legend of prefixes, hover details and
   minutes of history) and `/system` (the scheduler's CPU, memory, network and open files
   over time): static pages drawing the same WebSocket updates;
-* `/graph` (the tasks by depth, coloured by state) and `/profile` (the workers' profiler as
-  an icicle graph, per task prefix, click to zoom): static pages fetching
-  `/json/graph.json` and `/json/profile.json` when shown;
-* `/workers`, `/groups`, `/info/main/workers.html`, `/info/worker/<address>.html`,
-  `/info/task/<key>.html` (an erred task's traceback included): server-rendered, escaped HTML;
+* `/workers`, `/groups`, `/graph` (the tasks by depth, coloured by state) and `/profile`
+  (the workers' profiler as an icicle graph, per task prefix, click to zoom): live too;
+  a page asks its WebSocket for what it draws beside the common update
+  (`ws?want=groups|graph|profile&prefix=...`), and each part is built once per tick for
+  all the viewers asking (the graph only when its tasks change, its states in between);
+* `/info/main/workers.html`, `/info/worker/<address>.html`, `/info/task/<key>.html` (an
+  erred task's traceback included): server-rendered, escaped HTML, no script;
+* `/json/graph.json`, `/json/profile.json`, `/json/system.json`: the same data on request;
 * `/json/counts.json`, `/json/identity.json`, `/json/index.html`, `/sitemap.json`;
 * `/health` (`ok`) and `/metrics` (Prometheus text).
 
@@ -62,6 +65,23 @@ RECENT_STREAM = 10_000
 #: at most this many (the newest) task-stream records per update: enough to draw a
 #: thousand tasks a second; beyond that the page shows the newest and counts the rest
 STREAM_PER_UPDATE = 500
+#: what a page may ask its WebSocket for beside the update every viewer gets
+TOPICS = frozenset({"graph", "groups", "profile"})
+#: seconds between two fetches of the workers' profiles while a `/profile` page is open
+PROFILE_EVERY = 2.0
+
+
+class _GraphCache:
+    """The graph `/graph` draws (`graphs.GraphView`), when it was last brought up to date
+    and what that cost, and the changes not yet pushed to the viewers."""
+
+    __slots__ = ("checked_at", "cost", "pending", "view")
+
+    def __init__(self) -> None:
+        self.view = graphs.GraphView()
+        self.pending: list[dict] = []
+        self.checked_at = -1e9
+        self.cost = 0.0
 
 
 def parse_dashboard_address(address: Any, default_host: str) -> tuple[str, int] | None:
@@ -105,7 +125,14 @@ class Dashboard:
         self._static = resources.files("shoal.dashboard") / "static"
         self.system = SystemMonitor(n=600)  # the scheduler process, once a second: 10 minutes
         self._sampler: asyncio.Task | None = None
-        self._graph_cache: tuple[bytes | None, float, float] = (None, 0.0, 0.0)
+        self._graph = _GraphCache()
+        self._groups_cache: tuple[float, list | None] = (0.0, None)
+        #: prefix (None: all tasks) -> (when fetched, pruned tree, seconds pruning took)
+        self._profiles: dict[str | None, tuple[float, dict, float]] = {}
+        #: viewer -> (the topics it asked for, the prefix of the profile it shows)
+        self._asks: dict[WebSocket, tuple[frozenset[str], str | None]] = {}
+        #: the scheduler loop's seconds the last build of each part took (the bench reads it)
+        self.costs: dict[str, float] = {}
         routes = {
             "/": self._root,
             "/status": self._status,
@@ -113,13 +140,14 @@ class Dashboard:
             "/system": self._live_page("system", "Scheduler system"),
             "/graph": self._live_page("graph", "Task graph"),
             "/profile": self._live_page("profile", "Profile"),
-            "/groups": self._groups,
+            "/groups": self._live_page("groups", "Task groups"),
             "/json/graph.json": self._graph_json,
             "/json/profile.json": self._profile_json,
             "/json/system.json": self._system_json,
             "/ws": lambda req: WEBSOCKET,
-            "/workers": self._workers,
+            "/workers": self._workers_live,
             "/info/main/workers.html": self._workers,
+            "/favicon.ico": lambda req: Response((self._static / "favicon.svg").read_bytes(), _TYPES[".svg"]),
             "/health": lambda req: Response("ok", "text/plain; charset=utf-8"),
             "/metrics": self._metrics,
             "/json/counts.json": self._counts,
@@ -154,6 +182,7 @@ class Dashboard:
         for ws in list(self.viewers):
             ws.close()
         self.viewers.clear()
+        self._asks.clear()
         for task in (self._ticker, self._sampler):
             if task is not None:
                 task.cancel()
@@ -178,6 +207,7 @@ class Dashboard:
             metrics = {ws.address: sched.metrics_of(ws) for ws in sched.state.workers.values()}
             self._summary = snapshot.summary(sched.state, metrics)
             self._summary_at = now
+            self.costs["summary"] = time.monotonic() - now
         return self._summary
 
     async def _fetch_stream(self) -> dict | None:
@@ -203,39 +233,149 @@ class Dashboard:
         self._recent.extend(records)
         return records, max(0, added - len(records))
 
+    def groups(self) -> list[dict]:
+        """`graphs.groups` of the scheduler, recomputed at most once per interval."""
+        now = time.monotonic()
+        at, value = self._groups_cache
+        if value is None or now - at >= self.interval:
+            started = time.monotonic()
+            value = graphs.groups(self.scheduler.state)
+            self.costs["groups"] = time.monotonic() - started
+            self._groups_cache = (now, value)
+        return value
+
+    def graph(self) -> dict:
+        """The task graph as the pages draw it (`graphs.GraphView.body`), brought up to date
+        at most once per interval, and no more often than 50 times what the last change
+        took (a new 20,000-task graph takes ~0.25 s: then not again for 12 s). The changes
+        wait in `pending` for the next push: new tasks appended, or a new graph."""
+        g = self._graph
+        now = time.monotonic()
+        if g.view.body and now - g.checked_at < max(self.interval, 50 * g.cost):
+            return g.view.body
+        started = time.monotonic()
+        change = g.view.update(self.scheduler.state)
+        g.cost = time.monotonic() - started
+        g.checked_at = now
+        if change is not None:
+            self.costs["graph" if change["type"] == "graph" else "graph_add"] = g.cost
+            if not any("graph" in wants for wants, _ in self._asks.values()):
+                g.pending = []  # no one to tell: a new viewer gets the whole body
+            elif change["type"] == "graph":
+                g.pending = [change]  # supersedes the changes before it
+            else:
+                g.pending.append(change)
+        return g.view.body
+
+    def graph_states(self) -> dict:
+        """The drawn graph's tasks' states now, as indexes into `snapshot.STATES`."""
+        self.graph()
+        started = time.monotonic()
+        states = self._graph.view.states(self.scheduler.state)
+        self.costs["graph_states"] = time.monotonic() - started
+        return {"version": self._graph.view.version, "states": states}
+
+    def _asked(self) -> tuple[set[str], set[str | None]]:
+        """The topics the viewers asked for, and the prefixes of the profiles due now."""
+        topics: set[str] = set()
+        prefixes: set[str | None] = set()
+        now = time.monotonic()
+        for wants, prefix in self._asks.values():
+            topics |= wants
+            if "profile" in wants:
+                at, _, cost = self._profiles.get(prefix, (-1e9, None, 0.0))
+                if now - at >= max(PROFILE_EVERY, 50 * cost):
+                    prefixes.add(prefix)
+        return topics, prefixes
+
+    async def _fetch_profiles(self, prefixes: set[str | None]) -> dict[str | None, dict]:
+        """The workers' profiles of `prefixes` (None: all tasks), pruned; one request each."""
+        out: dict[str | None, dict] = {}
+        for prefix in prefixes:
+            try:
+                tree = await asyncio.wait_for(self.scheduler.profiling.profile(None, key=prefix), 10)
+            except (TimeoutError, OSError) as e:
+                logger.info("dashboard: no profile this round: %s", e)
+                continue
+            started = time.monotonic()
+            out[prefix] = graphs.prune_profile(tree)
+            self._profiles[prefix] = (time.monotonic(), out[prefix], time.monotonic() - started)
+        return out
+
+    def _send(self, message: dict, to: Any = None) -> None:
+        """`message` encoded once, the same bytes to every viewer (or to those `to(wants,
+        prefix)` accepts)."""
+        frame = ws_frame(json.dumps(message, separators=(",", ":"), default=str).encode())
+        for ws in list(self.viewers):
+            if to is not None and not to(*self._asks.get(ws, (frozenset(), None))):
+                continue
+            ws.send_frame(frame)
+            if ws.closed:
+                self.viewers.discard(ws)
+                self._asks.pop(ws, None)
+
     async def _tick(self) -> None:
         try:
             while self.viewers:
-                reply = await self._fetch_stream()
+                topics, prefixes = self._asked()
+                reply, profiles = await asyncio.gather(self._fetch_stream(), self._fetch_profiles(prefixes))
                 if not self.viewers:
                     break
                 started = time.monotonic()
                 stream, skipped = self._take_stream(reply)
                 system = self.system.history[-1] if self.system.history else None
-                update = {"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream,
-                          "skipped": skipped, "system": system}  # fmt: skip
-                frame = ws_frame(json.dumps(update, separators=(",", ":"), default=str).encode())
-                for ws in list(self.viewers):
-                    ws.send_frame(frame)
-                    if ws.closed:
-                        self.viewers.discard(ws)
+                self._send({"type": "update", "time": time.time(), "summary": self.summary(), "stream": stream,
+                            "skipped": skipped, "system": system})  # fmt: skip
+                if "groups" in topics:
+                    self._send({"type": "groups", "groups": self.groups()}, lambda w, p: "groups" in w)
+                paced = 0.0  # the graph's changes keep their own pace (`graph`): not the updates'
+                if "graph" in topics:
+                    t0 = time.monotonic()
+                    self.graph()
+                    changes, self._graph.pending = self._graph.pending, []
+                    for change in changes:
+                        self._send(change, lambda w, p: "graph" in w)
+                    paced = time.monotonic() - t0
+                    if changes:
+                        self._graph.cost = max(self._graph.cost, paced)  # its pace counts the encoding too
+                    self._send({"type": "graph-states", **self.graph_states()}, lambda w, p: "graph" in w)
+                for prefix, tree in profiles.items():
+                    message = {"type": "profile", "prefix": prefix, "tree": tree, "prefixes": self._prefixes()}
+                    self._send(message, lambda w, p, prefix=prefix: "profile" in w and p == prefix)
                 cost = time.monotonic() - started
                 self.busy += cost
                 self.updates += 1
-                await asyncio.sleep(max(self.interval, 50 * cost))
+                await asyncio.sleep(max(self.interval, 50 * (cost - paced)))
         finally:
             self._ticker = None
 
+    def _prefixes(self) -> list[str]:
+        return sorted(self.summary()["prefixes"])
+
     def _opened(self, ws: WebSocket) -> None:
-        first = {"type": "init", "time": time.time(), "interval": self.interval, "stream": list(self._recent),
-                 "system_history": list(self.system.history)}  # fmt: skip
+        """A new viewer: the history it missed, and what it asked for (`ws?want=graph,groups,
+        profile&prefix=...`) as the other viewers last got it."""
+        query = parse_qs(ws.query)
+        wants = frozenset(t for v in query.get("want", ()) for t in v.split(",") if t in TOPICS)
+        prefix = query.get("prefix", [None])[0] or None
+        first: dict[str, Any] = {"type": "init", "time": time.time(), "interval": self.interval,
+                                 "stream": list(self._recent), "system_history": list(self.system.history)}  # fmt: skip
+        if "graph" in wants:
+            first["graph"] = self.graph()
+            first["graph_states"] = self.graph_states()
+        if "groups" in wants:
+            first["groups"] = self.groups()
+        if "profile" in wants and prefix in self._profiles:
+            first["profile"] = {"prefix": prefix, "tree": self._profiles[prefix][1], "prefixes": self._prefixes()}
         ws.send_frame(ws_frame(json.dumps(first, separators=(",", ":"), default=str).encode()))
         self.viewers.add(ws)
+        self._asks[ws] = (wants, prefix)
         if self._ticker is None:
             self._ticker = asyncio.ensure_future(self._tick())
 
     def _closed(self, ws: WebSocket) -> None:
         self.viewers.discard(ws)
+        self._asks.pop(ws, None)
 
     # ------------------------------------------------------------------ routes
 
@@ -256,23 +396,13 @@ class Dashboard:
 
         return serve
 
-    def _groups(self, req: Request) -> Response:
-        root = pages.root_of(req.raw_path)
-        return Response(pages.page("Task groups", pages.groups_page(graphs.groups(self.scheduler.state), root), root))
-
     def _graph_json(self, req: Request) -> Response:
-        """The task graph, rebuilt no more often than 50 times what building it took (a
-        20,000-task graph takes ~0.25 s: then at most every 12 s), the same bytes for
-        every viewer meanwhile."""
-        now = time.monotonic()
-        body, built_at, cost = self._graph_cache
-        if body is None or now - built_at >= max(2.0, 50 * cost):
-            started = time.monotonic()
-            body = json.dumps(graphs.graph_json(self.scheduler.state), separators=(",", ":")).encode()
-            cost = time.monotonic() - started
-            self.busy += cost
-            self._graph_cache = (body, now, cost)
-        return Response(body, _JSON)
+        """The task graph as `/graph` draws it, with the tasks' states of now."""
+        body = self.graph()
+        states = self.graph_states()["states"]
+        names = snapshot.STATES
+        nodes = [[k, p, names[i] if i >= 0 else "forgotten", d] for (k, p, _, d), i in zip(body["nodes"], states)]
+        return Response(json.dumps({**body, "nodes": nodes}, separators=(",", ":")), _JSON)
 
     def _system_json(self, req: Request) -> Response:
         return Response(json.dumps({"fields": list(SYSTEM_FIELDS), "samples": list(self.system.history)}), _JSON)
@@ -303,6 +433,13 @@ class Dashboard:
         root = pages.root_of(req.raw_path)
         body = pages.workers_table(self.summary()["workers"], root)
         return Response(pages.page("Workers", body, root))
+
+    def _workers_live(self, req: Request) -> Response:
+        """`/workers`: the table as of now (readable without scripts), redrawn by
+        `workers.js` from every pushed update."""
+        root = pages.root_of(req.raw_path)
+        body = f'<div id="workers-live">{pages.workers_table(self.summary()["workers"], root)}</div>'
+        return Response(pages.page("Workers", body, root, ("common.js", "workers.js")))
 
     def _worker_info(self, req: Request) -> Response:
         root = pages.root_of(req.raw_path)

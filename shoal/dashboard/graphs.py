@@ -1,8 +1,10 @@
 """The task graph and the task groups as the dashboard draws them: PURE (no I/O).
 
-* `graph_json(state, limit)`: the tasks the scheduler knows (at most `limit`), each with
-  its prefix, state and depth (the longest chain of dependencies below it), and the edges
-  between them; `/graph` lays them out by depth in the browser and colours them by state.
+* `GraphView`: the tasks the scheduler knows (at most `limit`), each with its prefix,
+  state and depth (the longest chain of dependencies below it), and the edges between
+  them; `/graph` lays them out by depth in the browser and colours them by state. It is
+  kept in step by changes: new tasks appended, the states as one small integer per task,
+  a new graph only once many drawn tasks are forgotten. `graph_json(state)`: from nothing.
 * `prune_profile(tree, fraction)`: a profile call tree without the frames holding less
   than `fraction` of the samples (what `/profile` draws: bounded, whatever the run).
 * `groups(state)`: tasks grouped by prefix: counts per state, bytes in memory, and which
@@ -18,45 +20,107 @@ from shoal.dashboard.snapshot import STATES, key_text
 
 #: at most this many tasks are sent to `/graph` (the first ones the scheduler holds)
 GRAPH_LIMIT = 20_000
+_STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 
 
-def _depths(nodes: dict[Any, Any]) -> dict[Any, int]:
-    """Depth of each task of `nodes` (key -> task): 0 without dependencies among `nodes`,
-    else one more than its deepest dependency. Iterative: graphs can be deep."""
-    depth: dict[Any, int] = {}
-    for key, ts in nodes.items():
-        if key in depth:
+def _depths(deps: list[list[int]], depth: list[int]) -> list[int]:
+    """Depth of each task (by index; `deps[i]`: the indexes of task i's dependencies): 0
+    without dependencies, else one more than its deepest dependency; `depth` holds those
+    already known (-1 for the others) and is filled in. Iterative (graphs can be deep); a
+    cycle, which a task graph never has, is cut where it closes."""
+    # -1 not seen, -2 seen and waiting for its dependencies
+    for i in range(len(deps)):
+        if depth[i] != -1:
             continue
-        stack = [(ts, iter(ts.dependencies))]
-        on_stack = {key}
+        stack = [i]
         while stack:
-            top, deps = stack[-1]
-            for d in deps:
-                if d.key in nodes and d.key not in depth and d.key not in on_stack:
-                    on_stack.add(d.key)
-                    stack.append((d, iter(d.dependencies)))
-                    break
-            else:
-                stack.pop()
-                on_stack.discard(top.key)
-                depth[top.key] = 1 + max((depth.get(d.key, -1) for d in top.dependencies if d.key in nodes), default=-1)
+            j = stack[-1]
+            if depth[j] == -1:
+                depth[j] = -2
+                stack.extend(d for d in deps[j] if depth[d] == -1)
+                continue
+            stack.pop()
+            if depth[j] == -2:
+                depth[j] = 1 + max([depth[d] for d in deps[j] if depth[d] >= 0], default=-1)
     return depth
 
 
+class GraphView:
+    """The task graph `/graph` draws, kept in step with the scheduler's tasks by changes.
+
+    `body` is the graph as a page draws it: `{"nodes": [[key, prefix, state, depth], ...],
+    "edges": [[dependency index, dependent index], ...], "total": tasks known, "states":
+    STATES, "version": n}`, at most `limit` nodes, the first tasks the scheduler held.
+    `update(state)` says what changed since: `None` (no task added or forgotten), the new
+    tasks appended (`{"type": "graph-add", "version", "base", "nodes", "edges", "total"}`:
+    a page appends them, the indexes of the others stay), or a new graph (`{"type":
+    "graph", "graph": body}`) once the forgotten tasks are half of those drawn or the
+    limit is reached. Only the new tasks are walked for their depth. `states(state)` is
+    each drawn task's state now as its index in `STATES` (-1: forgotten), one small integer
+    per task: what pages get between changes.
+    """
+
+    def __init__(self, limit: int = GRAPH_LIMIT):
+        self.limit = limit
+        self.tasks: list[tuple[Any, Any]] = []  # (key, task) by index
+        self.drawn: dict[int, int] = {}  # id(task) -> index
+        self.body: dict = {}
+        self.version = 0
+
+    def rebuild(self, state: Any) -> dict:
+        self.tasks, self.drawn = [], {}
+        self.body = {"nodes": [], "edges": [], "total": 0, "states": list(STATES), "version": self.version + 1}
+        self._append(state, list(state.tasks.items())[: self.limit])
+        self.version += 1
+        return {"type": "graph", "graph": self.body}
+
+    def update(self, state: Any) -> dict | None:
+        if not self.body:
+            return self.rebuild(state)
+        tasks, drawn = state.tasks, self.drawn
+        new = [(key, ts) for key, ts in tasks.items() if id(ts) not in drawn]  # drawn tasks are held: ids stay theirs
+        gone = len(self.tasks) - (len(tasks) - len(new))
+        self.body["total"] = len(tasks)
+        if 2 * gone > len(self.tasks):
+            return self.rebuild(state)
+        new = new[: self.limit - len(self.tasks)]  # beyond the limit: counted in "total", not drawn
+        if not new:
+            return None  # forgotten tasks show as such in `states`
+        self.version += 1
+        self.body["version"] = self.version
+        base = len(self.tasks)
+        nodes, edges = self._append(state, new)
+        return {"type": "graph-add", "version": self.version, "base": base, "nodes": nodes, "edges": edges,
+                "total": len(tasks)}  # fmt: skip
+
+    def _append(self, state: Any, new: list[tuple[Any, Any]]) -> tuple[list, list]:
+        base = len(self.tasks)
+        drawn = self.drawn
+        for k, (key, ts) in enumerate(new):
+            drawn[id(ts)] = base + k
+            self.tasks.append((key, ts))
+        get = drawn.get
+        deps = [[j for d in ts.dependencies if (j := get(id(d))) is not None] for _, ts in new]
+        old = self.body["nodes"]
+        depth = [row[3] for row in old] + [-1] * len(new)
+        _depths([[]] * base + deps, depth)  # the drawn tasks' depths are known: only the new are walked
+        nodes = [[key_text(key), ts.prefix, ts.state, depth[base + k]] for k, (key, ts) in enumerate(new)]
+        edges = [[j, base + k] for k, ds in enumerate(deps) for j in ds]
+        old.extend(nodes)
+        self.body["edges"].extend(edges)
+        self.body["total"] = len(state.tasks)
+        return nodes, edges
+
+    def states(self, state: Any) -> list[int]:
+        get, index = state.tasks.get, _STATE_INDEX
+        return [index.get(ts.state, -1) if get(key) is ts else -1 for key, ts in self.tasks]
+
+
 def graph_json(state: Any, limit: int = GRAPH_LIMIT) -> dict:
-    """`{"nodes": [[key, prefix, state, depth], ...], "edges": [[dependency index,
-    dependent index], ...], "total": tasks known, "states": STATES}`."""
-    tasks = state.tasks
-    nodes: dict[Any, Any] = {}
-    for key, ts in tasks.items():
-        if len(nodes) >= limit:
-            break
-        nodes[key] = ts
-    depth = _depths(nodes)
-    index = {key: i for i, key in enumerate(nodes)}
-    out_nodes = [[key_text(key), ts.prefix, ts.state, depth[key]] for key, ts in nodes.items()]
-    edges = [[index[d.key], index[key]] for key, ts in nodes.items() for d in ts.dependencies if d.key in index]
-    return {"nodes": out_nodes, "edges": edges, "total": len(tasks), "states": list(STATES)}
+    """The task graph of `state` from nothing (`GraphView.body`)."""
+    view = GraphView(limit)
+    view.rebuild(state)
+    return view.body
 
 
 def groups(state: Any) -> list[dict]:

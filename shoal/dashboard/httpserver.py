@@ -77,12 +77,14 @@ def ws_frame(payload: bytes, opcode: int = 1) -> bytes:
 
 
 class WebSocket:
-    """A server-side WebSocket: `send_frame` with bytes from `ws_frame`; `closed` when gone."""
+    """A server-side WebSocket: `send_frame` with bytes from `ws_frame`; `closed` when gone;
+    `query` is the query string it was opened with (what the page asks to be sent)."""
 
-    __slots__ = ("closed", "max_buffer", "peer", "writer")
+    __slots__ = ("closed", "max_buffer", "peer", "query", "writer")
 
-    def __init__(self, writer: asyncio.StreamWriter, max_buffer: int):
+    def __init__(self, writer: asyncio.StreamWriter, max_buffer: int, query: str = ""):
         self.writer = writer
+        self.query = query
         self.closed = False
         self.max_buffer = max_buffer
         self.peer = writer.get_extra_info("peername")
@@ -223,7 +225,7 @@ class HTTPServer:
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + f"Sec-WebSocket-Accept: {accept}\r\n\r\n".encode()
         )
-        ws = WebSocket(writer, self.max_buffer)
+        ws = WebSocket(writer, self.max_buffer, req.query)
         self.on_websocket(ws)
         try:
             while not ws.closed:

@@ -41,6 +41,7 @@ def page(title: str, body: str, root: str, scripts: tuple[str, ...] = (), main_c
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)} — shoal</title>"
+        f'<link rel="icon" href="{root}statics/favicon.svg" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{root}statics/style.css"></head>'
         f"<body><nav><b>shoal</b> {nav}</nav><main{cls}>{heading}{body}</main>{tags}</body></html>"
     )
@@ -79,33 +80,37 @@ def _rate(n: float) -> str:
     return f"{_bytes(n)}/s"
 
 
+#: the workers table's columns (`workers.js` draws the same)
+WORKER_COLUMNS = ("Address", "Name", "Status", "Threads", "Processing (executing)", "Keys held", "CPU",
+                  "Process memory / limit", "Managed · unmanaged · spilled", "Net in (host)", "Net out (host)",
+                  "Open files")  # fmt: skip
+
+
 def workers_table(workers: list[dict], root: str) -> str:
+    """One row per worker, narrow enough for a 1000 px window: the memory bar carries the
+    managed, unmanaged and spilled figures below it."""
     rows = []
     for w in workers:
         limit = w["memory_limit"]
         mem = _bytes(w["memory"]) + (f" / {_bytes(limit)}" if limit else "")
         status = "paused" if w.get("paused") else "running"
+        split = f"{_bytes(w['managed'])} · {_bytes(w['unmanaged'])} · {_bytes(w['spilled'])}"
         rows.append(
             f"<tr><td>{worker_link(w['address'], root)}</td><td>{escape(str(w['name']))}</td><td>{status}</td>"
-            f"<td>{w['nthreads']}</td><td>{w['processing']}</td><td>{w['executing']}</td>"
-            f"<td>{w['in_memory']}</td><td>{w.get('cpu', 0):.0f}%</td><td>{escape(mem)}</td><td>{memory_bar(w)}</td>"
-            f"<td>{escape(_bytes(w['managed']))}</td><td>{escape(_bytes(w['unmanaged']))}</td>"
-            f"<td>{escape(_bytes(w['spilled']))}</td><td>{escape(_rate(w.get('read_bps', 0)))}</td>"
+            f"<td>{w['nthreads']}</td><td>{w['processing']} ({w['executing']})</td>"
+            f"<td>{w['in_memory']}</td><td>{w.get('cpu', 0):.0f}%</td><td>{escape(mem)}</td>"
+            f'<td>{memory_bar(w, 150)}<br><span class="split">{escape(split)}</span></td>'
+            f"<td>{escape(_rate(w.get('read_bps', 0)))}</td>"
             f"<td>{escape(_rate(w.get('write_bps', 0)))}</td><td>{w.get('num_fds', 0)}</td></tr>"
         )
-    head = (
-        "<tr><th>Address</th><th>Name</th><th>Status</th><th>Threads</th><th>Processing</th><th>Executing</th>"
-        "<th>Keys held</th><th>CPU</th><th>Process memory / limit</th><th>managed · unmanaged · spilled</th>"
-        "<th>Managed</th><th>Unmanaged</th><th>Spilled</th><th>Net in (host)</th><th>Net out (host)</th>"
-        "<th>Open files</th></tr>"
-    )
+    head = "<tr>" + "".join(f"<th>{escape(c)}</th>" for c in WORKER_COLUMNS) + "</tr>"
     if not rows:
         return "<p>No workers.</p>"
     legend = (
         '<p class="legend"><span class="swatch mem"></span>managed <span class="swatch unmanaged"></span>unmanaged '
         '<span class="swatch spilled"></span>spilled (on disk)</p>'
     )
-    return f'{legend}<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+    return f'{legend}<div class="scroll"><table class="workers">{head}{"".join(rows)}</table></div>'
 
 
 def traceback_text(frames: Any, shorten_patterns: Any = ()) -> str:
@@ -116,59 +121,6 @@ def traceback_text(frames: Any, shorten_patterns: Any = ()) -> str:
     for filename, lineno, name, *_ in shorten(frames, shorten_patterns):
         out.append(f'  File "{filename}", line {lineno}, in {name}')
     return "\n".join(out)
-
-
-def groups_page(groups: list[dict], root: str) -> str:
-    """Task groups as boxes in layers (a group's dependencies to its left), arrows from
-    dependencies, each box with a bar of its states; then a table."""
-    if not groups:
-        return "<p>No tasks.</p>"
-    box_w, box_h, gap_x, gap_y = 190, 46, 70, 14
-    layers: dict[int, list[dict]] = {}
-    for g in groups:
-        layers.setdefault(g["depth"], []).append(g)
-    pos: dict[str, tuple[float, float]] = {}
-    for depth, gs in layers.items():
-        for i, g in enumerate(gs):
-            pos[g["name"]] = (10 + depth * (box_w + gap_x), 10 + i * (box_h + gap_y))
-    width = 20 + (max(layers) + 1) * (box_w + gap_x)
-    height = 20 + max(len(gs) for gs in layers.values()) * (box_h + gap_y)
-    parts = ['<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
-             'orient="auto"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>']  # fmt: skip
-    for g in groups:
-        x2, y2 = pos[g["name"]]
-        for dep in g["depends_on"]:
-            x1, y1 = pos[dep]
-            parts.append(
-                f'<line class="edge" x1="{x1 + box_w:.0f}" y1="{y1 + box_h / 2:.0f}" x2="{x2:.0f}" '
-                f'y2="{y2 + box_h / 2:.0f}" marker-end="url(#arrow)"/>'
-            )
-    for g in groups:
-        x, y = pos[g["name"]]
-        c = g["counts"]
-        total = max(sum(c.values()), 1)
-        title = ", ".join(f"{n} {s}" for s, n in c.items() if n) + f"; {_bytes(g['nbytes'])} in memory"
-        parts.append(f'<g><title>{escape(g["name"])}: {escape(title)}</title>')
-        parts.append(f'<rect class="group" x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4"/>')
-        parts.append(f'<text x="{x + 6}" y="{y + 16}">{escape(g["name"][:26])}</text>')
-        bx = float(x + 6)
-        for cls, n in (("done", c["memory"]), ("proc", c["processing"]), ("err", c["erred"]),
-                       ("wait", c["waiting"] + c["queued"] + c["no-worker"])):  # fmt: skip
-            dx = (box_w - 12) * n / total
-            if dx > 0:
-                parts.append(f'<rect class="{cls}" x="{bx:.1f}" y="{y + 24}" width="{dx:.1f}" height="8"/>')
-            bx += dx
-        parts.append(f'<text class="small" x="{x + 6}" y="{y + 43}">{c["memory"]}/{total} done</text></g>')
-    svg = f'<div class="scroll"><svg class="groups" width="{width}" height="{height}">{"".join(parts)}</svg></div>'
-    rows = "".join(
-        f"<tr><td>{escape(g['name'])}</td>" + "".join(f"<td>{g['counts'][s]}</td>" for s in g["counts"])
-        + f"<td>{escape(_bytes(g['nbytes']))}</td><td>{escape(', '.join(g['depends_on']) or '—')}</td></tr>"
-        for g in groups
-    )  # fmt: skip
-    head = "<tr><th>group</th>" + "".join(f"<th>{escape(s)}</th>" for s in groups[0]["counts"]) + (
-        "<th>bytes</th><th>depends on</th></tr>"
-    )
-    return f'{svg}<div class="scroll"><table>{head}{rows}</table></div>'
 
 
 def worker_info(ws: Any, root: str, limit: int = 200) -> str:

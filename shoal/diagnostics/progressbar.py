@@ -367,8 +367,12 @@ class MultiProgressWidget(ProgressBar):
                 bar.bar_style = "warning"
             elif total and done == total:
                 bar.bar_style = "success"
-            extra = f" ({erred} erred)" if erred else f" ({cancelled} cancelled)" if cancelled else ""
-            self.labels[name].value = html.escape(f"{done + erred + cancelled} / {total}{extra}")
+            text = html.escape(f"{done + erred + cancelled} / {total}")
+            if erred:  # red, as the bar ("danger" is Jupyter's red)
+                text += f' <span style="color: #d33; font-weight: bold">({erred} erred)</span>'
+            elif cancelled:
+                text += f" ({cancelled} cancelled)"
+            self.labels[name].value = text
         word = {"error": "Erred", "cancelled": "Cancelled"}.get(self.status or "", "Finished" if final else "Running")
         self.elapsed_label.value = f"<div>{word}: {html.escape(_format_time(self.elapsed))}</div>"
 

@@ -96,7 +96,7 @@ _FIELDS: dict[str, st.SearchStrategy] = {
 _OVERRIDES: dict[tuple[str, str], st.SearchStrategy] = {
     ("add-keys", "nbytes"): st.dictionaries(_K, st.integers(-5, 10**6), max_size=3),
     ("update-data", "nbytes"): st.dictionaries(_K, st.integers(-5, 10**6), max_size=3),
-    ("compute-task", "inline"): st.booleans(),
+    ("compute-task", "send_inline"): st.booleans(),
     ("compute-task", "who_has"): st.dictionaries(_K, _tup(_ADDR, 2), max_size=2),
     ("compute-task", "nbytes"): st.dictionaries(_K, st.integers(0, 100), max_size=2),
     ("compute-task", "resources"): st.none() | st.dictionaries(_TXT, st.integers(0, 2), max_size=1),

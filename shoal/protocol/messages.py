@@ -213,14 +213,14 @@ def _fast_key_in_memory(key, type_name, workers, inline) -> bool:  # noqa: ANN00
     return True
 
 
-def _fast_compute_task(key, run_id, func, spec, priority, who_has, nbytes, resources, inline, actor=False) -> bool:  # noqa: ANN001
+def _fast_compute_task(key, run_id, func, spec, priority, who_has, nbytes, resources, send_inline, actor=False) -> bool:  # noqa: ANN001
     if not _flat_key(key) or type(run_id) is not int or type(priority) is not int:
         return False
     if (func is not None and type(func) is not Pickled and type(func) is not bytes) or (
         type(spec) is not Pickled and type(spec) is not bytes
     ):
         return False
-    if type(inline) is not bool or type(actor) is not bool or type(who_has) is not dict or type(nbytes) is not dict:
+    if type(send_inline) is not bool or type(actor) is not bool or type(who_has) is not dict or type(nbytes) is not dict:
         return False
     for k, holders in who_has.items():
         if not _flat_key(k) or (type(holders) is not tuple and type(holders) is not list):
@@ -393,7 +393,8 @@ class TopicEvent(Message):
 @_message("compute-task", SCHEDULER, (_key, integer, opt(one_of(pickled, _bytes)), one_of(pickled, _bytes), integer, key_map(seq_of(string)), key_map(integer), opt(dict_of(string, number)), boolean, boolean,))
 class ComputeTask(Message):
     """Run `key`. `who_has`/`nbytes` describe dependencies the worker may need to fetch.
-    `inline` asks the worker to send a small result back inside `task-finished`."""
+    `send_inline` (a client wants the result) asks the worker to send a small result back
+    inside `task-finished` (its `inline` field)."""
 
     key: Any
     run_id: int
@@ -404,7 +405,7 @@ class ComputeTask(Message):
     who_has: dict
     nbytes: dict
     resources: dict | None
-    inline: bool
+    send_inline: bool
     #: the result is a stateful actor: keep the object here, serve a proxy of it
     actor: bool = False
 

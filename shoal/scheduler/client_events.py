@@ -269,6 +269,17 @@ class ClientEvents:
         m.UpdateData: _update_data,
     }
 
+    #: the client-side events this mixin handles (merged into `SchedulerState`'s table)
+    EVENT_HANDLERS: dict[type, Callable] = {
+        AddClient: _handle_add_client,
+        RemoveClient: _handle_remove_client,
+        ClientMsg: _handle_client_msg,
+        HoldKeys: _handle_hold_keys,
+        ReleaseHold: _handle_release_hold,
+        WantKeys: _handle_want_keys,
+        Restart: _handle_restart,
+    }
+
 
 def _missing_text(key: Key, dep: Key) -> str:
     return (

@@ -2,50 +2,57 @@
 
 It decides nothing. A packet from a client or worker becomes one batch of events for
 `SchedulerState.handle_stimulus`; the returned instructions are sent to the peers they
-name (each connection coalesces what is sent in one loop tick into one packet). It also
-answers read-only queries (`who_has`, `identity`, ...) and relays `run` calls to workers.
-Task specs, results and exceptions pass through as opaque `Pickled` values; the only user
+name (each connection coalesces what is sent in one loop tick into one packet). Task
+specs, results and exceptions pass through as opaque `Pickled` values; the only user
 code the scheduler ever unpickles is what an authenticated client sends to run there: a
 function for `run_on_scheduler`, or a scheduler plugin (`plugins.py`).
+
+This module holds `Scheduler`'s construction, the extension door, the life cycle and
+`stimulate` (the one way into the state machine). The rest is in mixins, one concern
+each: `connections.py` (packets checked at the edge and turned into events, a
+connection's end), `queries.py` (read-only requests, `run_on_scheduler`), `restarts.py`
+(nannies, restart), `worker_ops.py` (adaptive figures, liveness, broadcast, the task
+stream) and `topic_server.py` (topic events). Extensions hosted through the door are in
+`admin.py`, `datasets.py`, `plugins.py`, `profiling.py`, `memory_sampler.py`,
+`watches.py` and `shoal.sync.server`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import itertools
 import logging
 import time
 import uuid
 from typing import Any
 
-import msgpack
 
-from shoal import config, log_buffer, secret_files
+from shoal import log_buffer, secret_files
 from shoal import config as _config
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
 from shoal.protocol import messages as m
-from shoal.protocol.requests import REQUESTS, check_request
-from shoal.protocol.serialize import Pickled, dumps, loads
 from shoal.rpc import Peer
 from shoal.rpc.server import Server
-from shoal.scheduler import adaptive
 from shoal.scheduler.admin import AdminServer
+from shoal.scheduler.connections import Connections
 from shoal.scheduler.datasets import DatasetServer
-from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, RemoveClient, RemoveWorker, Restart, WorkerMsg
+from shoal.scheduler.events import ClientMsg
 from shoal.scheduler.extension import call_hook, overridden_hooks
 from shoal.scheduler.instructions import ToClient, ToWorker
-from shoal.scheduler.liveness import check_interval, expired, parse_ttl
+from shoal.scheduler.liveness import parse_ttl
 from shoal.scheduler.plugins import PluginHost
 from shoal.scheduler.memory_sampler import MemorySamplers
 from shoal.scheduler.profiling import ProfileServer
+from shoal.scheduler.queries import Queries
+from shoal.scheduler.restarts import Restarts
+from shoal.scheduler.topic_server import TopicServer
 from shoal.scheduler.topics import EventLog
 from shoal.scheduler.watches import WatchServer
+from shoal.scheduler.worker_ops import WorkerOps
 from shoal.scheduler.state import FIRE_AND_FORGET, SchedulerState
 from shoal.sync.server import SyncServer
-from shoal.utils import plural
 from shoal.versions import get_versions
 
 logger = logging.getLogger("shoal.scheduler")
@@ -63,9 +70,12 @@ def _blocked_handler(name: str) -> Any:
     return refuse
 
 
-class Scheduler(Server):
+class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
     """A scheduler server. `await Scheduler(...)` or `async with` starts it (the life
-    cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s)."""
+    cycle, background tasks and extension hosting are `shoal.rpc.server.Server`'s). The
+    connections, queries, restarts, worker-group operations and topic events live in
+    mixins of their own modules (`connections.py`, `queries.py`, `restarts.py`,
+    `worker_ops.py`, `topic_server.py`)."""
 
     def __init__(
         self,
@@ -337,162 +347,6 @@ class Scheduler(Server):
 
     # ------------------------------------------------------------------ connections
 
-    async def _handle_comm(self, comm: Any) -> None:
-        peer = Peer(comm, self.handlers, self._on_messages, accepts=self._accepts)
-        try:
-            await peer.run()
-        finally:
-            await self._peer_gone(peer)
-
-    async def _peer_gone(self, peer: Peer) -> None:
-        if peer.role == "client" and self.clients.get(peer.ident) is peer:
-            del self.clients[peer.ident]
-            sid = self.new_stimulus_id("client-gone")
-            self.stimulate(RemoveClient(sid, peer.ident))
-            self.log_event(["all", peer.ident], {"action": "remove-client", "client": peer.ident})
-            self.event_log.unsubscribe(peer.ident)
-            self._call_extensions("remove_client", peer.ident, sid)
-        elif peer.role == "worker" and self.workers.get(peer.ident) is peer:
-            del self.workers[peer.ident]
-            self.worker_metrics.pop(peer.ident, None)
-            reason = self._exit_reasons.pop(peer.ident, "connection closed")
-            sid = self.new_stimulus_id("worker-gone")
-            self.stimulate(RemoveWorker(sid, peer.ident, reason))
-            self._call_extensions("remove_worker", peer.ident, reason, sid)
-            self._workers_changed.set()
-            logger.info("Remove worker %s (%s)", peer.ident, reason)
-            self.log_event(["all", peer.ident], {"action": "remove-worker", "worker": peer.ident, "reason": reason})
-        elif peer.role == "nanny" and self.nannies.get(peer.ident) is peer:
-            del self.nannies[peer.ident]
-        try:
-            await peer.close()
-        except Exception:  # pragma: no cover
-            pass
-
-    def _registered(self, peer: Peer) -> Peer | None:
-        """The connection registered under this peer's role and identity, if any."""
-        registry = {"client": self.clients, "worker": self.workers, "nanny": self.nannies}.get(peer.role or "")
-        return None if registry is None else registry.get(peer.ident)
-
-    def _accepts(self, peer: Peer, msgs: list[m.Message]) -> str | None:
-        """Why this decoded packet may not be handled (None: it may): each message must
-        be one the peer's role may send, a request one its role may call with arguments
-        of the right types (`shoal.protocol.requests`), and a registration must come
-        first and once. Checked for the whole packet before any of it is handled."""
-        role, ident = peer.role, peer.ident
-        for msg in msgs:
-            t = type(msg)
-            if t is m.Request:
-                kwargs = msg.kwargs
-                if kwargs:
-                    problem = check_request(msg.name, kwargs, role)
-                    if problem is not None:
-                        return problem
-                elif role is None and msg.name not in REQUESTS:
-                    return f"operation {msg.name!r} before saying who it is"
-                elif msg.name in REQUESTS and role not in REQUESTS[msg.name].roles:
-                    return f"a {role or 'connection that has not registered'} may not call {msg.name!r}"
-                if msg.name == "register_nanny":
-                    role = "nanny"
-            elif t is m.Reply:
-                continue
-            elif msg.sender != role:
-                if role is None and t is m.RegisterClient:
-                    if msg.client_id in self.clients or msg.client_id == FIRE_AND_FORGET:
-                        return f"client id {msg.client_id!r} is already registered"
-                    role, ident = "client", msg.client_id
-                elif role is None and t is m.RegisterWorker:
-                    if msg.address in self.workers:
-                        return f"worker {msg.address} registered twice"
-                    role, ident = "worker", msg.address
-                else:
-                    return f"a {role or 'connection that has not registered'} may not send {msg.op!r}"
-            elif t is m.RegisterClient or t is m.RegisterWorker:
-                return f"{msg.op!r} on a connection that already registered"
-            elif t is m.UpdateGraph:
-                nf = len(msg.funcs)
-                for task in msg.tasks:
-                    if task[1] >= nf:
-                        return f"task {task[0]!r} names function {task[1]} of {nf}"
-            elif t is m.DesireKeys and msg.client_id != ident and msg.client_id != FIRE_AND_FORGET:
-                return f"desire-keys for another client {msg.client_id!r}"
-        return None
-
-    def _on_messages(self, peer: Peer, msgs: list[m.Message]) -> None:
-        sid = f"{peer.role or 'peer'}-{next(self._sid)}"
-        events: list[Any] = []
-        arrivals: list[Any] = []
-        role = peer.role
-        if role is not None and peer.closed and self._registered(peer) is not peer:
-            return  # delivered late (after a request of its packet), after the peer left
-        for msg in msgs:
-            if role == "worker":
-                events.append(WorkerMsg(sid, peer.ident, msg))
-            elif role == "client":
-                events.append(ClientMsg(sid, peer.ident, msg))
-            elif type(msg) is m.RegisterClient:
-                peer.role, peer.ident = "client", msg.client_id
-                role = "client"
-                self.clients[msg.client_id] = peer
-                events.append(AddClient(sid, msg.client_id))
-                arrivals.append(events[-1])
-                self.log_event(["all", msg.client_id], {"action": "add-client", "client": msg.client_id})
-            elif type(msg) is m.RegisterWorker:
-                peer.role, peer.ident = "worker", msg.address
-                role = "worker"
-                self.workers[msg.address] = peer
-                logger.info("Register worker %s (%s)", msg.address, plural(msg.nthreads, "thread"))
-                if self.admin.admit_worker(msg.address, lambda msg=msg, sid=sid: self._admit(sid, msg)):
-                    continue  # admitted once it ran the worker setups
-                events.append(AddWorker(sid, msg))
-                arrivals.append(events[-1])
-                self._workers_changed.set()
-                self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
-            else:
-                logger.warning("message %s from %s before it said who it is; dropped", msg.op, peer.address)
-        if events:
-            try:
-                self.stimulate(*events)
-            except Exception as e:
-                peer.reject(f"its messages made the state machine fail: {e!r}")
-                return
-            if self.plugin_host.wants("update_graph"):
-                self._fire_update_graph(events)
-            if arrivals:
-                self._extension_events(arrivals)
-
-    def _fire_update_graph(self, events: list[Any]) -> None:
-        """The scheduler plugins' `update_graph` hook for the graphs of these (just
-        handled) events."""
-        host = self.plugin_host
-        for ev in events:
-            if type(ev) is ClientMsg and type(ev.msg) is m.UpdateGraph:
-                msg = ev.msg
-                annotations: dict[str, dict] = {}
-                for key, _, _, _, _, ann in msg.tasks:
-                    for name, value in (ann or {}).items():
-                        annotations.setdefault(name, {})[key] = value
-                host.fire(
-                    "update_graph", self, client=ev.client_id, keys=set(msg.wanted),
-                    tasks=[t[0] for t in msg.tasks], annotations=annotations,
-                    priority={t[0]: tuple(t[4]) for t in msg.tasks}, stimulus_id=ev.stimulus_id,
-                )  # fmt: skip
-
-    def _extension_events(self, events: list[Any]) -> None:
-        """The extensions' `add_worker` / `add_client` hooks for these (handled) events."""
-        for ev in events:
-            if type(ev) is AddWorker:
-                self._call_extensions("add_worker", ev.msg.address, ev.stimulus_id)
-            elif type(ev) is AddClient:
-                self._call_extensions("add_client", ev.client_id, ev.stimulus_id)
-
-    def _admit(self, sid: str, msg: m.RegisterWorker) -> None:
-        events = [AddWorker(sid, msg)]
-        self.stimulate(*events)
-        self._workers_changed.set()
-        self.log_event(["all", msg.address], {"action": "add-worker", "worker": msg.address})
-        self._extension_events(events)
-
     def stimulate(self, *events: Any) -> None:
         """Hand `events` (`shoal.scheduler.events`) to the state machine and send the
         messages it answers with: the one way anything changes the scheduler's state.
@@ -541,8 +395,7 @@ class Scheduler(Server):
         refused and the scheduler goes on, otherwise it stops with a fatal error rather
         than run on a state it cannot trust."""
         st = self.state
-        st._out.clear()
-        st._free_on.clear()
+        st.drop_output()
         kinds = [type(e).__name__ for e in events]
         try:
             st.validate_state()
@@ -556,407 +409,3 @@ class Scheduler(Server):
                 self.spawn(self.close())
             return
         logger.error("scheduler state machine failed on %s; the stimulus was refused, state is valid", kinds, exc_info=exc)
-
-    # ------------------------------------------------------------------ queries
-
-    def identity(self) -> dict:
-        st = self.state
-        workers = {}
-        for ws in st.workers.values():
-            workers[ws.address] = {
-                "type": "Worker",
-                "id": ws.name,
-                "host": ws.host,
-                "name": ws.name,
-                "nthreads": ws.nthreads,
-                "memory_limit": ws.memory_limit,
-                "resources": ws.resources,
-                "local_directory": ws.local_directory,
-                "nanny": ws.nanny,
-                "pid": ws.pid,
-                "status": "paused" if ws.paused else "running",
-                "services": {},
-                "last_seen": time.time(),
-                "metrics": self.metrics_of(ws),
-            }
-        return {
-            "type": "Scheduler",
-            "id": self.id,
-            "address": self.address,
-            "services": {"dashboard": self.dashboard.port} if self.dashboard is not None else {},
-            "started": self.started,
-            "n_workers": len(workers),
-            "total_threads": sum(w["nthreads"] for w in workers.values()),
-            "total_memory": sum(w["memory_limit"] or 0 for w in workers.values()),
-            "workers": workers,
-        }
-
-    def metrics_of(self, ws: Any) -> dict:
-        """A worker's figures as distributed's users know them: `memory` (process RSS),
-        `managed_bytes` (results held, on disk too), `spilled_bytes` (`memory`: their
-        in-memory size, `disk`: bytes on disk), and the split of process memory into
-        `managed` (in memory), `unmanaged` (RSS minus that) and `spilled`."""
-        reported = self.worker_metrics.get(ws.address) or {}
-        managed_total = ws.nbytes
-        spilled = reported.get("spilled_bytes") or {"memory": 0, "disk": 0}
-        rss = reported.get("memory", 0)
-        managed = max(managed_total - spilled.get("memory", 0), 0)
-        out = dict(reported)
-        out.update(
-            executing=len(ws.processing), in_memory=len(ws.has_what), memory=rss, managed_bytes=managed_total,
-            spilled_bytes=spilled, managed=managed, unmanaged=max(rss - managed, 0), spilled=spilled.get("memory", 0),
-        )  # fmt: skip
-        return out
-
-    async def _identity(self, peer: Peer, n_workers: int = -1) -> dict:
-        info = self.identity()
-        if n_workers is not None and n_workers >= 0:
-            info["workers"] = dict(list(info["workers"].items())[:n_workers])
-        return info
-
-    async def _who_has(self, peer: Peer, keys: Any = None) -> dict:
-        tasks = self.state.tasks
-        if keys is None:
-            keys = list(tasks)
-        out = {}
-        for key in keys:
-            ts = tasks.get(key)
-            out[key] = [w.address for w in ts.who_has] if ts is not None else []
-        return out
-
-    def select_workers(self, workers: Any) -> list:
-        """The `SchedWorker`s named by `workers` (addresses or names; None: all), in
-        that order; unknown names are skipped."""
-        st = self.state
-        if workers is None:
-            return list(st.workers.values())
-        out = []
-        for w in workers:
-            ws = st.workers.get(w)
-            if ws is None:
-                ws = next((x for x in st.workers.values() if x.name == w or str(x.name) == str(w)), None)
-            if ws is not None:
-                out.append(ws)
-        return out
-
-    async def _has_what(self, peer: Peer, workers: Any = None) -> dict:
-        return {ws.address: [ts.key for ts in ws.has_what] for ws in self.select_workers(workers)}
-
-    async def _nthreads(self, peer: Peer, workers: Any = None) -> dict:
-        return {ws.address: ws.nthreads for ws in self.select_workers(workers)}
-
-    async def _processing(self, peer: Peer, workers: Any = None) -> dict:
-        return {ws.address: [ts.key for ts in ws.processing] for ws in self.select_workers(workers)}
-
-    async def _story(self, peer: Peer, keys: Any = ()) -> list:
-        return [list(e) for e in self.state.story(*keys)]
-
-    async def _task_spec(self, peer: Peer, key: Any, blame: bool = False) -> dict:
-        """A task's opaque spec and its dependencies (those still known), for replaying it
-        locally; with `blame`, the task whose failure `key` inherits."""
-        ts = self.state.tasks.get(key)
-        if ts is None:
-            raise KeyError(f"task {key!r} is not known to the scheduler (released or never submitted)")
-        if blame and ts.exception_blame is not None:
-            ts = ts.exception_blame
-        if ts.spec is None:
-            raise ValueError(f"{ts.key!r} is data placed by a client: there is no task to run")
-        known = self.state.tasks
-        return {
-            "key": ts.key,
-            "func": ts.func,
-            "spec": ts.run_spec,
-            "deps": [d.key for d in ts.dependencies],
-            "missing": [d.key for d in ts.dependencies if known.get(d.key) is not d],
-        }
-
-    async def _run_on_scheduler(self, peer: Peer, function: Pickled, args: Pickled, wait: bool = True) -> Pickled:
-        func = loads(function)
-        a, kw = loads(args)
-        if "dask_scheduler" in _params(func):
-            kw["dask_scheduler"] = self
-        result = func(*a, **kw)
-        if inspect.isawaitable(result):
-            if not wait:
-                self.spawn(result)
-                return dumps(None)
-            result = await result
-        return dumps(result)
-
-    # ------------------------------------------------------------------ adaptive scaling
-
-    def adaptive_target(self, target_duration: float = 5.0) -> int:
-        """Workers the current work needs (`scheduler.adaptive.adaptive_target`)."""
-        st = self.state
-        workers = st.workers.values()
-        n_pending = st.n_queued + len(st.unrunnable) + sum(len(ws.processing) for ws in workers)
-        return adaptive.adaptive_target(
-            n_pending, st.avg_duration, target_duration, len(st.workers), sum(ws.nthreads for ws in workers),
-            sum(ws.nbytes for ws in workers), sum(ws.memory_limit or 0 for ws in workers),
-        )  # fmt: skip
-
-    def workers_to_close(self, target: int | None = None, n: int | None = None, attribute: str = "address") -> list:
-        """Idle workers to close to come down to `target` workers (or `n` fewer; by default
-        every idle worker), least data first, as addresses or (`attribute="name"`) names."""
-        st = self.state
-        if target is None:
-            target = len(st.workers) - n if n is not None else 0
-        chosen = adaptive.workers_to_close(
-            [(ws.address, len(ws.processing), ws.nbytes, len(ws.has_what)) for ws in st.workers.values()], target
-        )
-        if attribute == "name":
-            return [st.workers[a].name for a in chosen]
-        return chosen
-
-    async def retire_workers(self, workers: Any = None, **kwargs: Any) -> dict:
-        """Move the data only these workers hold elsewhere, then close them (`admin.retire_workers`)."""
-        return await self.admin.retire_workers(None, workers=workers, **kwargs)
-
-    async def get_worker_logs(self, n: int | None = None, workers: Any = None, nanny: bool = False) -> dict:
-        return await self.admin.get_worker_logs(None, n=n, workers=workers, nanny=nanny)
-
-    async def _adaptive_target(self, peer: Peer, target_duration: float = 5.0) -> int:
-        return self.adaptive_target(target_duration)
-
-    async def _workers_to_close(
-        self, peer: Peer, target: int | None = None, n: int | None = None, attribute: str = "address"
-    ) -> list:
-        return self.workers_to_close(target=target, n=n, attribute=attribute)
-
-    # ------------------------------------------------------------------ nannies, restart, events
-
-    async def _register_nanny(self, peer: Peer, nanny_id: str) -> dict:
-        """Register a nanny; it gets the nanny plugins to set up before its worker starts."""
-        if peer.role is not None:
-            raise ValueError(f"this connection already registered as a {peer.role}")
-        peer.role, peer.ident = "nanny", nanny_id
-        self.nannies[nanny_id] = peer
-        return {"plugins": list(self.plugin_host.nanny_plugins.items())}
-
-    async def _worker_exit_reason(self, peer: Peer, worker: str, reason: str) -> None:
-        if worker in self.workers:
-            self._exit_reasons[worker] = reason
-
-    def forget_all_tasks(self) -> str:
-        """Cancel every task for every client (reason `scheduler-restart`, the `Restart`
-        event): the scheduler forgets them all; clients drop their futures. Returns the
-        stimulus id."""
-        sid = self.new_stimulus_id("restart")
-        self.stimulate(Restart(sid))
-        marker = m.CancelledKeys((), m.RESTART_REASON, m.RESTART_MSG)  # "forget all your futures"
-        for peer in list(self.clients.values()):
-            if not peer.closed:
-                peer.send(marker)
-        return sid
-
-    async def restart(self, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
-        """Forget all tasks, then `restart_workers` on every worker."""
-        logger.info("Restarting all workers and forgetting all tasks")
-        sid = self.forget_all_tasks()
-        self._call_extensions("restart", sid)
-        await self.restart_workers(None, timeout=timeout, wait_for_workers=wait_for_workers)
-        self.log_event("all", {"action": "restart"})
-
-    async def restart_workers(
-        self,
-        workers: list[str] | None = None,
-        timeout: float = 30.0,
-        wait_for_workers: bool = True,
-        on_error: str = "raise",
-    ) -> dict[str, str]:
-        """Restart these workers (addresses; all when None) through their nannies; workers
-        without one are shut down ("removed"). With `wait_for_workers`, return once none of
-        the old workers is left and the restarted ones are back. Returns `{address: "OK" |
-        "removed" | "timed out"}`; with `on_error="raise"` a nanny that does not restart its
-        worker in time is a `TimeoutError`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        n_before = len(self.state.workers)
-        targets = list(self.state.workers) if workers is None else [w for w in workers if w in self.state.workers]
-        by_nanny: dict[str, list[str]] = {}
-        out: dict[str, str] = {}
-        for addr in targets:
-            ws = self.state.workers[addr]
-            if ws.nanny and ws.nanny in self.nannies:
-                by_nanny.setdefault(ws.nanny, []).append(addr)
-            else:
-                out[addr] = "removed"
-        if out:
-            logger.warning("Workers %s do not use a nanny and will be shut down without restarting them", list(out))
-            for addr in out:
-                self._exit_reasons[addr] = "restart without a nanny"
-                wpeer = self.workers.get(addr)
-                if wpeer is not None:
-                    await wpeer.close()
-
-        async def restart_one(nanny_id: str) -> None:
-            request = self.nannies[nanny_id].request("restart", reason="restart-workers", timeout=timeout)
-            await asyncio.wait_for(request, max(0.0, deadline - loop.time()))
-
-        results = await asyncio.gather(*(restart_one(n) for n in by_nanny), return_exceptions=True)
-        failed: list[str] = []
-        for nanny_id, result in zip(by_nanny, results):
-            for addr in by_nanny[nanny_id]:
-                out[addr] = "timed out" if isinstance(result, BaseException) else "OK"
-                if isinstance(result, BaseException):
-                    failed.append(addr)
-                    wpeer = self.workers.get(addr)
-                    if wpeer is not None:  # make sure no old worker stays connected
-                        await wpeer.close()
-        self.log_event("all", {"action": "restart-workers", "workers": targets})
-        if failed and on_error == "raise":
-            raise TimeoutError(f"{len(failed)}/{len(by_nanny)} nanny worker(s) did not restart within {timeout}s: {failed}")
-        expected = n_before - (len(out) - sum(v == "OK" for v in out.values()))
-        # the old workers' connections close as their processes die
-        while any(a in self.state.workers for a in targets) or (
-            wait_for_workers and len(self.state.workers) < expected
-        ):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                back = len([a for a in self.state.workers if a not in targets])
-                raise TimeoutError(
-                    f"Waited for {len(targets)} worker(s) to reconnect after restarting, but after "
-                    f"{timeout}s only {back} have returned. Consider a longer timeout, or "
-                    "`wait_for_workers=False`."
-                )
-            await self.workers_changed(remaining)
-        return out
-
-    async def _restart(self, peer: Peer, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
-        await self.restart(timeout=timeout, wait_for_workers=wait_for_workers)
-
-    async def _restart_workers(
-        self, peer: Peer, workers: list[str], timeout: float = 30.0, on_error: str = "raise"
-    ) -> dict[str, str]:
-        return await self.restart_workers(workers, timeout=timeout, on_error=on_error)
-
-    async def _terminate(self, peer: Peer) -> None:
-        """Close the scheduler (after answering): its workers and nannies close with it."""
-        logger.info("Scheduler closing at the request of %s", peer.ident)
-        asyncio.get_running_loop().call_soon(lambda: self.spawn(self.close()))
-
-    def _heartbeat(self, peer: Peer, metrics: Any = None) -> None:
-        """A worker saying it is alive (the packet itself updates `peer.last_seen`), with
-        its memory figures (see `Worker.metrics`)."""
-        if peer.role == "worker" and type(metrics) is dict and self.workers.get(peer.ident) is peer:
-            self.worker_metrics[peer.ident] = metrics
-
-    async def _watch_worker_ttl(self, ttl: float) -> None:
-        """Remove workers not heard from for `ttl` seconds (see `liveness.py`)."""
-        interval = check_interval(ttl)
-        while self.status == "running":
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            silent = expired({addr: peer.last_seen for addr, peer in self.workers.items()}, now, ttl)
-            for addr in silent:
-                peer = self.workers[addr]
-                reason = f"worker-ttl: not heard from for {now - peer.last_seen:.1f} s (worker-ttl {ttl:g} s)"
-                logger.warning("Removing worker %s: %s", addr, reason)
-                self._exit_reasons[addr] = reason
-                self.spawn(self._peer_gone(peer))
-
-    async def _broadcast(self, peer: Peer, name: str, kwargs: dict, workers: Any = None) -> dict:
-        return await self.broadcast(name, workers, **kwargs)
-
-    async def broadcast(self, op: str, workers: Any = None, **kwargs: Any) -> dict:
-        """Call worker operation `op` with `kwargs` on each worker of `workers` (addresses
-        or names; None: all); return `{address: (ok, value)}` as the workers sent it (a
-        worker that is gone or fails to answer: `(False, Pickled OSError)`)."""
-        name = op
-        targets = [ws.address for ws in self.select_workers(workers)]
-
-        async def one(addr: str) -> tuple:
-            wpeer = self.workers.get(addr)
-            if wpeer is None:
-                return (False, dumps(OSError(f"worker {addr} is gone")))
-            try:
-                reply = await wpeer.request_raw(name, **kwargs)
-                return (reply.ok, reply.value)
-            except Exception as e:
-                return (False, dumps(OSError(f"worker {addr} failed to answer: {e}")))
-
-        results = await asyncio.gather(*(one(a) for a in targets))
-        return dict(zip(targets, results))
-
-
-    async def _get_task_stream(self, peer: Peer, **kwargs: Any) -> dict:
-        return await self.get_task_stream(**kwargs)
-
-    async def get_task_stream(
-        self, start: float | None = None, stop: float | None = None, count: int | None = None,
-        since: dict | None = None,
-    ) -> dict:
-        """The task stream, fetched on demand from every worker's ring buffer (nothing is
-        collected per task on the scheduler): records sorted by the end of their compute,
-        at most the newest `count`; `since` ({worker: index}, from an earlier call's
-        `counts`) keeps only records added after that call; `dropped` ({worker: n}) counts
-        records in range that a worker's ring buffer no longer held. Workers that left took
-        their records with them."""
-
-        async def one(addr: str, wpeer: Peer) -> tuple[str, dict | None]:
-            mark = None if since is None else since.get(addr, 0)
-            try:
-                reply = await wpeer.request("task_stream", since=mark, start=start, stop=stop, count=count)
-            except Exception as e:
-                logger.info("no task stream from %s: %s", addr, e)
-                return addr, None
-            return addr, reply
-
-        replies = await asyncio.gather(*(one(a, p) for a, p in list(self.workers.items())))
-        counts = {}
-        dropped = {}
-        oldest = {}
-        records: list = []
-        for addr, reply in replies:
-            if reply is not None:
-                counts[addr] = reply["count"]
-                if reply.get("dropped"):
-                    dropped[addr], oldest[addr] = reply["dropped"], reply.get("oldest")
-                records.extend(reply["records"])
-        records.sort(key=lambda r: r["startstops"][-1]["stop"])
-        if count is not None:
-            records = records[-count:] if count > 0 else []
-            if len(records) == count:  # a worker's evicted records ended before its oldest
-                cutoff = records[0]["startstops"][-1]["stop"] if records else float("inf")
-                dropped = {a: n for a, n in dropped.items() if oldest[a] is not None and oldest[a] > cutoff}
-        return {"counts": counts, "records": records, "dropped": dropped}
-
-
-    # ------------------------------------------------------------------ events
-
-    def log_event(self, topic: Any, msg: Any) -> None:
-        """Log `msg` under `topic` (a name or a list of names) and push it to subscribers."""
-        clients = self.clients
-        if self.plugin_host.wants("log_event"):
-            for name in [topic] if isinstance(topic, str) else topic:
-                self.plugin_host.fire("log_event", name, msg)
-        for client_id, name, event in self.event_log.log(topic, msg, time.time()):
-            peer = clients.get(client_id)
-            if peer is not None and not peer.closed:
-                peer.send(m.TopicEvent(name, event[0], event[1]))
-
-    async def _log_event(self, peer: Peer, topic: Any, msg: Any) -> None:
-        if not isinstance(topic, str):
-            topic = [str(t) for t in topic]
-        # a copy in wire form (lists as tuples) on every transport; in-process peers
-        # must not share mutable objects with the log
-        self.log_event(topic, msgpack.unpackb(msgpack.packb(msg), use_list=False, strict_map_key=False))
-
-    async def _get_events(self, peer: Peer, topic: str | None = None) -> Any:
-        return self.event_log.get(topic)
-
-    async def _subscribe_topic(self, peer: Peer, topics: Any) -> None:
-        if peer.role != "client":
-            raise ValueError("only clients may subscribe to topics")
-        self.event_log.subscribe(peer.ident, topics)
-
-    async def _unsubscribe_topic(self, peer: Peer, topics: Any) -> None:
-        if peer.role == "client":
-            self.event_log.unsubscribe(peer.ident, topics)
-
-
-def _params(func: Any) -> Any:
-    try:
-        return inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return {}

@@ -46,21 +46,7 @@ from shoal.protocol.serialize import Pickled
 from shoal.scheduler import placement
 from shoal.scheduler.client_events import ClientEvents
 from shoal.scheduler.events import (
-    AddClient,
-    AddWorker,
-    ClientMsg,
-    DropReplicas,
-    HoldKeys,
-    ReleaseHold,
-    RemoveClient,
-    Recompute,
-    RemoveWorker,
-    Restart,
     SchedulerEvent,
-    SetRestrictions,
-    SetRetiring,
-    WantKeys,
-    WorkerMsg,
 )
 from shoal.scheduler.instructions import Instruction, ToClient, ToWorker
 from shoal.scheduler.records import (
@@ -366,31 +352,21 @@ class SchedulerState(ClientEvents, WorkerEvents, Transitions):
             self.stealing[ts] = victim
             self._out.append(ToWorker(victim.address, m.StealRequest(ts.key, victim.processing[ts])))
 
-
     # ------------------------------------------------------------------ introspection
 
     def story(self, *keys: Key) -> list[tuple]:
         wanted = set(keys)
         return [entry for entry in self.story_log if entry[0] in wanted or entry[3] in wanted]
 
+    def drop_output(self) -> None:
+        """Forget the messages and frees queued by a stimulus that failed (the shell
+        refuses it): nothing half-decided is sent."""
+        self._out.clear()
+        self._free_on.clear()
+
     def validate_state(self) -> None:
         """Check every invariant (`validate.py`); raises `InvalidState`."""
         validate_state(self)
 
-    #: event type -> its handler (the mixins' methods)
-    _EVENT_HANDLERS: dict[type, Callable] = {
-        AddClient: ClientEvents._handle_add_client,
-        RemoveClient: ClientEvents._handle_remove_client,
-        ClientMsg: ClientEvents._handle_client_msg,
-        AddWorker: WorkerEvents._handle_add_worker,
-        RemoveWorker: WorkerEvents._handle_remove_worker,
-        WorkerMsg: WorkerEvents._handle_worker_msg,
-        DropReplicas: WorkerEvents._handle_drop_replicas,
-        SetRetiring: WorkerEvents._handle_set_retiring,
-        SetRestrictions: WorkerEvents._handle_set_restrictions,
-        Recompute: WorkerEvents._handle_recompute,
-        HoldKeys: ClientEvents._handle_hold_keys,
-        ReleaseHold: ClientEvents._handle_release_hold,
-        WantKeys: ClientEvents._handle_want_keys,
-        Restart: ClientEvents._handle_restart,
-    }
+    #: event type -> its handler (each mixin declares the events it handles)
+    _EVENT_HANDLERS: dict[type, Callable] = {**ClientEvents.EVENT_HANDLERS, **WorkerEvents.EVENT_HANDLERS}

@@ -217,3 +217,15 @@ class WorkerEvents:
         m.LongRunning: _long_running,
         m.WorkerStatus: _worker_status,
     }
+
+    #: the worker-side and extension events this mixin handles (merged into
+    #: `SchedulerState`'s table)
+    EVENT_HANDLERS: dict[type, Callable] = {
+        AddWorker: _handle_add_worker,
+        RemoveWorker: _handle_remove_worker,
+        WorkerMsg: _handle_worker_msg,
+        DropReplicas: _handle_drop_replicas,
+        SetRetiring: _handle_set_retiring,
+        SetRestrictions: _handle_set_restrictions,
+        Recompute: _handle_recompute,
+    }

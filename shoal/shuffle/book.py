@@ -50,6 +50,10 @@ class ShuffleSpec:
     def output_key(self, part: int) -> Key:
         return self.output_keys[self.parts.index(part)]
 
+    def pins(self, owners: dict[int, str]) -> dict[Key, tuple[str]]:
+        """output key -> (its owner,): each output task pinned where its pieces go."""
+        return {k: (owners[p],) for p, k in zip(self.parts, self.output_keys)}
+
 
 @dataclass(slots=True)
 class ShuffleRun:

@@ -122,9 +122,9 @@ class ShardBuffer:
                             self.memory.setdefault(part, {})[inp] = (piece, n)
                     self.spilled_bytes += sum(n for _, _, n in batch[:done])
 
-    def take(self, part: int) -> list[Any]:
-        """The pieces of output partition `part` (`Pickled`), in input order, forgotten
-        here."""
+    def take(self, part: int) -> list[tuple[int, Any]]:
+        """The (input partition, piece) pairs of output partition `part` (pieces
+        `Pickled`), in input order, forgotten here."""
         with self.lock:
             if part in self.taken:
                 raise RuntimeError(f"output partition {part} of this shuffle was assembled already")
@@ -138,12 +138,12 @@ class ShardBuffer:
         files = self._files
         for inp in inputs:
             if inp in held:
-                out.append(held[inp][0])
+                out.append((inp, held[inp][0]))
             elif inp in writing:
-                out.append(writing[inp])
+                out.append((inp, writing[inp]))
             else:
                 assert files is not None
-                out.append(files.serialized((part, inp)))
+                out.append((inp, files.serialized((part, inp))))
                 del files[(part, inp)]
         return out
 

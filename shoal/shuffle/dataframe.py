@@ -2,7 +2,7 @@
 expression rewrite, and the three kinds of task a shuffle becomes.
 
 The way in (docs/design.md, "Shuffles", lists the dask internals this relies on; the
-canary test `tests/unit/test_shuffle_dask_internals.py` fails loudly when a dask
+canary test `tests/unit/shuffle/test_shuffle_dask_internals.py` fails loudly when a dask
 release changes them):
 
 1. A shoal `Client` sets ``dataframe.shuffle.method`` to `SERVICE`, a string that
@@ -63,6 +63,23 @@ class DataFrameShuffle:
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def split(self, df: Any, inp: int) -> dict[int, Any]:
+        """{output partition: non-empty piece of input partition `inp`}."""
+        from shoal.shuffle.split import split_frame
+
+        return split_frame(df, self.column, self.npartitions, self.ignore_index, self.wanted)
+
+    def assemble(self, part: int, pieces: list) -> Any:
+        """Output partition `part` from its (input partition, piece) pairs, in input order."""
+        from shoal.shuffle.split import unpack_pieces
+
+        out = unpack_pieces([p for _, p in pieces], self.meta, self.ignore_index)
+        return out.drop(columns=self.column) if self.drop_column else out
+
+    def empty(self, part: int) -> Any:
+        meta = self.meta.copy()
+        return meta.drop(columns=self.column) if self.drop_column else meta
 
 
 def _rebuild(*args: Any) -> DataFrameShuffle:
@@ -129,46 +146,14 @@ class ServiceP2PShuffle(ServiceShuffle):
         return self.frame._meta.drop(columns=self.partitioning_index)
 
 
-def _replace(op: Any, memo: dict) -> Any:
-    from dask._expr import Expr
+def _swap(expr: Any, operands: list) -> Any:
+    from shoal.shuffle.exprs import fresh
 
-    if isinstance(op, Expr):
-        return _rewrite(op, memo)
-    if type(op) in (list, tuple):
-        new = [_replace(o, memo) for o in op]
-        if any(a is not b for a, b in zip(new, op)):
-            return type(op)(new)
-    return op
-
-
-def _fresh(cls: type, operands: list, token: str) -> Any:
-    """A new `cls` node of these operands and this token. Not `cls(...)`: dask keeps one
-    node per name (`SingletonExpr`), so that would hand back the old node of the name."""
-    from dask._expr import Expr
-
-    return Expr.__new__(cls, *operands, _determ_token=token)
-
-
-def _rewrite(expr: Any, memo: dict) -> Any:
-    name = expr._name
-    done = memo.get(name)
-    if done is not None:
-        return done
-    operands = [_replace(op, memo) for op in expr.operands]
-    changed = any(a is not b for a, b in zip(operands, expr.operands))
     if type(expr) is SimpleShuffle:
-        out = _fresh(ServiceShuffle, operands, expr.deterministic_token)
-    elif type(expr) is P2PShuffle:
-        out = _fresh(ServiceP2PShuffle, operands, expr.deterministic_token)
-    elif changed:
-        out = _fresh(type(expr), operands, expr.deterministic_token)
-        for k, v in expr.__dict__.items():  # cached properties that do not depend on the change
-            if k in ("_name", "_funcname", "_meta", "_divisions", "npartitions") and k not in out.__dict__:
-                out.__dict__[k] = v
-    else:
-        out = expr
-    memo[name] = out
-    return out
+        return fresh(ServiceShuffle, operands, expr.deterministic_token)
+    if type(expr) is P2PShuffle:
+        return fresh(ServiceP2PShuffle, operands, expr.deterministic_token)
+    return None
 
 
 def rewrite(expr: Any) -> Any:
@@ -178,4 +163,6 @@ def rewrite(expr: Any) -> Any:
     none. Names are kept."""
     if not hasattr(expr, "walk") or not any(type(e) in (SimpleShuffle, P2PShuffle) for e in expr.walk()):
         return expr
-    return _rewrite(expr, {})
+    from shoal.shuffle.exprs import rebuild
+
+    return rebuild(expr, _swap)

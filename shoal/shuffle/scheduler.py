@@ -114,8 +114,7 @@ class ShuffleSchedulerExtension(SchedulerExtension):
         if created:
             self._watching(True)
             logger.debug("shuffle %s run %d over %d workers", spec_.id, run.run_id, len(run.participants))
-            pins = {spec_.output_key(p): (w,) for p, w in run.owners.items()}
-            self._stimulate("shuffle-owners", SetRestrictions, pins)
+            self._stimulate("shuffle-owners", SetRestrictions, spec_.pins(run.owners))
         return {"run_id": run.run_id, "owners": [run.owners[p] for p in spec_.parts]}
 
     async def flush(self, peer: Any, id: str, run_id: int) -> None:

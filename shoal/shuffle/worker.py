@@ -14,7 +14,7 @@ Runs are told apart by the run id the scheduler gives: pieces of an older run th
 one a worker holds are dropped; a newer run replaces an older one; `shuffle_forget`
 drops a run's buffer and files (the run is over, cancelled, or restarting).
 
-Budget: ``shoal.shuffle.buffer`` (a fraction of the worker's memory limit, or of the
+Budget: ``shoal.shuffle.buffer`` (0.15 of the worker's memory limit, or of the
 machine's memory when the worker has none) of pieces in memory per worker, over all
 runs.
 """
@@ -34,9 +34,8 @@ from shoal.protocol.serialize import dumps, loads
 from shoal.shuffle.book import ShuffleClosed
 from shoal.shuffle.buffer import ShardBuffer
 from shoal.shuffle.scheduler import spec_to_wire
-from shoal.shuffle.split import split_frame, unpack_pieces
 from shoal.worker.extension import WorkerExtension
-from shoal.worker.memory import compression_from_config
+from shoal.worker.memory import compression_from_config, trim_heap
 
 __all__ = ["ShuffleWorkerExtension", "ShuffleClosed"]
 
@@ -49,8 +48,39 @@ _DEAD_RUNS = 10_000
 OWNER_LOST_TIMEOUT = 120.0
 
 
-#: bytes of pieces a worker may have on their way before its next transfer waits
+#: bytes of pieces a worker may have on their way before its next transfer waits (at
+#: most; a sixteenth of the memory limit when that is less)
 IN_FLIGHT = 128 * 2**20
+
+#: bytes of pieces freed (sent, assembled, spilled) between two trims of the C heap
+TRIM_EVERY = 64 * 2**20
+
+
+def _compact(payload: list) -> list:
+    """The pieces this worker keeps, their buffers copied into one block of their own.
+    Pieces are views of the whole split input (pickle 5 does not copy them): kept as
+    they are, the few this worker owns would keep every piece's memory alive, unseen
+    by the buffer's accounting, until the last of them is assembled or spilled. Sent
+    pieces arrive in the receive buffers of their message the same way: one block per
+    input."""
+    from shoal.protocol.serialize import Pickled
+
+    total = sum(memoryview(b).nbytes for p in payload for b in p.buffers)
+    if not total:
+        return payload
+    block = memoryview(bytearray(total))
+    at = 0
+    out = []
+    for p in payload:
+        bufs = []
+        for b in p.buffers:
+            b = memoryview(b).cast("B")
+            n = b.nbytes
+            block[at : at + n] = b
+            bufs.append(block[at : at + n])
+            at += n
+        out.append(Pickled(p.header, bufs))
+    return out
 
 
 class _Outgoing:
@@ -69,7 +99,7 @@ def _budget(worker: Any) -> int:
     try:
         fraction = float(config.get("shuffle.buffer"))
     except (KeyError, TypeError, ValueError):
-        fraction = 0.25
+        fraction = 0.15
     limit = int(worker.memory_limits.limit or 0)
     if not limit:
         import psutil
@@ -97,6 +127,13 @@ class ShuffleWorkerExtension(WorkerExtension):
         #: bytes of pieces sent and not yet stored by their owner
         self.in_flight = 0
         self._landed = asyncio.Event()
+        limit = int(worker.memory_limits.limit or 0)
+        #: bytes of pieces on their way before a transfer waits
+        self.in_flight_limit = min(IN_FLIGHT, limit // 16) if limit else IN_FLIGHT
+        #: bytes of pieces freed since the C heap was last trimmed
+        self._freed = 0
+        #: times the C heap was trimmed (for tests and metrics)
+        self.trims = 0
 
     def handlers(self) -> dict[str, Any]:
         return {"shuffle_receive": self._receive, "shuffle_forget": self._forget, "shuffle_flush": self._flush}
@@ -132,7 +169,7 @@ class ShuffleWorkerExtension(WorkerExtension):
         run_id = run["run_id"]
         owner_of = dict(zip(spec.parts, run["owners"]))
         t1 = clock()
-        pieces = split_frame(df, shuffle.column, shuffle.npartitions, shuffle.ignore_index, shuffle.wanted)
+        pieces = shuffle.split(df, inp)
         del df
         t2 = clock()
         by_owner: dict[str, tuple[list, list]] = {}
@@ -141,6 +178,9 @@ class ShuffleWorkerExtension(WorkerExtension):
             parts.append(part)
             payload.append(dumps(piece))
         del pieces
+        mine = by_owner.get(self.worker.address)
+        if mine is not None:
+            by_owner[self.worker.address] = (mine[0], _compact(mine[1]))
         nbytes = sum(p.nbytes for _, payload in by_owner.values() for p in payload)
         t3 = clock()
         self._call(self._enqueue(spec.id, run_id, inp, by_owner, nbytes))
@@ -160,8 +200,7 @@ class ShuffleWorkerExtension(WorkerExtension):
     def unpack(self, shuffle: Any, part: int, run_id: int) -> Any:
         """(task thread) Output partition `part` of run `run_id`."""
         if run_id == 0:  # a shuffle of no input partitions
-            meta = shuffle.meta.copy()
-            return meta.drop(columns=shuffle.column) if shuffle.drop_column else meta
+            return shuffle.empty(part)
         with self.lock:
             entry = self.buffers.get(shuffle.id)
             dead = run_id in self.dead_runs
@@ -172,14 +211,16 @@ class ShuffleWorkerExtension(WorkerExtension):
         else:
             pieces = entry[1].take(part)
         t0 = time.perf_counter()
-        packed = [loads(p) for p in pieces]
+        freed = sum(p.nbytes for _, p in pieces)
+        packed = [(inp, loads(p)) for inp, p in pieces]
         del pieces
         t1 = time.perf_counter()
-        out = unpack_pieces(packed, shuffle.meta, shuffle.ignore_index)
-        if shuffle.drop_column:
-            out = out.drop(columns=shuffle.column)
+        out = shuffle.assemble(part, packed)
+        del packed
         self.seconds["unpickle"] += t1 - t0
         self.seconds["assemble"] += time.perf_counter() - t1
+        if self._note_freed(freed):
+            self._trim()
         return out
 
     # ------------------------------------------------------------------ event loop side
@@ -187,7 +228,7 @@ class ShuffleWorkerExtension(WorkerExtension):
     async def _enqueue(self, sid: str, run_id: int, inp: int, by_owner: dict, nbytes: int) -> None:
         """Start sending one input's pieces; wait first while too much is on its way
         (backpressure: a full receiver acknowledges only after it spilled)."""
-        while self.in_flight > 0 and self.in_flight + nbytes > IN_FLIGHT:
+        while self.in_flight > 0 and self.in_flight + nbytes > self.in_flight_limit:
             self._landed.clear()
             await self._landed.wait()
         self.in_flight += nbytes
@@ -200,6 +241,25 @@ class ShuffleWorkerExtension(WorkerExtension):
         out.tasks.discard(task)
         self.in_flight -= nbytes
         self._landed.set()
+        if self._note_freed(nbytes):
+            self.worker.spawn(asyncio.to_thread(self._trim))
+
+    def _note_freed(self, nbytes: int) -> bool:
+        """Count `nbytes` of pieces freed; -> whether the C heap should be trimmed now.
+        Pieces are blocks under glibc's mmap threshold, freed in any order: without a
+        trim their pages stay in the worker's RSS long after the shuffle is over."""
+        with self.lock:
+            self._freed += nbytes
+            if self._freed < TRIM_EVERY:
+                return False
+            self._freed = 0
+            return True
+
+    def _trim(self) -> None:
+        t0 = time.perf_counter()
+        if trim_heap():
+            self.trims += 1
+            self.seconds["trim-heap"] += time.perf_counter() - t0
 
     async def _send(self, out: _Outgoing, sid: str, run_id: int, inp: int, by_owner: dict) -> None:
         """Send one input's pieces; what fails is kept for the flush to report."""
@@ -269,9 +329,16 @@ class ShuffleWorkerExtension(WorkerExtension):
         for b in bufs:
             if excess <= 0:
                 break
-            moved = await asyncio.to_thread(b.spill, max(b.memory_bytes - excess, 0))
+            moved = await asyncio.to_thread(self._spill, b, max(b.memory_bytes - excess, 0))
             self.spilled_bytes += moved
             excess -= moved
+
+    def _spill(self, buf: ShardBuffer, goal: int) -> int:
+        """(a thread) Spill `buf` down to `goal` bytes, then trim the C heap."""
+        moved = buf.spill(goal)
+        if moved:
+            self._trim()
+        return moved
 
     async def _watch_memory(self, interval: float) -> None:
         """Pieces are memory the worker's own manager cannot spill: when the process is
@@ -322,7 +389,11 @@ class ShuffleWorkerExtension(WorkerExtension):
             if entry is None or entry[0] > run_id:
                 return
             del self.buffers[id]
-        await asyncio.to_thread(entry[1].close)
+        await asyncio.to_thread(self._close, entry[1])
+
+    def _close(self, buf: ShardBuffer) -> None:
+        buf.close()
+        self._trim()
 
     def _drop_outgoing(self, id: str, run_id: int) -> None:
         for key in [k for k in self.outgoing if k[0] == id and k[1] <= run_id]:
@@ -338,6 +409,7 @@ class ShuffleWorkerExtension(WorkerExtension):
             "memory_bytes": sum(b.memory_bytes for b in bufs),
             "disk_bytes": sum(b.disk_bytes for b in bufs),
             "spilled_bytes_total": self.spilled_bytes,
+            "heap_trims": self.trims,
             "seconds": dict(self.seconds),
         }
 

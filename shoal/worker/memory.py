@@ -162,6 +162,29 @@ def _maybe_compress(frame: Any, compression: str | None) -> tuple[str, Any]:
     return "lz4", packed
 
 
+_libc_trim: Any = None
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the OS (glibc's ``malloc_trim(0)``: also the
+    free pages inside the heap, which the trim threshold never returns). Memory freed
+    in many blocks under the mmap threshold (received frames, shuffle pieces) otherwise
+    stays in the process's RSS. -> whether anything could be done (False off glibc).
+    Takes milliseconds on a big heap: call it from a thread, after freeing a lot."""
+    global _libc_trim
+    if _libc_trim is None:
+        try:
+            import ctypes
+
+            _libc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _libc_trim = False
+    if _libc_trim is False:
+        return False
+    _libc_trim(0)
+    return True
+
+
 class SpillFiles(MutableMapping):
     """key -> value, each value a file of its serialized frames in `directory`
     (`zict.File` does the files). Layout of a file: u32 length of a msgpack header

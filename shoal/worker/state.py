@@ -3,7 +3,8 @@
 Rules: the only way in is `WorkerState.handle_stimulus(*events) -> list[Instruction]`; no
 asyncio, sockets, threads or wall clock here; the I/O shell (`server`) turns instructions
 into thread-pool executions, peer fetches and messages, and feeds their outcomes back in
-as events.
+as events. The events are in `events.py`, the instructions in `instructions.py`, the
+invariants in `validate.py`; this module holds the table, the records and the machine.
 
 Theory of operation. The scheduler sends `compute-task`. A task whose dependencies are
 all held locally is `ready` (a priority heap); otherwise it is `waiting` while the
@@ -61,155 +62,33 @@ from typing import Any
 
 from shoal.exceptions import InvalidTransition, ReentrantStimulus
 from shoal.protocol import messages as m
-from shoal.protocol.serialize import Pickled
 from shoal.utils import Key
+from shoal.worker.events import (
+    WorkerEvent,
+    ComputeTaskEvent,
+    FreeKeysEvent,
+    SecedeEvent,
+    StealRequestEvent,
+    ExecuteSuccess,
+    ExecuteFailure,
+    RescheduleEvent,
+    FetchDone,
+    UpdateDataEvent,
+    MemorySample,
+    SpillDone,
+)
+from shoal.worker.instructions import Execute, Fetch, SendToScheduler, Spill, WorkerInstruction
 from shoal.worker.memory import MemoryLimits, pause_wanted, spill_amount
-
-# ---------------------------------------------------------------------------- events
-
-
-@dataclass(slots=True)
-class WorkerEvent:
-    stimulus_id: str
+from shoal.worker.validate import InvalidState, validate_state
 
 
-@dataclass(slots=True)
-class ComputeTaskEvent(WorkerEvent):
-    msg: m.ComputeTask
-
-
-@dataclass(slots=True)
-class FreeKeysEvent(WorkerEvent):
-    keys: tuple
-
-
-@dataclass(slots=True)
-class SecedeEvent(WorkerEvent):
-    """The running task gave its thread back to the pool (it waits on other tasks)."""
-
-    key: Key
-    run_id: int
-
-
-@dataclass(slots=True)
-class StealRequestEvent(WorkerEvent):
-    key: Key
-    run_id: int
-
-
-@dataclass(slots=True)
-class ExecuteSuccess(WorkerEvent):
-    key: Key
-    run_id: int
-    value: Any
-    nbytes: int
-    type_name: str
-    start: float
-    stop: float
-    inline: Pickled | None
-    #: for an actor task: the object itself (`value` is then its proxy)
-    instance: Any = None
-    #: the executing thread's ident (for the task stream)
-    thread: int = 0
-
-
-@dataclass(slots=True)
-class ExecuteFailure(WorkerEvent):
-    key: Key
-    run_id: int
-    exception: Pickled
-    traceback: list | None
-    text: str
-    start: float
-    stop: float
-    thread: int = 0
-
-
-@dataclass(slots=True)
-class RescheduleEvent(WorkerEvent):
-    key: Key
-    run_id: int
-
-
-@dataclass(slots=True)
-class FetchDone(WorkerEvent):
-    """A fetch from `worker` ended: `data` holds what it served; the other requested keys
-    it did not have (or, with `failed`, the peer could not be reached at all)."""
-
-    worker: str
-    requested: tuple
-    data: dict
-    nbytes: dict
-    failed: bool = False
-    #: wall-clock seconds the fetch took (for the task stream's "transfer" entries)
-    start: float = 0.0
-    stop: float = 0.0
-
-
-@dataclass(slots=True)
-class UpdateDataEvent(WorkerEvent):
-    """Data put here directly by a client (scatter), or replicas fetched from peers at
-    the scheduler's request (`report`: tell the scheduler with `add-keys`)."""
-
-    data: dict
-    nbytes: dict
-    report: bool = False
-
-
-@dataclass(slots=True)
-class MemorySample(WorkerEvent):
-    """The shell's reading of memory: managed bytes in memory and on disk (at their
-    in-memory size), and the process's resident memory."""
-
-    managed: int
-    spilled: int
-    process: int
-
-
-@dataclass(slots=True)
-class SpillDone(WorkerEvent):
-    """The spill thread finished a `Spill`: `freed` managed bytes moved to disk;
-    `error` says why it stopped short (the disk is full or unwritable)."""
-
-    freed: int
-    error: str | None = None
-
-
-# ---------------------------------------------------------------------------- instructions
-
-
-@dataclass(slots=True)
-class Execute:
-    key: Key
-    run_id: int
-    func: Pickled | None
-    spec: Pickled
-    #: the dependency keys, whose values the executing thread reads from `data` (a
-    #: spilled one comes back from disk in that thread, not on the event loop)
-    deps: tuple
-    inline: bool
-    actor: bool = False
-
-
-@dataclass(slots=True)
-class Fetch:
-    worker: str
-    keys: tuple
-
-
-@dataclass(slots=True)
-class SendToScheduler:
-    msg: m.Message
-
-
-@dataclass(slots=True)
-class Spill:
-    """Move `nbytes` of managed memory to disk, least recently used first."""
-
-    nbytes: int
-
-
-WorkerInstruction = Execute | Fetch | SendToScheduler | Spill
+#: the events (`events.py`) and instructions (`instructions.py`) stay importable here
+__all__ = [
+    "ComputeTaskEvent", "Execute", "ExecuteFailure", "ExecuteSuccess", "Fetch", "FetchDone", "FetchState",
+    "FreeKeysEvent", "InvalidState", "InvalidTransition", "MemorySample", "ReentrantStimulus", "RescheduleEvent",
+    "SecedeEvent", "SendToScheduler", "Spill", "SpillDone", "StealRequestEvent", "TASK_STREAM_FIELDS", "TRANSITIONS",
+    "UpdateDataEvent", "WorkerEvent", "WorkerInstruction", "WorkerState", "WorkerTask",
+]
 
 
 # ---------------------------------------------------------------------------- the table
@@ -232,9 +111,6 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 )  # fmt: skip
 
 
-class InvalidState(AssertionError):
-    """`WorkerState.validate_state` found a broken invariant."""
-
 
 # ---------------------------------------------------------------------------- records
 
@@ -253,7 +129,7 @@ def _no_clock() -> float:
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "inline", "state", "started", "actor", "transfers",
+        "resources", "send_inline", "state", "started", "actor", "transfers",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -265,7 +141,7 @@ class WorkerTask:
         self.dependencies: tuple = tuple(msg.who_has)
         self.waiting_for: set[Key] = set()
         self.resources = msg.resources
-        self.inline = msg.inline
+        self.send_inline = msg.send_inline
         self.actor = msg.actor
         self.state = "released"  # until `_compute_task` logs its first edge
         #: the scheduler was told this task took a thread (`task-started`)
@@ -701,7 +577,7 @@ class WorkerState:
             ts.state = "executing"
             self._log(ts.key, "ready", "executing")
             self.executing[ts.key] = ts.run_id
-            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, ts.dependencies, ts.inline, ts.actor))
+            self._out.append(Execute(ts.key, ts.run_id, ts.func, ts.spec, ts.dependencies, ts.send_inline, ts.actor))
         for item in blocked:
             heapq.heappush(ready, item)
 
@@ -753,36 +629,8 @@ class WorkerState:
     # ------------------------------------------------------------------ introspection
 
     def validate_state(self) -> None:
-        """Check every invariant; raise `InvalidState` naming the first that fails."""
-
-        def check(cond: bool, what: str, *about: Any) -> None:
-            if not cond:
-                raise InvalidState(f"{what}: {about!r}")
-
-        for key, ts in self.tasks.items():
-            check(ts.key == key, "key mismatch", ts)
-            check(ts.state in ("waiting", "ready", "executing", "long-running"), "not a live task state", ts)
-            if ts.state == "waiting":
-                check(bool(ts.waiting_for), "waiting on nothing", ts)
-                for dep in ts.waiting_for:
-                    check(dep not in self.data, "waiting for a key held here", ts, dep)
-                    check(dep in self.fetch and key in self.fetch[dep].needed_by, "waiting for a key not fetched", ts, dep)
-            if ts.state in ("ready", "executing"):
-                check(not ts.waiting_for, "ready or executing with dependencies missing", ts)
-            if ts.state == "executing":
-                check(self.executing.get(key) == ts.run_id, "executing but not handed to the pool", ts)
-        # the queue-ahead bound shrinks as durations grow, so check against its maximum
-        check(len(self.executing) <= self.nthreads * (1 + self.max_pool_ahead_per_thread), "too many executing")
-        for peer, keys in self.in_flight.items():
-            for key in keys:
-                fs = self.fetch.get(key)
-                check(fs is None or fs.in_flight_from in (peer, None), "in flight from another peer", key)
-        for k, v in self.available_resources.items():
-            check(0 <= v <= self.total_resources.get(k, 0), "resources out of bounds", k, v)
-        for key in self.actors:
-            check(key in self.data, "an actor without its proxy in data", key)
-        if self.spill_error is not None:
-            check(self.paused, "a failed spill leaves the worker paused")
+        """Check every invariant (`validate.py`); raise `InvalidState` naming the first that fails."""
+        validate_state(self)
 
     _HANDLERS: dict[type, Callable] = {
         ComputeTaskEvent: _compute_task,

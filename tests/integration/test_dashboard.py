@@ -51,12 +51,12 @@ def get(url: str) -> tuple[int, str, str]:
 class WS:
     """A minimal blocking WebSocket client (reads text frames, sends close)."""
 
-    def __init__(self, port: int, origin: str | None = None):
+    def __init__(self, port: int, origin: str | None = None, path: str = "/ws"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         origin = origin or f"http://127.0.0.1:{port}"
         self.sock.sendall(
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n".encode()
         )
         self.buf = b""
@@ -329,11 +329,67 @@ def test_new_pages_and_their_json(dash_cluster, dclient, poll):
     assert p["tree"]["count"] > 0  # 0.8 s of busy Python code was sampled
     poll(lambda: len(json.loads(get(f"{b}/json/system.json")[2])["samples"]) >= 2, timeout=10)
     status, _, body = get(f"{b}/groups")
-    assert status == 200 and '<svg class="groups"' in body and body.count('class="edge"') == 1
+    assert status == 200 and "statics/groups.js" in body
     status, _, body = get(f"{b}/workers")
+    assert "statics/workers.js" in body and 'id="workers-live"' in body  # the table as of now, then live
     assert "<th>CPU</th>" in body and "<th>Open files</th>" in body and 'class="membar"' in body
     status, _, body = get(f"{b}/info/task/{quote(bad.key, safe='')}.html")
     assert "Traceback (most recent call last)" in body and "in fails" in body
     assert "dashboard_task_functions.py" in body and "shoal/worker" not in body  # the task's own frames
     sitemap = json.loads(get(f"{b}/sitemap.json")[2])["paths"]
     assert {"/tasks", "/system", "/graph", "/profile", "/groups"} <= set(sitemap)
+
+
+def test_graph_groups_and_profile_pushed_once_for_the_viewers_asking(dash_cluster, dclient, poll):
+    from dashboard_task_functions import add, busy
+
+    dashboard = dash_cluster.scheduler.dashboard
+    leaves = dclient.map(busy, range(2), seconds=0.2, key=["pushed-0", "pushed-1"])
+    total = dclient.submit(add, *leaves, key="pushed-total")
+    total.result()
+    port = dashboard.port
+    b = base(dash_cluster)
+    poll(lambda: "pushed-total" in get(f"{b}/json/graph.json")[2])  # the graph is rebuilt at most once per interval
+    asking = [WS(port, path="/ws?want=graph,groups") for _ in range(3)]
+    profiled = WS(port, path="/ws?want=profile&prefix=pushed")
+    plain = WS(port)
+    try:
+        for v in asking:
+            init = v.message()
+            assert init["type"] == "init" and init["graph"]["version"] == init["graph_states"]["version"]
+            assert {"pushed-0", "pushed-total"} <= {n[0] for n in init["graph"]["nodes"]}
+            groups = {g["name"]: g for g in init["groups"]}
+            assert groups["pushed-total"]["depends_on"] == ["pushed"] and groups["pushed"]["counts"]["memory"] == 2
+        plain.message()
+        profiled.message()
+
+        def frames(v: WS, want: str, n: int) -> list[bytes]:
+            out = []
+            while len(out) < n:
+                opcode, payload = v.raw_frame()
+                kind = json.loads(payload)["type"]
+                if kind.startswith(want):
+                    out.append(payload)
+            return out
+
+        # the same bytes for every viewer that asked (one build per interval, not one per viewer)
+        firsts = [frames(v, "graph", 1)[0] for v in asking]
+        by_type: dict[str, set[bytes]] = {}
+        for f in firsts:
+            by_type.setdefault(json.loads(f)["type"], set()).add(f)
+        assert set(by_type) <= {"graph", "graph-states"} and all(len(fs) == 1 for fs in by_type.values())
+        groups = [frames(v, "groups", 1)[0] for v in asking]
+        assert len(set(groups)) == 1 and {"pushed", "pushed-total"} <= {g["name"] for g in json.loads(groups[0])["groups"]}
+        # between rebuilds only the states travel: one small integer per task
+        states = [json.loads(f) for f in frames(asking[0], "graph-states", 1)]
+        assert all(isinstance(i, int) for i in states[0]["states"])
+        # the profile of one prefix to the viewer that asked for it
+        prof = json.loads(frames(profiled, "profile", 1)[0])
+        assert prof["prefix"] == "pushed" and prof["tree"]["count"] > 0
+        # a viewer that asked for nothing gets the common update only
+        kinds = {json.loads(plain.raw_frame()[1])["type"] for _ in range(3)}
+        assert kinds == {"update"}
+    finally:
+        for v in [*asking, profiled, plain]:
+            v.close()
+    poll(lambda: not dashboard.viewers and not dashboard._asks)

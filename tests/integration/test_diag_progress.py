@@ -171,6 +171,20 @@ def test_notebook_widget_returns_at_once_and_fills(client, fake_ipywidgets, gate
     assert bar.bars["gated"].value == 1.0
 
 
+def test_notebook_widget_with_real_ipywidgets_shows_erred_tasks_in_red(client, poll):
+    ipywidgets = pytest.importorskip("ipywidgets", reason="ipywidgets is a test dependency")
+    ok, bad = client.map(inc, range(3)), client.submit(boom, "<i>")
+    bar = progress(ok, bad, notebook=True)
+    assert isinstance(bar, MultiProgressWidget) and isinstance(bar.widget, ipywidgets.VBox)
+    poll(lambda: bar.finished)
+    assert isinstance(bar.bars["boom"], ipywidgets.FloatProgress)
+    assert bar.bars["boom"].bar_style == "danger" and bar.bars["inc"].bar_style == "success"  # red and green
+    assert "color: #d33" in bar.labels["boom"].value and "(1 erred)" in bar.labels["boom"].value
+    assert "erred" not in bar.labels["inc"].value
+    view = bar.widget._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in view  # what a notebook renders
+
+
 def test_notebook_without_ipywidgets_falls_back_to_text(client, monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     out = io.StringIO()

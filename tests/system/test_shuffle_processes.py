@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import signal
 
+import psutil
+
+import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-from shuffle_functions import slow_partition
+from memory_task_functions import drop, hold
+from shuffle_functions import slow_block, slow_partition
 
 from shoal import Client, LocalCluster
 
@@ -92,3 +96,44 @@ def test_restart_mid_shuffle_then_the_same_shuffle_again(poll):
         assert live_runs(c) == 0
         # the same graph (the same shuffle id) after the restart: a fresh run, the right answer
         same(slow.shuffle("k").compute(), want)
+
+
+def test_sigkill_of_an_owner_mid_rechunk(poll):
+    x = da.random.default_rng(2).random((400, 300), chunks=(400, 10))
+    want = x.rechunk((10, 300)).compute(scheduler="sync")
+    y = x.map_blocks(slow_block, 0.1).rechunk((10, 300))  # slow_block changes nothing
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        fut = c.compute(y)
+        poll(lambda: live_runs(c), timeout=60)  # transfers are under way
+        victim = next(iter(cluster.workers.values()))
+        os.kill(victim.pid, signal.SIGKILL)
+        np.testing.assert_array_equal(fut.result(timeout=120), want)
+        assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.shuffle.restarts) >= 1
+
+
+def test_a_worker_paused_mid_shuffle_holds_it_until_it_resumes(poll):
+    # memory outside the store pushes one worker past `pause` while transfers run: it
+    # still receives pieces (on its event loop, spilling them: its buffers are memory
+    # its own manager cannot spill), runs nothing, and its outputs (pinned to it) wait;
+    # once the memory goes, the shuffle finishes with the right answer
+    limit = 1024 * 2**20
+    ddf = frame(n=24_000, nparts=24)
+    slow = ddf.map_partitions(slow_partition, 0.4, meta=ddf._meta)
+    want = ddf.shuffle("k").compute(scheduler="sync")  # slow_partition changes nothing
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=limit) as cluster,
+        Client(cluster) as c,
+    ):
+        fut = c.compute(slow.shuffle("k"))
+        poll(lambda: live_runs(c), timeout=60)
+        addr = sorted(c.scheduler_info()["workers"])[0]
+        [rss] = c.run(lambda: psutil.Process().memory_info().rss, workers=[addr]).values()
+        c.run(hold, "ballast", int(0.87 * limit) - rss, workers=[addr])
+        poll(lambda: c.scheduler_info()["workers"][addr]["status"] == "paused", timeout=30)
+        assert live_runs(c) and not fut.done()  # its outputs cannot run while it is paused
+        received = c.run(lambda dask_worker: dask_worker.extensions["shuffle"].metrics(), workers=[addr])[addr]
+        c.run(drop, "ballast", workers=[addr])
+        same(fut.result(timeout=120), want)
+        poll(lambda: c.scheduler_info()["workers"][addr]["status"] == "running", timeout=30)
+        assert c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.shuffle.restarts) == 0
+        assert received["runs"] == 1

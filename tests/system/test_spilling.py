@@ -53,6 +53,17 @@ def test_memory_figures_in_scheduler_info(poll):
         assert m["managed"] + m["spilled"] == m["managed_bytes"]
         assert m["managed"] <= 0.6 * 300 * MiB + 8 * MiB
         assert m["memory"] > m["managed"] and m["unmanaged"] == m["memory"] - m["managed"]
+        # the dashboard's workers table shows the same split: managed · unmanaged · spilled
+        import re
+        import urllib.request
+
+        def dashboard_split():
+            with urllib.request.urlopen(cl.dashboard_link.rsplit("/", 1)[0] + "/workers", timeout=10) as r:
+                found = re.search(r'class="split">([^<]*)</span>', r.read().decode())
+            parts = found.group(1).split(" · ") if found else []
+            return parts if len(parts) == 3 and parts[2] != "0 B" and parts[0] != "0 B" else None
+
+        assert poll(dashboard_split, timeout=20)
         # what was spilled comes back for the client, as it was
         assert c.submit(total, *futs[:3]).result(timeout=30) == pytest.approx(
             sum(block(i, 8 * MiB).sum() for i in range(3))

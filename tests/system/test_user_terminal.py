@@ -107,3 +107,36 @@ def test_an_uncaught_task_error_shows_the_callers_line_and_the_tasks_frames(tmp_
         '    raise ValueError(f"bad input {x}")',
         "ValueError: bad input 1",
     ], out.stderr
+
+
+IPYTHON_SESSION = (
+    "from shoal import Client\n"
+    "def inner(x):\n"
+    "    raise ValueError(f'bad input {x}')\n"
+    "\n"
+    "c = Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=':0')\n"
+    "f = c.submit(inner, 1)\n"
+    "f.result()\n"
+    "f.result()\n"
+    "c.close()\n"
+)
+
+
+def test_tracebacks_in_an_ipython_shell_are_the_cells_code_and_do_not_grow(tmp_path):
+    pytest.importorskip("IPython", reason="IPython is a test dependency")
+    out = subprocess.run(
+        [sys.executable, "-m", "IPython", "--colors=NoColor", "--simple-prompt", "--no-banner"],
+        input=IPYTHON_SESSION, capture_output=True, text=True, timeout=90, cwd=tmp_path,
+        env=dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython")),
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    blocks = text.split("Traceback (most recent call last)")[1:]
+    assert len(blocks) == 2, text
+    shown = [b.split("ValueError: bad input 1")[0] for b in blocks]
+    # the cell's own function with its source; the one re-raise frame hidden (IPython
+    # honours __tracebackhide__); nothing of shoal's
+    for b in shown:
+        assert "Cell In[2], line 2, in inner()" in b and "raise ValueError(f'bad input {x}')" in b, text
+        assert "skipping hidden 1 frame" in b and "shoal" not in b.replace("from shoal", ""), text
+    # the same length the second time (only the prompt number differs)
+    assert [len(b.splitlines()) for b in shown] == [len(shown[0].splitlines())] * 2, text

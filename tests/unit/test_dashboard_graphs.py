@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from shoal.dashboard import graphs, pages
+from shoal.dashboard.snapshot import STATES
 from shoal.system_monitor import FIELDS, SystemMonitor
 
 
@@ -46,15 +47,61 @@ def test_graph_json_handles_deep_chains():
     assert max(n[3] for n in g["nodes"]) == 4999
 
 
-def test_groups_and_their_page():
+def test_groups():
     groups = graphs.groups(diamond())
     assert [(g["name"], g["depth"], g["depends_on"]) for g in groups] == [("a", 0, []), ("b", 1, ["a"]), ("c", 2, ["b"])]
     assert groups[1]["counts"]["memory"] == 1 and groups[1]["counts"]["processing"] == 1
-    html = pages.groups_page(groups, "./")
-    assert html.count('<rect class="group"') == 3 and html.count('class="edge"') == 2
-    assert pages.groups_page([], "./") == "<p>No tasks.</p>"
-    evil = graphs.groups(state_of(task("<b>-1", "<b>")))
-    assert "<b>" not in pages.groups_page(evil, "./").replace("<b>shoal", "")
+    assert graphs.groups(state_of()) == []
+
+
+def test_between_changes_only_states_travel():
+    state = diamond()
+    view = graphs.GraphView()
+    assert view.update(state)["type"] == "graph" and view.version == 1
+    keys = [n[0] for n in view.body["nodes"]]
+    state.tasks["c-1"].state = "erred"
+    assert view.update(state) is None  # a state is no change of the graph
+    states = view.states(state)
+    assert states[keys.index("c-1")] == STATES.index("erred") and states[keys.index("a-1")] == STATES.index("memory")
+    del state.tasks["b-2"]  # forgotten: drawn as such, nothing re-sent
+    assert view.update(state) is None and view.states(state)[keys.index("b-2")] == -1
+    state.tasks["a-1"] = task("a-1", "a")  # forgotten and submitted again: another task
+    change = view.update(state)
+    assert change["type"] == "graph-add" and [n[0] for n in change["nodes"]] == ["a-1"]
+    assert view.states(state)[keys.index("a-1")] == -1  # the old one is gone
+
+
+def test_new_tasks_are_appended_and_only_they_are_walked():
+    state = diamond()
+    view = graphs.GraphView()
+    view.update(state)
+    first = [list(n) for n in view.body["nodes"]]
+    view.body["nodes"][[n[0] for n in first].index("c-1")][3] = 7  # (to see the known depth reused)
+    state.tasks["d-1"] = task("d-1", "d", deps=[state.tasks["c-1"]])
+    state.tasks["e-1"] = task("e-1", "e", deps=[state.tasks["d-1"], state.tasks["a-1"]])
+    change = view.update(state)
+    assert change["type"] == "graph-add" and change["base"] == 4 and change["version"] == 2
+    assert [(n[0], n[3]) for n in change["nodes"]] == [("d-1", 8), ("e-1", 9)]
+    a, c = [n[0] for n in first].index("a-1"), [n[0] for n in first].index("c-1")
+    assert sorted(change["edges"]) == sorted([[c, 4], [4, 5], [a, 5]])
+    assert len(view.body["nodes"]) == 6 and len(view.body["edges"]) == 7 and view.body["total"] == 6
+    assert view.body["version"] == view.version == 2
+
+
+def test_a_new_graph_once_half_is_forgotten_and_nothing_beyond_the_limit():
+    state = diamond()
+    view = graphs.GraphView(limit=5)
+    view.update(state)
+    for key in ("a-1", "b-1", "b-2"):
+        del state.tasks[key]
+    change = view.update(state)
+    assert change["type"] == "graph" and [n[0] for n in change["graph"]["nodes"]] == ["c-1"]
+    for i in range(10):
+        state.tasks[f"x-{i}"] = task(f"x-{i}", "x")
+    change = view.update(state)
+    assert len(view.body["nodes"]) == 5 and view.body["total"] == 11 and len(change["nodes"]) == 4
+    assert view.update(state) is None  # at the limit: nothing more to draw
+    assert graphs.graph_json(state, limit=5)["total"] == 11
 
 
 def test_prune_profile_keeps_the_frames_that_can_be_seen():

@@ -41,34 +41,34 @@ function fitCanvas(canvas) {
 }
 
 // One WebSocket to the scheduler, reconnecting; `onMessage(msg)` gets every push.
-function connectLive(onMessage) {
+// `want` names what the page needs beside the update every page gets ("graph", "groups",
+// "profile"), `params` more of the query (the profile's prefix). Messages received are
+// counted in the body's data-updates (the browser tests read it).
+function connectLive(onMessage, want, params) {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  if (want) url.searchParams.set("want", want);
+  for (const [k, v] of Object.entries(params || {})) if (v) url.searchParams.set(k, v);
   const sock = new WebSocket(url);
   const conn = document.getElementById("conn");
   sock.onopen = () => { conn.textContent = "live"; };
-  sock.onclose = () => { conn.textContent = "disconnected; retrying…"; setTimeout(() => connectLive(onMessage), 2000); };
-  sock.onmessage = ev => onMessage(JSON.parse(ev.data));
+  sock.onclose = () => {
+    conn.textContent = "disconnected; retrying…";
+    setTimeout(() => connectLive(onMessage, want, params), 2000);
+  };
+  sock.onmessage = ev => {
+    onMessage(JSON.parse(ev.data));
+    document.body.dataset.messages = String(Number(document.body.dataset.messages || 0) + 1);
+  };
 }
 
-// Poll a JSON endpoint every `seconds` while the page is visible.
-function pollJSON(path, seconds, onData) {
-  const conn = document.getElementById("conn");
-  async function once() {
-    if (!document.hidden) {
-      try {
-        const r = await fetch(path, {cache: "no-store"});
-        const data = await r.json();
-        conn.textContent = r.ok ? "live" : "error " + r.status;
-        onData(data, r.ok);
-      } catch (e) {
-        conn.textContent = "disconnected; retrying…";
-      }
-    }
-    if (seconds) setTimeout(once, seconds * 1000);
-  }
-  once();
-  return once;
+// SVG elements (attributes set as attributes, text as text).
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = String(text);
+  return e;
 }
 
 // The task stream: records [worker, thread, start, stop, key, prefix, status, transfers],

@@ -1,16 +1,11 @@
 // /profile: the workers' profiler as an icicle graph, per task prefix; click to zoom.
+// The scheduler pushes a newer profile every few seconds while the page is open.
 "use strict";
 
-const NS = "http://www.w3.org/2000/svg";
 const ROW = 18;
 let data = null, focus = null, prefix = new URLSearchParams(location.search).get("prefix");
 
-function svg(tag, attrs, text) {
-  const e = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = String(text);
-  return e;
-}
+const svg = svgEl;
 
 function hue(s) {
   let h = 0;
@@ -24,7 +19,7 @@ function draw() {
   box.replaceChildren();
   if (!data || !data.tree || !data.tree.count) {
     box.setAttribute("height", 30);
-    box.appendChild(svg("text", {x: 4, y: 18, class: "label"}, "No samples yet: run some tasks and refresh."));
+    box.appendChild(svg("text", {x: 4, y: 18, class: "label"}, "No samples yet: run some tasks (the profile is redrawn every few seconds)."));
     return;
   }
   const root = focus || data.tree;
@@ -70,15 +65,40 @@ function links(d) {
   p.replaceChildren(...items);
 }
 
-const refresh = pollJSON("json/profile.json" + (prefix ? "?prefix=" + encodeURIComponent(prefix) : ""), 0, (d, ok) => {
-  data = ok ? d : null;
-  focus = null;
+// The frame at the same place (by names from the root) in a newer tree, so a zoom stays.
+function pathOf(node, root) {
+  const path = [], stack = [[root, []]];
+  while (stack.length) {
+    const [n, p] = stack.pop();
+    if (n === node) return p;
+    for (const c of n.children) stack.push([c, [...p, c.name + " " + c.filename + ":" + c.line_number]]);
+  }
+  return path;
+}
+
+function follow(root, path) {
+  let n = root;
+  for (const step of path) {
+    n = n.children.find(c => c.name + " " + c.filename + ":" + c.line_number === step);
+    if (!n) return null;
+  }
+  return n;
+}
+
+let updates = 0;
+connectLive(msg => {
+  const d = msg.profile || (msg.type === "profile" ? msg : null);
+  if (!d || (d.prefix || null) !== prefix) return;
+  const path = focus && data ? pathOf(focus, data.tree) : null;
+  data = d;
+  focus = path && path.length ? follow(d.tree, path) : null;
   links(d);
   const c = document.getElementById("profile-count");
-  const n = ok && d.tree ? d.tree.count : 0;
-  c.textContent = ok ? n + " samples" + (prefix ? " of " + prefix : "") : (d.error || "no profile");
+  const n = d.tree ? d.tree.count : 0;
+  c.textContent = n + " samples" + (prefix ? " of " + prefix : "");
   c.dataset.count = String(n);
   draw();
-});
-document.getElementById("refresh").addEventListener("click", refresh);
+  document.body.dataset.updates = String(++updates);
+}, "profile", {prefix: prefix});
 window.addEventListener("resize", draw);
+draw();

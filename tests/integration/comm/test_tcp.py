@@ -528,9 +528,9 @@ def test_bad_addresses():
 
 
 def test_slow_reader_backpressure_keeps_order(monkeypatch):
-    from shoal.comm import tcp
+    from shoal.comm import tcp_comm
 
-    monkeypatch.setattr(tcp, "INBOX_MAX_PACKETS", 8)
+    monkeypatch.setattr(tcp_comm, "INBOX_MAX_PACKETS", 8)
 
     async def main():
         release = asyncio.Event()

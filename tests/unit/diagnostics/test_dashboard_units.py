@@ -182,4 +182,4 @@ def test_worker_memory_is_split_into_managed_unmanaged_and_spilled():
     # no heartbeat yet: what the scheduler knows is managed memory
     assert (b["memory"], b["managed"], b["unmanaged"], b["spilled"], b["paused"]) == (0, 0, 0, 0, True)
     table = pages.workers_table(s["workers"], "./")
-    assert "<th>Spilled</th>" in table and "250 B" in table and "paused" in table
+    assert "<th>Managed · unmanaged · spilled</th>" in table and "300 B · 600 B · 250 B" in table and "paused" in table

@@ -213,9 +213,9 @@ def test_buffer_dedupes_orders_and_spills(tmp_path):
     assert held == buf.memory_bytes > 10_000
     moved = buf.spill(5_000)
     assert moved > 0 and buf.memory_bytes <= 5_000 and buf.disk_bytes > 0
-    got0 = [loads(p)[0] for p in buf.take(0)]
+    got0 = [loads(p)[0] for _, p in buf.take(0)]
     assert got0 == [0, 20]  # input order
-    got1 = [loads(p)[0] for p in buf.take(1)]
+    got1 = [loads(p)[0] for _, p in buf.take(1)]
     assert got1 == [1, *range(3, 10)]
     assert buf.memory_bytes == 0 and len(buf.files) == 0
     with pytest.raises(RuntimeError, match="assembled already"):
@@ -240,5 +240,5 @@ def test_buffer_concurrent_spills_lose_nothing(tmp_path):
             t.join()
         assert buf.memory_bytes == 0
         for part in range(4):
-            assert [loads(p)[0] for p in buf.take(part)] == list(range(part, 40, 4))
+            assert [loads(p)[0] for _, p in buf.take(part)] == list(range(part, 40, 4))
         buf.close()

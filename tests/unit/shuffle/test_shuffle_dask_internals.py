@@ -109,3 +109,88 @@ def test_rewrite_keeps_names_and_makes_linear_graphs(frames):
     # without a shuffle, nothing changes
     plain = lowered(df.v.sum())
     assert rewrite(plain) is plain
+
+
+# ---------------------------------------------------------------- dask.array rechunks
+# (shoal/shuffle/rechunk.py; docs/design.md, "Shuffles", "Rechunks")
+
+
+def test_rechunk_method_choice_reads_config_then_falls_back_to_tasks_without_distributed_client():
+    from dask.array.rechunk import _choose_rechunk_method, rechunk
+
+    src = inspect.getsource(rechunk)
+    # the choice is made when the graph is built; "p2p" imports distributed's module
+    assert "_choose_rechunk_method(" in src and 'method == "tasks"' in src and "distributed.shuffle" in src
+    old, new = ((100,), (1,) * 100), ((1,) * 100, (100,))
+    with dask.config.set({"array.rechunk.method": "tasks"}):
+        assert _choose_rechunk_method(old, new) == "tasks"
+    # no distributed client is the default on shoal: dask builds its task rechunk
+    assert _choose_rechunk_method(old, new) == "tasks"
+    choose = inspect.getsource(_choose_rechunk_method)
+    assert "array.rechunk.method" in choose and "default_client" in choose and "_graph_size_threshold" in choose
+
+
+def test_task_rechunk_layers_carry_their_arrays_chunks():
+    import dask.array as da
+    from dask.highlevelgraph import MaterializedLayer
+
+    x = da.ones((100, 100), chunks=(100, 1))
+    y = x.rechunk((1, 100))
+    steps = [n for n in y.dask.layers if n.startswith("rechunk-merge-")]
+    assert steps and y.name in steps
+    for name in steps:
+        layer = y.dask.layers[name]
+        assert isinstance(layer, MaterializedLayer) and len(y.dask.dependencies[name]) == 1
+        ann = layer.collection_annotations
+        assert ann["type"] == "dask.array.core.Array" and ann["chunk_type"] == "numpy.ndarray"
+        assert isinstance(ann["chunks"], tuple) and isinstance(ann["dtype"], np.dtype)
+    assert y.dask.layers[y.name].collection_annotations["chunks"] == y.chunks
+    assert x.dask.layers[x.name].collection_annotations["chunks"] == x.chunks
+
+
+def test_old_to_new_and_the_p2p_threshold():
+    from dask.array.rechunk import _graph_size_threshold, old_to_new
+
+    assert old_to_new(((4, 4),), ((3, 5),)) == [[[(0, slice(0, 3))], [(0, slice(3, 4)), (1, slice(0, 4))]]]
+    assert list(inspect.signature(_graph_size_threshold).parameters) == ["old_chunks", "new_chunks", "threshold"]
+    old, new = ((10,), (2,) * 5), ((5, 5), (10,))
+    assert _graph_size_threshold(old, new, 4) == 4 * (5 + 2)
+    assert isinstance(dask.config.get("array.rechunk.threshold"), int)
+
+
+def test_hlg_expressions_and_fusion_blocking():
+    from dask._expr import HLGExpr
+    from dask._task_spec import Task, fuse_linear_task_spec
+    from dask.highlevelgraph import Layer, MaterializedLayer
+
+    from shoal.shuffle.rechunk import ServiceTask
+
+    assert HLGExpr._parameters[:3] == ["dsk", "low_level_optimizer", "output_keys"]
+    assert list(inspect.signature(MaterializedLayer.__init__).parameters) == [
+        "self", "mapping", "annotations", "collection_annotations",
+    ]  # fmt: skip
+    assert list(inspect.signature(Layer.cull).parameters) == ["self", "keys", "all_hlg_keys"]
+    # a task whose block_fusion is True keeps its key through the array optimizer's fusion
+    a = Task("a", int, 1)
+    b = ServiceTask("b", int, a.ref())
+    c = Task("c", int, b.ref())
+    fused = fuse_linear_task_spec({"a": a, "b": b, "c": c}, keys=["c"])
+    assert "b" in fused
+    plain = fuse_linear_task_spec({"a": a, "b": Task("b", int, a.ref()), "c": c}, keys=["c"])
+    assert "b" not in plain  # (what would happen to an output task otherwise)
+
+
+def test_distributed_p2p_rechunk_layer_shape():
+    # code written for distributed that names method="p2p" (dask then builds
+    # distributed's layer): the rewrite reads these attributes of it
+    pytest.importorskip("distributed")
+    import dask.array as da
+
+    y = da.ones((100, 100), chunks=(100, 1)).rechunk((1, 100), method="p2p")
+    (layer,) = [v for v in y.dask.layers.values() if type(v).__name__ == "P2PRechunkLayer"]
+    assert type(layer).__module__.startswith("distributed.")
+    assert layer.name == y.name and layer.chunks == y.chunks
+    for attr in ("token", "chunks_input", "name_input", "keepmap", "annotations", "collection_annotations"):
+        assert hasattr(layer, attr), attr
+    assert layer.keepmap.shape == tuple(len(c) for c in y.chunks)
+    assert layer.collection_annotations["dtype"] == y.dtype

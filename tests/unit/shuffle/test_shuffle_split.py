@@ -54,3 +54,22 @@ def test_wanted_and_empty():
     assert split_frame(df.iloc[:0], "_partitions", 4, False) == {}
     meta = df.iloc[:0]
     pd.testing.assert_frame_equal(unpack_pieces([], meta, False), meta)
+
+
+def test_kept_pieces_are_copied_into_one_block_of_their_own():
+    from shoal.shuffle.worker import _compact
+
+    df = pd.DataFrame({"k": np.arange(20_000) % 7, "x": np.random.default_rng(0).random(20_000)})
+    pieces = split_frame(df, "k", 7, False)
+    payload = [dumps(p) for p in pieces.values()]
+    kept = _compact(payload[:3])
+    blocks = {id(b.obj) for p in kept for b in p.buffers}
+    assert len(blocks) == 1  # one block for all of them
+    block = kept[0].buffers[0].obj
+    assert len(block) == sum(p.nbytes - len(p.header) for p in kept)  # only theirs, not the whole split
+    for p, q in zip(payload[:3], kept):
+        a, b = loads(p), loads(q)
+        np.testing.assert_array_equal(a.index, b.index)
+        for x, y in zip(a.arrays, b.arrays):
+            np.testing.assert_array_equal(x, y)
+            assert not np.shares_memory(x, y)
