@@ -99,7 +99,7 @@ DEFAULTS: dict[str, Any] = {
         # the shuffle service (shoal/shuffle/): pieces a worker holds in memory, as a
         # fraction of its memory_limit (of the machine's memory without a limit), before
         # it spills them to disk and makes senders wait
-        "shuffle": {"buffer": 0.15},
+        "shuffle": {"buffer": 0.25},
         "deploy": {"worker-start-timeout": "60s"},
         "dashboard": {
             # how often the live pages are updated (one update for all viewers)

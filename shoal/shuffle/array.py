@@ -112,8 +112,8 @@ class ArrayRechunk:
         _, offsets = self._maps()
         index = tuple(int(j) for j in np.unravel_index(part, self.shape_out()))
         shape = tuple(self.new[a][j] for a, j in enumerate(index))
-        if len(pieces) == 1 and pieces[0][1].shape == shape:
-            return pieces[0][1]
+        if len(pieces) == 1 and pieces[0][1].shape == shape and pieces[0][1].flags.writeable:
+            return pieces[0][1]  # (a read-only one, in received bytes, is copied: users write blocks)
         out = np.empty(shape, dtype=pieces[0][1].dtype if pieces else self.dtype)
         shape_in = self.shape_in()
         filled = 0

@@ -14,7 +14,7 @@ Runs are told apart by the run id the scheduler gives: pieces of an older run th
 one a worker holds are dropped; a newer run replaces an older one; `shuffle_forget`
 drops a run's buffer and files (the run is over, cancelled, or restarting).
 
-Budget: ``shoal.shuffle.buffer`` (0.15 of the worker's memory limit, or of the
+Budget: ``shoal.shuffle.buffer`` (0.25 of the worker's memory limit, or of the
 machine's memory when the worker has none) of pieces in memory per worker, over all
 runs.
 """
@@ -99,7 +99,7 @@ def _budget(worker: Any) -> int:
     try:
         fraction = float(config.get("shuffle.buffer"))
     except (KeyError, TypeError, ValueError):
-        fraction = 0.15
+        fraction = 0.25
     limit = int(worker.memory_limits.limit or 0)
     if not limit:
         import psutil

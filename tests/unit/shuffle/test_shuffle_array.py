@@ -132,3 +132,11 @@ def test_graphs_with_tuple_layer_names_are_left_alone():
     d = delayed(sum)([1, 2], dask_key_name=("z", 1))
     expr, new = graph_of(d)
     assert new is expr
+
+
+def test_output_blocks_are_writable():
+    spec = ShuffleSpec("r", (0,), (("o", 0),), (), "b")
+    r = ArrayRechunk(spec, ((4,),), ((4,),), np.dtype("f8"))
+    ro = np.frombuffer(bytes(32), dtype="f8")  # as a piece arrives in received bytes
+    out = r.assemble(0, [(0, ro)])
+    assert out.flags.writeable and np.array_equal(out, ro)
