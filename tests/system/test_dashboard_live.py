@@ -9,6 +9,7 @@ console errors on the way, no link answering 404. Screenshots go to tests/artifa
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.error
 from urllib.parse import quote
 import urllib.request
@@ -27,6 +28,7 @@ pytestmark = [
 pytest.importorskip("tornado", reason="the DevTools client is tornado's WebSocket (a test dependency via distributed)")
 
 PAGES = ("workers", "groups", "graph", "profile")
+EVIL = "<img src=x onerror=alert(1)>"
 OTHERS = ("status", "tasks", "system")
 #: the two boxes' rectangles intersect (the status page at 1000 px must stack them)
 OVERLAP = ("(() => { const a = document.getElementById('progress').getBoundingClientRect(),"
@@ -84,14 +86,17 @@ def test_live_pages_follow_the_cluster(tmp_path):
                 await asyncio.to_thread(cluster.scale, 2)
                 new = client.map(slow_square, range(40), delay=0.02)
                 bad = client.submit(fails, 1)
+                evil = client.submit(inc, 1, key=f"{EVIL}-1")  # user strings stay text on every page
                 more = client.map(busy, range(4, 8), seconds=0.3)
                 await asyncio.to_thread(client.gather, new + more)
                 await asyncio.to_thread(bad.exception)
+                await asyncio.to_thread(evil.result)
 
                 await tabs["workers"].until(f"{WORKER_ROWS} == 2")
                 groups = set(await tabs["groups"].until(f"{GROUPS}.length >= 3 && {GROUPS}"))
-                assert {"busy", "slow_square", "fails"} <= groups
-                await tabs["graph"].until(f"{GRAPH_COUNT} >= {before_graph + 45} && {ERRED_IN_GRAPH} == 1")
+                assert {"busy", "slow_square", "fails", "img"} <= groups  # dask's key_split of EVIL
+                await tabs["graph"].until(f"{GRAPH_COUNT} >= {before_graph + 46} && {ERRED_IN_GRAPH} == 1")
+                assert await tabs["graph"].js(f"graph.nodes.some(n => n[0] === {json.dumps(EVIL + '-1')})")
                 await tabs["profile"].until(f"{PROFILE_COUNT} > {before_profile}")
 
                 # the pages drawing the common update drew the tasks and samples that came meanwhile
@@ -112,6 +117,8 @@ def test_live_pages_follow_the_cluster(tmp_path):
                     assert not_blank(await tab.screenshot(shot)) > 0.02, f"{name} looks empty"
                     # nothing overflows the 1000 px window but the scrolling boxes made for it
                     assert await tab.js("document.documentElement.scrollWidth") <= 1000, name
+                for name, tab in tabs.items():
+                    assert await tab.js("document.querySelectorAll('img, main script').length") == 0, name
                 links = {href for tab in tabs.values() for href in await tab.js(LINKS)}
                 for tab in tabs.values():
                     assert not tab.errors, (tab.url, tab.errors)
