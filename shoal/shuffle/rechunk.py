@@ -169,6 +169,12 @@ def _rechunkable(ann: dict) -> bool:
     )
 
 
+def _is_merge(name: Any) -> bool:
+    """A layer of dask's task rechunk (layer names are usually strings; a graph built from
+    `delayed(..., dask_key_name=(...))` has tuple ones)."""
+    return type(name) is str and name.startswith(MERGE_PREFIX)
+
+
 def _is_p2p(layer: Any) -> bool:
     """distributed's rechunk layer (an explicit ``method="p2p"``, code written for
     distributed; dask needs distributed installed to build it)."""
@@ -198,7 +204,7 @@ def rewrite_graph(hlg: Any, output_keys: Any = (), tasks: bool = True) -> Any:
     if p2p:
         hlg = HighLevelGraph({**layers, **p2p}, dict(hlg.dependencies))
         layers = hlg.layers
-    if not tasks or not any(name.startswith(MERGE_PREFIX) for name in layers):
+    if not tasks or not any(_is_merge(name) for name in layers):
         return hlg
     deps = hlg.dependencies
     dependents: dict[str, set] = {name: set() for name in layers}
@@ -210,12 +216,12 @@ def rewrite_graph(hlg: Any, output_keys: Any = (), tasks: bool = True) -> Any:
     def below(name: str) -> str | None:
         """The step before rechunk layer `name`, if only `name` uses it."""
         (d,) = deps[name]
-        if d.startswith(MERGE_PREFIX) and dependents.get(d) == {name} and d not in wanted_layers and \
+        if _is_merge(d) and dependents.get(d) == {name} and d not in wanted_layers and \
                 _array_info(layers[d]) is not None:  # fmt: skip
             return d
         return None
 
-    steps = [n for n in layers if n.startswith(MERGE_PREFIX) and len(deps.get(n, ())) == 1 and _array_info(layers[n])]
+    steps = [n for n in layers if _is_merge(n) and len(deps.get(n, ())) == 1 and _array_info(layers[n])]
     inner = {b for b in map(below, steps) if b is not None}
     new_layers = dict(layers)
     new_deps = dict(deps)
@@ -285,7 +291,7 @@ def rewrite(expr: Any) -> Any:
                 return g
         return None
 
-    if not any((g := graph_of(e)) is not None and any((tasks and n.startswith(MERGE_PREFIX)) or _is_p2p(v)
+    if not any((g := graph_of(e)) is not None and any((tasks and _is_merge(n)) or _is_p2p(v)
                                                        for n, v in g.layers.items())
                for e in expr.walk()):  # fmt: skip
         return expr

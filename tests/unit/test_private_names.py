@@ -26,6 +26,7 @@ FOREIGN = {
     "_current_frames",  # sys
     "_getframe",  # sys
     "_exit",  # os
+    "_name",  # dask: a collection's or an expression's name (what dask itself reads)
     "_fields",  # namedtuple / dataclass records
     "_asdict",
     "_replace",
