@@ -9,6 +9,7 @@ child process's exit without a thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import subprocess
 import threading
@@ -84,6 +85,37 @@ def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+class Handoff:
+    """Items handed from other threads to an event loop and drained there in batches: the
+    first `put` of a batch schedules one `drain(items)` call on `loop` (a deque it pops
+    from), later ones only append, so a burst costs one loop wake-up. The worker's task
+    completions and actor results use it. Set `loop` before the first `put`."""
+
+    __slots__ = ("loop", "items", "_drain", "_pending")
+
+    def __init__(self, drain: Callable[[collections.deque], None], loop: asyncio.AbstractEventLoop | None = None):
+        self.loop = loop
+        self.items: collections.deque = collections.deque()
+        self._drain = drain
+        self._pending = False
+
+    def put(self, item: Any) -> bool:
+        """Hand `item` over, from any thread; False when the loop is closed (its owner is
+        going away)."""
+        self.items.append(item)
+        if not self._pending:
+            self._pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._run)  # type: ignore[union-attr]
+            except RuntimeError:
+                return False
+        return True
+
+    def _run(self) -> None:
+        self._pending = False
+        self._drain(self.items)
 
 
 def unwrap(loop: Any) -> Any:

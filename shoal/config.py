@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
             "profile": {"enabled": True, "interval": "10ms", "cycle": "1000ms", "history": 3600},
             # a worker not heard from (no message, no heartbeat) for this long is removed
             "worker-ttl": "5 minutes",
+            # a scheduler with no work (nothing queued or processing) for this long closes
+            "idle-timeout": None,
         },
         "worker": {
             # fractions of a worker's memory_limit (False turns one off; memory_limit 0
@@ -90,6 +92,9 @@ DEFAULTS: dict[str, Any] = {
             "memory-history": {"interval": "200ms", "length": 10_000},
             # how often a worker tells the scheduler it is alive (see scheduler.worker-ttl)
             "heartbeat-interval": "1s",
+            # a worker retires itself after `duration` (± a random `stagger`); with
+            # `restart` its nanny starts a fresh one (Worker(lifetime=...))
+            "lifetime": {"duration": None, "stagger": "0 seconds", "restart": False},
         },
         # the shuffle service (shoal/shuffle/): pieces a worker holds in memory, as a
         # fraction of its memory_limit (of the machine's memory without a limit), before

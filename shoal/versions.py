@@ -12,15 +12,29 @@ from typing import Any
 PACKAGES = ("shoal", "dask", "cloudpickle", "msgpack")
 
 
+def get_versions(packages: Any = None) -> dict:
+    """This process's python, platform and package versions (`PACKAGES`, and `packages`
+    too when given, as distributed's `get_versions(packages=...)`); None: not installed.
+    A new dict each call (the shared one is computed once)."""
+    out = dict(_versions())
+    for name in packages or ():
+        out[name] = _installed(name)
+    return out
+
+
 @functools.lru_cache(maxsize=1)
-def get_versions() -> dict:
+def _versions() -> dict:
     out = {"python": ".".join(map(str, sys.version_info[:3])), "platform": platform.platform()}
     for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
+        out[name] = _installed(name)
     return out
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 # ---------------------------------------------------------------------------- Client.get_versions

@@ -34,8 +34,8 @@ def not_blank(png: bytes) -> float:
 
 
 class Tab:
-    def __init__(self, browser: Browser, session: str, url: str):
-        self.browser, self.session, self.url = browser, session, url
+    def __init__(self, browser: Browser, target: str, session: str, url: str):
+        self.browser, self.target, self.session, self.url = browser, target, session, url
         #: console errors, uncaught exceptions and browser log errors of this tab
         self.errors: list[str] = []
 
@@ -60,9 +60,14 @@ class Tab:
                 raise AssertionError(f"{self.url}: {expression!r} still {value!r} after {timeout} s; errors {self.errors}")
             await asyncio.sleep(interval)
 
+    async def close(self) -> None:
+        await self.browser.call("Target.closeTarget", targetId=self.target)
+        self.browser._tabs.pop(self.session, None)
+
     async def screenshot(self, path: Path) -> bytes:
         import base64
 
+        await self.call("Page.bringToFront")  # a background tab may not paint
         data = base64.b64decode((await self.call("Page.captureScreenshot", format="png"))["data"])
         path.write_bytes(data)
         return data
@@ -162,7 +167,7 @@ class Browser:
         """A new tab on `url`, its console watched from before the page loads."""
         target = (await self.call("Target.createTarget", url="about:blank"))["targetId"]
         session = (await self.call("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
-        tab = self._tabs[session] = Tab(self, session, url)
+        tab = self._tabs[session] = Tab(self, target, session, url)
         for domain in ("Runtime", "Log", "Page"):
             await tab.call(f"{domain}.enable")
         await tab.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,

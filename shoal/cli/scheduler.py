@@ -33,6 +33,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8786, help="port to listen on (default 8786; 0 for any free port)")
     p.add_argument("--protocol", default="tcp", choices=["tcp"], help="transport (only tcp)")
     p.add_argument("--scheduler-file", metavar="PATH", help="write the address (and secret, mode 0600) here")
+    p.add_argument("--preload", action="append", default=None, metavar="MODULE|FILE.py",
+                   help="run this module's dask_setup(scheduler) once the scheduler is up (repeatable)")  # fmt: skip
+    p.add_argument("--idle-timeout", default=None, help="close after this long without work ('1 hour')")
     add_common(p)
     p.set_defaults(run=run)
 
@@ -69,7 +72,8 @@ async def _serve(args: argparse.Namespace, address: str, secret: bytes | None) -
     from shoal.scheduler_file import remove_scheduler_file, write_scheduler_file
 
     dashboard = args.dashboard_address if args.dashboard else None
-    scheduler = Scheduler(address, secret=secret, insecure=args.insecure, dashboard_address=dashboard)
+    scheduler = Scheduler(address, secret=secret, insecure=args.insecure, dashboard_address=dashboard,
+                          preload=args.preload, idle_timeout=args.idle_timeout)  # fmt: skip
     await scheduler.start()
     contact = scheduler.address
     if not is_loopback_host(args.host) and args.host in ("0.0.0.0", "::"):

@@ -52,6 +52,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--death-timeout", type=float, default=None, help="seconds to keep trying to reach the scheduler at start"
     )
+    p.add_argument("--interface", default=None, help="listen on this network interface's address (eth0, ib0, ...)")
+    p.add_argument("--preload", action="append", default=None, metavar="MODULE|FILE.py",
+                   help="run this module's dask_setup(worker) in each worker (repeatable)")  # fmt: skip
+    p.add_argument("--lifetime", default=None, help="each worker retires itself after this long ('1 hour')")
+    p.add_argument("--lifetime-stagger", default=None, help="a random amount of +- this is added to the lifetime")
+    p.add_argument("--lifetime-restart", action="store_true", default=None,
+                   help="after its lifetime, the nanny starts a fresh worker")  # fmt: skip
     add_common(p)
     p.set_defaults(run=run)
 
@@ -133,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
     resources = parse_resources(args.resources)
     scheduler_host = host_of(address)
     host = args.host
+    if host is None and args.interface:
+        from shoal.server_options import host_of_interface
+
+        try:
+            host = host_of_interface(args.interface)
+        except ValueError as e:
+            raise CLIError(f"--interface: {e}") from None
     if host is None:
         host = "127.0.0.1" if is_loopback_host(scheduler_host) else local_ip_towards(scheduler_host)
     refuse_insecure("these workers", host, secret, args.insecure)
@@ -143,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
         nthreads=nthreads, memory_limit=memory_limit, resources=resources, secret=secret, host=host,
         local_directory=args.local_directory, death_timeout=args.death_timeout,
     )  # fmt: skip
+    extra = dict(preload=args.preload, lifetime=args.lifetime, lifetime_stagger=args.lifetime_stagger,
+                 lifetime_restart=args.lifetime_restart)  # fmt: skip
+    options.update({k: v for k, v in extra.items() if v is not None})
     from shoal._loop import run_process
 
     outcome: list[BaseException] = []

@@ -2,7 +2,7 @@
 
 The names `distributed.client` offers are available here (imported on first use).
 `client.py` is the `Client` facade; its methods come from one module per concern
-(`submission`, `references`, `transfers`, `admin`, `plugins`, `topics`,
+(`submission`, `references`, `transfers`, `admin`, `sharing`, `plugins`, `topics`,
 `introspection`, `reprs`); `outbox.py` orders what goes to the scheduler, `walk.py` is
 the one container walker, `defaults.py` the default-client registry, `futures.py` the
 `Future`, `helpers.py` `wait` / `as_completed` / `fire_and_forget`, `graphs.py` dask

@@ -1,9 +1,9 @@
 """`Client`: the user's connection to a shoal cluster. This module is the facade: the
 constructor, connecting and closing, the default-client context and the sync/async
 bridge. The other methods come from one mixin per concern (`submission`, `references`,
-`transfers`, `admin`, `plugins`, `topics`, `introspection`, `reprs` in this package);
-their underscore members are this package's own, other modules use public ones (the
-"Client" section of docs/design.md lists them).
+`transfers`, `admin`, `sharing`, `plugins`, `topics`, `introspection`, `reprs` in this
+package); their underscore members are this package's own, other modules use public
+ones (the "Client" section of docs/design.md lists them).
 
 Every method has an async core that runs on the client's event loop. A blocking client
 shares the process-wide loop thread (`shoal._loop`) and its methods block; an
@@ -47,6 +47,7 @@ from shoal.client.plugins import PluginMethods
 from shoal.client.references import ReferenceMethods
 from shoal.client.remote_errors import install_excepthook, remote_traceback
 from shoal.client.reprs import ReprMethods
+from shoal.client.sharing import SharingMethods
 from shoal.client.submission import SubmitMethods
 from shoal.client.topics import TopicMethods, default_handlers
 from shoal.client.transfers import TransferMethods
@@ -71,6 +72,7 @@ class Client(
     TransferMethods,
     AdminMethods,
     PluginMethods,
+    SharingMethods,
     TopicMethods,
     IntrospectionMethods,
     ReprMethods,

@@ -1,4 +1,5 @@
-"""Turning calls into tasks: `submit`, `map`, dask's `get` / `compute` / `persist`.
+"""Turning calls into tasks: `submit`, `map`, dask's `get` / `compute` / `persist`, and
+the `concurrent.futures` executor over them.
 
 Functions and arguments are pickled here (the scheduler sees only opaque bytes), futures
 inside the arguments become references to their keys (`shoal.client.walk`), and each
@@ -236,6 +237,12 @@ class SubmitMethods:
             warn_if_large(sum(t[2].nbytes for t in tasks), stacklevel=2)
             self.outbox.send(m.UpdateGraph(tuple(tasks), (fp,), tuple(t[0] for t in tasks)))
         return futures
+
+    def get_executor(self, **kwargs: Any) -> Any:
+        """A `concurrent.futures.Executor` submitting to this client (`shoal.client.executor`)."""
+        from shoal.client.executor import ClientExecutor
+
+        return ClientExecutor(self, **kwargs)
 
     def get(self, dsk: Any, keys: Any, workers: Any = None, allow_other_workers: Any = None, resources: Any = None,
             sync: bool = True, asynchronous: Any = None, direct: Any = None, retries: Any = None, priority: int = 0,

@@ -11,7 +11,7 @@
   (the workers' profiler as an icicle graph, per task prefix, click to zoom): live too;
   a page asks its WebSocket for what it draws beside the common update
   (`ws?want=groups|graph|profile&prefix=...`), and each part is built once per tick for
-  all the viewers asking (the graph only when its tasks change, its states in between);
+  all the viewers asking (the graph by its changes: new tasks, then the states);
 * `/info/main/workers.html`, `/info/worker/<address>.html`, `/info/task/<key>.html` (an
   erred task's traceback included): server-rendered, escaped HTML, no script;
 * `/json/graph.json`, `/json/profile.json`, `/json/system.json`: the same data on request;
@@ -75,11 +75,12 @@ class _GraphCache:
     """The graph `/graph` draws (`graphs.GraphView`), when it was last brought up to date
     and what that cost, and the changes not yet pushed to the viewers."""
 
-    __slots__ = ("checked_at", "cost", "pending", "view")
+    __slots__ = ("checked_at", "cost", "pending", "sent_states", "view")
 
     def __init__(self) -> None:
         self.view = graphs.GraphView()
         self.pending: list[dict] = []
+        self.sent_states: dict = {}
         self.checked_at = -1e9
         self.cost = 0.0
 
@@ -126,6 +127,7 @@ class Dashboard:
         self.system = SystemMonitor(n=600)  # the scheduler process, once a second: 10 minutes
         self._sampler: asyncio.Task | None = None
         self._graph = _GraphCache()
+        self._graph_json_cache: tuple[bytes | None, float, float] = (None, 0.0, 0.0)
         self._groups_cache: tuple[float, list | None] = (0.0, None)
         #: prefix (None: all tasks) -> (when fetched, pruned tree, seconds pruning took)
         self._profiles: dict[str | None, tuple[float, dict, float]] = {}
@@ -247,7 +249,7 @@ class Dashboard:
     def graph(self) -> dict:
         """The task graph as the pages draw it (`graphs.GraphView.body`), brought up to date
         at most once per interval, and no more often than 50 times what the last change
-        took (a new 20,000-task graph takes ~0.25 s: then not again for 12 s). The changes
+        took (a new 10,000-task graph takes ~0.15 s: then not again for 7 s). The changes
         wait in `pending` for the next push: new tasks appended, or a new graph."""
         g = self._graph
         now = time.monotonic()
@@ -311,8 +313,7 @@ class Dashboard:
                 continue
             ws.send_frame(frame)
             if ws.closed:
-                self.viewers.discard(ws)
-                self._asks.pop(ws, None)
+                self._closed(ws)
 
     async def _tick(self) -> None:
         try:
@@ -338,7 +339,10 @@ class Dashboard:
                     paced = time.monotonic() - t0
                     if changes:
                         self._graph.cost = max(self._graph.cost, paced)  # its pace counts the encoding too
-                    self._send({"type": "graph-states", **self.graph_states()}, lambda w, p: "graph" in w)
+                    states = self.graph_states()
+                    if changes or states != self._graph.sent_states:  # nothing moved: nothing sent
+                        self._send({"type": "graph-states", **states}, lambda w, p: "graph" in w)
+                        self._graph.sent_states = states
                 for prefix, tree in profiles.items():
                     message = {"type": "profile", "prefix": prefix, "tree": tree, "prefixes": self._prefixes()}
                     self._send(message, lambda w, p, prefix=prefix: "profile" in w and p == prefix)
@@ -376,6 +380,10 @@ class Dashboard:
     def _closed(self, ws: WebSocket) -> None:
         self.viewers.discard(ws)
         self._asks.pop(ws, None)
+        if self._graph.view.body and not any("graph" in wants for wants, _ in self._asks.values()):
+            self._graph = _GraphCache()  # the last /graph viewer left: hold no task of the scheduler's
+        if self._profiles and not any("profile" in wants for wants, _ in self._asks.values()):
+            self._profiles.clear()
 
     # ------------------------------------------------------------------ routes
 
@@ -397,12 +405,24 @@ class Dashboard:
         return serve
 
     def _graph_json(self, req: Request) -> Response:
-        """The task graph as `/graph` draws it, with the tasks' states of now."""
-        body = self.graph()
+        """The task graph as `/graph` draws it, with the tasks' states of now: the live
+        one while a `/graph` page is open, else built afresh at most once per 50 times what
+        building it took (2 s at least), the same bytes meanwhile."""
+        if not any("graph" in wants for wants, _ in self._asks.values()):
+            now = time.monotonic()
+            body, at, cost = self._graph_json_cache
+            if body is None or now - at >= max(2.0, 50 * cost):
+                started = time.monotonic()
+                body = json.dumps(graphs.graph_json(self.scheduler.state), separators=(",", ":")).encode()
+                cost = time.monotonic() - started
+                self.busy += cost
+                self._graph_json_cache = (body, now, cost)
+            return Response(body, _JSON)
+        live = self.graph()
         states = self.graph_states()["states"]
         names = snapshot.STATES
-        nodes = [[k, p, names[i] if i >= 0 else "forgotten", d] for (k, p, _, d), i in zip(body["nodes"], states)]
-        return Response(json.dumps({**body, "nodes": nodes}, separators=(",", ":")), _JSON)
+        nodes = [[k, p, names[i] if i >= 0 else "forgotten", d] for (k, p, _, d), i in zip(live["nodes"], states)]
+        return Response(json.dumps({**live, "nodes": nodes}, separators=(",", ":")), _JSON)
 
     def _system_json(self, req: Request) -> Response:
         return Response(json.dumps({"fields": list(SYSTEM_FIELDS), "samples": list(self.system.history)}), _JSON)

@@ -18,8 +18,9 @@ from typing import Any
 
 from shoal.dashboard.snapshot import STATES, key_text
 
-#: at most this many tasks are sent to `/graph` (the first ones the scheduler holds)
-GRAPH_LIMIT = 20_000
+#: at most this many tasks are sent to `/graph` (the newest the scheduler holds; distributed
+#: draws none above its `dashboard.graph-max-items`, 5,000)
+GRAPH_LIMIT = 10_000
 _STATE_INDEX = {s: i for i, s in enumerate(STATES)}
 
 
@@ -50,12 +51,12 @@ class GraphView:
 
     `body` is the graph as a page draws it: `{"nodes": [[key, prefix, state, depth], ...],
     "edges": [[dependency index, dependent index], ...], "total": tasks known, "states":
-    STATES, "version": n}`, at most `limit` nodes, the first tasks the scheduler held.
+    STATES, "version": n}`, at most `limit` nodes, the newest tasks the scheduler held.
     `update(state)` says what changed since: `None` (no task added or forgotten), the new
     tasks appended (`{"type": "graph-add", "version", "base", "nodes", "edges", "total"}`:
     a page appends them, the indexes of the others stay), or a new graph (`{"type":
-    "graph", "graph": body}`) once the forgotten tasks are half of those drawn or the
-    limit is reached. Only the new tasks are walked for their depth. `states(state)` is
+    "graph", "graph": body}`) once the forgotten tasks are half of those drawn or new
+    tasks go beyond the limit. Only the new tasks are walked for their depth. `states(state)` is
     each drawn task's state now as its index in `STATES` (-1: forgotten), one small integer
     per task: what pages get between changes.
     """
@@ -70,7 +71,7 @@ class GraphView:
     def rebuild(self, state: Any) -> dict:
         self.tasks, self.drawn = [], {}
         self.body = {"nodes": [], "edges": [], "total": 0, "states": list(STATES), "version": self.version + 1}
-        self._append(state, list(state.tasks.items())[: self.limit])
+        self._append(state, list(state.tasks.items())[-self.limit :])
         self.version += 1
         return {"type": "graph", "graph": self.body}
 
@@ -78,12 +79,19 @@ class GraphView:
         if not self.body:
             return self.rebuild(state)
         tasks, drawn = state.tasks, self.drawn
-        new = [(key, ts) for key, ts in tasks.items() if id(ts) not in drawn]  # drawn tasks are held: ids stay theirs
-        gone = len(self.tasks) - (len(tasks) - len(new))
+        # the tasks added since are at the end (a dict keeps insertion order; a key forgotten
+        # and submitted again goes to the end too): back from the end to the first drawn one
+        # (drawn tasks are held here, so their ids stay theirs)
+        new = []
+        for key, ts in reversed(tasks.items()):
+            if id(ts) in drawn:
+                break
+            new.append((key, ts))
+        new.reverse()
+        gone = sum(1 for _, ts in self.tasks if ts.state == "forgotten")
         self.body["total"] = len(tasks)
-        if 2 * gone > len(self.tasks):
-            return self.rebuild(state)
-        new = new[: self.limit - len(self.tasks)]  # beyond the limit: counted in "total", not drawn
+        if 2 * gone > len(self.tasks) or len(self.tasks) + len(new) > self.limit:
+            return self.rebuild(state)  # the newest `limit` tasks
         if not new:
             return None  # forgotten tasks show as such in `states`
         self.version += 1
@@ -112,8 +120,8 @@ class GraphView:
         return nodes, edges
 
     def states(self, state: Any) -> list[int]:
-        get, index = state.tasks.get, _STATE_INDEX
-        return [index.get(ts.state, -1) if get(key) is ts else -1 for key, ts in self.tasks]
+        index = _STATE_INDEX  # a forgotten task's state is "forgotten": -1
+        return [index.get(ts.state, -1) for _, ts in self.tasks]
 
 
 def graph_json(state: Any, limit: int = GRAPH_LIMIT) -> dict:

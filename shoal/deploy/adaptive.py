@@ -8,12 +8,17 @@ scale up at once, or close idle workers only after `wait_count` consecutive
 recommendations. Closing goes through `retire_workers`, which moves the data only those
 workers hold before they go, then `cluster.scale_down`. The cluster owns it: closing the
 cluster, or calling `adapt()` again, stops it.
+
+The scheduler is asked directly when it runs in this process (`SpecCluster`), else over
+the cluster's connection (`cluster.scheduler_comm`: `SubprocessCluster`, `SSHCluster`,
+third-party `Cluster` subclasses), so its answers may be awaitables or values.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import math
 import time
@@ -97,7 +102,7 @@ class Adaptive:
         if task is not None and not task.done():
             task.get_loop().call_soon_threadsafe(task.cancel)
 
-    async def _stopped(self) -> None:
+    async def wait_stopped(self) -> None:
         """Wait until the loop has ended (after `stop`), from the cluster's loop."""
         task = self._task
         if task is not None and task is not asyncio.current_task():
@@ -120,7 +125,11 @@ class Adaptive:
 
     @property
     def scheduler(self) -> Any:
-        return self.cluster.scheduler
+        """The scheduler itself when it runs in this process, else `cluster.scheduler_comm`."""
+        scheduler = getattr(self.cluster, "scheduler", None)
+        if hasattr(scheduler, "adaptive_target"):
+            return scheduler
+        return self.cluster.scheduler_comm
 
     @property
     def loop(self) -> Any:
@@ -128,14 +137,16 @@ class Adaptive:
 
     async def target(self) -> int:
         """Workers the scheduler says the current work needs."""
-        return self.scheduler.adaptive_target(self.target_duration)
+        return await _value(self.scheduler.adaptive_target(target_duration=self.target_duration))
 
     async def safe_target(self) -> int:
         n = await self.target()
         return int(min(max(n, self.minimum), self.maximum))
 
     async def workers_to_close(self, target: int) -> list:
-        return self.scheduler.workers_to_close(target=target, attribute="name", **self._workers_to_close_kwargs)
+        return await _value(
+            self.scheduler.workers_to_close(target=target, attribute="name", **self._workers_to_close_kwargs)
+        )
 
     async def recommendations(self, target: int) -> dict:
         plan = self.plan
@@ -154,7 +165,7 @@ class Adaptive:
         Workers the scheduler would not retire (their data has nowhere to go) stay."""
         if not workers:
             return
-        observed = self.cluster._names_to_addresses(workers)
+        observed = self.cluster.names_to_addresses(workers)
         gone = [w for w in workers if w not in observed]  # asked for, never arrived
         if observed:
             retired = await self.scheduler.retire_workers(workers=list(observed.values()), close_workers=True)
@@ -162,7 +173,7 @@ class Adaptive:
         for name in gone:
             self.close_counts.pop(name, None)
         if gone:
-            await self.cluster._scale_down(gone)
+            await _value(self.cluster.scale_down(gone))
 
     async def adapt(self) -> None:
         """One round: compute the target, act on the recommendation (not re-entrant)."""
@@ -170,7 +181,7 @@ class Adaptive:
             return
         self._adapting = True
         try:
-            self.cluster._prune_closed()
+            await _value(self.cluster.prune_closed())
             target = await self.safe_target()
             rec = await self.recommendations(target)
             if rec["status"] == "same":
@@ -192,3 +203,8 @@ class Adaptive:
                 self.stop(reason="adaptive-deleted")
             except Exception:  # noqa: BLE001 - never raise at garbage collection
                 pass
+
+
+async def _value(result: Any) -> Any:
+    """`result`, awaited if it is an awaitable (a remote scheduler's answer)."""
+    return (await result) if inspect.isawaitable(result) else result

@@ -9,7 +9,12 @@ managers) implement:
 - `async _start()`: start the scheduler, set `self.scheduler_address` (and
   `self.security` when it has a secret), then `await super()._start()`, which connects
   a private client used for `scheduler_info`, `wait_for_workers` and the logs;
-- `scale(n)` (and `scale_down`), and `async _close()` ending with `await super()._close()`.
+- `scale(n)` (and `scale_down`), and `async _close()` ending with `await super()._close()`;
+- for `adapt()`: `plan` / `requested` (names of the workers wanted / started),
+  `async prune_closed()` (refresh what the scheduler sees, forget workers that went
+  away), `scale_down(names)` (stop those workers; `Adaptive` has retired them already).
+  `observed` and `names_to_addresses` come from the scheduler's identity, and
+  `Adaptive` asks the scheduler for its decisions through `scheduler_comm`.
 
 The base gives both ways of use (blocking, and `asynchronous=True` / `await` / `async
 with`), `status` (a `shoal.core.Status`), `scheduler_info`, `dashboard_link`,
@@ -29,9 +34,34 @@ from shoal.security import Security
 from shoal.status import Status, StatusAttribute
 from shoal.utils import Log, Logs, parse_timeout
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "SchedulerRPC"]
 
 logger = logging.getLogger("shoal.deploy")
+
+
+class SchedulerRPC:
+    """The scheduler's request ops as coroutine functions over the cluster's own client
+    (distributed's `cluster.scheduler_comm`): ``await cluster.scheduler_comm.adaptive_target(target_duration=5)``.
+    Arguments are by keyword, as the ops' typed records name them."""
+
+    def __init__(self, cluster: Cluster):
+        self._cluster = cluster
+
+    def __getattr__(self, op: str) -> Any:
+        if op.startswith("_"):
+            raise AttributeError(op)
+
+        async def call(**kwargs: Any) -> Any:
+            client = self._cluster._client
+            if client is None or client.scheduler_comm is None:
+                raise RuntimeError(f"{type(self._cluster).__name__} {self._cluster.name!r} is not connected")
+            return await client.scheduler_comm.request(op, **kwargs)
+
+        call.__name__ = op
+        return call
+
+    def __repr__(self) -> str:
+        return f"<SchedulerRPC {self._cluster.scheduler_address}>"
 
 
 class Cluster:
@@ -58,6 +88,9 @@ class Cluster:
         self._client: Any = None
         self._identity: dict = {}
         self._cluster_manager_logs: list[tuple[float, str]] = []
+        self._adaptive: Any = None
+        self._adaptive_options: dict = {}
+        self.scheduler_comm = SchedulerRPC(self)
         self.status = Status.created
 
     # ------------------------------------------------------------------ lifecycle (subclasses extend)
@@ -72,7 +105,16 @@ class Cluster:
         self._identity = await self._client.scheduler_comm.request("identity", n_workers=-1)
         self.status = Status.running
 
+    async def _stop_adaptive(self) -> None:
+        """Stop `adapt()`'s loop and wait for its round to end (idempotent); subclasses
+        call it first in `_close`, before stopping workers."""
+        adaptive, self._adaptive = self._adaptive, None
+        if adaptive is not None:
+            adaptive.stop(reason="cluster-close")
+            await adaptive.wait_stopped()
+
     async def _close(self) -> None:
+        await self._stop_adaptive()
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -138,11 +180,48 @@ class Cluster:
     def scale(self, n: int = 0, memory: Any = None, cores: Any = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement scale()")
 
-    def adapt(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            f"{type(self).__name__}.adapt: adaptive scaling needs the scheduler in this process; use a "
-            "SpecCluster (LocalCluster, or a SpecCluster of ProcessInterface workers)"
-        )
+    def adapt(self, Adaptive: Any = None, **kwargs: Any) -> Any:
+        """Scale with the load between `minimum` and `maximum` workers (`shoal.deploy.Adaptive`,
+        or the `Adaptive` class given). Replaces any earlier Adaptive; options not given
+        keep their earlier values. Needs `scale`, `plan`, `requested` and `scale_down`
+        from the subclass (see the module docstring)."""
+        from shoal.deploy.adaptive import Adaptive as DefaultAdaptive
+
+        if self._adaptive is not None:
+            self._adaptive.stop(reason="adapt-called-again")
+        self._adaptive_options.update(kwargs)
+        self._adaptive = (Adaptive or DefaultAdaptive)(self, **self._adaptive_options)
+        return self._adaptive
+
+    # ------------------------------------------------------------------ what Adaptive reads (see the module docstring)
+
+    @property
+    def plan(self) -> set:
+        raise NotImplementedError(f"{type(self).__name__} does not implement plan (needed by adapt())")
+
+    @property
+    def requested(self) -> set:
+        raise NotImplementedError(f"{type(self).__name__} does not implement requested (needed by adapt())")
+
+    @property
+    def observed(self) -> set:
+        """Names of the workers the scheduler saw at the last refresh (`prune_closed`)."""
+        return {w.get("name", a) for a, w in self._identity.get("workers", {}).items()}
+
+    def names_to_addresses(self, names: Any) -> dict:
+        """{name: address} of these names (or addresses) among the workers the scheduler saw."""
+        wanted = set(names)
+        return {
+            w.get("name", a): a for a, w in self._identity.get("workers", {}).items() if a in wanted or w.get("name") in wanted
+        }
+
+    async def prune_closed(self) -> None:
+        """Refresh what the scheduler sees; subclasses also forget workers that went away."""
+        if self._client is not None:
+            self._identity = await self._client.scheduler_comm.request("identity", n_workers=-1)
+
+    def scale_down(self, workers: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement scale_down (needed by adapt())")
 
     # ------------------------------------------------------------------ introspection
 

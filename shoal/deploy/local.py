@@ -54,9 +54,15 @@ class WorkerProcess:
         secret: bytes | None = None,
         resources: dict | None = None,
         host: str = "127.0.0.1",
+        **worker_kwargs: Any,
     ):
+        """Other keyword arguments are the worker's (checked against `Worker`'s, handed to
+        the process in a file only this user reads)."""
+        from shoal.worker.options import checked_worker_kwargs
+
         self.name = name
         self.status = "created"
+        self.worker_kwargs = checked_worker_kwargs(worker_kwargs, "WorkerProcess")
         self._cmd = [
             sys.executable, "-m", "shoal.worker", scheduler_address,
             "--nthreads", str(nthreads), "--name", json.dumps(name),
@@ -69,7 +75,12 @@ class WorkerProcess:
 
     async def start(self) -> WorkerProcess:
         if self.proc is None:
-            self.proc = subprocess.Popen(self._cmd, env=worker_process_env(self._secret), stdin=subprocess.DEVNULL)
+            cmd = list(self._cmd)
+            if self.worker_kwargs:
+                from shoal.worker.options import write_worker_options
+
+                cmd += ["--options", write_worker_options(None, self.worker_kwargs)]
+            self.proc = subprocess.Popen(cmd, env=worker_process_env(self._secret), stdin=subprocess.DEVNULL)
             self.status = "running"
         return self
 
@@ -212,7 +223,7 @@ def check_worker_kwargs(worker_class: Any, worker_kwargs: dict[str, Any]) -> dic
     passed: dict[str, Any] = {}
     ignored = []
     for key, value in worker_kwargs.items():
-        if key not in _CLUSTER_OWNED and _accepts(worker_class, key):
+        if key not in _CLUSTER_OWNED and _takes(worker_class, key):
             passed[key] = value
         elif key in DISTRIBUTED_WORKER_OPTIONS:
             ignored.append(key)
@@ -228,6 +239,27 @@ def check_worker_kwargs(worker_class: Any, worker_kwargs: dict[str, Any]) -> dic
             stacklevel=3,
         )
     return passed
+
+
+def _takes(worker_class: Any, key: str) -> bool:
+    """Whether `worker_class` takes `key`: a nanny, when it names it or its worker does
+    (it passes its ``**kwargs`` on to the worker, so a bare ``**kwargs`` does not count
+    and a typo is still the cluster's `TypeError` with its hint); anything else, as its
+    signature says."""
+    from shoal.worker.nanny import Nanny
+    from shoal.worker.server import Worker
+
+    def named(cls: Any) -> bool:
+        try:
+            params = inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            return False
+        p = params.get(key)
+        return p is not None and p.kind is not inspect.Parameter.VAR_KEYWORD
+
+    if isinstance(worker_class, type) and issubclass(worker_class, (Nanny, WorkerProcess)):
+        return named(worker_class) or named(Worker)
+    return _accepts(worker_class, key)  # other classes and factories: as their signature says
 
 
 def parse_memory_limit(value: Any, n_workers: int) -> int:

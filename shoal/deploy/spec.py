@@ -224,7 +224,7 @@ class SpecCluster(Cluster):
         async with self._lock:
             to_close = [n for n in self.workers if n not in self.worker_spec]
             if to_close:
-                observed = self._names_to_addresses(to_close)
+                observed = self.names_to_addresses(to_close)
                 if observed:
                     try:
                         await self.scheduler.retire_workers(workers=list(observed.values()), close_workers=True)
@@ -265,7 +265,7 @@ class SpecCluster(Cluster):
                 raise WorkerStartTimeoutError(len(wanted) - len(missing), len(wanted), timeout)
             await self.scheduler.workers_changed(min(remaining, 0.25))
 
-    def _names_to_addresses(self, names: Any) -> dict:
+    def names_to_addresses(self, names: Any) -> dict:
         """{name: address} of these names (or addresses) among the workers the scheduler sees."""
         wanted = set(names)
         out = {}
@@ -290,7 +290,7 @@ class SpecCluster(Cluster):
         self.status = "closing"
         if self._adaptive is not None:
             self._adaptive.stop(reason="cluster-close")
-            await self._adaptive._stopped()
+            await self._adaptive.wait_stopped()
         workers, self.workers = list(self.workers.values()), {}
         await asyncio.gather(*(_close(w) for w in workers), return_exceptions=True)
         if self.scheduler is not None and self.shutdown_scheduler:
@@ -357,7 +357,7 @@ class SpecCluster(Cluster):
             n = max(n, math.ceil(cores / nthreads))
         return n
 
-    def _prune_closed(self) -> None:
+    def prune_closed(self) -> None:
         """Forget workers that went away by themselves (retired through the scheduler, a
         nanny that gave up, a worker process that exited) so scaling replaces them."""
         observed = self.observed
@@ -369,7 +369,7 @@ class SpecCluster(Cluster):
                 self.worker_spec.pop(name, None)
 
     def _plan_scale(self, n: int) -> None:
-        self._prune_closed()
+        self.prune_closed()
         while len(self.worker_spec) > n:
             not_launched = [name for name in self.worker_spec if name not in self.workers]
             if not_launched:
@@ -396,7 +396,7 @@ class SpecCluster(Cluster):
 
     async def _scale_down(self, workers: Any) -> None:
         workers = list(workers)
-        by_address = {addr: name for name, addr in self._names_to_addresses(workers).items()}
+        by_address = {addr: name for name, addr in self.names_to_addresses(workers).items()}
         for w in workers:
             name = by_address.get(w, w)
             self.worker_spec.pop(name, None)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shoal.deploy.subprocess import Subprocess, SubprocessCluster
+from shoal.deploy.subprocess import Subprocess, SubprocessCluster, scheduler_argv, worker_argv
 
 __all__ = ["SSHCluster", "Process", "Scheduler", "Worker"]
 
@@ -43,12 +44,51 @@ class Process(Subprocess):
         return proc
 
 
+def ssh_command(connect_options: Any) -> list[str]:
+    """The `ssh` command line for `connect_options`: a list of ssh arguments
+    (``["-p", "2222"]``) or a dict of `-o` options (``{"Port": 2222}``)."""
+    if isinstance(connect_options, dict):
+        return ["ssh"] + [arg for k, v in connect_options.items() for arg in ("-o", f"{k}={v}")]
+    return ["ssh", *(connect_options or [])]
+
+
+def _python(remote_python: Any, host: str) -> str:
+    if isinstance(remote_python, dict):
+        return remote_python.get(host) or sys.executable
+    return remote_python or sys.executable
+
+
 class Scheduler(Process):
-    """The scheduler's process on the first host."""
+    """`shoal scheduler` on host `address` over ssh (distributed's `ssh.Scheduler`):
+    `kwargs` become its flags; `start()` returns once it listens (`self.address` is then
+    the scheduler's address)."""
+
+    def __init__(self, address: str, connect_options: Any = None, kwargs: dict | None = None,
+                 remote_python: Any = None, *, secret: bytes | None = None, timeout: float = 60):  # fmt: skip
+        self.kwargs = dict(kwargs or {})
+        self.timeout = timeout
+        argv = scheduler_argv(_python(remote_python, address), {"host": address, **self.kwargs})
+        super().__init__(address, argv, secret, ssh_command(connect_options))
+        self.address: str | None = None
+
+    async def start(self) -> Scheduler:
+        await super().start()
+        self.address = await self.wait_for_banner(self.timeout)
+        return self
 
 
 class Worker(Process):
-    """A worker's process on a worker host."""
+    """`shoal worker SCHEDULER` on host `address` over ssh (distributed's `ssh.Worker`),
+    under a nanny unless `worker_class` is a plain Worker; `kwargs` become its flags."""
+
+    def __init__(self, scheduler: str, address: str, connect_options: Any = None, kwargs: dict | None = None,
+                 worker_class: Any = "distributed.Nanny", remote_python: Any = None, loop: Any = None,
+                 name: Any = None, *, secret: bytes | None = None):  # fmt: skip
+        self.scheduler_address = scheduler
+        self.kwargs = dict(kwargs or {})
+        self.name = name
+        argv = worker_argv(_python(remote_python, address), scheduler, worker_class, name, self.kwargs)
+        super().__init__(address, argv, secret, ssh_command(connect_options))
 
 
 class SSHCluster(SubprocessCluster):
@@ -83,10 +123,8 @@ class SSHCluster(SubprocessCluster):
         if len(hosts) < 2:
             raise ValueError("SSHCluster needs at least two hosts: the scheduler's and one worker's (they may repeat)")
         self.hosts = hosts
-        if isinstance(connect_options, dict):
-            self.ssh = ["ssh"] + [arg for k, v in connect_options.items() for arg in ("-o", f"{k}={v}")]
-        else:
-            self.ssh = ["ssh", *(connect_options or [])]
+        self.connect_options = connect_options
+        self.ssh = ssh_command(connect_options)
         self.remote_python = remote_python
         options = dict(scheduler_options or {})
         port = options.pop("port", 8786)
@@ -99,12 +137,16 @@ class SSHCluster(SubprocessCluster):
         )  # fmt: skip
 
     def _python(self, host: str) -> str:
-        if isinstance(self.remote_python, dict):
-            return self.remote_python.get(host) or super()._python(host)
-        return self.remote_python or super()._python(host)
+        return _python(self.remote_python, host)
 
-    def _process(self, argv: list[str], host: str) -> Subprocess:
-        return Process(host, argv, self.security.secret, self.ssh)
+    def _new_scheduler(self) -> Subprocess:
+        kwargs = {"port": self.scheduler_port, "dashboard_address": self.dashboard_address, **self.scheduler_kwargs}
+        return Scheduler(self.host, self.connect_options, kwargs, self.remote_python, secret=self.security.secret,
+                         timeout=self.start_timeout)  # fmt: skip
+
+    def _new_worker(self, name: str, host: str) -> Subprocess:
+        return Worker(self.scheduler_address, host, self.connect_options, self._worker_kwargs(host),
+                      self.worker_class, self.remote_python, name=name, secret=self.security.secret)  # fmt: skip
 
     def _worker_hosts(self) -> list[str]:
         return self.hosts[1:]

@@ -12,8 +12,10 @@ forwarding what workers print or log (`ForwardOutput`, `ForwardLoggingPlugin`).
   fails `register_plugin` with the installer's output.
 - `UploadDirectory(path)` zips a directory (without `.git`, tests, caches, ...) and each
   worker unpacks it into its local directory (with `restart_workers=True` each nanny does,
-  then restarts its worker); `update_path=True` puts that directory on the workers'
-  `sys.path` (through `PYTHONPATH` for a nanny's worker processes).
+  then restarts its worker); `update_path=True` puts it on the workers' `sys.path`
+  (through `PYTHONPATH` for a nanny's worker processes). `mode="scheduler"` unpacks it on
+  the scheduler instead (a scheduler plugin), `mode="all"` on both: there the scheduler
+  plugin registers the workers' part itself, as distributed's does.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,7 +136,7 @@ class PluginRecipe(SchedulerPlugin):
     """A plugin distributed runs from the scheduler; the client registers in its place
     the worker or nanny plugin `as_plugin()` returns."""
 
-    def as_plugin(self) -> WorkerPlugin | NannyPlugin:
+    def as_plugin(self) -> WorkerPlugin | NannyPlugin | SchedulerPlugin:
         raise NotImplementedError
 
 
@@ -193,25 +196,34 @@ def _unpack(data: bytes, base: str) -> None:
         z.extractall(base)
 
 
+def _on_path(base: str, dirname: str) -> list[str]:
+    """The entries `update_path` puts on `sys.path`: the uploaded directory itself (its
+    modules import by their own names, as in distributed) and the directory it was
+    unpacked into (`import <dirname>` works too)."""
+    return [os.path.join(base, dirname), base]
+
+
 class _UnpackInWorker(WorkerPlugin):
     idempotent = True
 
-    def __init__(self, data: bytes, name: str, update_path: bool):
-        self.data, self.name, self.update_path = data, name, update_path
+    def __init__(self, data: bytes, name: str, update_path: bool, dirname: str = ""):
+        self.data, self.name, self.update_path, self.dirname = data, name, update_path, dirname
 
     def setup(self, worker: Any) -> None:
         base = str(worker.local_directory)
         _unpack(self.data, base)
-        if self.update_path and base not in sys.path:
-            sys.path.insert(0, base)
+        if self.update_path:
+            for entry in reversed(_on_path(base, self.dirname)):
+                if entry not in sys.path:
+                    sys.path.insert(0, entry)
 
 
 class _UnpackInNanny(NannyPlugin):
     idempotent = True
     restart = True
 
-    def __init__(self, data: bytes, name: str, update_path: bool):
-        self.data, self.name, self.update_path = data, name, update_path
+    def __init__(self, data: bytes, name: str, update_path: bool, dirname: str = ""):
+        self.data, self.name, self.update_path, self.dirname = data, name, update_path, dirname
 
     def setup(self, nanny: Any) -> None:
         base = nanny.local_directory or os.path.join(tempfile.gettempdir(), f"shoal-uploads-{os.getpid()}")
@@ -219,17 +231,92 @@ class _UnpackInNanny(NannyPlugin):
         if self.update_path:  # the worker processes' sys.path
             current = nanny.env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
             parts = [p for p in current.split(os.pathsep) if p]
-            if base not in parts:
-                nanny.env["PYTHONPATH"] = os.pathsep.join([base, *parts])
+            added = [entry for entry in _on_path(base, self.dirname) if entry not in parts]
+            if added:
+                nanny.env["PYTHONPATH"] = os.pathsep.join([*added, *parts])
+
+
+def _raise_first_error(replies: dict) -> None:
+    """Raise the first failure among broadcast replies `{address: (ok, value)}`."""
+    from shoal.protocol.serialize import Pickled, loads
+
+    for ok, value in replies.values():
+        if not ok:
+            exc = loads(value) if isinstance(value, Pickled) else value
+            raise exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+
+
+class _UnpackInScheduler(SchedulerPlugin):
+    """The scheduler's side of `UploadDirectory(mode="scheduler" | "all")`: the directory
+    unpacked into a directory of the scheduler's own (removed when the plugin closes or
+    the scheduler does), on the scheduler's `sys.path` with `update_path`, so functions
+    sent with `run_on_scheduler` and scheduler plugins can import it. With `workers` (a
+    worker or nanny plugin, `mode="all"`) the scheduler then registers that plugin for
+    every current and future worker (or nanny) itself, as distributed's does; a failure
+    on a current one fails the registration."""
+
+    idempotent = True
+
+    def __init__(self, data: bytes, name: str, dirname: str, update_path: bool, workers: Any = None):
+        self.data, self.name, self.dirname, self.update_path = data, name, dirname, update_path
+        self.workers = workers
+        self.directory: str | None = None
+        self._added: list[str] = []
+
+    async def start(self, scheduler: Any) -> None:  # type: ignore[override]
+        self.directory = tempfile.mkdtemp(prefix="shoal-scheduler-upload-")
+        try:
+            _unpack(self.data, self.directory)
+            if self.update_path:
+                for entry in reversed(_on_path(self.directory, self.dirname)):
+                    if entry not in sys.path:
+                        sys.path.insert(0, entry)
+                        self._added.append(entry)
+            if self.workers is not None:
+                await self._register_for_workers(scheduler)
+        except BaseException:
+            self.close()  # not registered: nothing else would clean up
+            raise
+
+    async def _register_for_workers(self, scheduler: Any) -> None:
+        from shoal.diagnostics.plugin import add_worker_plugin
+        from shoal.protocol.serialize import dumps
+
+        plugin = self.workers
+        if isinstance(plugin, NannyPlugin):
+            replies = await scheduler.plugin_host.register_nanny_plugin(None, dumps(plugin), plugin.name)
+        else:
+            replies = await scheduler.admin.add_worker_setup(
+                None, plugin.name, dumps(add_worker_plugin), dumps(((plugin, plugin.name), {}))
+            )
+        _raise_first_error(replies)
+
+    def close(self) -> None:  # type: ignore[override]
+        for entry in self._added:
+            if entry in sys.path:
+                sys.path.remove(entry)
+        self._added = []
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+#: where `UploadDirectory(mode=...)` unpacks (distributed's `UPLOAD_DIRECTORY_MODES`)
+UPLOAD_DIRECTORY_MODES = ["all", "scheduler", "workers"]
 
 
 class UploadDirectory(PluginRecipe):
-    """Ship the directory `path` to every current and future worker, unpacked as
-    `<local directory>/<basename(path)>`. Files whose path has a part in `skip_words`, or
-    for which a function in `skip` returns true, stay behind. `update_path=True` puts the
-    local directory on the workers' `sys.path` (so `import <basename>` works);
-    `restart_workers=True` unpacks in the nannies and restarts their workers (code
-    imported before is imported afresh). Only `mode="workers"` (distributed's default)."""
+    """Ship the directory `path` to the cluster, unpacked as `<local directory>/<basename(path)>`.
+
+    `mode="workers"` (the default): every current and future worker; `"scheduler"`: the
+    scheduler only (a directory of its own, removed when the plugin is unregistered or
+    the scheduler closes); `"all"`: both. Files whose path has a part in `skip_words`,
+    or for which a function in `skip` returns true, stay behind. `update_path=True` puts
+    the uploaded directory (its modules import by their names) and the directory it was
+    unpacked into (`import <basename>` works) on `sys.path` of the workers (and the
+    scheduler); `restart_workers=True` unpacks in the nannies and restarts their workers
+    (code imported before is imported afresh). `restart=` is distributed's deprecated
+    spelling of `restart_workers=` (a `FutureWarning`)."""
 
     idempotent = True
 
@@ -241,13 +328,25 @@ class UploadDirectory(PluginRecipe):
         skip_words: Sequence[str] = _SKIP_WORDS,
         skip: Sequence[Any] = (lambda fn: os.path.splitext(fn)[1] == ".pyc",),
         mode: str = "workers",
+        *,
+        restart: bool | None = None,
     ):
-        if mode != "workers":
-            raise NotImplementedError(f"UploadDirectory(mode={mode!r}): shoal uploads to the workers only")
+        if restart is not None:
+            import warnings
+
+            if restart_workers:
+                raise TypeError("UploadDirectory: give restart_workers= only (restart= is its deprecated name)")
+            warnings.warn("the 'restart' keyword is deprecated, use 'restart_workers' instead", FutureWarning,
+                          stacklevel=2)  # fmt: skip
+            restart_workers = restart
+        if mode not in UPLOAD_DIRECTORY_MODES:
+            raise ValueError(f"mode={mode!r} not supported, expected one of {UPLOAD_DIRECTORY_MODES}")
+        self.mode = mode
         path = os.path.expanduser(path)
         if not os.path.isdir(path):
             raise ValueError(f"UploadDirectory: {path!r} is not a directory")
         self.dirname = os.path.basename(os.path.normpath(path))
+        self.path = self.dirname
         self.name = f"upload-directory-{self.dirname}"
         self.restart_workers = bool(restart_workers)
         self.update_path = bool(update_path)
@@ -263,9 +362,15 @@ class UploadDirectory(PluginRecipe):
                     z.write(full, os.path.join(self.dirname, rel))
         self.data = buffer.getvalue()
 
-    def as_plugin(self) -> WorkerPlugin | NannyPlugin:
+    def _for_workers(self) -> WorkerPlugin | NannyPlugin:
         cls = _UnpackInNanny if self.restart_workers else _UnpackInWorker
-        return cls(self.data, self.name, self.update_path)
+        return cls(self.data, self.name, self.update_path, self.dirname)
+
+    def as_plugin(self) -> WorkerPlugin | NannyPlugin | SchedulerPlugin:
+        if self.mode == "workers":
+            return self._for_workers()
+        workers = self._for_workers() if self.mode == "all" else None
+        return _UnpackInScheduler(self.data, self.name, self.dirname, self.update_path, workers)
 
 
 # ---------------------------------------------------------------------- forwarding output and logs

@@ -5,8 +5,9 @@ Each worker keeps its own bounded ring buffer of records (`WorkerState.task_stre
 scheduler fetches the buffers on demand (`get_task_stream` request) and merges them.
 A record is a dict::
 
-    {"key", "worker", "thread", "status": "OK" | "error",
-     "startstops": [{"action": "transfer", "start", "stop", "source"}, ...,
+    {"key", "worker", "thread", "status": "OK" | "error", "stimulus_id",
+     "metadata": {...},   # what the task (or a worker plugin) put in its task's `metadata`
+     "startstops": [{"action": "transfer", "start", "stop", "source", "nbytes"}, ...,
                     {"action": "compute", "start", "stop"}],
      "nbytes", "type", "typename"}                      # status "OK"
      "exception_text", "traceback_text"                  # status "error"
@@ -14,22 +15,35 @@ A record is a dict::
 Times are wall-clock seconds (`time.time()` on the worker). `TaskStreamFigure` renders
 records as one self-contained HTML page (inline SVG, no scripts, no network), with every
 user string escaped.
+
+`TaskStreamPlugin` is distributed's scheduler plugin of the same name, opt in here: once
+registered (``client.register_plugin(TaskStreamPlugin())``) it copies the workers'
+records into its own bounded `buffer` on the scheduler shortly after each task ends (a
+finished task's transition starts one pull from the workers, and the pulls never
+overlap, so a burst of tasks costs one pull), so the stream outlives the workers that
+left and `collect` / `rectangles` answer on the scheduler as distributed's do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import datetime
 import html
+import logging
 import time
 import warnings
 from typing import Any
 
-from dask.utils import parse_timedelta
+from dask.utils import format_time, parse_timedelta
 
+from shoal.diagnostics.plugin import SchedulerPlugin
 from shoal.diagnostics.svg_page import SVGFigure, hue
 from shoal.utils import key_prefix
 
-__all__ = ["TaskStreamFigure", "get_task_stream"]
+__all__ = ["TaskStreamFigure", "TaskStreamPlugin", "color_of_message", "get_task_stream", "rectangles"]
+
+logger = logging.getLogger("shoal.diagnostics")
 
 
 def parse_time(t: Any) -> float | None:
@@ -236,15 +250,173 @@ def render_svg(records: list[dict]) -> str:
     return "".join(out)
 
 
-# distributed's names at this path (shoal._names): re-exports and named stubs
-from shoal._names import lazy_exports  # noqa: E402
+# ---------------------------------------------------------------------------- the scheduler plugin
 
-__getattr__, _ = lazy_exports(
-    __name__,
-    {},
-    {
-        'TaskStreamPlugin': 'shoal records the task stream on the workers; use Client.get_task_stream() or `with get_task_stream()`',
-        'color_of_message': "an internal of distributed's dashboard",
-        'rectangles': "an internal of distributed's dashboard; TaskStreamFigure draws the stream",
-    },
-)
+#: distributed's effective default length (`dashboard.tasks.task-stream-length`)
+DEFAULT_MAXLEN = 100_000
+
+
+class TaskStreamPlugin(SchedulerPlugin):
+    """Collect task-stream records on the scheduler (see the module docstring).
+
+    ``TaskStreamPlugin(scheduler=None, maxlen=100_000)``: `buffer` holds the newest
+    `maxlen` records in the order they arrived, `index` counts every record ever added.
+    Register it with ``client.register_plugin(TaskStreamPlugin())`` (or, on the scheduler,
+    ``await scheduler.plugin_host.add(plugin, plugin.name)``). `collect(start, stop,
+    count, start_index)` and `rectangles(istart, istop, workers, start_boundary)` read the
+    buffer as distributed's do. `await plugin.flush()` returns once every task finished
+    so far is in the buffer.
+    """
+
+    name = "task-stream"
+
+    def __init__(self, scheduler: Any = None, maxlen: int | None = None):
+        self.scheduler = scheduler
+        self.buffer: collections.deque = collections.deque(maxlen=DEFAULT_MAXLEN if maxlen is None else int(maxlen))
+        self.index = 0
+        #: records the workers' ring buffers lost before they were pulled, by worker
+        self.dropped: dict[str, int] = {}
+        self._marks: dict[str, int] = {}
+        self._wanted = 0  # finished tasks seen
+        self._pulled_for = 0  # of those, how many a finished pull covers
+        self._pull: asyncio.Task | None = None
+
+    def __getstate__(self) -> dict:  # registered through a client: pickled without its scheduler
+        state = dict(self.__dict__)
+        state.update(scheduler=None, _pull=None)
+        return state
+
+    def start(self, scheduler: Any) -> None:  # type: ignore[override]
+        self.scheduler = scheduler
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if start == "processing" and finish in ("memory", "erred"):
+            self._wanted += 1
+            if self._pull is None or self._pull.done():
+                self._pull = asyncio.ensure_future(self._pull_loop())
+
+    async def _pull_loop(self) -> None:
+        while self._pulled_for < self._wanted and self.scheduler is not None:
+            target = self._wanted
+            try:
+                reply = await self.scheduler.get_task_stream(since=dict(self._marks))
+            except Exception as e:  # noqa: BLE001 - a closing scheduler; tried again on the next task
+                logger.info("task-stream plugin: could not pull records: %s", e)
+                return
+            self._marks.update(reply["counts"])
+            for worker, n in reply["dropped"].items():
+                if n:
+                    self.dropped[worker] = self.dropped.get(worker, 0) + n
+                    logger.warning("task-stream plugin: %d records of %s were gone before they were pulled", n, worker)
+            self.buffer.extend(reply["records"])
+            self.index += len(reply["records"])
+            self._pulled_for = target
+
+    async def flush(self) -> None:
+        """Wait until the records of every task finished so far are in `buffer`;
+        `RuntimeError` if the workers could not be asked."""
+        while self._pulled_for < self._wanted and self.scheduler is not None:
+            before = self._pulled_for
+            if self._pull is None or self._pull.done():
+                self._pull = asyncio.ensure_future(self._pull_loop())
+            await asyncio.shield(self._pull)
+            if self._pulled_for == before:
+                raise RuntimeError("task-stream plugin: the workers' records could not be pulled (see the log)")
+
+    async def close(self) -> None:  # type: ignore[override]
+        pull, self._pull = self._pull, None
+        if pull is not None and not pull.done():
+            pull.cancel()
+            await asyncio.gather(pull, return_exceptions=True)
+
+    def collect(
+        self, start: Any = None, stop: Any = None, count: int | None = None, start_index: int | None = None
+    ) -> list[dict]:
+        """Records from the buffer: those with index >= `start_index`; else those whose
+        compute ended in [`start`, `stop`] (epoch seconds or a duration before now such as
+        ``"60s"``), at most `count` (the newest, or the first `count` after `start`)."""
+        buffer = self.buffer
+        if start_index is not None:
+            first = max(0, min(start_index - (self.index - len(buffer)), len(buffer)))
+            return [buffer[i] for i in range(first, len(buffer))]
+
+        def position(t: float) -> int:
+            lo, hi = 0, len(buffer)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if max(ss["stop"] for ss in buffer[mid]["startstops"]) < t:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+
+        i = None if start is None else position(parse_time(start))  # type: ignore[arg-type]
+        j = None if stop is None else position(parse_time(stop))  # type: ignore[arg-type]
+        if count is not None:
+            if i is None and j is None:
+                j = len(buffer)
+                i = j - count
+            elif i is None:
+                i = j - count  # type: ignore[operator]
+            elif j is None:
+                j = i + count
+        i = max(0, i or 0)
+        j = min(len(buffer) if j is None else j, len(buffer))
+        return [buffer[k] for k in range(i, j)]
+
+    def rectangles(self, istart: int | None, istop: int | None = None, workers: dict | None = None,
+                   start_boundary: float = 0) -> dict:  # fmt: skip
+        """The bars of records `istart` to `istop` (indices as in `index`), as `rectangles`."""
+        offset = self.index - len(self.buffer)
+        if istop is None:
+            istop = self.index
+        first = max(0, (istart or 0) - offset)
+        msgs = [self.buffer[i] for i in range(first, max(first, istop - offset))]
+        return rectangles(msgs, workers=workers, start_boundary=start_boundary)
+
+
+_BAR_COLORS = {"transfer": "red", "disk-write": "orange", "disk-read": "orange", "deserialize": "gray"}
+_BAR_ALPHAS = {"transfer": 0.4, "compute": 1, "deserialize": 0.4, "disk-write": 0.4, "disk-read": 0.4}
+
+
+def color_of_message(msg: dict) -> str:
+    """The colour of a record's compute bar: one per task prefix, black for an error."""
+    if msg.get("status") != "OK":
+        return "black"
+    return hue(key_prefix(msg["key"]))
+
+
+def rectangles(msgs: Any, workers: dict | None = None, start_boundary: float = 0) -> dict:
+    """The bars of task-stream records as columns (distributed's layout): `start` (the
+    bar's middle) and `duration` in milliseconds, `duration_text`, `key`, `name` (the
+    prefix, with the action before it for other than compute), `color`, `alpha`,
+    `worker`, `worker_thread` and its row `y` (`workers` maps worker-thread to row and
+    is extended); actions starting before `start_boundary` are left out."""
+    if workers is None:
+        workers = {}
+    columns: dict[str, list] = {c: [] for c in (
+        "start", "duration", "duration_text", "key", "name", "color", "alpha", "worker", "worker_thread", "y",
+    )}  # fmt: skip
+    for msg in msgs:
+        if "worker" not in msg or "thread" not in msg:
+            continue
+        key = msg["key"]
+        name = key_prefix(key)
+        row = f"{msg['worker']}-{msg['thread']}"
+        if row not in workers:
+            workers[row] = len(workers) / 2
+        for ss in msg.get("startstops", ()):
+            if ss["start"] < start_boundary:
+                continue
+            action = ss.get("action", "compute")
+            columns["start"].append((ss["start"] + ss["stop"]) / 2 * 1000)
+            columns["duration"].append(1000 * (ss["stop"] - ss["start"]))
+            columns["duration_text"].append(format_time(ss["stop"] - ss["start"]))
+            columns["key"].append(key)
+            columns["name"].append(name if action == "compute" else f"{action}-{name}")
+            columns["color"].append(color_of_message(msg) if action == "compute" else _BAR_COLORS.get(action, "gray"))
+            columns["alpha"].append(_BAR_ALPHAS.get(action, 0.4))
+            columns["worker"].append(msg["worker"])
+            columns["worker_thread"].append(row)
+            columns["y"].append(workers[row])
+    return columns

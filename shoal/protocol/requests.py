@@ -217,6 +217,7 @@ _op("log_event", frozenset({CLIENT, WORKER, NANNY}), topic=one_of(string, seq_of
 _op("forward_log", frozenset({WORKER, NANNY}), record=msgpack_data)
 _op("register_nanny", frozenset({ANONYMOUS}), nanny_id=string)
 _op("worker_exit_reason", frozenset({NANNY}), worker=string, reason=string)
+_op("retire_self", frozenset({WORKER}), close=boolean)
 
 
 # ---------------------------------------------------------------------------- served by workers

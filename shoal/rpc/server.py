@@ -5,8 +5,8 @@ request `handlers` (op → ``handler(peer, **kwargs)``), `extensions` hosted by 
 (`add_extension`: their handlers join `handlers`; they start with the server and close
 before it, in reverse order), and `background` tasks it owns (`spawn`: cancelled and
 awaited when it closes). ``await server``, ``async with server`` and `finished()` work
-the same on all of them. Subclasses implement `start()` (returning the server, a no-op
-when running) and `close()`, calling `start_extensions()` / `close_extensions()` /
+the same on all of them. `start()` is shared (a failed start closes the server and raises
+`RuntimeError`); subclasses implement `_start()` (returning the server) and `close()`, calling `start_extensions()` / `close_extensions()` /
 `background.close()` / `closed()` at their points.
 """
 
@@ -63,7 +63,22 @@ class Server:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self) -> Any:  # pragma: no cover - every server has its own
+    async def start(self) -> Any:
+        """Start and serve (`_start`, each server's own), returning the server; a no-op
+        when running. A failure closes what started and raises ``RuntimeError("<Kind>
+        failed to start: ...")`` chaining the cause, as in distributed."""
+        if self.status == "running":
+            return self
+        try:
+            return await self._start()
+        except Exception as e:
+            try:
+                await self.close()
+            except Exception:  # noqa: BLE001 - the start's failure is the one to report
+                logger.debug("closing %s after a failed start", self.kind, exc_info=True)
+            raise RuntimeError(f"{self.kind.capitalize()} failed to start: {e}") from e
+
+    async def _start(self) -> Any:  # pragma: no cover - every server has its own
         raise NotImplementedError
 
     async def close(self) -> None:  # pragma: no cover - every server has its own

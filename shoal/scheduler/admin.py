@@ -38,7 +38,7 @@ logger = logging.getLogger("shoal.scheduler")
 #: the request handlers this extension adds
 OPS = (
     "replicate", "rebalance", "nbytes", "call_stack", "set_metadata", "get_metadata",
-    "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup",
+    "versions", "key_versions", "cluster_story", "dump_cluster_state", "add_worker_setup", "retire_self",
     "remove_worker_setup", "subscribe_logs", "forward_log",
     "benchmark_hardware", "retire_workers", "get_scheduler_logs", "get_worker_logs",
 )  # fmt: skip
@@ -254,6 +254,16 @@ class AdminServer(SchedulerExtension):
         sched.log_event("all", {"action": "retire-workers", "workers": sorted(out)})
         logger.info("Retired workers %s", sorted(out))
         return out
+
+    async def retire_self(self, peer: Peer, close: bool = True) -> dict:
+        """A worker asks to be retired (its `lifetime` is over): its data moves to the
+        others, then it is closed through its nanny (`close`), or only disconnected (not
+        `close`: it exits and its nanny starts a fresh one)."""
+        sched = self.scheduler
+        address = next((a for a, p in sched.workers.items() if p is peer), None)
+        if address is None:
+            return {}
+        return await self.retire_workers(None, workers=[address], close_workers=close, remove=True)
 
     def _set_retiring(self, addresses: Any, retiring: bool) -> None:
         if addresses:

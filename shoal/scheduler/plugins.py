@@ -91,6 +91,19 @@ class PluginHost(SchedulerExtension):
             result = start(self.scheduler)
             if inspect.isawaitable(result):
                 await result
+        self.register(plugin, name)
+
+    def register(self, plugin: Any, name: str) -> None:
+        """Hook `plugin` in under `name` without calling its `start` (distributed's
+        synchronous `Scheduler.add_plugin`); a plugin of that name is replaced, its
+        `close()` run in the background."""
+        if name in self.plugins:
+            old = self._forget(name)
+            close = getattr(old, "close", None)
+            if close is not None:
+                result = close()
+                if inspect.isawaitable(result):
+                    self._tasks.spawn(_logged(result, name, "close"))
         self.plugins[name] = plugin
         for hook in _HOOKS:
             if overrides_hook(plugin, hook):

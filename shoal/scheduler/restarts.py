@@ -46,10 +46,33 @@ class Restarts:
     async def restart(self, timeout: float = 30.0, wait_for_workers: bool = True) -> None:
         """Forget all tasks, then `restart_workers` on every worker."""
         logger.info("Restarting all workers and forgetting all tasks")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        n_before = len(self.state.workers)
         sid = self.forget_all_tasks()
         self._call_extensions("restart", sid)
-        await self.restart_workers(None, timeout=timeout, wait_for_workers=wait_for_workers)
+        out = await self.restart_workers(None, timeout=timeout, wait_for_workers=False)
         self.log_event("all", {"action": "restart"})
+        # as distributed: as many workers as before must be back, nanny or not (a
+        # deployment system may start new ones for those that were shut down)
+        while wait_for_workers and len(self.state.workers) < n_before:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                missing = n_before - len(self.state.workers)
+                msg = (
+                    f"Waited for {n_before} worker(s) to reconnect after restarting but, after {timeout:g}s, "
+                    f"{missing} have not returned. Consider a longer timeout, or `wait_for_workers=False`."
+                )
+                removed = sum(v == "removed" for v in out.values())
+                if removed:
+                    msg += (
+                        f" The {removed} worker(s) not using Nannies were just shut down instead of restarted "
+                        "(restart is only possible with Nannies). If your deployment system does not "
+                        "automatically re-launch terminated processes, then those workers will never come back, "
+                        "and `Client.restart` will always time out. Do not use `Client.restart` in that case."
+                    )
+                raise TimeoutError(msg)
+            await self.workers_changed(remaining)
 
     async def restart_workers(
         self,

@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 
-from shoal import log_buffer, secret_files
+from shoal import log_buffer, secret_files, server_options
 from shoal import config as _config
 from shoal.comm import listen
 from shoal.comm.addressing import is_loopback_address, parse_address
@@ -42,6 +42,7 @@ from shoal.scheduler.events import ClientMsg
 from shoal.scheduler.extension import call_hook, overridden_hooks
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.scheduler.liveness import parse_ttl
+from shoal.scheduler.options import SchedulerOptions
 from shoal.scheduler.plugins import PluginHost
 from shoal.scheduler.memory_sampler import MemorySamplers
 from shoal.scheduler.profiling import ProfileServer
@@ -91,16 +92,52 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
         protocol: str | None = None,
         config: dict | None = None,
         blocked_handlers: Any = None,
+        scheduler_file: str | None = None,
+        preload: Any = None,
+        preload_argv: Any = None,
+        allowed_failures: int | None = None,
+        worker_ttl: Any = None,
+        idle_timeout: Any = None,
+        security: Any = None,
+        interface: str | None = None,
+        dashboard: bool | None = None,
+        services: Any = None,
+        service_kwargs: Any = None,
+        extensions: Any = None,
+        http_prefix: str | None = None,
+        contact_address: str | None = None,
+        transition_counter_max: Any = None,
+        jupyter: bool | None = None,
     ):
-        """`address` (``"tcp://127.0.0.1:0"`` by default), or distributed's `host`, `port`
-        and `protocol` to build it; `config`: dask configuration (``{"shoal.scheduler.
-        allowed-failures": 5}``, ...) in force while the scheduler is built; handlers
-        named in `blocked_handlers` (and ``shoal.scheduler.blocked-handlers``) refuse
-        every request."""
-        if config:
+        """`address` (``"tcp://127.0.0.1:0"`` by default), or distributed's `host` (or
+        `interface`), `port` and `protocol` to build it; `config`: dask configuration
+        (``{"shoal.scheduler.allowed-failures": 5}``, ...) in force while the scheduler is
+        built; handlers named in `blocked_handlers` (and ``shoal.scheduler.blocked-handlers``)
+        refuse every request. `scheduler_file`, `preload`, `allowed_failures`, `worker_ttl`
+        and `idle_timeout` are `shoal.scheduler.options`'; `dashboard=False` means no
+        dashboard; options of distributed's shoal does not honour are refused by name
+        (`shoal.server_options`)."""
+        if "options" not in self.__dict__:  # the first pass (the second runs under `config`)
+            server_options.refuse(
+                "Scheduler", services=services, service_kwargs=service_kwargs, extensions=extensions,
+                http_prefix=http_prefix, contact_address=contact_address,
+                transition_counter_max=transition_counter_max, jupyter=jupyter,
+            )  # fmt: skip
+            self.options = SchedulerOptions(
+                scheduler_file=scheduler_file, preload=preload, preload_argv=preload_argv,
+                allowed_failures=allowed_failures, worker_ttl=worker_ttl, idle_timeout=idle_timeout,
+            )  # fmt: skip
+        if secret is None and security is not None:
+            secret = getattr(security, "secret", None)
+        if host is None and interface:
+            host = server_options.host_of_interface(interface)
+        if dashboard is False:
+            dashboard_address = None
+        overrides = {**(config or {}), **self.options.take_overrides()}
+        if overrides:
             import dask.config
 
-            with dask.config.set(config):
+            with dask.config.set(overrides):
                 self.__init__(  # type: ignore[misc]
                     address, secret=secret, insecure=insecure, validate=validate,
                     dashboard_address=dashboard_address, plugins=plugins, host=host, port=port,
@@ -108,6 +145,7 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
                 )  # fmt: skip
             return
         config = _config
+        self.options.read_config()
         if address is None:
             scheme = (protocol or "tcp").removesuffix("://")
             where = f"{host or '127.0.0.1'}:{port or 0}"
@@ -227,24 +265,13 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
         (None before start, or when `address` is in-process itself)."""
         return self.local_listener.address if self.local_listener is not None else None
 
-    async def start(self) -> Scheduler:
-        """Listen and serve; a failure closes what started and raises
-        ``RuntimeError("Scheduler failed to start: ...")`` chaining the cause, as in
-        distributed."""
-        if self.status == "running":
-            return self
-        try:
-            return await self._start()
-        except Exception as e:
-            await self.close()
-            raise RuntimeError(f"Scheduler failed to start: {e}") from e
-
     def _block_handlers(self) -> None:
         for name in self._blocked:
             if name in self.handlers:
                 self.handlers[name] = _blocked_handler(name)
 
     async def _start(self) -> Scheduler:
+        """Listen and serve (`Server.start` wraps it: a failure closes and raises)."""
         self._block_handlers()
         if self.secret is None and not self.insecure and not is_loopback_address(self._requested_address):
             raise ValueError(
@@ -274,12 +301,38 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
             name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
             await self.plugin_host.add(plugin, name)
         await self._start_dashboard()
+        await self.options.started(self)  # the scheduler file, preloads, the idle timeout
         return self
 
     @property
     def plugins(self) -> dict[str, Any]:
         """The scheduler plugins, by name."""
         return self.plugin_host.plugins
+
+    def add_plugin(self, plugin: Any, *, idempotent: bool = False, name: str | None = None, **kwargs: Any) -> None:
+        """Add a scheduler plugin from the scheduler's side (a preload's `dask_setup`, a
+        test), as distributed's synchronous `add_plugin`: its `start` is not called (the
+        client's `register_plugin` awaits it). A plugin of the same name is kept with
+        `idempotent`, else replaced with a warning."""
+        if kwargs:
+            raise TypeError(f"add_plugin() got unexpected keyword arguments {sorted(kwargs)}")
+        if name is None:
+            name = getattr(plugin, "name", None) or f"{type(plugin).__name__}-{uuid.uuid4()}"
+        if name in self.plugin_host.plugins:
+            if idempotent:
+                return
+            import warnings
+
+            warnings.warn(f"Scheduler already contains a plugin with name {name}; overwriting.", UserWarning,
+                          stacklevel=2)  # fmt: skip
+        self.plugin_host.register(plugin, name)
+
+    def remove_plugin(self, name: str | None = None) -> None:
+        """Remove scheduler plugin `name` (`ValueError` if there is none); its `close()`
+        runs in the background."""
+        if name is None or name not in self.plugin_host.plugins:
+            raise ValueError(f"Could not find plugin {name!r} among the current scheduler plugins")
+        self.spawn(self.plugin_host.remove(name))
 
     async def _start_dashboard(self) -> None:
         from shoal.dashboard import Dashboard, parse_dashboard_address
@@ -306,6 +359,7 @@ class Scheduler(Connections, Queries, Restarts, WorkerOps, TopicServer, Server):
         if self.status in ("closing", "closed"):
             return
         self.status = "closing"
+        await self.options.closing(self)
         if self.dashboard is not None:
             await self.dashboard.close()
         if self.listener is not None:

@@ -45,9 +45,6 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import Pickled
 from shoal.scheduler import placement
 from shoal.scheduler.client_events import ClientEvents
-from shoal.scheduler.events import (
-    SchedulerEvent,
-)
 from shoal.scheduler.instructions import Instruction, ToClient, ToWorker
 from shoal.scheduler.records import (
     ACTIVE,
@@ -64,6 +61,7 @@ from shoal.scheduler.records import (
 from shoal.scheduler.transitions import Transitions
 from shoal.scheduler.validate import InvalidState, validate_state
 from shoal.scheduler.worker_events import WorkerEvents
+from shoal.stimulus import StateMachine
 from shoal.utils import Key
 
 __all__ = [
@@ -79,7 +77,7 @@ __all__ = [
 ]
 
 
-class SchedulerState(ClientEvents, WorkerEvents, Transitions):
+class SchedulerState(ClientEvents, WorkerEvents, Transitions, StateMachine):
     """See the module docstring. `clock` returns seconds (monotonic)."""
 
     def __init__(
@@ -133,21 +131,11 @@ class SchedulerState(ClientEvents, WorkerEvents, Transitions):
         #: run ids handed out with `compute-task` (one counter: unique per run of any task)
         self._run_id = 0
         self._out: list[Instruction] = []
-        #: True while `handle_stimulus` runs (the recursion guard)
-        self._handling = False
         #: keys each worker must forget, sent at the end of the stimulus
         self._free_on: dict[SchedWorker, dict[Key, None]] = {}
 
     # ------------------------------------------------------------------ the one door
-
-    def handle_stimulus(self, *events: SchedulerEvent) -> list[Instruction]:
-        if self._handling:
-            raise ReentrantStimulus(f"handle_stimulus({events!r}) called while handling a stimulus")
-        self._handling = True
-        try:
-            return self._handle(events)
-        finally:
-            self._handling = False
+    # (`handle_stimulus`, with its recursion guard, is `shoal.stimulus.StateMachine`'s)
 
     def _handle(self, events: tuple) -> list[Instruction]:
         for ev in events:

@@ -49,11 +49,11 @@ OWNER_LOST_TIMEOUT = 120.0
 
 
 #: bytes of pieces a worker may have on their way before its next transfer waits (at
-#: most; a sixteenth of the memory limit when that is less)
+#: most; a thirty-second of the memory limit when that is less)
 IN_FLIGHT = 128 * 2**20
 
 #: bytes of pieces freed (sent, assembled, spilled) between two trims of the C heap
-TRIM_EVERY = 64 * 2**20
+TRIM_EVERY = 32 * 2**20
 
 
 def _compact(payload: list) -> list:
@@ -129,7 +129,7 @@ class ShuffleWorkerExtension(WorkerExtension):
         self._landed = asyncio.Event()
         limit = int(worker.memory_limits.limit or 0)
         #: bytes of pieces on their way before a transfer waits
-        self.in_flight_limit = min(IN_FLIGHT, limit // 16) if limit else IN_FLIGHT
+        self.in_flight_limit = min(IN_FLIGHT, limit // 32) if limit else IN_FLIGHT
         #: bytes of pieces freed since the C heap was last trimmed
         self._freed = 0
         #: times the C heap was trimmed (for tests and metrics)

@@ -1,4 +1,5 @@
-"""Finding instructions in what a `handle_stimulus` call returned."""
+"""Finding instructions in what a `handle_stimulus` call returned, and recording the
+transitions a state machine makes (`TransitionRecorder`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from shoal.scheduler.instructions import ToClient, ToWorker
 from shoal.worker.state import SendToScheduler
 
-__all__ = ["matches", "to_client", "to_scheduler", "to_worker"]
+__all__ = ["TransitionRecorder", "matches", "to_client", "to_scheduler", "to_worker"]
 
 
 def matches(msg: Any, kind: type | None = None, **fields: Any) -> bool:
@@ -40,3 +41,22 @@ def to_scheduler(out: list, kind: type | None = None, **fields: Any) -> list:
 
 
 _MISSING = object()
+
+
+class TransitionRecorder:
+    """A read-only observer that records every transition as ``(key, start, finish,
+    stimulus_id)`` in `seen`: append it to a `SchedulerState`'s observers (it has their
+    `transition` / `new_keys` hooks) or to a `WorkerState`'s (it is callable with a story
+    entry)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def transition(self, ts: Any, start: str, stimulus_id: str) -> None:
+        self.seen.append((ts.key, start, ts.state, stimulus_id))
+
+    def new_keys(self, client_id: str, keys: Any) -> None:
+        pass
+
+    def __call__(self, key: Any, start: str, finish: str, stimulus_id: str, *detail: Any) -> None:
+        self.seen.append((key, start, finish, stimulus_id))

@@ -22,6 +22,13 @@ async def _main(args: argparse.Namespace) -> None:
     from shoal.worker.server import Worker
 
     secret_hex = os.environ.pop("SHOAL_SECRET", "")
+    options = {}
+    if args.options:  # more Worker options from the nanny (pickled: they may be objects), read once
+        import cloudpickle
+
+        with open(args.options, "rb") as f:
+            options = cloudpickle.load(f)
+        os.unlink(args.options)
     worker = Worker(
         args.scheduler,
         nthreads=args.nthreads,
@@ -34,6 +41,7 @@ async def _main(args: argparse.Namespace) -> None:
         nanny=args.nanny,
         death_timeout=args.death_timeout,
         port=args.port,
+        **options,
     )
     await worker.start()
     if args.announce_fd is not None:
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--death-timeout", type=float, default=None)
     p.add_argument("--announce-fd", type=int, default=None)
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--options", default=None, help="a file of more Worker options (pickled, removed once read)")
     args = p.parse_args(argv)
     from shoal import config
     from shoal._loop import run_process

@@ -9,6 +9,7 @@ task completions (one loop wake-up per batch). A mixin of `shoal.worker.server.W
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import queue
@@ -73,7 +74,7 @@ class Actors:
         thread_state.actor = True
         get = self._actor_queue.get  # type: ignore[union-attr]
         actors = self.state.actors  # type: ignore[union-attr]
-        done = self._actor_done
+        put = self.actor_results.put
         while True:
             item = get()
             if item is None:
@@ -94,17 +95,11 @@ class Actors:
                 reply = m.ActorResult(msg.id, True, dumps(value))
             except BaseException as e:  # noqa: BLE001 - the method's failure is its result
                 reply = m.ActorResult(msg.id, False, pack_exception(e)[0])
-            done.append((peer, reply))
-            if not self._actor_wake_pending:
-                self._actor_wake_pending = True
-                try:
-                    self.loop.call_soon_threadsafe(self._send_actor_results)  # type: ignore[union-attr]
-                except RuntimeError:  # the loop is closed: the worker is going away
-                    return
+            if not put((peer, reply)):
+                return  # the loop is closed: the worker is going away
 
-    def _send_actor_results(self) -> None:
-        self._actor_wake_pending = False
-        done = self._actor_done
+    def _send_actor_results(self, done: collections.deque) -> None:
+        """The loop's side of `actor_results`: each reply on its connection."""
         while done:
             peer, reply = done.popleft()
             if not peer.closed:

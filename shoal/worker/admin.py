@@ -11,6 +11,8 @@ import sys
 import traceback as tb_module
 from typing import Any
 
+import msgpack
+
 from shoal import _gc, config, log_buffer
 from shoal import profile as profile_mod
 from shoal.protocol.serialize import Pickled, dumps, loads
@@ -145,14 +147,14 @@ class Admin:
 
 
 def stream_record(r: tuple, worker: str) -> dict:
-    key, thread, start, stop, status, nbytes, type_name, transfers, error, stimulus_id = r
+    key, thread, start, stop, status, nbytes, type_name, transfers, error, stimulus_id, metadata = r
     startstops = [
         {"action": "transfer", "start": a, "stop": b, "source": src, "nbytes": n} for a, b, src, n in transfers or ()
     ]
     startstops.append({"action": "compute", "start": start, "stop": stop})
     rec = {
         "key": key, "worker": worker, "thread": thread, "status": status, "startstops": startstops,
-        "stimulus_id": stimulus_id,
+        "stimulus_id": stimulus_id, "metadata": wire_metadata(metadata),
     }  # fmt: skip
     if error is None:
         rec["nbytes"] = nbytes
@@ -162,3 +164,18 @@ def stream_record(r: tuple, worker: str) -> dict:
         frames = shorten(frames, config.get("admin.traceback.shorten") or [])  # the task's own frames
         rec["traceback_text"] = "".join(f'  File "{f}", line {n}, in {name}\n' for f, n, name in frames)
     return rec
+
+
+def wire_metadata(metadata: dict | None) -> dict:
+    """A task's metadata as the task stream sends it: values msgpack cannot carry become
+    their `repr` (one odd value must not cost the whole stream)."""
+    if not metadata:
+        return {}
+    out = {}
+    for k, v in metadata.items():
+        try:
+            msgpack.packb(v)
+        except (TypeError, ValueError, OverflowError):
+            v = repr(v)
+        out[k if isinstance(k, (str, int)) else repr(k)] = v
+    return out

@@ -76,6 +76,14 @@ class FunctionCache:
 class Execution:
     """The thread pool side of `Worker` (see the module docstring)."""
 
+    def get_current_task(self) -> Any:
+        """The key of the task running in this thread (distributed's `Worker.get_current_task`);
+        with `state.tasks[key].metadata` a task attaches values to its task-stream record."""
+        key = getattr(task_state, "key", None)
+        if key is None:
+            raise RuntimeError("get_current_task() is called from a task only")
+        return key
+
     def _start_pool_thread(self) -> None:
         t = threading.Thread(target=self._work, name=f"shoal-task-{len(self._threads)}", daemon=True)
         self._threads = [th for th in self._threads if th.is_alive()]
@@ -86,6 +94,7 @@ class Execution:
         thread_state.worker = self
         thread_state.seceded = False
         get = self._queue.get
+        put = self.completions.put
         while True:
             inst = get()
             if inst is None:
@@ -95,14 +104,8 @@ class Execution:
                     self._rejoin_waiters.popleft().set()
                     return  # the rejoining thread takes this thread's place in the pool
                 continue
-            event = self._execute(inst)
-            self._done.append(event)
-            if not self._wake_pending:
-                self._wake_pending = True
-                try:
-                    self.loop.call_soon_threadsafe(self._drain_done)  # type: ignore[union-attr]
-                except RuntimeError:  # the loop is closed: the worker is going away
-                    return
+            if not put(self._execute(inst)):
+                return  # the loop is closed: the worker is going away
             if thread_state.seceded:
                 return  # this thread left the pool; its replacement serves the queue
 
@@ -132,9 +135,8 @@ class Execution:
         if self.status == "running":
             self._handle(events)
 
-    def _drain_done(self) -> None:
-        self._wake_pending = False
-        done = self._done
+    def _drain_done(self, done: collections.deque) -> None:
+        """The loop's side of `completions`: one stimulus for the batch."""
         events = []
         sid = f"execute-{next(self._sid)}"  # one stimulus id per batch of completions
         while done:

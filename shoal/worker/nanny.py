@@ -45,8 +45,10 @@ import dask.config
 import psutil
 from dask.utils import format_bytes
 
-from shoal import config, log_buffer, secret_files
+from shoal import config, log_buffer, secret_files, server_options
 from shoal import config as _config
+from shoal.preloading import Preloads
+from shoal.worker.options import checked_worker_kwargs, is_shoal_worker, write_worker_options
 from shoal.status import StatusAttribute
 from shoal._loop import wait_exit
 from shoal.comm import connect
@@ -102,14 +104,14 @@ class Nanny(Server):
 
     def __init__(
         self,
-        scheduler_address: str,
+        scheduler_address: str | None = None,
         *,
         nthreads: int = 1,
         name: Any = None,
         memory_limit: int = 0,
         resources: dict | None = None,
         secret: bytes | None = None,
-        host: str = "127.0.0.1",
+        host: str | None = None,
         local_directory: str | None = None,
         env: dict[str, str] | None = None,
         death_timeout: float | None = None,
@@ -119,25 +121,74 @@ class Nanny(Server):
         port: Any = None,
         worker_port: int | None = None,
         config: dict | None = None,
+        scheduler_ip: str | None = None,
+        scheduler_port: int | None = None,
+        scheduler_file: str | None = None,
+        security: Any = None,
+        interface: str | None = None,
+        protocol: str | None = None,
+        validate: bool = False,
+        quiet: bool = False,
+        silence_logs: Any = None,
+        preload: Any = None,
+        preload_argv: Any = None,
+        preload_nanny: Any = None,
+        preload_nanny_argv: Any = None,
+        services: Any = None,
+        reconnect: Any = None,
+        contact_address: str | None = None,
+        listen_address: str | None = None,
+        worker_class: Any = None,
+        **worker_kwargs: Any,
     ):
         """As distributed's `Nanny`: `worker_port` is the port its worker process listens
         on; `port` is accepted for compatibility, though a shoal nanny listens on no port
         (it connects out to the scheduler); `config` is dask configuration set in the
-        worker processes it starts (on top of this process's, which they inherit)."""
+        worker processes it starts (on top of this process's, which they inherit).
+        The scheduler is `scheduler_address`, or `scheduler_ip` (+ `scheduler_port`), or
+        read from `scheduler_file` (with its secret) when the nanny starts. `preload` runs
+        in each worker process, `preload_nanny` in this one (`shoal.preloading`); other
+        keyword arguments are the worker's (`shoal.worker.server.Worker`'s parameters,
+        checked here). Options of distributed's shoal does not honour are refused by name
+        (`shoal.server_options`)."""
+        server_options.refuse(
+            "Nanny", services=services, reconnect=reconnect, contact_address=contact_address,
+            listen_address=listen_address,
+        )  # fmt: skip
+        if worker_class is not None and not is_shoal_worker(worker_class):
+            server_options.refuse("Nanny", worker_class=worker_class)
+        server_options.check_protocol("Nanny", protocol)
+        self.worker_kwargs = checked_worker_kwargs(worker_kwargs)
         overrides, config = config, _config
         if port not in (None, 0) and not isinstance(port, (int, str)):
             raise TypeError(f"port must be an int or a str, got {type(port).__name__}")
         self.port = port
         self.worker_port = int(worker_port or 0)
         super().__init__("nanny")
+        if scheduler_address is None:
+            scheduler_address = server_options.scheduler_address(scheduler_ip, scheduler_port)
+        if scheduler_address is None and scheduler_file is None:
+            raise TypeError("Nanny needs the scheduler: scheduler_address, scheduler_ip or scheduler_file")
+        self.scheduler_file = scheduler_file
         self.scheduler_address = scheduler_address
         self.nthreads = int(nthreads)
         self.name = name
         self.memory_limit = int(memory_limit or 0)
         self.resources = resources
+        if secret is None and security is not None:
+            secret = getattr(security, "secret", None)
         # none given: a scheduler this user started on this machine (shoal.secret_files)
-        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
-        self.host = host
+        self.secret = secret if secret is not None or scheduler_address is None else secret_files.lookup(scheduler_address)
+        self.host = host if host is not None else (
+            server_options.host_of_interface(interface) if interface else "127.0.0.1"
+        )  # fmt: skip
+        self.validate = bool(validate)
+        self.quiet = bool(quiet)
+        self.preload = Preloads.from_options(preload, preload_argv)  # checked here, run in the worker process
+        names = [preload] if isinstance(preload, str) else list(preload or ())
+        names = [os.path.abspath(n) if n.endswith(".py") and os.path.isfile(n) else n for n in names]
+        self._preload_names = (names, preload_argv)  # the worker process may start elsewhere
+        self.preload_nanny = Preloads.from_options(preload_nanny, preload_nanny_argv)
         self.local_directory = local_directory
         self.env = dict(env or {})
         #: the configuration as it is now, for every worker this nanny starts, restarts too
@@ -162,6 +213,8 @@ class Nanny(Server):
         self.monitor_interval = (
             config.get_timedelta("worker.memory.monitor-interval") if monitor_interval is None else monitor_interval
         )
+        if log_level is None and silence_logs:
+            log_level = logging.getLevelName(silence_logs) if isinstance(silence_logs, int) else str(silence_logs)
         self.log_level = log_level or logging.getLevelName(logging.getLogger("shoal").getEffectiveLevel())
         self.id = f"Nanny-{uuid.uuid4()}"
         self.process: subprocess.Popen | None = None
@@ -208,6 +261,13 @@ class Nanny(Server):
         info = {"role": "nanny", "id": self.id, "versions": get_versions()}
         timeout = self.death_timeout or config.get_timedelta("comm.timeouts.connect")
         try:
+            if self.scheduler_address is None:
+                from shoal.scheduler_file import read_scheduler_file, secret_from
+
+                found = await asyncio.to_thread(read_scheduler_file, self.scheduler_file, self.death_timeout)
+                self.scheduler_address = found["address"]
+                if self.secret is None:
+                    self.secret = secret_from(found) or secret_files.lookup(self.scheduler_address)
             comm = await connect(self.scheduler_address, secret=self.secret, timeout=timeout, info=info)
             self.scheduler = Peer(comm, self.handlers, accepts=_from_scheduler)
             self.scheduler.start()
@@ -228,6 +288,11 @@ class Nanny(Server):
         self.status = "running"
         self.spawn(self._monitor())
         self.spawn(self._watch_scheduler())
+        try:
+            await self.preload_nanny.start(self)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -235,6 +300,7 @@ class Nanny(Server):
             await self._closed.wait()
             return
         self.status = "closing"
+        await self.preload_nanny.teardown(self)
         await self.background.close()
         await self._stop_worker(timeout)
         for name in list(self.plugins):
@@ -279,6 +345,13 @@ class Nanny(Server):
             cmd += ["--resources", json.dumps(self.resources)]
         if self.death_timeout:
             cmd += ["--death-timeout", str(self.death_timeout)]
+        options = dict(self.worker_kwargs)
+        if self._preload_names[0]:
+            options.update(preload=self._preload_names[0], preload_argv=self._preload_names[1])
+        if self.validate:
+            options["validate"] = True
+        if options:  # a file only its owner reads (the options may hold objects: pickled)
+            cmd += ["--options", write_worker_options(self.worker_dir, options)]
         try:
             self.process = subprocess.Popen(
                 cmd, env=worker_process_env(self.secret, self.env, self._config), stdin=subprocess.DEVNULL, pass_fds=(write_fd,)

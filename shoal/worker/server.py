@@ -37,11 +37,11 @@ import uuid
 from typing import Any
 
 import psutil
-from dask.utils import parse_bytes
+from dask.utils import parse_bytes, parse_timedelta
 
-from shoal import config, log_buffer, secret_files
+from shoal import config, log_buffer, log_terminal, secret_files, server_options
 from shoal import profile as profile_mod
-from shoal._loop import in_loop_thread
+from shoal._loop import Handoff, in_loop_thread
 from shoal.comm import connect, listen
 from shoal.comm.addressing import parse_address
 from shoal.comm.errors import CommClosedError
@@ -55,6 +55,7 @@ from shoal.utils import key_prefix
 from shoal.versions import get_versions
 from shoal.worker.actors import Actors
 from shoal.worker.admin import Admin
+from shoal.worker.options import WorkerOptions
 from shoal.worker.execution import TASK_FRAME_CODE, Execution, FunctionCache, get_worker
 from shoal.worker.memory import MemoryLimits, SpillStore, compression_from_config
 from shoal.worker.plugins import Plugins
@@ -88,20 +89,75 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
 
     def __init__(
         self,
-        scheduler_address: str,
+        scheduler_address: str | None = None,
         *,
         nthreads: int = 1,
         name: Any = None,
         memory_limit: int = 0,
         resources: dict | None = None,
         secret: bytes | None = None,
-        host: str = "127.0.0.1",
+        host: str | None = None,
         local_directory: str | None = None,
         nanny: str | None = None,
         validate: bool | None = None,
         death_timeout: float | None = None,
         port: int | None = None,
+        scheduler_ip: str | None = None,
+        scheduler_port: int | None = None,
+        scheduler_file: str | None = None,
+        security: Any = None,
+        interface: str | None = None,
+        protocol: str | None = None,
+        heartbeat_interval: Any = None,
+        silence_logs: Any = None,
+        preload: Any = None,
+        preload_argv: Any = None,
+        plugins: Any = (),
+        lifetime: Any = None,
+        lifetime_stagger: Any = None,
+        lifetime_restart: bool | None = None,
+        data: Any = None,
+        dashboard_address: Any = None,
+        services: Any = None,
+        executor: Any = None,
+        contact_address: str | None = None,
+        extensions: Any = None,
+        metrics: Any = None,
+        startup_information: Any = None,
+        dashboard: bool | None = None,
+        http_prefix: str | None = None,
+        low_level_profiler: bool | None = None,
+        profile_cycle_interval: Any = None,
+        transition_counter_max: Any = None,
+        scheduler_sni: str | None = None,
+        WorkerStateClass: Any = None,
     ):
+        """The scheduler is `scheduler_address`, or distributed's `scheduler_ip` (+
+        `scheduler_port`), or read from `scheduler_file` (with its secret) at start.
+        `preload`, `plugins`, `lifetime*` and `data` are `shoal.worker.options`'; options
+        of distributed's shoal does not honour are refused by name (`shoal.server_options`)."""
+        server_options.refuse(
+            "Worker", services=services, executor=executor, contact_address=contact_address, extensions=extensions,
+            metrics=metrics, startup_information=startup_information, dashboard=dashboard, http_prefix=http_prefix,
+            low_level_profiler=low_level_profiler, profile_cycle_interval=profile_cycle_interval,
+            transition_counter_max=transition_counter_max, scheduler_sni=scheduler_sni,
+            WorkerStateClass=WorkerStateClass, dashboard_address=dashboard_address,
+        )  # fmt: skip
+        server_options.check_protocol("Worker", protocol, ("tcp", "inproc"))
+        self.options = WorkerOptions(
+            preload=preload, preload_argv=preload_argv, lifetime=lifetime, lifetime_stagger=lifetime_stagger,
+            lifetime_restart=lifetime_restart, plugins=plugins, data=data,
+        )  # fmt: skip
+        if scheduler_address is None:
+            scheduler_address = server_options.scheduler_address(scheduler_ip, scheduler_port)
+        if scheduler_address is None and scheduler_file is None:
+            raise TypeError("Worker needs the scheduler: scheduler_address, scheduler_ip or scheduler_file")
+        if secret is None and security is not None:
+            secret = getattr(security, "secret", None)
+        if host is None:
+            host = server_options.host_of_interface(interface) if interface else "127.0.0.1"
+        self.scheduler_file = scheduler_file
+        self._silence = silence_logs
         super().__init__("worker")
         self.scheduler_address = scheduler_address
         #: the TCP port to listen on (0 or None: any free one)
@@ -110,6 +166,8 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
         self.memory_limit = int(memory_limit or 0)
         #: `shoal.worker.memory`'s thresholds for this worker (read once, here)
         self.memory_limits = MemoryLimits.from_config(self.memory_limit)
+        if self.options.data is not None:  # a store of the user's: it decides where results live, no spilling
+            self.memory_limits = MemoryLimits.from_config(self.memory_limit, target=False, spill=False)
         self.memory_monitor_interval = config.get_timedelta("worker.memory.monitor-interval")
         self.transfer_bytes_limit = int(parse_bytes(config.get("worker.transfer.message-bytes-limit")))
         self._spill_compression = compression_from_config(config.get("worker.memory.spill-compression"))
@@ -122,7 +180,7 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
         self._sampling = False
         self.resources = dict(resources if resources is not None else config.get("worker.resources") or {})
         # none given: a scheduler this user started on this machine (shoal.secret_files)
-        self.secret = secret if secret is not None else secret_files.lookup(scheduler_address)
+        self.secret = secret if secret is not None or scheduler_address is None else secret_files.lookup(scheduler_address)
         self.host = host
         self.id = f"Worker-{uuid.uuid4()}"
         self.name = name if name is not None else self.id
@@ -133,7 +191,10 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
         self.inline_limit = config.get_bytes("client.inline-result-size")
         self.connect_timeout = config.get_timedelta("comm.timeouts.connect")
         #: seconds between heartbeats to the scheduler (see `shoal.scheduler.liveness`)
-        self.heartbeat_interval = config.get_timedelta("worker.heartbeat-interval")
+        self.heartbeat_interval = (
+            config.get_timedelta("worker.heartbeat-interval") if heartbeat_interval is None
+            else float(parse_timedelta(heartbeat_interval, default="s"))
+        )  # fmt: skip
         #: how long to keep trying to reach the scheduler at start (default: connect timeout)
         self.death_timeout = death_timeout
         self.state: WorkerState | None = None
@@ -144,14 +205,14 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._rejoin_waiters: collections.deque[threading.Event] = collections.deque()
-        self._done: collections.deque = collections.deque()
-        self._wake_pending = False
+        #: finished executions, handed from the pool threads to the loop in batches
+        self.completions = Handoff(self._drain_done)
         self._sid = itertools.count()
         self._heartbeat_task: asyncio.Task | None = None
         self._actor_queue: queue.SimpleQueue | None = None
         self._actor_thread: threading.Thread | None = None
-        self._actor_done: collections.deque = collections.deque()
-        self._actor_wake_pending = False
+        #: actor replies, handed from the actor thread to the loop in batches
+        self.actor_results = Handoff(self._send_actor_results)
         #: thread ident -> key of the task it executes (for `call_stack` and the profiler)
         self._running: dict[int, Any] = {}
         #: worker plugins by name (`plugin_add`; see `shoal.diagnostics.plugin`)
@@ -199,24 +260,20 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> Worker:
-        """Listen, connect to the scheduler and serve; a failure closes what started and
-        raises ``RuntimeError("Worker failed to start: ...")`` chaining the cause, as in
-        distributed."""
-        if self.status == "running":
-            return self
-        try:
-            return await self._start()
-        except Exception as e:
-            try:
-                await self.close()
-            except Exception:  # noqa: BLE001 - the start's failure is the one to report
-                logger.debug("closing worker %s after a failed start", self.id, exc_info=True)
-            raise RuntimeError(f"Worker failed to start: {e}") from e
-
     async def _start(self) -> Worker:
-        self.loop = asyncio.get_running_loop()
+        """Listen, connect to the scheduler and serve (`Server.start` wraps it: a failure
+        closes and raises)."""
+        self.loop = self.completions.loop = self.actor_results.loop = asyncio.get_running_loop()
         log_buffer.install()
+        if self._silence:
+            self._silence = log_terminal.silence(self._silence)  # restored at close
+        if self.scheduler_address is None:
+            from shoal.scheduler_file import read_scheduler_file, secret_from
+
+            found = await asyncio.to_thread(read_scheduler_file, self.scheduler_file, self.death_timeout)
+            self.scheduler_address = found["address"]
+            if self.secret is None:
+                self.secret = secret_from(found) or secret_files.lookup(self.scheduler_address)
         scheme, _ = parse_address(self.scheduler_address)
         listen_at = "inproc://" if scheme == "inproc" else f"tcp://{self.host}:{self.port}"
         #: the package versions this worker registers with (and reports: `versions`)
@@ -224,7 +281,10 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
         info = {"role": "worker", "id": self.id, "versions": self.registered_versions}
         self.listener = await listen(listen_at, self._handle_comm, secret=self.secret, info=info)
         nbytes: dict = {}
-        if self.memory_limits.spills:
+        custom = self.options.store()
+        if custom is not None:
+            self.store = custom
+        elif self.memory_limits.spills:
             spill_dir = tempfile.mkdtemp(prefix="storage-", dir=self.local_directory)
             self.store = SpillStore(spill_dir, nbytes, self._spill_compression)
             self._spill_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shoal-spill")
@@ -264,6 +324,7 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
             self._heartbeat_task = self.spawn(self._heartbeat(self.scheduler, self.heartbeat_interval))
         await self.start_extensions()
         self.status = "running"
+        await self.options.started(self)  # plugins, preloads, the lifetime timer
         return self
 
     async def _watch_scheduler(self) -> None:
@@ -348,6 +409,7 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
             await self._closed.wait()
             return
         self.status = "closing"
+        await self.options.closing(self)
         for _ in range(self.nthreads):
             self._queue.put(None)
         if self._actor_queue is not None:
@@ -379,6 +441,8 @@ class Worker(Execution, Actors, Transfers, Admin, Plugins, Server):
             self.store.close()  # its files, whoever owns the local directory
         if self._own_directory:
             shutil.rmtree(self.local_directory, ignore_errors=True)
+        if isinstance(self._silence, tuple):
+            log_terminal.restore(self._silence)
         self.closed()
 
     def _start_profiler(self) -> None:

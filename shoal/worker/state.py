@@ -4,7 +4,8 @@ Rules: the only way in is `WorkerState.handle_stimulus(*events) -> list[Instruct
 asyncio, sockets, threads or wall clock here; the I/O shell (`server`) turns instructions
 into thread-pool executions, peer fetches and messages, and feeds their outcomes back in
 as events. The events are in `events.py`, the instructions in `instructions.py`, the
-invariants in `validate.py`; this module holds the table, the records and the machine.
+invariants in `validate.py`, the fetching of dependencies from peers in `fetching.py`
+(a mixin); this module holds the table, the records and the machine.
 
 Theory of operation. The scheduler sends `compute-task`. A task whose dependencies are
 all held locally is `ready` (a priority heap); otherwise it is `waiting` while the
@@ -62,6 +63,7 @@ from typing import Any
 
 from shoal.exceptions import InvalidTransition, ReentrantStimulus
 from shoal.protocol import messages as m
+from shoal.stimulus import StateMachine
 from shoal.utils import Key
 from shoal.worker.events import (
     WorkerEvent,
@@ -77,6 +79,7 @@ from shoal.worker.events import (
     MemorySample,
     SpillDone,
 )
+from shoal.worker.fetching import Fetching
 from shoal.worker.instructions import Execute, Fetch, SendToScheduler, Spill, WorkerInstruction
 from shoal.worker.memory import MemoryLimits, pause_wanted, spill_amount
 from shoal.worker.validate import InvalidState, validate_state
@@ -117,7 +120,7 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 #: what each task-stream record tuple holds, in order; `transfers` is None or a list of
 #: ``(start, stop, source, bytes fetched in that transfer)``; `error` is None or ``(exception text, traceback frames)``
 TASK_STREAM_FIELDS = (
-    "key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error", "stimulus_id",
+    "key", "thread", "start", "stop", "status", "nbytes", "type", "transfers", "error", "stimulus_id", "metadata",
 )  # fmt: skip
 
 
@@ -129,7 +132,7 @@ def _no_clock() -> float:
 class WorkerTask:
     __slots__ = (
         "key", "run_id", "func", "spec", "priority", "dependencies", "waiting_for",
-        "resources", "send_inline", "state", "started", "actor", "transfers",
+        "resources", "send_inline", "state", "started", "actor", "transfers", "_metadata",
     )  # fmt: skip
 
     def __init__(self, msg: m.ComputeTask):
@@ -148,6 +151,16 @@ class WorkerTask:
         self.started = False
         #: task-stream "transfer" entries ``(start, stop, source)`` of fetched dependencies
         self.transfers: list | None = None
+        self._metadata: dict | None = None  # made on first use: most tasks have none
+
+    @property
+    def metadata(self) -> dict:
+        """Small msgpack-able values a task or a worker plugin attaches to this task
+        while it runs (``get_worker().state.tasks[key].metadata["rows"] = n``); they end up
+        in its task-stream record, as in distributed."""
+        if self._metadata is None:
+            self._metadata = {}
+        return self._metadata
 
     def __repr__(self) -> str:
         return f"<WorkerTask {self.key!r} {self.state}>"
@@ -165,7 +178,7 @@ class FetchState:
     in_flight_from: str | None = None
 
 
-class WorkerState:
+class WorkerState(Fetching, StateMachine):
     def __init__(
         self,
         *,
@@ -234,23 +247,13 @@ class WorkerState:
         #: wall time; none: 0.0)
         self.clock = clock or _no_clock
         self.story_log: deque[tuple] = deque(maxlen=story_length)
-        #: True while `handle_stimulus` runs (the recursion guard)
-        self._handling = False
         #: read-only observers of the story, called `(key, start, finish, stimulus_id)`
         #: after each entry (worker plugins' `transition` hooks); they never change the
         #: state. None registered: one falsy check per entry
         self.observers: list[Callable[[Key, str, str, str], None]] = []
 
     # ------------------------------------------------------------------ the one door
-
-    def handle_stimulus(self, *events: WorkerEvent) -> list[WorkerInstruction]:
-        if self._handling:
-            raise ReentrantStimulus(f"handle_stimulus({events!r}) called while handling a stimulus")
-        self._handling = True
-        try:
-            return self._handle(events)
-        finally:
-            self._handling = False
+    # (`handle_stimulus`, with its recursion guard, is `shoal.stimulus.StateMachine`'s)
 
     def _handle(self, events: tuple) -> list[WorkerInstruction]:
         self._now = self.clock()  # one time for the whole batch: the story's timestamps
@@ -345,7 +348,8 @@ class WorkerState:
             self.actors[ev.key] = ev.instance
         self.task_stream_count += 1
         self.task_stream.append(
-            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None, ev.stimulus_id)
+            (ev.key, ev.thread, ev.start, ev.stop, "OK", ev.nbytes, ev.type_name, ts.transfers, None, ev.stimulus_id,
+             ts._metadata or None)  # fmt: skip
         )
         self._log(ev.key, ts.state, "memory")
         self._send(
@@ -358,7 +362,7 @@ class WorkerState:
             self.task_stream_count += 1
             self.task_stream.append(
                 (ev.key, ev.thread, ev.start, ev.stop, "error", 0, None, ts.transfers, (ev.text, ev.traceback),
-                 ev.stimulus_id)  # fmt: skip
+                 ev.stimulus_id, ts._metadata or None)  # fmt: skip
             )
             self._log(ev.key, ts.state, "error")
             self._send(
@@ -370,87 +374,6 @@ class WorkerState:
         if ts is not None:
             self._log(ev.key, ts.state, "rescheduled")
             self._send(m.RescheduleTask(ev.key, ev.run_id))
-
-    def _fetch_done(self, ev: FetchDone) -> None:
-        self.in_flight.pop(ev.worker, None)
-        got: dict[Key, int] = {}
-        transfer = (ev.start, ev.stop, ev.worker, sum(ev.nbytes.values())) if ev.stop else None
-        for key in ev.requested:
-            fs = self.fetch.get(key)
-            if key in ev.data:
-                value = ev.data[key]
-                if fs is None:
-                    continue  # nobody here needs it any more
-                self.fetch.pop(key, None)
-                if key in self.data:  # arrived another way meanwhile (update-data)
-                    self._log(key, "flight", "released", "already held")
-                if key not in self.data:
-                    self.nbytes[key] = ev.nbytes.get(key, 0)
-                    self.data[key] = value
-                    got[key] = self.nbytes[key]
-                    self._log(key, "flight", "memory")
-                if fs is not None:
-                    for tkey in fs.needed_by:
-                        ts = self.tasks.get(tkey)
-                        if ts is not None and ts.state == "waiting":
-                            if transfer is not None:
-                                if ts.transfers is None:
-                                    ts.transfers = [transfer]
-                                elif ts.transfers[-1] != transfer:
-                                    ts.transfers.append(transfer)
-                            ts.waiting_for.discard(key)
-                            if not ts.waiting_for:
-                                self._make_ready(ts)
-                continue
-            if fs is None:
-                continue
-            if fs.in_flight_from is not None:
-                self._log(key, "flight", "fetch", ev.worker)  # cause: the peer that lacked it
-            fs.in_flight_from = None
-            if ev.worker in fs.holders:
-                fs.holders.remove(ev.worker)
-            fs.tried.append(ev.worker)
-            if ev.failed:  # the peer is unreachable: it holds nothing we can use
-                for other in self.fetch.values():
-                    if ev.worker in other.holders:
-                        other.holders.remove(ev.worker)
-                        other.tried.append(ev.worker)
-        if got:
-            self._send(m.AddKeys(got))
-        # dependencies with no holder left: hand their dependents back to the scheduler
-        for key, fs in list(self.fetch.items()):
-            if self.fetch.get(key) is not fs:
-                continue  # dropped with a task handed back earlier in this loop
-            if not fs.holders and fs.in_flight_from is None:
-                del self.fetch[key]
-                self._log(key, "fetch", "released", "no holder left")
-                for tkey in fs.needed_by:
-                    ts = self.tasks.get(tkey)
-                    if ts is not None and ts.state == "waiting":
-                        self._log(tkey, "waiting", "released", f"missing-data {key!r}")
-                        self._drop_task(ts)
-                        self._send(m.MissingData(tkey, ts.run_id, key, tuple(fs.tried)))
-
-    def _update_data(self, ev: UpdateDataEvent) -> None:
-        for key, value in ev.data.items():
-            held = key in self.data
-            self.nbytes[key] = ev.nbytes.get(key, 0)
-            self.data[key] = value
-            fs = self.fetch.pop(key, None)
-            if fs is None:
-                if not held:
-                    self._log(key, "released", "memory")
-            else:  # the fetch, if in flight, is ignored when it returns
-                self._log(key, "fetch" if fs.in_flight_from is None else "flight", "memory")
-            if fs is not None:
-                for tkey in fs.needed_by:
-                    ts = self.tasks.get(tkey)
-                    if ts is not None and ts.state == "waiting":
-                        ts.waiting_for.discard(key)
-                        if not ts.waiting_for:
-                            self._make_ready(ts)
-        if ev.report and ev.data:
-            self._send(m.AddKeys({key: self.nbytes[key] for key in ev.data}))
 
     def _memory_sample(self, ev: MemorySample) -> None:
         self.memory_figures = (ev.managed, ev.spilled, ev.process)
@@ -602,30 +525,6 @@ class WorkerState:
         if keys:
             self._send(m.TaskStarted(tuple(keys), tuple(run_ids)))
 
-    def _ensure_fetching(self) -> None:
-        if not self.fetch or self.paused:
-            return
-        by_peer: dict[str, list[Key]] = {}
-        batch_bytes: dict[str, int] = {}
-        for key, fs in self.fetch.items():
-            if fs.in_flight_from is not None or not fs.holders:
-                continue
-            # prefer a peer we are already batching for, else the first holder
-            peer = next((h for h in fs.holders if h in by_peer), fs.holders[0])
-            if peer in self.in_flight or peer == self.address:
-                continue
-            batch = by_peer.setdefault(peer, [])
-            size = batch_bytes.get(peer, 0)
-            if not batch or (len(batch) < self.max_keys_per_fetch and size + fs.nbytes <= self.max_bytes_per_fetch):
-                batch.append(key)
-                batch_bytes[peer] = size + fs.nbytes
-        for peer, keys in by_peer.items():
-            for key in keys:
-                self.fetch[key].in_flight_from = peer
-                self._log(key, "fetch", "flight")
-            self.in_flight[peer] = tuple(keys)
-            self._out.append(Fetch(peer, tuple(keys)))
-
     # ------------------------------------------------------------------ introspection
 
     def validate_state(self) -> None:
@@ -633,6 +532,7 @@ class WorkerState:
         validate_state(self)
 
     _HANDLERS: dict[type, Callable] = {
+        **Fetching.EVENT_HANDLERS,
         ComputeTaskEvent: _compute_task,
         FreeKeysEvent: _free_keys,
         StealRequestEvent: _steal_request,
@@ -640,8 +540,6 @@ class WorkerState:
         ExecuteSuccess: _execute_success,
         ExecuteFailure: _execute_failure,
         RescheduleEvent: _reschedule,
-        FetchDone: _fetch_done,
-        UpdateDataEvent: _update_data,
         MemorySample: _memory_sample,
         SpillDone: _spill_done,
     }

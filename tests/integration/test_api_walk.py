@@ -16,8 +16,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "api_walk.py"
 
 #: what the walk found when this was last updated (distributed 2026.8.0)
 MAX_MISSING = 0
-MAX_STUBS = 153
-MIN_PRESENT = 204
+MAX_STUBS = 150
+MIN_PRESENT = 207
+#: constructor parameters of distributed's that shoal's callables lack (Worker, Nanny and
+#: Scheduler take all of theirs since issue 16 session 2: honoured or refused by name; so do
+#: the subprocess and ssh process classes)
+MAX_PARAM_GAPS = 25
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +43,7 @@ def test_gaps_only_shrink(report):
     assert totals["missing"] <= MAX_MISSING, missing
     assert totals["stub"] <= MAX_STUBS
     assert totals["present"] >= MIN_PRESENT
+    assert totals["param_gaps"] <= MAX_PARAM_GAPS
     assert totals["names"] == totals["present"] + totals["stub"] + totals["missing"]
 
 

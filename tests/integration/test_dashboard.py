@@ -367,21 +367,20 @@ def test_graph_groups_and_profile_pushed_once_for_the_viewers_asking(dash_cluste
             out = []
             while len(out) < n:
                 opcode, payload = v.raw_frame()
-                kind = json.loads(payload)["type"]
-                if kind.startswith(want):
+                if json.loads(payload)["type"] == want:
                     out.append(payload)
             return out
 
-        # the same bytes for every viewer that asked (one build per interval, not one per viewer)
-        firsts = [frames(v, "graph", 1)[0] for v in asking]
-        by_type: dict[str, set[bytes]] = {}
-        for f in firsts:
-            by_type.setdefault(json.loads(f)["type"], set()).add(f)
-        assert set(by_type) <= {"graph", "graph-states"} and all(len(fs) == 1 for fs in by_type.values())
+        # one groups list per tick, the same bytes for every viewer that asked
         groups = [frames(v, "groups", 1)[0] for v in asking]
         assert len(set(groups)) == 1 and {"pushed", "pushed-total"} <= {g["name"] for g in json.loads(groups[0])["groups"]}
-        # between rebuilds only the states travel: one small integer per task
-        states = [json.loads(f) for f in frames(asking[0], "graph-states", 1)]
+        # a new task: its row and edges appended, then the states; the same bytes for all
+        new = dclient.submit(inc, 41, key="pushed-new")
+        new.result()
+        adds = [frames(v, "graph-add", 1)[0] for v in asking]
+        assert len(set(adds)) == 1 and "pushed-new" in {n[0] for n in json.loads(adds[0])["nodes"]}
+        states = [json.loads(frames(v, "graph-states", 1)[0]) for v in asking]
+        assert states[0]["version"] == json.loads(adds[0])["version"] and all(s == states[0] for s in states)
         assert all(isinstance(i, int) for i in states[0]["states"])
         # the profile of one prefix to the viewer that asked for it
         prof = json.loads(frames(profiled, "profile", 1)[0])
@@ -393,3 +392,4 @@ def test_graph_groups_and_profile_pushed_once_for_the_viewers_asking(dash_cluste
         for v in [*asking, profiled, plain]:
             v.close()
     poll(lambda: not dashboard.viewers and not dashboard._asks)
+    assert not dashboard._graph.view.tasks  # the last /graph viewer gone: no task of the scheduler's held

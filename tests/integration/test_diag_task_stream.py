@@ -127,3 +127,80 @@ def test_records_the_ring_buffer_dropped_are_reported(cluster_kwargs):
                 with get_task_stream(c) as ts:
                     c.submit(inc, 100).result()
                 assert len(ts.data) == 1
+
+
+def tag_rows(n):
+    from shoal import get_worker
+
+    worker = get_worker()
+    worker.state.tasks[worker.get_current_task()].metadata.update(rows=n, note=object())
+    return n
+
+
+def test_records_carry_the_tasks_metadata(client):
+    with get_task_stream(client) as ts:
+        tagged = client.submit(tag_rows, 7, pure=False)
+        plain = client.submit(inc, 1, pure=False)
+        client.gather([tagged, plain])
+    by_key = {r["key"]: r for r in ts.data}
+    meta = by_key[tagged.key]["metadata"]
+    assert meta["rows"] == 7 and meta["note"].startswith("<object object")  # not msgpack-able: its repr
+    assert by_key[plain.key]["metadata"] == {}
+
+
+def test_task_stream_plugin_collects_on_the_scheduler(cluster_kwargs):
+    from shoal.diagnostics.task_stream import TaskStreamPlugin, rectangles
+
+    with LocalCluster(**cluster_kwargs) as cl, Client(cl) as c:
+        c.submit(inc, 0, pure=False).result()  # before registration: still in the workers' buffers
+        c.register_plugin(TaskStreamPlugin())
+        plugin = cl.scheduler.plugins["task-stream"]
+        assert isinstance(plugin, TaskStreamPlugin) and plugin.scheduler is cl.scheduler
+        futures = c.map(inc, range(10), pure=False)
+        bad = c.submit(boom, 1, pure=False)
+        c.gather(futures)
+        with pytest.raises(ValueError):
+            bad.result()
+        c.sync(plugin.flush)
+        keys = [r["key"] for r in plugin.buffer]
+        assert set(keys) >= {f.key for f in futures} | {bad.key} and plugin.index == len(plugin.buffer) == 12
+        assert [r["status"] for r in plugin.buffer if r["key"] == bad.key] == ["error"]
+        assert plugin.collect(count=3) == list(plugin.buffer)[-3:]
+        assert plugin.collect(start_index=plugin.index - 2) == list(plugin.buffer)[-2:]
+        assert plugin.collect(stop=0) == [] and len(plugin.collect(start="1 hour")) == 12
+        rects = plugin.rectangles(0)
+        assert len(rects["key"]) == 12 and rects == rectangles(list(plugin.buffer))
+        assert rects["color"][keys.index(bad.key)] == "black"
+        assert set(rects["worker"]) <= set(c.scheduler_info()["workers"])
+        # the records stay on the scheduler once their worker is gone
+        cl.scale(1)
+        c.submit(inc, 100, pure=False).result()
+        c.sync(plugin.flush)
+        assert len(plugin.buffer) == 13 and set(keys) <= {r["key"] for r in plugin.buffer}
+        c.unregister_scheduler_plugin("task-stream")
+
+
+def test_task_stream_plugin_added_on_the_scheduler_as_in_distributed(cluster_kwargs):
+    from shoal.diagnostics.task_stream import TaskStreamPlugin
+
+    with LocalCluster(**cluster_kwargs) as cl, Client(cl) as c:
+        plugin = TaskStreamPlugin(cl.scheduler, maxlen=3)  # distributed's way: built with its scheduler
+        c.sync(_add, cl.scheduler, plugin)
+        c.gather(c.map(inc, range(5), pure=False))
+        c.sync(plugin.flush)
+        assert len(plugin.buffer) == 3 and plugin.index == 5  # bounded, every record counted
+        with pytest.warns(UserWarning, match="overwriting"):
+            c.sync(_add, cl.scheduler, TaskStreamPlugin(cl.scheduler))
+        c.sync(_add, cl.scheduler, TaskStreamPlugin(cl.scheduler), idempotent=True)
+        c.sync(_remove, cl.scheduler, "task-stream")
+        assert "task-stream" not in cl.scheduler.plugins
+        with pytest.raises(ValueError, match="Could not find plugin"):
+            c.sync(_remove, cl.scheduler, "task-stream")
+
+
+async def _add(scheduler, plugin, **kwargs):
+    scheduler.add_plugin(plugin, **kwargs)
+
+
+async def _remove(scheduler, name):
+    scheduler.remove_plugin(name)

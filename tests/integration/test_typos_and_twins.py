@@ -23,16 +23,30 @@ def test_local_cluster_typo_raises_type_error():
         LocalCluster(memory_limt="1GiB", processes=False, dashboard_address=None)
 
 
+def test_local_cluster_typo_with_nannies_keeps_its_hint():
+    # a Nanny passes its **kwargs on to its worker: that does not make every name valid
+    with pytest.raises(TypeError, match="'memory_limt'.*did you mean 'memory_limit'"):
+        LocalCluster(memory_limt="1GiB", processes=True, dashboard_address=None)
+
+
 def test_spec_cluster_typo_raises_type_error():
     with pytest.raises(TypeError, match="workerz"):
         SpecCluster(workerz={})
 
 
-def test_distributed_worker_option_shoal_lacks_is_a_warning_not_silence():
-    with pytest.warns(UserWarning, match="lifetime"):
-        with LocalCluster(n_workers=1, processes=False, dashboard_address=None, lifetime="1h") as cluster:
+def test_distributed_worker_option_the_worker_class_lacks_is_a_warning_not_silence():
+    with pytest.warns(UserWarning, match="preload_nanny"):  # a nanny's option; these workers have none
+        with LocalCluster(n_workers=1, processes=False, dashboard_address=None, preload_nanny=["x"]) as cluster:
             with Client(cluster, set_as_default=False) as c:
                 assert c.submit(inc, 1).result() == 2
+
+
+def test_distributed_worker_options_are_honoured_or_refused_by_name():
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None, lifetime="1h", lifetime_stagger="1s") as cl:
+        (worker,) = cl.workers.values()
+        assert 3599 <= worker.options.lifetime <= 3601
+    with pytest.raises(NotImplementedError, match=r"Worker\(executor='processes'\) is not supported by shoal"):
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None, executor="processes")
 
 
 def test_worker_options_reach_the_workers(tmp_path):

@@ -114,3 +114,12 @@ def test_scheduler_refuses_client_speaking_another_protocol():
         }
         with Client(cluster) as c:  # the scheduler keeps serving
             assert c.submit(sum, [1, 2]).result() == 3
+
+
+def test_get_versions_of_more_packages_as_distributed():
+    from shoal.versions import get_versions
+
+    got = get_versions(packages=["psutil", "no-such-package-for-shoal"])
+    assert got["psutil"] and got["no-such-package-for-shoal"] is None and got["dask"]
+    got["dask"] = "changed"
+    assert get_versions()["dask"] != "changed"  # each call its own dict

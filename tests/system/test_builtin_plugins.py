@@ -160,8 +160,50 @@ def test_upload_directory_to_workers_without_restart(tmp_path):
         assert c.submit(read_module, f"{package.name}.mod").result() == "unpacked in the worker"
 
 
-def test_upload_directory_modes():
-    with pytest.raises(NotImplementedError, match="workers only"):
-        UploadDirectory(".", mode="scheduler")
+def test_upload_directory_modes(tmp_path):
+    with pytest.raises(ValueError, match="not supported, expected one of"):
+        UploadDirectory(str(tmp_path), mode="nanny")
     with pytest.raises(ValueError, match="not a directory"):
         UploadDirectory("/no/such/dir")
+    with pytest.warns(FutureWarning, match="'restart' keyword is deprecated"):
+        assert UploadDirectory(str(tmp_path), restart=True).restart_workers is True
+    with pytest.raises(TypeError, match="restart_workers= only"):
+        UploadDirectory(str(tmp_path), restart=True, restart_workers=True)
+
+
+def _project(tmp_path, value: str) -> Path:
+    package = tmp_path / f"proj_{uuid.uuid4().hex[:8]}"
+    (package / "docs").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text(f"VALUE = {value!r}\n")
+    (package / "docs" / "index.md").write_text("not shipped\n")
+    return package
+
+
+def test_upload_directory_to_the_scheduler(tmp_path):
+    package = _project(tmp_path, "unpacked on the scheduler")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl, Client(cl) as c:
+        c.register_plugin(UploadDirectory(str(package), update_path=True, mode="scheduler"))
+        plugin = cl.scheduler.plugin_host.plugins[f"upload-directory-{package.name}"]
+        unpacked = Path(plugin.directory) / package.name
+        assert (unpacked / "mod.py").exists() and not (unpacked / "docs").exists()
+        # both the package (by its name) and its modules (by theirs, as distributed) import
+        assert c.run_on_scheduler(read_module, f"{package.name}.mod") == "unpacked on the scheduler"
+        assert str(unpacked) in sys.path
+        (worker,) = cl.workers.values()
+        assert not (Path(worker.local_directory) / package.name).exists()  # the scheduler only
+        c.unregister_scheduler_plugin(f"upload-directory-{package.name}")
+        assert not unpacked.exists() and str(unpacked) not in sys.path
+
+
+def test_upload_directory_to_all(tmp_path):
+    package = _project(tmp_path, "unpacked everywhere")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl, Client(cl) as c:
+        c.register_plugin(UploadDirectory(str(package), update_path=True, mode="all"))
+        (worker,) = cl.workers.values()
+        assert (Path(worker.local_directory) / package.name / "mod.py").exists()
+        assert c.submit(read_module, "mod", pure=False).result() == "unpacked everywhere"  # distributed's path
+        assert c.run_on_scheduler(read_module, f"{package.name}.mod") == "unpacked everywhere"
+        cl.scale(2)  # a later worker gets it too (the scheduler registered the worker plugin)
+        new = [w for w in cl.workers.values() if w is not worker]
+        assert new and (Path(new[0].local_directory) / package.name / "mod.py").exists()

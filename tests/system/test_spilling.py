@@ -4,6 +4,8 @@ resuming, a full disk, memory kills, memory figures, and configuration reaching 
 from __future__ import annotations
 
 import os
+import re
+import urllib.request
 
 import dask
 import numpy as np
@@ -56,9 +58,6 @@ def test_memory_figures_in_scheduler_info(poll):
         assert m["managed"] + m["spilled"] == m["managed_bytes"]
         assert m["memory"] > m["managed"] and m["unmanaged"] == m["memory"] - m["managed"]
         # the dashboard's workers table shows the same split: managed · unmanaged · spilled
-        import re
-        import urllib.request
-
         def dashboard_split():
             with urllib.request.urlopen(cl.dashboard_link.rsplit("/", 1)[0] + "/workers", timeout=10) as r:
                 found = re.search(r'class="split">([^<]*)</span>', r.read().decode())

@@ -63,9 +63,10 @@ def test_between_changes_only_states_travel():
     assert view.update(state) is None  # a state is no change of the graph
     states = view.states(state)
     assert states[keys.index("c-1")] == STATES.index("erred") and states[keys.index("a-1")] == STATES.index("memory")
-    del state.tasks["b-2"]  # forgotten: drawn as such, nothing re-sent
+    state.tasks.pop("b-2").state = "forgotten"  # as the scheduler forgets: drawn as such, nothing re-sent
     assert view.update(state) is None and view.states(state)[keys.index("b-2")] == -1
-    state.tasks["a-1"] = task("a-1", "a")  # forgotten and submitted again: another task
+    state.tasks.pop("a-1").state = "forgotten"
+    state.tasks["a-1"] = task("a-1", "a")  # forgotten and submitted again: another task, at the end
     change = view.update(state)
     assert change["type"] == "graph-add" and [n[0] for n in change["nodes"]] == ["a-1"]
     assert view.states(state)[keys.index("a-1")] == -1  # the old one is gone
@@ -93,14 +94,15 @@ def test_a_new_graph_once_half_is_forgotten_and_nothing_beyond_the_limit():
     view = graphs.GraphView(limit=5)
     view.update(state)
     for key in ("a-1", "b-1", "b-2"):
-        del state.tasks[key]
+        state.tasks.pop(key).state = "forgotten"
     change = view.update(state)
     assert change["type"] == "graph" and [n[0] for n in change["graph"]["nodes"]] == ["c-1"]
     for i in range(10):
         state.tasks[f"x-{i}"] = task(f"x-{i}", "x")
-    change = view.update(state)
-    assert len(view.body["nodes"]) == 5 and view.body["total"] == 11 and len(change["nodes"]) == 4
-    assert view.update(state) is None  # at the limit: nothing more to draw
+    change = view.update(state)  # beyond the limit: the newest tasks
+    assert change["type"] == "graph" and [n[0] for n in view.body["nodes"]] == [f"x-{i}" for i in range(5, 10)]
+    assert view.body["total"] == 11
+    assert view.update(state) is None
     assert graphs.graph_json(state, limit=5)["total"] == 11
 
 

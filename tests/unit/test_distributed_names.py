@@ -80,7 +80,7 @@ def test_import_path(module, name, home):
         ("shoal.core", "rpc", "shoal.rpc"),
         ("shoal.client", "CompatibleExecutor", "get_executor"),
         ("shoal.queues", "QueueExtension", "itself"),
-        ("shoal.diagnostics.task_stream", "TaskStreamPlugin", "get_task_stream"),
+        ("shoal.diagnostics.memory_sampler", "MemorySamplerExtension", "MemorySampler"),
         ("shoal", "span", "spans"),
     ],
 )

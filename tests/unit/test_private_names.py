@@ -22,6 +22,8 @@ ROOT = PACKAGE.parent
 FOREIGN = {
     "_mgr",  # pandas: a DataFrame's blocks, sized without dask.sizeof (worker/sizeof.py)
     "_values",  # pandas: a Series' array
+    "_name",  # dask: a collection's graph name (`shoal/shuffle/dataframe.py`)
+    "_meta",  # dask: a collection's empty prototype
     "_get_running_loop",  # asyncio: the running loop or None, without raising
     "_current_frames",  # sys
     "_getframe",  # sys
@@ -34,12 +36,8 @@ FOREIGN = {
 #: crossings that exist and belong to another open piece of work; each must go, none
 #: may be added (deploy/ is issue 16's, the client's privates are the client's)
 KNOWN = {
-    ("shoal/deploy/adaptive.py", "self.cluster._names_to_addresses"),
-    ("shoal/deploy/adaptive.py", "self.cluster._prune_closed"),
-    ("shoal/deploy/adaptive.py", "self.cluster._scale_down"),
     ("shoal/deploy/compat_helpers.py", "from shoal.deploy.spec import _start"),
     ("shoal/deploy/local.py", "from shoal.deploy.spec import _accepts"),
-    ("shoal/deploy/spec.py", "self._adaptive._stopped"),
 }
 #: holders of a Client or a Future: `test_public_doors.py` checks those
 CLIENT_HOLDERS = {"client", "_client", "_bound_client", "c", "cl", "default", "own", "future"}

@@ -43,7 +43,7 @@ def test_a_private_use_is_found():
 
 CLIENT_PACKAGE = PACKAGE / "client"
 #: names that hold a Client outside shoal/client/
-CLIENT_HOLDERS = {"client", "_client", "c", "cl", "default", "own", "future"}
+CLIENT_HOLDERS = {"client", "_client", "_bound_client", "c", "cl", "default", "own", "future"}
 
 
 def client_private_members() -> set[str]:

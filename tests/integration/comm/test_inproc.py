@@ -11,22 +11,7 @@ import pytest
 
 from shoal.comm import CommClosedError, connect, listen
 from shoal.protocol.serialize import dumps, loads
-
-
-def run(coro, timeout: float = 30):
-    async def guarded():
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(guarded())
-
-
-async def echo(comm):
-    while True:
-        try:
-            msgs = await comm.read()
-        except CommClosedError:
-            return
-        comm.send_many(msgs)
+from tests.comm_helpers import echo, run
 
 
 def test_echo_addresses_and_peer_info():

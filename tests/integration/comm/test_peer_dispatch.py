@@ -10,13 +10,7 @@ import pytest
 from shoal.comm import connect, listen
 from shoal.protocol import messages as m
 from shoal.rpc.core import NOTIFY_ID, Peer
-
-
-def run(coro, timeout: float = 30):
-    async def guarded():
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(guarded())
+from tests.comm_helpers import run
 
 
 async def serve(handlers, on_messages=None):

@@ -19,40 +19,8 @@ from shoal.comm import core as comm_core
 from shoal.protocol import handshake as hs
 from shoal.protocol.framing import split_packet
 from shoal.protocol.serialize import dumps, loads
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
-
-LOOPS = ["asyncio"] + (["uvloop"] if uvloop is not None else [])
-
-
-def run(coro, loop: str = "asyncio", timeout: float = 30):
-    async def guarded():
-        return await asyncio.wait_for(coro, timeout)
-
-    if loop == "uvloop":
-        return uvloop.run(guarded())
-    return asyncio.run(guarded())
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.002)
-
-
-async def echo(comm):
-    while True:
-        try:
-            msgs = await comm.read()
-        except CommClosedError:
-            return
-        comm.send_many(msgs)
-
+from shoal.testing import apoll
+from tests.comm_helpers import LOOPS, echo, run
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -212,7 +180,7 @@ def test_wrong_secret_then_good_client(caplog):
             assert await comm.read() == ("ok",)
             await comm.close()
             # both failures are counted; the second within the interval is not a line of its own
-            await wait_until(lambda: limited.totals.get("handshake", 0) >= before + 2)
+            await apoll(lambda: limited.totals.get("handshake", 0) >= before + 2, interval=0.002)
 
     limited = limiter(logging.getLogger("shoal.comm"))
     limited.reset()
@@ -247,7 +215,7 @@ def test_garbage_is_dropped_and_listener_keeps_serving(payload, caplog):
         async with await listen("tcp://127.0.0.1:0", echo, secret=b"tok") as listener:
             reply = await raw_exchange(listener.address, payload)
             assert reply == b""  # closed without answering
-            await wait_until(lambda: any("handshake failed" in r.getMessage() for r in caplog.records))
+            await apoll(lambda: any("handshake failed" in r.getMessage() for r in caplog.records), interval=0.002)
             comm = await connect(listener.address, secret=b"tok")
             comm.send("still alive")
             assert await comm.read() == ("still alive",)
@@ -553,7 +521,7 @@ def test_slow_reader_backpressure_keeps_order(monkeypatch):
             for i in range(500):  # one packet per tick
                 comm.send(("m", i, b"x" * 1000))
                 await asyncio.sleep(0)
-            await wait_until(lambda: server_comms and server_comms[0]._reading_paused)
+            await apoll(lambda: server_comms and server_comms[0]._reading_paused, interval=0.002)
             release.set()
             await comm.close()
             await done

@@ -11,6 +11,7 @@ from shoal.protocol.serialize import dumps
 from shoal.scheduler.events import AddWorker, ClientMsg, WorkerMsg
 from shoal.scheduler.observers import MetadataWatch, ProgressWatch
 from shoal.scheduler.state import SchedulerState
+from shoal.testing.matchers import TransitionRecorder
 
 SPEC = dumps(((), {}))
 W = "tcp://w1:1"
@@ -92,17 +93,7 @@ def test_metadata_watch_records_final_state_of_keys_asked_for_while_active(state
 
 
 def test_observers_get_the_stimulus_id_of_each_transition(state):
-    class Recorder:
-        def __init__(self):
-            self.seen = []
-
-        def transition(self, ts, start, stimulus_id):
-            self.seen.append((ts.key, start, ts.state, stimulus_id))
-
-        def new_keys(self, client_id, keys):
-            pass
-
-    rec = Recorder()
+    rec = TransitionRecorder()
     state.observers.append(rec)
     graph(state, {"x": []}, ["x"])
     finish(state, "x")

@@ -15,6 +15,7 @@ from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
 from shoal.scheduler.events import AddClient, AddWorker, ClientMsg, WorkerMsg
 from shoal.scheduler.state import InvalidState, InvalidTransition, ReentrantStimulus, SchedulerState
+from shoal.testing.matchers import TransitionRecorder
 
 ROOT = Path(__file__).resolve().parents[3]
 #: the state machine's modules: the class in state.py and its records and mixins
@@ -97,19 +98,8 @@ def state():
     return s
 
 
-class Recorder:
-    def __init__(self):
-        self.seen = []
-
-    def transition(self, ts, start, stimulus_id):
-        self.seen.append((ts.key, start, ts.state, stimulus_id))
-
-    def new_keys(self, client_id, keys):
-        pass
-
-
 def test_scattered_keys_are_logged_and_observed(state):
-    obs = Recorder()
+    obs = TransitionRecorder()
     state.observers.append(obs)
     ev = ClientMsg(sid(), "c", m.UpdateData({"x": (W,)}, {"x": 8}, {"x": "int"}))
     state.handle_stimulus(ev)
@@ -131,7 +121,7 @@ def test_client_stimulus_ids_reach_the_story(state):
 
 
 def test_an_observer_cannot_reenter_the_state_machine(state):
-    class Meddler(Recorder):
+    class Meddler(TransitionRecorder):
         def transition(self, ts, start, stimulus_id):
             state.handle_stimulus(AddClient(sid(), "d"))
 

@@ -124,3 +124,11 @@ def test_layer_culls_to_the_wanted_blocks():
     assert culled.get_output_keys() == {("n", 2)}
     assert deps[("n", 2)] == {"rechunk-barrier-t"} and deps[("rechunk-transfer-t", 1)] == {("i", 1)}
     assert layer.cull({("other", 0)}, set())[1] == {}
+
+
+def test_graphs_with_tuple_layer_names_are_left_alone():
+    from dask import delayed
+
+    d = delayed(sum)([1, 2], dask_key_name=("z", 1))
+    expr, new = graph_of(d)
+    assert new is expr

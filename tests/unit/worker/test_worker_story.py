@@ -6,6 +6,7 @@ import itertools
 
 from shoal.protocol import messages as m
 from shoal.protocol.serialize import dumps
+from shoal.testing.matchers import TransitionRecorder
 from shoal.worker.state import (
     ComputeTaskEvent,
     ExecuteFailure,
@@ -82,12 +83,13 @@ def test_fetched_replicas_are_reported_scattered_data_is_not():
 
 def test_observers_see_every_story_entry_with_its_stimulus():
     ws = make()
-    seen = []
-    ws.observers.append(lambda *entry: seen.append(entry))
+    rec = TransitionRecorder()
+    ws.observers.append(rec)
     ws.handle_stimulus(compute("x", "s1"))
     ws.handle_stimulus(ExecuteSuccess("s2", "x", 1, 2, 28, "int", 0.0, 0.1, None))
     ws.observers.clear()
     ws.handle_stimulus(FreeKeysEvent("s3", ("x",)))  # no observer any more
+    seen = rec.seen
     assert seen == [
         ("x", "released", "ready", "s1"),
         ("x", "ready", "executing", "s1"),

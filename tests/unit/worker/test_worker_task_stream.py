@@ -34,10 +34,20 @@ def test_success_and_failure_are_recorded_with_thread_and_times():
     ok, err = record(ws, 0), record(ws, 1)
     assert ok == {
         "key": "a", "thread": 77, "start": 10.0, "stop": 11.0, "status": "OK", "nbytes": 28, "type": "int",
-        "transfers": None, "error": None, "stimulus_id": "done-a",
+        "transfers": None, "error": None, "stimulus_id": "done-a", "metadata": None,
     }  # fmt: skip
     assert err["status"] == "error" and err["error"] == ("ValueError: x", [("f.py", 3, "g")])
     assert ws.task_stream_count == 2
+
+
+def test_metadata_set_while_running_is_recorded():
+    ws = WorkerState(address="tcp://me:1", nthreads=1, validate=True)
+    ws.handle_stimulus(compute("a"), compute("b"))
+    ws.tasks["a"].metadata["rows"] = 10  # what a task or a worker plugin does while it runs
+    ws.handle_stimulus(ExecuteSuccess("s", "a", 1, 42, 28, "int", 10.0, 11.0, None, thread=1))
+    ws.handle_stimulus(ExecuteSuccess("s", "b", 1, 43, 28, "int", 11.0, 12.0, None, thread=1))
+    assert record(ws, 0)["metadata"] == {"rows": 10}
+    assert record(ws, 1)["metadata"] is None  # no dict made for a task without metadata
 
 
 def test_transfers_of_fetched_dependencies_are_attached_to_the_dependent():
