@@ -8,9 +8,10 @@ output partition. One lock guards the maps; disk I/O happens outside it, the pie
 written staying visible in `writing` meanwhile.
 
 Pieces are kept as they travel (`Pickled`: pickle protocol 5 with out-of-band buffers,
-never unpickled on the event loop) and go to disk through the worker's memory manager (`shoal.worker.memory.SpillFiles`:
-pickle protocol 5 frames, lz4 where it pays), in a directory of their own that `close`
-removes. Every piece is identified by (output partition, input partition): a piece that
+never unpickled on the event loop) and go to disk through the worker's memory manager
+(`shoal.worker.memory.AppendFiles`: pickle protocol 5 frames, lz4 where it pays, one
+append-only file per output partition rather than one file per piece), in a directory of
+their own that `close` removes. Every piece is identified by (output partition, input partition): a piece that
 arrives twice (a transfer task run again after a worker died) is dropped, and so is a
 piece for an output partition already assembled.
 """
@@ -22,7 +23,7 @@ import shutil
 import threading
 from typing import Any
 
-from shoal.worker.memory import SpillFiles
+from shoal.worker.memory import AppendFiles
 
 __all__ = ["ShardBuffer"]
 
@@ -38,7 +39,7 @@ class ShardBuffer:
         self.arrivals: collections.OrderedDict[int, list[int]] = collections.OrderedDict()
         #: (output, input) -> piece, being written to disk right now
         self.writing: dict[tuple[int, int], Any] = {}
-        self._files: SpillFiles | None = None
+        self._files: AppendFiles | None = None
         #: output partition -> the input partitions whose pieces arrived
         self.received: dict[int, set[int]] = {}
         #: output partitions already assembled
@@ -51,12 +52,12 @@ class ShardBuffer:
         self.closed = False
 
     @property
-    def files(self) -> SpillFiles:
+    def files(self) -> AppendFiles:
         """The pieces on disk (made on first use; spills may run in several threads)."""
         if self._files is None:
             with self.lock:
                 if self._files is None:
-                    self._files = SpillFiles(self.directory, self.compression)
+                    self._files = AppendFiles(self.directory, self.compression)
         return self._files
 
     @property
@@ -108,7 +109,7 @@ class ShardBuffer:
             done = 0
             try:
                 for part, piece, n in batch:
-                    self.files.set_serialized((part, inp), piece, n)
+                    self.files.append(part, inp, piece)  # False: assembled meanwhile, not needed
                     done += 1
                     self.spill_count += 1
             finally:
@@ -134,17 +135,16 @@ class ShardBuffer:
             for _, n in held.values():
                 self.memory_bytes -= n
             writing = {inp: self.writing[(part, inp)] for inp in inputs if (part, inp) in self.writing}
-        out = []
         files = self._files
+        on_disk = dict(files.take(part)) if files is not None else {}
+        out = []
         for inp in inputs:
             if inp in held:
                 out.append((inp, held[inp][0]))
             elif inp in writing:
                 out.append((inp, writing[inp]))
             else:
-                assert files is not None
-                out.append((inp, files.serialized((part, inp))))
-                del files[(part, inp)]
+                out.append((inp, on_disk[inp]))
         return out
 
     def close(self) -> None:
@@ -155,4 +155,6 @@ class ShardBuffer:
             self.arrivals.clear()
             self.writing.clear()
             self.memory_bytes = 0
+        if self._files is not None:
+            self._files.close()
         shutil.rmtree(self.directory, ignore_errors=True)

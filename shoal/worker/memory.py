@@ -25,15 +25,19 @@ Two parts, kept apart so the decisions can be tested without a disk:
   without unpickling them into the worker's heap. Values are written in the wire's form
   (pickle protocol 5 with out-of-band buffers, no extra copies), each large frame
   compressed with lz4 when the package is installed and the frame compresses.
+  `AppendFiles` writes the same form, one file per group of values read back together
+  (the shuffle service's pieces, one file per output partition).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import shutil
 import struct
+import threading
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -185,6 +189,39 @@ def trim_heap() -> bool:
     return True
 
 
+def encode(p: Pickled, compression: str | None) -> tuple[list, int]:
+    """How a value in the wire's form is written to disk: the chunks (u32 length of a
+    msgpack header ``[[codec, stored length, original length], ...]``, the header, then
+    the frames, lz4 where it pays) and their total size."""
+    meta = []
+    out = []
+    for frame in (p.header, *p.buffers):
+        codec, stored = _maybe_compress(frame, compression)
+        n = memoryview(stored).nbytes
+        meta.append((codec, n, memoryview(frame).nbytes))
+        out.append(stored)
+    head = msgpack.packb(meta)
+    return [_META.pack(len(head)), head, *out], _META.size + len(head) + sum(n for _, n, _ in meta)
+
+
+def decode(raw: memoryview, pos: int = 0) -> tuple[Pickled, int]:
+    """The value `encode` wrote at `pos` of `raw` (frames are views of `raw` unless
+    compressed), and the position after it."""
+    (n,) = _META.unpack_from(raw, pos)
+    pos += _META.size
+    meta = msgpack.unpackb(raw[pos : pos + n])
+    pos += n
+    frames = []
+    for codec, stored, original in meta:
+        chunk = raw[pos : pos + stored]
+        pos += stored
+        if codec == "lz4":
+            chunk = memoryview(bytearray(_lz4.decompress(chunk)))
+            assert chunk.nbytes == original
+        frames.append(chunk)
+    return Pickled(frames[0], frames[1:]), pos
+
+
 class SpillFiles(MutableMapping):
     """key -> value, each value a file of its serialized frames in `directory`
     (`zict.File` does the files). Layout of a file: u32 length of a msgpack header
@@ -217,21 +254,12 @@ class SpillFiles(MutableMapping):
         self._write(key, p, weight, time.perf_counter())
 
     def _write(self, key: Key, p: Pickled, weight: int, t0: float) -> None:
-        frames = [p.header, *p.buffers]
-        meta = []
-        out = []
-        for frame in frames:
-            codec, stored = _maybe_compress(frame, self.compression)
-            n = memoryview(stored).nbytes
-            meta.append((codec, n, memoryview(frame).nbytes))
-            out.append(stored)
-        head = msgpack.packb(meta)
+        chunks, disk = encode(p, self.compression)
         try:
-            self.files[repr(key)] = [_META.pack(len(head)), head, *out]
+            self.files[repr(key)] = chunks
         except OSError:
             self._remove_orphans()
             raise
-        disk = _META.size + len(head) + sum(n for _, n, _ in meta)
         self._forget_size(key)
         self.sizes[key] = (weight, disk)
         self.memory_bytes += weight
@@ -241,20 +269,9 @@ class SpillFiles(MutableMapping):
     def serialized(self, key: Key) -> Pickled:
         """The value of `key` as the wire carries it, read from disk without unpickling."""
         t0 = time.perf_counter()
-        raw = memoryview(self.files[repr(key)])
-        (n,) = _META.unpack_from(raw)
-        meta = msgpack.unpackb(raw[_META.size : _META.size + n])
-        pos = _META.size + n
-        frames = []
-        for codec, stored, original in meta:
-            chunk = raw[pos : pos + stored]
-            pos += stored
-            if codec == "lz4":
-                chunk = memoryview(bytearray(_lz4.decompress(chunk)))
-                assert chunk.nbytes == original
-            frames.append(chunk)
+        p, _ = decode(memoryview(self.files[repr(key)]))
         self.read_seconds += time.perf_counter() - t0
-        return Pickled(frames[0], frames[1:])
+        return p
 
     def __getitem__(self, key: Key) -> Any:
         return loads(self.serialized(key))
@@ -288,6 +305,99 @@ class SpillFiles(MutableMapping):
                     os.remove(os.path.join(self.directory, name))
         except OSError:
             pass
+
+
+class AppendFiles:
+    """Values appended to one file per group and read back a whole group at once: the
+    shuffle service's pieces (many small values per output partition, each written once
+    and all read together when the partition is assembled). One file per group instead of
+    one per value: no file is created or removed per value, and at most `max_open` files
+    stay open for appending. Each value is tagged with an int (the input partition) and
+    written as `encode` writes it. Thread-safe: spills may run in several threads."""
+
+    _TAG = struct.Struct("<q")
+
+    def __init__(self, directory: str, compression: str | None = None, max_open: int = 64):
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.compression = compression
+        self.max_open = max_open
+        self.lock = threading.Lock()
+        self._handles: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+        #: group -> bytes on disk
+        self.sizes: dict[Any, int] = {}
+        #: groups read back: what is appended to them later is dropped
+        self.taken: set = set()
+        self.disk_bytes = 0
+        self.closed = False
+
+    def _path(self, group: Any) -> str:
+        return os.path.join(self.directory, str(group))
+
+    def append(self, group: Any, tag: int, p: Pickled) -> bool:
+        """Append `p` to `group`'s file. False (and nothing written) if the group was
+        read back already. A failed write (a full disk) leaves the file as it was and
+        raises."""
+        chunks, n = encode(p, self.compression)
+        n += self._TAG.size
+        with self.lock:
+            if group in self.taken or self.closed:
+                return False
+            f = self._handles.pop(group, None)
+            if f is None:
+                if len(self._handles) >= self.max_open:
+                    self._handles.popitem(last=False)[1].close()
+                f = open(self._path(group), "ab")  # noqa: SIM115 - kept open across calls
+            self._handles[group] = f
+            end = f.tell()
+            try:
+                f.write(self._TAG.pack(tag))
+                for c in chunks:
+                    f.write(c)
+                f.flush()
+            except OSError:
+                try:
+                    f.truncate(end)
+                except OSError:
+                    pass
+                raise
+            self.sizes[group] = self.sizes.get(group, 0) + n
+            self.disk_bytes += n
+        return True
+
+    def take(self, group: Any) -> list[tuple[int, Pickled]]:
+        """Every (tag, value) appended to `group`, in order; the file is removed."""
+        with self.lock:
+            self.taken.add(group)
+            f = self._handles.pop(group, None)
+            if f is not None:
+                f.close()
+            n = self.sizes.pop(group, 0)
+            self.disk_bytes -= n
+        if not n:
+            return []
+        path = self._path(group)
+        with open(path, "rb") as fh:  # no appends any more: read outside the lock
+            raw = memoryview(fh.read())
+        os.remove(path)
+        out = []
+        pos = 0
+        while pos < raw.nbytes:
+            (tag,) = self._TAG.unpack_from(raw, pos)
+            p, pos = decode(raw, pos + self._TAG.size)
+            out.append((tag, p))
+        return out
+
+    def __len__(self) -> int:
+        """How many groups have values on disk."""
+        return len(self.sizes)
+
+    def close(self) -> None:
+        """Close the open files (the owner removes the directory)."""
+        with self.lock:
+            self.closed = True
+            while self._handles:
+                self._handles.popitem()[1].close()
 
 
 class SpillStore(zict.Buffer):
