@@ -84,6 +84,14 @@ class Subprocess:
         assert self._banner is not None
         return await asyncio.wait_for(asyncio.shield(self._banner), timeout)
 
+    async def wait_exit(self, timeout: float) -> None:
+        """Give the process up to `timeout` s to exit by itself (after being told to)."""
+        if self.process is not None and self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
     async def close(self, timeout: float = 10) -> None:
         if self.process is not None and self.process.returncode is None:
             try:
@@ -339,10 +347,19 @@ class SubprocessCluster(Cluster):
             return
         self.status = Status.closing
         await self._stop_adaptive()
+        # the scheduler closes itself and its workers: stopping only the local processes
+        # is not enough over ssh, where killing the ssh client leaves the remote command
+        # running (no terminal, so no hang-up reaches it)
+        try:
+            await asyncio.wait_for(self.scheduler_comm.terminate(), 5)
+        except Exception:  # noqa: BLE001 - not connected, or gone already
+            pass
         workers, self.workers = list(self.workers.values()), {}
+        await asyncio.gather(*(w.wait_exit(5) for w in workers), return_exceptions=True)
         await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
         await super()._close()
         if self.scheduler is not None:
+            await self.scheduler.wait_exit(5)
             await self.scheduler.close()
         self.status = Status.closed
 

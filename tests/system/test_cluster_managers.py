@@ -204,10 +204,16 @@ def test_ssh_cluster_over_real_ssh_adapts(sshd, poll):
                     scheduler_options={"port": 0, "dashboard_address": None}) as cluster:  # fmt: skip
         with Client(cluster, set_as_default=False) as c:
             assert c.submit(sum, [2, 3]).result() == 5
-            assert c.run_on_scheduler(os.getpid) != os.getpid()
+            scheduler_pid = c.run_on_scheduler(os.getpid)
+            worker_pids = set(c.run(os.getpid).values())
+            assert scheduler_pid != os.getpid()
         cluster.scale(0)
         assert not cluster.workers
         _adapt_round_trip(cluster, poll)
+    # the remote commands end with the cluster (killing the ssh client alone leaves them)
+    import psutil
+
+    poll(lambda: not any(psutil.pid_exists(p) for p in {scheduler_pid, *worker_pids}), timeout=30)
 
 
 def test_subprocess_cluster_passes_distributed_options_as_flags(tmp_path):
