@@ -147,8 +147,8 @@ def wl_serialize(scale: float) -> dict:
          lambda b: pickle.loads(b[0], buffers=b[1]), lambda ps: assemble_frame(ps, meta, False)),
         ("arrow_ipc_frames", lambda: shuffle_group(df, "_partitions", 0, 200, 200, False, 200),
          lambda p: _arrow_dump(pa, p), lambda b: _arrow_load(pa, b), lambda ps: assemble_frame(ps, meta, False)),
-        ("pickle5_columns", lambda: split_frame(df, "_partitions", 200, False), _pickle5,
-         lambda b: pickle.loads(b[0], buffers=b[1]), lambda ps: unpack_pieces(ps, meta, False)),
+        ("pickle5_columns", lambda: split_frame(df, "_partitions", 200, False)[0], _pickle5,
+         lambda b: pickle.loads(b[0], buffers=b[1]), lambda ps: unpack_pieces(ps, meta, False, 0)),
     ):  # fmt: skip
         best = float("inf")
         for _ in range(3):

@@ -82,10 +82,11 @@ class ArrayRechunk:
     def shape_out(self) -> tuple[int, ...]:
         return tuple(len(a) for a in self.new)
 
-    def split(self, block: Any, inp: int) -> dict[int, Any]:
-        """{output partition: piece of input block `inp`} (only wanted outputs). A
-        piece is a contiguous array: a view of `block` where it can be one (so it
-        pickles without a copy), else a copy."""
+    def split(self, block: Any, inp: int, groups: Any = None) -> tuple[dict[int, Any], bool]:
+        """``({output partition: piece of input block inp}, False)`` (only wanted
+        outputs). A piece is a contiguous array: a view of `block` where it can be one
+        (so it pickles without a copy), else a copy; so pieces may share memory
+        whatever the receivers (`groups`) are."""
         import itertools
 
         import numpy as np
@@ -103,7 +104,7 @@ class ArrayRechunk:
                 continue
             piece = block[tuple(s for _, s in combo)]
             out[part] = piece if piece.flags.c_contiguous else np.ascontiguousarray(piece)
-        return out
+        return out, False
 
     def assemble(self, part: int, pieces: list[tuple[int, Any]]) -> Any:
         """Output block `part` from its (input partition, piece) pairs."""

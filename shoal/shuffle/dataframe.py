@@ -64,17 +64,19 @@ class DataFrameShuffle:
     def id(self) -> str:
         return self.spec.id
 
-    def split(self, df: Any, inp: int) -> dict[int, Any]:
-        """{output partition: non-empty piece of input partition `inp`}."""
+    def split(self, df: Any, inp: int, groups: Any = None) -> tuple[dict[int, Any], bool]:
+        """``({output partition: non-empty piece of input partition inp}, apart)``;
+        `groups`: the output partitions by receiver; `apart`: no two groups' pieces
+        share memory (`split_frame`)."""
         from shoal.shuffle.split import split_frame
 
-        return split_frame(df, self.column, self.npartitions, self.ignore_index, self.wanted)
+        return split_frame(df, self.column, self.npartitions, self.ignore_index, self.wanted, groups)
 
     def assemble(self, part: int, pieces: list) -> Any:
         """Output partition `part` from its (input partition, piece) pairs, in input order."""
         from shoal.shuffle.split import unpack_pieces
 
-        out = unpack_pieces([p for _, p in pieces], self.meta, self.ignore_index)
+        out = unpack_pieces([p for _, p in pieces], self.meta, self.ignore_index, part)
         return out.drop(columns=self.column) if self.drop_column else out
 
     def empty(self, part: int) -> Any:
@@ -146,23 +148,78 @@ class ServiceP2PShuffle(ServiceShuffle):
         return self.frame._meta.drop(columns=self.partitioning_index)
 
 
-def _swap(expr: Any, operands: list) -> Any:
+def _swap(expr: Any, operands: list, unused_index: set) -> Any:
     from shoal.shuffle.exprs import fresh
 
-    if type(expr) is SimpleShuffle:
-        return fresh(ServiceShuffle, operands, expr.deterministic_token)
-    if type(expr) is P2PShuffle:
-        return fresh(ServiceP2PShuffle, operands, expr.deterministic_token)
+    if type(expr) is SimpleShuffle or type(expr) is P2PShuffle:
+        if expr._name in unused_index:
+            operands = type(expr)(*operands).substitute_parameters({"ignore_index": True}).operands
+        cls = ServiceShuffle if type(expr) is SimpleShuffle else ServiceP2PShuffle
+        return fresh(cls, operands, expr.deterministic_token)
     return None
+
+
+def _unused_index(expr: Any) -> set:
+    """Names of the shuffle nodes of `expr` whose output index nobody reads: each of
+    their uses is a merge on columns (pandas gives the result a new index whatever the
+    sides' indexes are), directly or through column projections. Their outputs need
+    not carry the index: it does not travel (a merge of two frames of three 8-byte
+    columns sends a quarter fewer bytes)."""
+    from dask.dataframe.dask_expr._expr import Fused, Projection
+    from dask.dataframe.dask_expr._merge import BlockwiseMerge
+
+    users: dict[str, list] = {}
+    nodes = []
+    fused = []
+    for node in expr.walk():
+        # a fused block's nodes use what the block depends on; the block's users use
+        # its first node (dask's `Fused`)
+        group = [node]
+        if type(node) is Fused:
+            fused.append(node)
+            group = node.exprs
+        for n in group:
+            nodes.append(n)
+            for dep in n.dependencies():
+                users.setdefault(dep._name, []).append(n)
+    for node in fused:
+        users.setdefault(node.exprs[0]._name, []).extend(users.get(node._name, ()))
+        if node._name == expr._name:
+            expr = node.exprs[0]
+
+    def on_columns(merge: Any, side: Any) -> bool:
+        left = merge.left._name == side._name
+        if merge.left_index or merge.right_index or merge.left._name == merge.right._name:
+            return False
+        on = merge.left_on if left else merge.right_on
+        on = on if isinstance(on, list) else [on]
+        columns = set(side._meta.columns)
+        return all(isinstance(c, str) and c in columns for c in on) and side._meta.index.name not in on
+
+    def unread(node: Any) -> bool:
+        uses = users.get(node._name)
+        if not uses or node._name == expr._name:
+            return False  # the result itself: its index is the user's
+        for u in uses:
+            if type(u) is Projection:
+                if not unread(u):
+                    return False
+            elif type(u) is not BlockwiseMerge or not on_columns(u, node):
+                return False
+        return True
+
+    return {n._name for n in nodes if type(n) in (SimpleShuffle, P2PShuffle) and not n.ignore_index and unread(n)}
 
 
 def rewrite(expr: Any) -> Any:
     """`expr` (a lowered, optimized dask expression) with each `SimpleShuffle` node
     replaced by a `ServiceShuffle` (each `P2PShuffle`, from an explicit
     ``shuffle_method="p2p"``, by a `ServiceP2PShuffle`); `expr` itself when it has
-    none. Names are kept."""
+    none. Names are kept. A shuffle whose output index is never read (`_unused_index`)
+    ignores it."""
     if not hasattr(expr, "walk") or not any(type(e) in (SimpleShuffle, P2PShuffle) for e in expr.walk()):
         return expr
     from shoal.shuffle.exprs import rebuild
 
-    return rebuild(expr, _swap)
+    unused = _unused_index(expr)
+    return rebuild(expr, lambda e, operands: _swap(e, operands, unused))

@@ -23,19 +23,26 @@ class Columns:
     """A piece as bare numpy arrays (its columns, in order, and its index): pickled,
     it is the arrays' bytes and a few bytes more, where a DataFrame also carries its
     block layout and its column labels (an Arrow string index under pandas 3, slow to
-    pickle, unpickle and compare: a third of an output's assembly)."""
+    pickle, unpickle and compare: a third of an output's assembly).
 
-    __slots__ = ("arrays", "index")
+    Two things need not travel at all: the index when the shuffle ignores it (`index`
+    is None), and the partitioning column when each of its values is the number of the
+    output partition the row goes to (dask's ``_partitions`` column, as set_index,
+    merge and df.shuffle make it): that column's entry is then its dtype, and the
+    receiver fills it in."""
 
-    def __init__(self, arrays: list, index: Any):
+    __slots__ = ("arrays", "index", "rows")
+
+    def __init__(self, arrays: list, index: Any, rows: int):
         self.arrays = arrays
         self.index = index
+        self.rows = rows
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.rows
 
     def __reduce__(self) -> Any:
-        return (Columns, (self.arrays, self.index))
+        return (Columns, (self.arrays, self.index, self.rows))
 
 
 def _plain(df: Any) -> bool:
@@ -52,58 +59,108 @@ def _plain(df: Any) -> bool:
     )
 
 
-def unpack_pieces(pieces: list, meta: Any, ignore_index: bool) -> Any:
-    """The output partition from its pieces (`Columns` or frames, in input order)."""
-    if pieces and not ignore_index and all(type(p) is Columns for p in pieces) and _plain(meta):
+def unpack_pieces(pieces: list, meta: Any, ignore_index: bool, part: int | None = None) -> Any:
+    """Output partition `part` from its pieces (`Columns` or frames, in input order)."""
+    if pieces and all(type(p) is Columns for p in pieces) and _plain(meta):
         import numpy as np
         import pandas as pd
 
-        n = len(meta.columns)
-        arrays = [np.concatenate([p.arrays[j] for p in pieces]) for j in range(n)]
-        index = pd.Index(np.concatenate([p.index for p in pieces]), name=meta.index.name, copy=False)
-        out = pd.DataFrame(dict(zip(range(n), arrays)), index=index, copy=False)
+        rows = sum(p.rows for p in pieces)
+        arrays = [_column(pieces, j, rows, part) for j in range(len(meta.columns))]
+        if ignore_index:  # as dask's concat of its pieces: each piece numbered from 0
+            if len(pieces) == 1:
+                index = pd.RangeIndex(rows)
+            else:
+                index = pd.Index(np.concatenate([np.arange(p.rows) for p in pieces]), copy=False)
+        else:
+            index = pd.Index(np.concatenate([p.index for p in pieces]), name=meta.index.name, copy=False)
+        out = pd.DataFrame(dict(enumerate(arrays)), index=index, copy=False)
         out.columns = meta.columns
         return out
-    frames = [_frame(p, meta) if type(p) is Columns else p for p in pieces]
+    frames = [_frame(p, meta, part) if type(p) is Columns else p for p in pieces]
     return assemble_frame(frames, meta, ignore_index)
 
 
-def _frame(p: Columns, meta: Any) -> Any:
+def _column(pieces: list, j: int, rows: int, part: int | None) -> Any:
+    import numpy as np
+
+    first = pieces[0].arrays[j]
+    if isinstance(first, np.dtype):  # the partitioning column, left out: every value is `part`
+        if part is None:
+            raise ValueError("the pieces left their partitioning column out: give the output partition")
+        return np.full(rows, part, dtype=first)
+    return np.concatenate([p.arrays[j] for p in pieces])
+
+
+def _frame(p: Columns, meta: Any, part: int | None) -> Any:
     import pandas as pd
 
-    index = pd.Index(p.index, name=meta.index.name)
-    out = pd.DataFrame(dict(zip(range(len(p.arrays)), p.arrays)), index=index, copy=False)
+    index = pd.RangeIndex(p.rows) if p.index is None else pd.Index(p.index, name=meta.index.name)
+    arrays = [_column([p], j, p.rows, part) for j in range(len(p.arrays))]
+    out = pd.DataFrame(dict(enumerate(arrays)), index=index, copy=False)
     out.columns = meta.columns
     return out
 
 
-def split_frame(df: Any, column: Any, npartitions: int, ignore_index: bool, wanted: Any = None) -> dict[int, Any]:
-    """{output partition: non-empty piece of `df`} (only the partitions in `wanted`, a
-    container, when given). A frame of plain numpy columns is split into `Columns`:
-    one stable sort, one take per column, and every piece a contiguous slice of those
-    (so it pickles without a copy); any other frame with dask's `shuffle_group`. The
-    rows of a piece keep their order either way."""
-    if type(column) is str and column in df.columns and not ignore_index and _plain(df):
+def split_frame(
+    df: Any, column: Any, npartitions: int, ignore_index: bool, wanted: Any = None, groups: Any = None
+) -> tuple[dict[int, Any], bool]:
+    """``({output partition: non-empty piece of df}, apart)``: only the partitions in
+    `wanted` (a container) when given, or in `groups` (lists of output partitions, one
+    per receiver) when given. A frame of plain numpy columns is split into `Columns`:
+    one stable sort, one take per column and group, every piece a contiguous slice of
+    its group's arrays (so it pickles without a copy), without the index when
+    `ignore_index`, and without `column` when its values are the output partitions;
+    `apart` is then True when `groups` was given: no two groups' pieces share memory
+    (what one receiver keeps does not hold another's rows alive). Any other frame goes
+    through dask's `shuffle_group` (`apart` False). The rows of a piece keep their
+    order either way."""
+    if type(column) is str and column in df.columns and _plain(df):
         import numpy as np
 
+        col = df[column].to_numpy()
+        ind = (col % npartitions).astype(np.min_scalar_type(npartitions), copy=False)
+        apart = groups is not None
+        if groups is None:
+            groups = [range(npartitions) if wanted is None else sorted(wanted)]
+        flat = [p for g in groups for p in g]
+        if flat == list(range(npartitions)):
+            key = ind
+        else:  # each group's partitions next to each other; the others (not wanted) last
+            rank = np.full(npartitions, len(flat), dtype=np.int64)
+            rank[flat] = np.arange(len(flat))
+            key = rank[ind]
+            key = key.astype(np.min_scalar_type(len(flat)), copy=False)
         # a stable sort of small integers is numpy's radix sort: O(rows)
-        ind = (df[column].to_numpy() % npartitions).astype(np.min_scalar_type(npartitions), copy=False)
-        order = np.argsort(ind, kind="stable")
-        counts = np.bincount(ind, minlength=npartitions)
-        ends = np.cumsum(counts)
-        cols = [np.take(df.iloc[:, j].to_numpy(), order) for j in range(df.shape[1])]
-        index = np.take(df.index.to_numpy(), order)
+        order = np.argsort(key, kind="stable")
+        ends = np.cumsum(np.bincount(key, minlength=len(flat) + 1)).tolist()
+        # the column is each row's output partition already (dask's `_partitions`): no
+        # need to send it
+        implied = col.dtype.kind in "iu" and len(col) > 0 and 0 <= col.min() and col.max() < npartitions
+        values = [None if implied and name == column else df.iloc[:, j].to_numpy() for j, name in enumerate(df.columns)]
+        index = None if ignore_index else df.index.to_numpy()
         out = {}
-        for p in np.flatnonzero(counts).tolist():
-            if wanted is None or p in wanted:
-                b = int(ends[p])
-                a = b - int(counts[p])
-                out[p] = Columns([c[a:b] for c in cols], index[a:b])
-        return out
+        r = 0
+        for g in groups:
+            lo = ends[r - 1] if r else 0
+            hi = ends[r + len(g) - 1] if g else lo
+            rows = order[lo:hi]
+            cols = [col.dtype if v is None else np.take(v, rows) for v in values]
+            idx = None if index is None else np.take(index, rows)
+            for p in g:
+                a = (ends[r - 1] if r else 0) - lo
+                b = ends[r] - lo
+                r += 1
+                if b > a:
+                    arrays = [c if isinstance(c, np.dtype) else c[a:b] for c in cols]
+                    out[p] = Columns(arrays, None if idx is None else idx[a:b], b - a)
+        return out, apart
     from dask.dataframe.shuffle import shuffle_group
 
-    groups = shuffle_group(df, column, 0, npartitions, npartitions, ignore_index, npartitions)
-    return {int(p): piece for p, piece in groups.items() if len(piece) and (wanted is None or p in wanted)}
+    if groups is not None:
+        wanted = {p for g in groups for p in g}
+    split = shuffle_group(df, column, 0, npartitions, npartitions, ignore_index, npartitions)
+    return {int(p): piece for p, piece in split.items() if len(piece) and (wanted is None or p in wanted)}, False
 
 
 def assemble_frame(pieces: list, meta: Any, ignore_index: bool) -> Any:

@@ -167,9 +167,13 @@ class ShuffleWorkerExtension(WorkerExtension):
         spec = shuffle.spec
         run = self._call(self.worker.scheduler.request("shuffle_get", spec=spec_to_wire(spec)))
         run_id = run["run_id"]
-        owner_of = dict(zip(spec.parts, run["owners"]))
+        me = self.worker.address
+        groups: dict[str, list] = {me: []}  # this worker's own partitions first
+        for part, owner in zip(spec.parts, run["owners"]):
+            groups.setdefault(owner, []).append(part)
+        owner_of = {part: owner for owner, parts in groups.items() for part in parts}
         t1 = clock()
-        pieces = shuffle.split(df, inp)
+        pieces, apart = shuffle.split(df, inp, list(groups.values()))
         del df
         t2 = clock()
         by_owner: dict[str, tuple[list, list]] = {}
@@ -178,9 +182,9 @@ class ShuffleWorkerExtension(WorkerExtension):
             parts.append(part)
             payload.append(dumps(piece))
         del pieces
-        mine = by_owner.get(self.worker.address)
-        if mine is not None:
-            by_owner[self.worker.address] = (mine[0], _compact(mine[1]))
+        mine = by_owner.get(me)
+        if mine is not None and not apart:
+            by_owner[me] = (mine[0], _compact(mine[1]))
         nbytes = sum(p.nbytes for _, payload in by_owner.values() for p in payload)
         t3 = clock()
         self._call(self._enqueue(spec.id, run_id, inp, by_owner, nbytes))

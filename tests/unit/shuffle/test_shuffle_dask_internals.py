@@ -111,6 +111,41 @@ def test_rewrite_keeps_names_and_makes_linear_graphs(frames):
     assert rewrite(plain) is plain
 
 
+def test_a_merge_on_columns_shuffles_without_the_index(frames):
+    """pandas gives a merge on columns a new index: the shuffles that only feed such a
+    merge (dask's `BlockwiseMerge`, through `Projection`s, maybe inside a `Fused`
+    block) ignore their index; every other shuffle keeps it."""
+    from dask.dataframe.dask_expr._expr import Fused, Projection
+    from dask.dataframe.dask_expr._merge import BlockwiseMerge
+
+    from shoal.shuffle.dataframe import _unused_index
+
+    df, _ = frames
+    other = df.rename(columns={"v": "w"})
+    with dask.config.set({"dataframe.shuffle.method": SERVICE}):
+        merged = df.merge(other, on="k")
+        expr = lowered(merged.map_partitions(len))
+        assert {Fused, Projection, BlockwiseMerge} <= kinds(expr) | {t for e in expr.walk() if type(e) is Fused
+                                                                     for t in map(type, e.exprs)}  # fmt: skip
+        assert len(_unused_index(expr)) == 2 and len(_unused_index(lowered(merged))) == 2
+        new = rewrite(expr)
+        shuffles = [e for e in new.walk() if type(e) is ServiceShuffle]
+        assert len(shuffles) == 2 and all(e.ignore_index for e in shuffles)
+        assert new.__dask_keys__() == expr.__dask_keys__()
+        for kept in (
+            df.shuffle("k"),  # the user sees the index
+            df.merge(other.set_index("k"), left_on="k", right_index=True),  # an index is merged on
+            df.set_index("v").merge(other.set_index("w"), left_on="v", right_on="w"),  # ... by its name
+        ):
+            assert not _unused_index(lowered(kept)), kept
+    # what it rests on: pandas numbers a merge on columns anew, whatever the indexes
+    left = pd.DataFrame({"k": [1, 2, 1], "a": [1, 2, 3]}, index=[7, 8, 9])
+    right = pd.DataFrame({"k": [1, 2], "b": [4, 5]}, index=[3, 2])
+    for how in ("inner", "left", "right", "outer"):
+        out = left.merge(right, on="k", how=how)
+        assert out.index.equals(pd.RangeIndex(len(out))), how
+
+
 # ---------------------------------------------------------------- dask.array rechunks
 # (shoal/shuffle/rechunk.py; docs/design.md, "Shuffles", "Rechunks")
 
