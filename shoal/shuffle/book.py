@@ -75,13 +75,15 @@ class Restart:
 
 
 def assign_owners(parts: tuple[int, ...], workers: list[str]) -> dict[int, str]:
-    """Balanced and stable: output partitions dealt round-robin over the workers in
-    address order (so a given set of workers always gets the same map)."""
+    """Balanced and stable: the output partitions cut into one run of neighbours per
+    worker (sizes differing by one at most), the workers in address order (so a given
+    set of workers always gets the same map). Neighbours, not dealt round-robin: a
+    transfer then cuts each receiver's rows out of its input in one go (`split_frame`)."""
     if not workers:
         raise ValueError("a shuffle needs at least one worker")
     ordered = sorted(workers)
-    n = len(ordered)
-    return {p: ordered[i % n] for i, p in enumerate(parts)}
+    n, m = len(ordered), len(parts)
+    return {p: ordered[i * n // m] for i, p in enumerate(parts)}
 
 
 class ShuffleBook:

@@ -168,7 +168,7 @@ class ShuffleWorkerExtension(WorkerExtension):
         run = self._call(self.worker.scheduler.request("shuffle_get", spec=spec_to_wire(spec)))
         run_id = run["run_id"]
         me = self.worker.address
-        groups: dict[str, list] = {me: []}  # this worker's own partitions first
+        groups: dict[str, list] = {}  # each owner's partitions: neighbours (`assign_owners`)
         for part, owner in zip(spec.parts, run["owners"]):
             groups.setdefault(owner, []).append(part)
         owner_of = {part: owner for owner, parts in groups.items() for part in parts}

@@ -41,6 +41,7 @@ def test_owners_balanced_and_stable():
     counts = {w: list(owners.values()).count(w) for w in ("w1", "w2", "w3")}
     assert sorted(counts.values()) == [3, 3, 4]
     assert owners == assign_owners(tuple(range(10)), ["w3", "w1", "w2"])  # order does not matter
+    assert [owners[p] for p in range(10)] == sorted(owners.values())  # each worker's partitions are neighbours
     with pytest.raises(ValueError, match="at least one worker"):
         assign_owners((0,), [])
 
