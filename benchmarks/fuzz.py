@@ -178,6 +178,8 @@ def authenticated(n_cases: int, seed: int, n_corpus: int = 3000, pause: float = 
                 print(f"  slow case ({outcome}, {time.perf_counter() - c0:.1f} s): {str(rp)[:300]}", file=sys.stderr)
             out["cases"] += 1
             out["refused" if outcome == "refused" else "taken" if outcome == "taken" else "hangs"] += 1
+            if out["cases"] == warm_at:  # every drawn packet went once: what they load once is loaded
+                out["rss_warm_mb"] = _rss(sched.pid) / 2**20
             if out["cases"] % 500 == 0:
                 check()
                 rate = out["cases"] / (time.perf_counter() - t0)
@@ -188,6 +190,7 @@ def authenticated(n_cases: int, seed: int, n_corpus: int = 3000, pause: float = 
         # every corpus packet as drawn, then mutations of them (`fuzzing.mutate`); one
         # case in five goes to the worker (peer messages and worker calls)
         both = len(corpus) + len(worker_corpus)
+        warm_at = min(both, n_cases)
         for i in range(n_cases):
             if i % 5 == 4:
                 j = i // 5
@@ -198,6 +201,7 @@ def authenticated(n_cases: int, seed: int, n_corpus: int = 3000, pause: float = 
                 j = i - i // 5
                 case(corpus[j] if j < len(corpus) else mutate(rng, rng.choice(corpus), corpus), address)
         check()
+        out["held"] = client.run_on_scheduler(_held)
         elapsed = time.perf_counter() - t0
         out["seconds"] = elapsed
         out["cases_per_s"] = out["cases"] / elapsed
@@ -213,6 +217,20 @@ def authenticated(n_cases: int, seed: int, n_corpus: int = 3000, pause: float = 
         worker.wait(20)
         out["scheduler_log_lines"] = _log_lines(sched)
     return out
+
+
+def _held(dask_scheduler) -> dict:
+    """What the scheduler keeps on purpose, each bounded by its configuration."""
+    from shoal.log_buffer import _handler
+
+    s = dask_scheduler
+    sampler = getattr(getattr(s, "profiling", None), "sampler", None)
+    return {
+        "events": s.event_log.total, "topics": len(s.event_log.events),
+        "log_lines": len(_handler.deque) if _handler is not None else 0,
+        "profile_cycles": len(sampler.history) if sampler is not None else 0,
+        "story": len(s.state.story_log), "tasks": len(s.state.tasks), "clients": len(s.clients),
+    }  # fmt: skip
 
 
 # ------------------------------------------------------------------ part 2
@@ -311,6 +329,7 @@ def main() -> None:
     unauth = unauthenticated(args.probes, args.seed, args.warmup) if args.probes else {}
     if auth:
         growth = 100 * (auth["rss_after_mb"] / auth["rss_before_mb"] - 1)
+        warm_growth = 100 * (auth["rss_after_mb"] / auth["rss_warm_mb"] - 1)
         print("\nAuthenticated fuzz against a shoal scheduler + worker (real processes)")
         rows = [
             ("cases (drawn + mutated)", f"{auth['cases']:,} ({auth['drawn']:,} + {auth['cases'] - auth['drawn']:,})"),
@@ -319,6 +338,10 @@ def main() -> None:
             ("taken / refused / hung", f"{auth['taken']:,} / {auth['refused']:,} / {auth['hangs']}"),
             ("crashes", auth["crashes"]), ("state violations", auth["state_violations"]),
             ("scheduler RSS before -> after", f"{auth['rss_before_mb']:.0f} MB -> {auth['rss_after_mb']:.0f} MB ({growth:+.1f} %)"),
+            ("scheduler RSS after the drawn packets (warm) -> after",
+             f"{auth['rss_warm_mb']:.1f} MB -> {auth['rss_after_mb']:.1f} MB ({warm_growth:+.1f} %)"),
+            ("held at the end (events / topics / log lines / profile cycles / story / tasks / clients)",
+             " / ".join(f"{v:,}" for v in auth["held"].values())),
             ("worker RSS before -> after", f"{auth['worker_rss_before_mb']:.0f} MB -> {auth['worker_rss_after_mb']:.0f} MB"),
             ("scheduler log lines", auth["scheduler_log_lines"]),
         ]  # fmt: skip

@@ -11,7 +11,8 @@ A profile is a call tree in `distributed.profile`'s shape, plain msgpack data::
 thread that every `interval` walks `sys._current_frames()` of the threads its `targets`
 callable names (a worker: the threads running tasks, grouped by task prefix; plus an
 optional "server" thread, the event loop), and every `cycle` closes the current trees
-into a bounded history of `(start, stop, {group: tree})`. It also samples the process's
+into a bounded history of `(start, stop, {group: tree})`, whose cycles older than a
+minute are merged into coarser buckets (`COARSEN`). It also samples the process's
 RSS every `memory_interval` into a bounded `(time, rss)` history. Times are wall-clock
 (`time.time()`), like the task stream, so a report can line the two up. Nothing here
 runs on a hot path of task execution: the cost is one thread waking up every `interval`.
@@ -41,6 +42,10 @@ MAX_DEPTH = 200
 
 #: the group holding samples of the server (event-loop) thread
 SERVER = "__server__"
+
+#: (age, width) in seconds: profile cycles older than `age` are merged into buckets of
+#: `width` (full resolution for the last minute, 10 s buckets to ten minutes, then minutes)
+COARSEN = ((60.0, 10.0), (600.0, 60.0))
 
 
 def create() -> dict:
@@ -106,6 +111,18 @@ def merge(*trees: dict) -> dict:
     for t in trees:
         _add(out, t)
     return out
+
+
+def _merge_groups(a: dict, b: dict) -> dict:
+    """{group: tree} of two cycles, summed (`a`'s trees are reused: they are history's
+    own, never handed out)."""
+    for group, tree in b.items():
+        mine = a.get(group)
+        if mine is None:
+            a[group] = tree
+        else:
+            _add(mine, tree)
+    return a
 
 
 def _add(into: dict, tree: dict) -> None:
@@ -262,7 +279,7 @@ class Sampler:
         del frames
 
     def rotate(self, now: float | None = None) -> None:
-        """Close the current cycle into the history."""
+        """Close the current cycle into the history, and coarsen the old part of it."""
         now = time.time() if now is None else now
         with self._lock:
             if self._current:
@@ -270,6 +287,34 @@ class Sampler:
             self._current = {}
             self._paths = {}
             self._current_start = now
+            self._coarsen(now)
+
+    def _coarsen(self, now: float) -> None:
+        """Merge the cycles older than each tier's age (`COARSEN`) into buckets of that
+        tier's width, and forget those older than the history's span (`history`
+        cycles). A tree costs about as much as the distinct stacks it holds, and
+        neighbouring cycles share most of theirs, so an hour is ~170 trees instead of
+        3,600. Queries lose only the time resolution of old cycles (`get_profile`
+        takes whole cycles anyway)."""
+        history = self.history
+        span = (history.maxlen or 1) * self.cycle
+        while history and history[0][1] < now - span:
+            history.popleft()
+        if len(history) < 2 or history[0][1] >= now - COARSEN[0][0]:
+            return  # nothing old enough to merge
+        out: list[tuple[float, float, dict]] = []
+        for entry in history:
+            start, stop, groups = entry
+            width = next((w for age, w in reversed(COARSEN) if stop < now - age), None)
+            if out and width is not None:
+                p_start, p_stop, p_groups = out[-1]
+                if p_stop < now - COARSEN[0][0] and stop - p_start <= width:
+                    out[-1] = (p_start, stop, _merge_groups(p_groups, groups))
+                    continue
+            out.append(entry)
+        if len(out) < len(history):
+            history.clear()
+            history.extend(out)
 
     def sample_memory(self, now: float | None = None) -> None:
         try:

@@ -10,7 +10,10 @@ dropped when the client leaves, so clients that come and go leave nothing behind
 their lines in ``"all"``), ``"print"`` and ``"warn"`` (`shoal.print` / `shoal.warn`
 inside tasks). At most `max_topics` topics are kept: past that, a new topic pushes out
 the one written longest ago (never ``"all"``, never one a client subscribes to), so a
-stream of registrations that come and go cannot grow the log without bound.
+stream of registrations that come and go cannot grow the log without bound; and at most
+`max_events` events are kept over all topics (100,000, or `events-log-length` if that
+is more), so neither can many topics each filled to their bound (``Client.log_event`` of an
+authenticated peer).
 """
 
 from __future__ import annotations
@@ -23,14 +26,22 @@ from typing import Any
 #: topics kept at most (each a ring buffer; workers' topics outlive the workers)
 MAX_TOPICS = 10_000
 
+#: events kept at most over all topics (unless one topic may hold more)
+MAX_EVENTS = 100_000
+
 
 class EventLog:
-    def __init__(self, length: int = 100_000, max_topics: int = MAX_TOPICS):
+    def __init__(self, length: int = 100_000, max_topics: int = MAX_TOPICS, max_events: int | None = None):
         self.length = length
         self.max_topics = max_topics
+        #: events kept over all topics (`MAX_EVENTS`, or `length` if more): past it,
+        #: the oldest event of the topic written longest ago goes
+        self.max_events = max(length, MAX_EVENTS) if max_events is None else max_events
         #: topic -> its events; ordered from the topic written longest ago to the latest
         self.events: dict[str, deque[tuple[float, Any]]] = {}
         self.subscribers: dict[str, set[str]] = {}
+        #: events held, over all topics
+        self.total = 0
 
     def log(self, topics: str | Iterable[str], msg: Any, now: float) -> list[tuple[str, str, tuple]]:
         """Record `msg` under each topic; returns ``(client_id, topic, event)`` to send."""
@@ -46,7 +57,12 @@ class EventLog:
                     self._push_out()
                 buf = deque(maxlen=self.length)
             events[topic] = buf  # (re)inserted last: the latest written
+            if len(buf) == buf.maxlen:
+                self.total -= 1  # the append pushes its oldest out
             buf.append(event)
+            self.total += 1
+            if self.total > self.max_events:
+                self._drop_oldest()
             for client_id in self.subscribers.get(topic, ()):
                 out.append((client_id, topic, event))
         return out
@@ -61,12 +77,22 @@ class EventLog:
         """Drop the topic written longest ago that is neither "all" nor subscribed to."""
         for topic in self.events:
             if topic != "all" and topic not in self.subscribers:
-                del self.events[topic]
+                self.total -= len(self.events.pop(topic))
                 return
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest event of the topic written longest ago (the topic too when
+        that was its last)."""
+        topic = next(iter(self.events))
+        buf = self.events[topic]
+        buf.popleft()
+        self.total -= 1
+        if not buf:
+            del self.events[topic]
 
     def forget(self, topic: str) -> None:
         """Drop `topic`'s events (its subscribers stay)."""
-        self.events.pop(topic, None)
+        self.total -= len(self.events.pop(topic, ()))
 
     def subscribe(self, client_id: str, topics: Iterable[str]) -> None:
         for topic in topics:

@@ -122,6 +122,30 @@ def test_sampler_history_and_memory_are_bounded():
     assert s.get_memory(start=3.0) == list(s.memory)[1:]
 
 
+def test_old_cycles_are_merged_into_coarser_buckets_and_keep_their_samples():
+    """The last minute keeps its 1 s cycles, up to ten minutes 10 s buckets, older ones
+    minutes; no sample is lost, and nothing older than the history's span is kept."""
+    s = profile.Sampler(lambda: [(threading.get_ident(), "p")], interval=0.01, history=3600)
+    s._current_start = 0.0
+    for t in range(1, 1801):  # half an hour of 1 s cycles, one sample each
+        s.sample()
+        s.rotate(float(t))
+    cycles = list(s.history)
+    assert sum(g["p"]["count"] for _, _, g in cycles) == 1800
+    assert [b - a for a, b, _ in cycles if b >= 1800 - 60] == [1.0] * 61
+    ten = [b - a for a, b, _ in cycles if 1800 - 600 <= b < 1800 - 60]
+    assert ten and max(ten) <= 10 and sum(ten) >= 530
+    old = [b - a for a, b, _ in cycles if b < 1800 - 600]
+    assert old and max(old) <= 60 and len(old) <= 21
+    assert len(cycles) < 61 + 60 + 25  # instead of 1800
+    assert all(a2 >= b1 for (_, b1, _), (a2, _, _) in zip(cycles, cycles[1:]))  # in order, not overlapping
+    assert s.get_profile(start=0.0, stop=600.0)["count"] >= 600
+    # an hour later, only the history's span (3600 cycles of 1 s) is left
+    s.sample()
+    s.rotate(1800.0 + 3600.0)
+    assert min(b for _, b, _ in s.history) >= 1800.0
+
+
 def test_sampler_thread_starts_and_stops():
     s = profile.Sampler(list, interval=0.001, memory_interval=0.001)
     s.start()

@@ -43,3 +43,23 @@ def test_the_number_of_topics_is_bounded_keeping_all_and_subscribed_ones():
     assert log.get("all")[-1] == (101.0, {"action": "add-worker"})
     log.forget("new")
     assert "new" not in log.events and log.get("new") == ()
+
+
+def test_the_events_of_all_topics_together_are_bounded():
+    """Many topics each below their own bound (an authenticated peer's log_event to
+    ever new topics) still keep at most `max_events` events in all: the oldest event of
+    the topic written longest ago goes first."""
+    log = EventLog(length=5, max_topics=1000, max_events=12)
+    for i in range(40):
+        log.log(f"t{i % 8}", {"n": i}, float(i))
+    held = log.get()
+    assert log.total == sum(len(v) for v in held.values()) == 12
+    kept = sorted(e[1]["n"] for v in held.values() for e in v)
+    assert kept[-8:] == list(range(32, 40)) and min(kept) >= 40 - 2 * 8  # what goes is old
+    log.forget("t7")
+    assert log.total == sum(len(v) for v in log.get().values())
+    # one topic at its own bound: appends push its oldest out, the count stays right
+    one = EventLog(length=3)
+    for i in range(10):
+        one.log("all", i, float(i))
+    assert one.total == 3 and [m for _, m in one.get("all")] == [7, 8, 9]
