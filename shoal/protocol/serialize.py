@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib
 import io
 import pickle
+import sys
+import threading
 from typing import Any, Iterable, Sequence
 
 import cloudpickle
@@ -117,7 +119,28 @@ class _RefCloudPickler(_LeavesRef, cloudpickle.Pickler):
     pass
 
 
-class _RefUnpickler(pickle.Unpickler):
+#: held while unpickling imports a module (`_Unpickler.find_class`)
+_importing = threading.RLock()
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickling that imports one module at a time per process. A worker unpickles in
+    its event loop (fetched data) and its task threads (tasks) at once, and a fresh
+    process imports numpy, pandas, dask from both: CPython's import lets a second thread
+    see a submodule before it is bound to its package (python/cpython#149728), and
+    numpy's lazy `__getattr__` then recurses (RecursionError) or loads its C module a
+    second time ("cannot load module more than once per process"). A module already
+    imported costs one dict lookup; only a first import takes the lock."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        m = sys.modules.get(module)
+        if m is None or getattr(getattr(m, "__spec__", None), "_initializing", False):
+            with _importing:
+                return super().find_class(module, name)
+        return super().find_class(module, name)
+
+
+class _RefUnpickler(_Unpickler):
     def __init__(self, file: Any, ref: object, buffers: Any) -> None:
         super().__init__(file, buffers=buffers)
         self._ref = ref
@@ -194,14 +217,16 @@ def loads(p: Pickled, ref: object = None) -> Any:
 
     Unpickling imports modules, and two threads of one process (a worker's event loop
     fetching data, its task threads loading functions) may import the same package at
-    once. When that package imports itself in a cycle (dask.dataframe does), CPython
-    breaks the deadlock by handing one thread a half-initialized module, which fails
-    with "partially initialized module". Then the other thread is still importing it:
+    once: imports made by unpickling take turns (`_Unpickler`). A thread importing
+    outside unpickling (a task's own code) may still meet one inside it; when the
+    package imports itself in a cycle (dask.dataframe does), CPython breaks the
+    deadlock by handing one thread a half-initialized module, which fails with
+    "partially initialized module". Then the other thread is still importing it:
     import it here too — that waits for the other thread to finish — and try again."""
     for attempt in range(_IMPORT_RETRIES + 1):
         try:
             if ref is None:
-                return pickle.loads(p.header, buffers=p.buffers)
+                return _Unpickler(io.BytesIO(p.header), buffers=p.buffers).load()
             return _RefUnpickler(io.BytesIO(p.header), ref, p.buffers).load()
         except ImportError as e:
             if attempt == _IMPORT_RETRIES or not e.name or "partially initialized module" not in str(e):

@@ -160,28 +160,86 @@ def test_loads_waits_for_a_module_another_thread_is_importing(monkeypatch):
     serialize = importlib.import_module("shoal.protocol.serialize")
 
     calls = []
-    real_loads = pickle.loads
 
-    def flaky_loads(data, **kw):
-        calls.append("loads")
-        if len(calls) == 1:
-            raise ImportError(
-                "cannot import name 'X' from partially initialized module 'json.decoder' "
-                "(most likely due to a circular import)",
-                name="json.decoder",
-            )
-        return real_loads(data, **kw)
+    class Flaky(serialize._Unpickler):
+        def load(self):
+            calls.append("loads")
+            if len(calls) == 1:
+                raise ImportError(
+                    "cannot import name 'X' from partially initialized module 'json.decoder' "
+                    "(most likely due to a circular import)",
+                    name="json.decoder",
+                )
+            return super().load()
 
     imported = []
     real_import = importlib.import_module
-    monkeypatch.setattr(serialize.pickle, "loads", flaky_loads)
+    monkeypatch.setattr(serialize, "_Unpickler", Flaky)
     monkeypatch.setattr(serialize.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
     assert serialize.loads(dumps({"a": 1})) == {"a": 1}
     assert imported == ["json.decoder"] and calls == ["loads", "loads"]
+
     # any other ImportError is the user's: raised at once
-    monkeypatch.setattr(serialize.pickle, "loads", lambda data, **kw: (_ for _ in ()).throw(ImportError("no module x", name="x")))
+    class Broken(serialize._Unpickler):
+        def load(self):
+            raise ImportError("no module x", name="x")
+
+    monkeypatch.setattr(serialize, "_Unpickler", Broken)
     with pytest.raises(ImportError, match="no module x"):
         serialize.loads(dumps(1))
+
+
+def test_imports_made_by_unpickling_take_turns(tmp_path, monkeypatch):
+    """While one thread's unpickling imports a module, another thread's unpickling waits
+    before it imports anything (a worker's event loop and its task thread in a fresh
+    process both import numpy: CPython can show the second a submodule not yet bound to
+    its package, python/cpython#149728, and numpy then recursed or loaded its C module
+    twice). A module already imported does not wait."""
+    import builtins
+    import sys
+    import threading
+
+    (tmp_path / "shoal_slow_import.py").write_text(
+        "import builtins\n"
+        "def first():\n    return 'first'\n"
+        "builtins._shoal_entered.set()\n"
+        "builtins._shoal_gate.wait(30)\n"
+    )
+    (tmp_path / "shoal_other_import.py").write_text("def second():\n    return 'second'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entered, gate = threading.Event(), threading.Event()
+    monkeypatch.setattr(builtins, "_shoal_entered", entered, raising=False)
+    monkeypatch.setattr(builtins, "_shoal_gate", gate, raising=False)
+    gate.set()
+    import shoal_other_import
+    import shoal_slow_import
+
+    first, second = dumps(shoal_slow_import.first), dumps(shoal_other_import.second)
+    for name in ("shoal_slow_import", "shoal_other_import"):
+        del sys.modules[name]
+    entered.clear()
+    gate.clear()
+    got: dict = {}
+
+    def load(name, p):
+        got[name] = loads(p)()
+
+    a = threading.Thread(target=load, args=("first", first))
+    a.start()
+    try:
+        assert entered.wait(30)  # `a` is inside its module's import
+        assert loads(dumps(len))("ab") == 2  # what is imported already loads at once
+        b = threading.Thread(target=load, args=("second", second))
+        b.start()
+        b.join(0.3)
+        assert b.is_alive() and "shoal_other_import" not in sys.modules  # waiting its turn
+    finally:
+        gate.set()
+    a.join(30)
+    b.join(30)
+    assert got == {"first": "first", "second": "second"}
+    for name in ("shoal_slow_import", "shoal_other_import"):
+        sys.modules.pop(name, None)
 
 
 def test_small_pickles_drop_their_frame_opcode_and_still_load():
