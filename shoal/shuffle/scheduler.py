@@ -92,6 +92,7 @@ class ShuffleSchedulerExtension(SchedulerExtension):
         #: totals, for tests and metrics
         self.restarts = 0
         self.finished = 0
+        self.asked = 0  # `shuffle_get` calls
 
     def handlers(self) -> dict[str, Any]:
         return {"shuffle_get": self.get, "shuffle_status": self.status, "shuffle_flush": self.flush}
@@ -102,6 +103,7 @@ class ShuffleSchedulerExtension(SchedulerExtension):
         """The current run of the shuffle: ``{"run_id", "owners"}`` (owners aligned
         with the spec's parts)."""
         self._sweep()
+        self.asked += 1
         spec_ = spec_from_wire(spec)
         state = self.scheduler.state
         barrier = state.tasks.get(spec_.barrier_key)

@@ -1,8 +1,9 @@
 """The worker side of the shuffle service: worker extension ``"shuffle"``.
 
 A transfer task (`tasks.shuffle_transfer`, in a task thread) asks the scheduler for the
-shuffle's current run (its id and owners), splits its input partition once, pickles the
-pieces (protocol 5: large buffers out of band, no extra copy on the way) and hands them,
+shuffle's current run (its id and owners; once per run and worker), splits its input
+partition once, pickles the pieces (protocol 5: large buffers out of band, no extra copy
+on the way) and hands them,
 one message per owner, to the event loop, then waits until every owner has stored them.
 An owner stores what it receives in the run's `ShardBuffer`; when the buffer is over its
 budget it spills to disk before it acknowledges, so a sender to a full receiver waits
@@ -115,6 +116,10 @@ class ShuffleWorkerExtension(WorkerExtension):
         super().__init__(worker)
         #: shuffle id -> (run id, its buffer)
         self.buffers: dict[str, tuple[int, ShardBuffer]] = {}
+        #: shuffle id -> the scheduler's answer to `shuffle_get` (run id, owners): asked
+        #: once per run, dropped when the run is forgotten (`shuffle_forget` comes on
+        #: the scheduler's connection before any task of a later run)
+        self.runs: dict[str, dict] = {}
         self.lock = threading.Lock()
         self.dead_runs: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._budget: int | None = None
@@ -165,7 +170,15 @@ class ShuffleWorkerExtension(WorkerExtension):
         clock = time.perf_counter
         t0 = clock()
         spec = shuffle.spec
-        run = self._call(self.worker.scheduler.request("shuffle_get", spec=spec_to_wire(spec)))
+        with self.lock:
+            run = self.runs.get(spec.id)
+            if run is not None and run["run_id"] in self.dead_runs:
+                run = None
+        if run is None:
+            run = self._call(self.worker.scheduler.request("shuffle_get", spec=spec_to_wire(spec)))
+            with self.lock:
+                if run["run_id"] not in self.dead_runs:
+                    self.runs[spec.id] = run
         run_id = run["run_id"]
         me = self.worker.address
         groups: dict[str, list] = {}  # each owner's partitions: neighbours (`assign_owners`)
@@ -389,6 +402,9 @@ class ShuffleWorkerExtension(WorkerExtension):
         self._drop_outgoing(id, run_id)
         with self.lock:
             self._bury(run_id)
+            known = self.runs.get(id)
+            if known is not None and known["run_id"] <= run_id:
+                del self.runs[id]
             entry = self.buffers.get(id)
             if entry is None or entry[0] > run_id:
                 return
@@ -421,5 +437,6 @@ class ShuffleWorkerExtension(WorkerExtension):
         with self.lock:
             bufs = [b for _, b in self.buffers.values()]
             self.buffers.clear()
+            self.runs.clear()
         for b in bufs:
             b.close()

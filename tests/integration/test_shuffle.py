@@ -107,6 +107,17 @@ def test_only_some_outputs_and_two_at_once(cluster, client, pdf):
     same(fb.result(), b.compute(scheduler="sync"))
 
 
+def test_a_worker_asks_for_a_run_once_and_again_for_the_next(cluster, client, pdf, poll):
+    ddf = dd.from_pandas(pdf, npartitions=12).shuffle("k")
+    want = ddf.compute(scheduler="sync")
+    for _ in range(2):  # the same shuffle twice: two runs, one after the other
+        before, runs = service(cluster).asked, service(cluster).finished
+        same(ddf.compute(), want)
+        assert 1 <= service(cluster).asked - before <= len(cluster.workers)  # not once per transfer
+        poll(lambda: service(cluster).finished == runs + 1)
+        poll(lambda: all(not w.extensions["shuffle"].runs for w in cluster.workers.values()))
+
+
 def test_explicit_task_shuffle_is_dasks(cluster, client, pdf):
     ddf = dd.from_pandas(pdf, npartitions=5)
     before = service(cluster).finished
