@@ -185,7 +185,8 @@ def _arrow_load(pa, buf):
 def run_child(backend: str, workload: str, scale: float) -> None:
     import dask
 
-    dask.config.set({"distributed.worker.daemon": False})
+    if backend == "distributed":  # its workers start processes of their own (shoal reads no such key)
+        dask.config.set({"distributed.worker.daemon": False})
     try:
         if workload == "shuffle_2g":
             res = wl_shuffle(backend, scale, "2 GiB")
