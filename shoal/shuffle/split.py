@@ -129,11 +129,11 @@ def split_frame(
         else:  # each group's partitions next to each other; the others (not wanted) last
             rank = np.full(npartitions, len(flat), dtype=np.int64)
             rank[flat] = np.arange(len(flat))
-            key = rank[ind]
-            key = key.astype(np.min_scalar_type(len(flat)), copy=False)
+            key = rank[ind].astype(np.min_scalar_type(len(flat)), copy=False)
         # a stable sort of small integers is numpy's radix sort: O(rows)
         order = np.argsort(key, kind="stable")
-        ends = np.cumsum(np.bincount(key, minlength=len(flat) + 1)).tolist()
+        # rows of the r-th partition of `flat`: order[starts[r]:starts[r + 1]]
+        starts = [0, *np.cumsum(np.bincount(key, minlength=len(flat) + 1)).tolist()]
         # the column is each row's output partition already (dask's `_partitions`): no
         # need to send it
         implied = col.dtype.kind in "iu" and len(col) > 0 and 0 <= col.min() and col.max() < npartitions
@@ -142,14 +142,12 @@ def split_frame(
         out = {}
         r = 0
         for g in groups:
-            lo = ends[r - 1] if r else 0
-            hi = ends[r + len(g) - 1] if g else lo
-            rows = order[lo:hi]
+            lo = starts[r]
+            rows = order[lo : starts[r + len(g)]]
             cols = [col.dtype if v is None else np.take(v, rows) for v in values]
             idx = None if index is None else np.take(index, rows)
             for p in g:
-                a = (ends[r - 1] if r else 0) - lo
-                b = ends[r] - lo
+                a, b = starts[r] - lo, starts[r + 1] - lo
                 r += 1
                 if b > a:
                     arrays = [c if isinstance(c, np.dtype) else c[a:b] for c in cols]

@@ -3,8 +3,8 @@
 A transfer task (`tasks.shuffle_transfer`, in a task thread) asks the scheduler for the
 shuffle's current run (its id and owners; once per run and worker), splits its input
 partition once, pickles the pieces (protocol 5: large buffers out of band, no extra copy
-on the way) and hands them,
-one message per owner, to the event loop, then waits until every owner has stored them.
+on the way) and hands them, one message per owner, to the event loop, then waits until
+every owner has stored them.
 An owner stores what it receives in the run's `ShardBuffer`; when the buffer is over its
 budget it spills to disk before it acknowledges, so a sender to a full receiver waits
 (backpressure), and the transfer task holding its thread means no more inputs are split
@@ -181,10 +181,10 @@ class ShuffleWorkerExtension(WorkerExtension):
                     self.runs[spec.id] = run
         run_id = run["run_id"]
         me = self.worker.address
+        owner_of = dict(zip(spec.parts, run["owners"]))
         groups: dict[str, list] = {}  # each owner's partitions: neighbours (`assign_owners`)
-        for part, owner in zip(spec.parts, run["owners"]):
+        for part, owner in owner_of.items():
             groups.setdefault(owner, []).append(part)
-        owner_of = {part: owner for owner, parts in groups.items() for part in parts}
         t1 = clock()
         pieces, apart = shuffle.split(df, inp, list(groups.values()))
         del df
