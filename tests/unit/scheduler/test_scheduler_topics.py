@@ -63,3 +63,24 @@ def test_the_events_of_all_topics_together_are_bounded():
     for i in range(10):
         one.log("all", i, float(i))
     assert one.total == 3 and [m for _, m in one.get("all")] == [7, 8, 9]
+
+
+def test_dict_messages_are_kept_flat_and_read_as_new_dicts():
+    """A dict message is held as one flat tuple (a third of the memory of a dict, for the
+    joins and leaves that are most of the log); readers get equal, new dicts, so changing
+    one cannot change the log. Deliveries carry the message object that was logged."""
+    log = EventLog()
+    log.subscribe("c1", ["all"])
+    msg = {"action": "add-worker", "worker": "tcp://10.0.0.1:1"}
+    (delivery,) = log.log(["all", "tcp://10.0.0.1:1"], msg, 5.0)
+    assert delivery == ("c1", "all", (5.0, msg)) and delivery[2][1] is msg
+    log.log("all", {}, 6.0)
+    log.log("all", ("not", "a", "dict"), 7.0)
+    kept = log.events["all"][0]
+    assert type(kept) is tuple and len(kept) == 5 and kept is log.events["tcp://10.0.0.1:1"][0]
+    first = log.get("all")
+    assert first == ((5.0, msg), (6.0, {}), (7.0, ("not", "a", "dict")))
+    first[0][1]["action"] = "changed by a reader"
+    first[1][1]["x"] = 1
+    assert log.get("all")[:2] == ((5.0, msg), (6.0, {}))
+    assert list(log.get()["all"][0][1]) == ["action", "worker"]  # key order kept
