@@ -43,6 +43,9 @@ MAX_DEPTH = 200
 #: the group holding samples of the server (event-loop) thread
 SERVER = "__server__"
 
+#: frame descriptions a sampler shares among its trees at most (see `Sampler._known`)
+MAX_KNOWN = 20_000
+
 #: (age, width) in seconds: profile cycles older than `age` are merged into buckets of
 #: `width` (full resolution for the last minute, 10 s buckets to ten minutes, then minutes)
 COARSEN = ((60.0, 10.0), (600.0, 60.0))
@@ -78,9 +81,14 @@ def process(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool
         node["count"] += 1
 
 
-def path(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] | None = None) -> list[dict]:
+def path(
+    frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] | None = None, known: dict | None = None
+) -> list[dict]:
     """The nodes of `tree` (root first) that a sample of this stack counts in, created
-    with count 0 where missing (see `process`)."""
+    with count 0 where missing (see `process`). New nodes take their identifier string
+    and description dict from `known` (``(identifier, line) -> (identifier,
+    description)``, filled as it goes) when given: trees that share them must not
+    change them."""
     stack = []
     while frame is not None and type(frame) is _Frame:  # (see Sampler.sample)
         code = frame.f_code
@@ -99,7 +107,14 @@ def path(frame: Any, tree: dict, stop: Any = None, skip: Callable[[str], bool] |
         children = node["children"]
         child = children.get(ident)
         if child is None:
-            child = children[ident] = {"count": 0, "children": {}, "identifier": ident, "description": _describe(f)}
+            if known is None:
+                description = _describe(f)
+            else:
+                hit = known.get((ident, f.f_lineno))
+                if hit is None:
+                    hit = known[ident, f.f_lineno] = (ident, _describe(f))
+                ident, description = hit
+            child = children[ident] = {"count": 0, "children": {}, "identifier": ident, "description": description}
         nodes.append(child)
         node = child
     return nodes
@@ -114,27 +129,31 @@ def merge(*trees: dict) -> dict:
 
 
 def _merge_groups(a: dict, b: dict) -> dict:
-    """{group: tree} of two cycles, summed (`a`'s trees are reused: they are history's
-    own, never handed out)."""
+    """{group: tree} of two cycles, summed into `a` from `b`, whose nodes `a` adopts
+    where it has none: both are history's own, never handed out, and `b` is dropped."""
     for group, tree in b.items():
         mine = a.get(group)
         if mine is None:
             a[group] = tree
         else:
-            _add(mine, tree)
+            _add(mine, tree, adopt=True)
     return a
 
 
-def _add(into: dict, tree: dict) -> None:
+def _add(into: dict, tree: dict, adopt: bool = False) -> None:
+    """Sum `tree` into `into`: new nodes are copies (`tree`'s own with `adopt`)."""
     into["count"] += tree["count"]
     children = into["children"]
     for ident, child in tree["children"].items():
         mine = children.get(ident)
         if mine is None:
+            if adopt:
+                children[ident] = child
+                continue
             mine = children[ident] = {
                 "count": 0, "children": {}, "identifier": ident, "description": dict(child["description"])
             }  # fmt: skip
-        _add(mine, child)
+        _add(mine, child, adopt)
 
 
 class _FilenameFilter:
@@ -188,6 +207,10 @@ class Sampler:
         self._current: dict[str, dict] = {}
         #: this cycle's stacks seen so far: ids of (group, code objects...) -> (those objects, tree nodes)
         self._paths: dict[tuple, tuple[list, list[dict]]] = {}
+        #: (identifier, line) -> (identifier, description) of the frames sampled: every
+        #: tree of the history shares them (`path`), so a node costs its dicts and count,
+        #: not ~400 more bytes of strings; dropped when it holds more than `MAX_KNOWN`
+        self._known: dict[tuple, tuple[str, dict]] = {}
         self._current_start = time.time()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -273,7 +296,7 @@ class Sampler:
                     tree = current.get(group)
                     if tree is None:
                         tree = current[group] = create()
-                    hit = paths[key] = (codes, path(frame, tree, end, None if server else skip))
+                    hit = paths[key] = (codes, path(frame, tree, end, None if server else skip, self._known))
                 for node in hit[1]:
                     node["count"] += 1
         del frames
@@ -284,6 +307,8 @@ class Sampler:
         with self._lock:
             if self._current:
                 self.history.append((self._current_start, now, self._current))
+            if len(self._known) > MAX_KNOWN:
+                self._known = {}
             self._current = {}
             self._paths = {}
             self._current_start = now

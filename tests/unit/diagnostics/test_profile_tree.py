@@ -183,3 +183,37 @@ def test_top_functions_counts_recursion_once_per_stack():
     profile.process(rec(3), tree, stop=test_top_functions_counts_recursion_once_per_stack.__code__)
     [(_, _, own, total)] = [t for t in top_functions(tree) if t[0] == "rec"]
     assert (own, total) == (1, 1)
+
+
+def test_closed_cycles_share_strings_and_descriptions_and_hand_out_copies():
+    """The cycles of a sampler's history share one identifier string and description
+    dict per frame and line (a node costs its dicts and count, not its strings); what
+    `get_profile` hands out shares nothing with the history, and merges keep every sample."""
+    s = profile.Sampler(lambda: [(threading.get_ident(), "p")], interval=0.01, history=3600)
+    s._current_start = 0.0
+    for t in range(1, 4):
+        s.sample()
+        s.rotate(float(t))
+
+    def nodes(tree: dict) -> list[dict]:
+        out = [tree]
+        for child in tree["children"].values():
+            out.extend(nodes(child))
+        return out
+
+    (a, b, c) = [nodes(g["p"])[1:] for _, _, g in s.history]
+    assert len(a) == len(b) == len(c) > 3
+    for x, y in zip(a, c):
+        assert x["identifier"] is y["identifier"] and x["description"] is y["description"]
+    out = s.get_profile()
+    assert out["count"] == 3
+    handed = nodes(out)[1:]
+    assert [n["identifier"] for n in handed] == [n["identifier"] for n in a]
+    assert all(h["description"] is not x["description"] for h, x in zip(handed, a))
+    handed[0]["description"]["line"] = "changed by a reader"
+    assert a[0]["description"]["line"] != "changed by a reader"
+    # 70 s later the three are one bucket of 10 s: merged, every sample kept
+    s.sample()
+    s.rotate(75.0)
+    assert [g["p"]["count"] for _, _, g in s.history] == [3, 1]
+    assert s.get_profile()["count"] == 4
