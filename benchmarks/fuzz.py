@@ -227,7 +227,7 @@ def _held(dask_scheduler) -> dict:
     sampler = getattr(getattr(s, "profiling", None), "sampler", None)
     return {
         "events": s.event_log.total, "topics": len(s.event_log.events),
-        "log_lines": len(_handler.deque) if _handler is not None else 0,
+        "log_lines": len(_handler.lines) if _handler is not None else 0,
         "profile_cycles": len(sampler.history) if sampler is not None else 0,
         "story": len(s.state.story_log), "tasks": len(s.state.tasks), "clients": len(s.clients),
     }  # fmt: skip

@@ -3,7 +3,7 @@
 
 One bounded handler (`shoal.admin.log-length` lines, 10,000 by default) on the `shoal`
 logger per process, installed by every scheduler, worker and nanny when it starts (the
-same one when several run in one process). It keeps `(level name, formatted line)` and
+same one when several run in one process). It keeps level names and formatted lines and
 records only what the logger's level lets through.
 """
 
@@ -19,18 +19,27 @@ _FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
 class DequeHandler(logging.Handler):
-    """Keeps the last `n` records as `(level name, formatted line)`."""
+    """Keeps the last `n` records: their level names and formatted lines, in two
+    deques of the same bound (a pair a line would cost 56 bytes more)."""
 
     def __init__(self, n: int):
         super().__init__()
-        self.deque: collections.deque[tuple[str, str]] = collections.deque(maxlen=max(0, n))
+        self.levels: collections.deque[str] = collections.deque(maxlen=max(0, n))
+        self.lines: collections.deque[str] = collections.deque(maxlen=max(0, n))
         self.setFormatter(logging.Formatter(_FORMAT))
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
         try:
-            self.deque.append((record.levelname, self.format(record)))
+            line = self.format(record)
+            self.levels.append(record.levelname)
+            self.lines.append(line)
         except Exception:  # noqa: BLE001 - logging must never raise
             self.handleError(record)
+
+    def records(self) -> list[tuple[str, str]]:
+        """`(level name, line)` of the lines kept, oldest first."""
+        with self.lock:
+            return list(zip(self.levels, self.lines))
 
 
 _handler: DequeHandler | None = None
@@ -49,6 +58,6 @@ def install() -> DequeHandler:
 
 def recent(n: int | None = None) -> list[tuple[str, str]]:
     """The last `n` (all when None) `(level, line)` entries of this process, newest first."""
-    lines = list(install().deque)
+    lines = install().records()
     lines.reverse()
     return lines if n is None else lines[:n]

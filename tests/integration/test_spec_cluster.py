@@ -267,7 +267,7 @@ def test_log_length_is_bounded():
             log.warning("line %d", i)
     finally:
         log.removeHandler(handler)
-    assert [line.rsplit(" ", 1)[-1] for _, line in handler.deque] == ["7", "8", "9"]
+    assert [line.rsplit(" ", 1)[-1] for _, line in handler.records()] == ["7", "8", "9"]
 
 
 def test_local_cluster_is_a_spec_cluster():
